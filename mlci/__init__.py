@@ -1,0 +1,4 @@
+"""mlci: GitOps CI/CD for machine-learning repositories."""
+from __future__ import annotations
+
+__version__ = "0.1.0"

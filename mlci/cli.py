@@ -1,0 +1,98 @@
+"""`mlci` entry point: argparse, dispatch to one module per command, and the one error handler."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlci import __version__
+from mlci.commands import config, repro
+from mlci.core import log
+from mlci.core.errors import ConfigError, ExitCode, MlciError
+
+COMMANDS = (config, repro)
+
+
+def _global_options(defaults: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the subcommand (only the top level sets defaults)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    suppress = None if defaults else argparse.SUPPRESS
+
+    def default(value: object) -> object:
+        return value if defaults else suppress
+
+    parent.add_argument("--config", metavar="PATH", default=default(None),
+                        help="mlci.yaml to use (default: searched from here up to the git root)")
+    parent.add_argument("--json", action="store_true", default=default(False),
+                        help="print the command's result as JSON on stdout")
+    parent.add_argument("-v", "--verbose", action="count", dest="verbose", default=default(0),
+                        help="more output (repeatable)")
+    parent.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                        help="only warnings and errors on stderr")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; each command module adds its own subparser."""
+    parser = argparse.ArgumentParser(
+        prog="mlci", parents=[_global_options(True)],
+        description="GitOps CI/CD for machine-learning repositories.",
+        epilog="Exit codes: 0 ok, 1 gate failed, 2 usage/config error, 3 environment error, "
+               "4 pipeline command failed, 70 internal error, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlci {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.add_parser(sub, _global_options(False))
+    return parser
+
+
+def crash_log_path() -> Path:
+    """Where an internal error's traceback goes: $MLCI_LOG_FILE, else the user cache dir."""
+    if os.environ.get("MLCI_LOG_FILE"):
+        return Path(os.environ["MLCI_LOG_FILE"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "mlci" / "mlci.log"
+
+
+def _log_crash(exc: BaseException) -> str:
+    """Append the redacted traceback to the crash log; returns where it went."""
+    path = crash_log_path()
+    text = "".join(traceback.format_exception(exc))
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"--- {stamp} mlci {__version__} argv={log.redact(' '.join(sys.argv))}\n")
+            handle.write(log.redact(text))
+        return str(path)
+    except OSError:
+        return "nowhere (the log file is not writable)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, dispatch, and map every failure to one documented exit code."""
+    args = build_parser().parse_args(argv)
+    log.setup(-1 if args.quiet else args.verbose)
+    log.register_env_secrets()
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(log.redact(problem), file=sys.stderr)
+        return ExitCode.USAGE
+    except MlciError as exc:
+        print(f"mlci: error: {log.redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mlci: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last-resort handler: one line out, traceback to the log
+        where = _log_crash(exc)
+        print(f"mlci: internal error: {exc.__class__.__name__}: {log.redact(str(exc))} "
+              f"(traceback in {where}; please report it)", file=sys.stderr)
+        return ExitCode.INTERNAL

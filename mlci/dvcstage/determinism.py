@@ -1,0 +1,96 @@
+"""Prove a pipeline deterministic: re-run every stage forced in a scratch copy and compare output hashes."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlci.core.errors import PipelineFailed
+from mlci.dvcstage import lock
+from mlci.dvcstage.dvc import dvc, last_error
+
+# Files at least this large are hard-linked into the scratch copy, not copied (datasets, weights).
+LINK_THRESHOLD = 1 << 20
+# Written in place by DVC or git: always copied, never hard-linked, so the workspace is never touched.
+_ALWAYS_COPY = {"dvc.lock", "dvc.yaml", ".gitignore", "params.yaml"}
+_SKIP_DIRS = {".dvc/cache", ".dvc/tmp"}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """An output whose forced re-run gave other bytes than the workspace run."""
+
+    stage: str
+    path: str
+    expected: str
+    got: str
+
+
+def check(root: Path, targets: Sequence[str], tail_lines: int) -> list[Difference]:
+    """Re-run the pipeline forced in a scratch copy of `root`; return the outputs that came out different."""
+    recorded = lock.read_lock(root)
+    scratch_parent = root / ".dvc" / "tmp"
+    scratch_parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="mlci-determinism-", dir=scratch_parent))
+    try:
+        outputs = {o.path for o in lock.outputs(recorded)}
+        scratch_copy(root, scratch / "ws", skip=outputs)
+        result = dvc(scratch / "ws", "repro", "--force", "--no-commit", "--no-run-cache", *targets)
+        if result.returncode != 0:
+            raise PipelineFailed(
+                f"determinism re-run failed: {last_error(result)}\n{result.tail(tail_lines)}"
+            )
+        rerun = lock.read_lock(scratch / "ws")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return compare(recorded, rerun)
+
+
+def compare(recorded: Mapping[str, Any], rerun: Mapping[str, Any]) -> list[Difference]:
+    """Outputs whose hash in the re-run lock differs from the recorded lock."""
+    before = {(o.stage, o.path): o.md5 for o in lock.outputs(recorded)}
+    return [
+        Difference(o.stage, o.path, before[(o.stage, o.path)], o.md5)
+        for o in lock.outputs(rerun)
+        if (o.stage, o.path) in before and before[(o.stage, o.path)] != o.md5
+    ]
+
+
+def scratch_copy(src: Path, dst: Path, skip: set[str]) -> None:
+    """Copy a workspace cheaply: large data files are hard-linked, outputs and DVC's cache are skipped."""
+    skip_paths = {os.path.normpath(p) for p in skip} | _SKIP_DIRS
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel_dir = os.path.relpath(dirpath, src)
+        target_dir = dst / rel_dir
+        target_dir.mkdir(parents=True, exist_ok=True)
+        dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel_dir, d)) not in skip_paths]
+        for name in filenames:
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            if rel in skip_paths:
+                continue
+            _place(Path(dirpath) / name, target_dir / name, linkable=_linkable(rel, name))
+
+
+def _linkable(rel: str, name: str) -> bool:
+    """Whether the file is safe to share by hard link: never written in place by DVC or git."""
+    parts = rel.split(os.sep)
+    if parts[0] == ".git":
+        return len(parts) > 2 and parts[1] == "objects"
+    return parts[0] != ".dvc" and name not in _ALWAYS_COPY and not name.endswith(".dvc")
+
+
+def _place(source: Path, target: Path, linkable: bool) -> None:
+    if source.is_symlink():
+        os.symlink(os.readlink(source), target)
+        return
+    if linkable and source.stat().st_size >= LINK_THRESHOLD:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass  # another filesystem or no permission: fall back to a copy
+    shutil.copy2(source, target)

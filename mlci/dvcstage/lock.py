@@ -1,0 +1,116 @@
+"""dvc.lock: reading recorded hashes, finding a stale lock before running, and diffing two locks."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlci.core.errors import ConfigError
+
+LOCK_NAME = "dvc.lock"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One stage output as dvc.lock records it."""
+
+    stage: str
+    path: str
+    md5: str
+
+
+def read_lock(root: Path) -> dict[str, Any]:
+    """The parsed dvc.lock's `stages` mapping ({} when the repo has no lock yet)."""
+    path = root / LOCK_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError([f"{LOCK_NAME}{line}: not valid YAML; regenerate it with `dvc repro`"]) from None
+    stages = data.get("stages", {}) if isinstance(data, dict) else {}
+    return stages if isinstance(stages, dict) else {}
+
+
+def outputs(stages: Mapping[str, Any]) -> list[Output]:
+    """Every output recorded in a lock, in stage order."""
+    found: list[Output] = []
+    for name, stage in stages.items():
+        for out in stage.get("outs", []) or []:
+            found.append(Output(name, str(out.get("path")), _hash(out)))
+    return found
+
+
+def _hash(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("md5") or entry.get("etag") or entry.get("checksum") or "")
+
+
+def stale_reasons(dvc_status: Mapping[str, Any], stages: Mapping[str, Any]) -> list[str]:
+    """Why the committed dvc.lock does not match the committed deps, params and commands.
+
+    Missing files are not staleness (a fresh CI clone has no outputs): only modified or new deps and
+    params, changed commands, stages absent from the lock, and a lock whose stages disagree with each
+    other about a file (an upstream stage re-run without its downstream stages).
+    """
+    reasons: list[str] = []
+    for stage, entries in dvc_status.items():
+        if stage.endswith(".dvc"):
+            continue  # `dvc add`ed data: not a pipeline stage
+        name = stage.rsplit(":", 1)[-1]
+        if ":" not in stage and name not in stages:  # root dvc.yaml; nested files keep their own lock
+            reasons.append(f"stage '{name}': not recorded in {LOCK_NAME}")
+            continue
+        for entry in entries:
+            if entry == "changed command":
+                reasons.append(f"stage '{name}': command changed since {LOCK_NAME} was written")
+            elif isinstance(entry, dict):
+                reasons.extend(_changed_deps(name, entry.get("changed deps", {})))
+    reasons.extend(_inconsistencies(stages))
+    return reasons
+
+
+def _changed_deps(stage: str, deps: Mapping[str, Any]) -> list[str]:
+    reasons = []
+    for path, change in deps.items():
+        if isinstance(change, dict):  # a params file: {param: "modified"|"new"|"deleted"}
+            for param, how in change.items():
+                reasons.append(f"stage '{stage}': param {param} in {path} {how} since {LOCK_NAME} was written")
+        elif change != "deleted":
+            reasons.append(f"stage '{stage}': dependency {path} {change} since {LOCK_NAME} was written")
+    return reasons
+
+
+def _inconsistencies(stages: Mapping[str, Any]) -> list[str]:
+    produced = {o.path: o for o in outputs(stages)}
+    reasons = []
+    for name, stage in stages.items():
+        for dep in stage.get("deps", []) or []:
+            out = produced.get(str(dep.get("path")))
+            if out is not None and out.stage != name and _hash(dep) != out.md5:
+                reasons.append(
+                    f"stage '{name}': dependency {out.path} was recorded before stage '{out.stage}' last "
+                    f"changed it (re-run the pipeline, not just '{out.stage}')"
+                )
+    return reasons
+
+
+def changed_outputs(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The differences between two locks, one line each (stage entries, output hashes)."""
+    lines = []
+    for name in sorted(set(before) | set(after)):
+        if name not in before:
+            lines.append(f"stage '{name}': added to {LOCK_NAME}")
+        elif name not in after:
+            lines.append(f"stage '{name}': removed from {LOCK_NAME}")
+        elif before[name] != after[name]:
+            old = {o.path: o.md5 for o in outputs({name: before[name]})}
+            new = {o.path: o.md5 for o in outputs({name: after[name]})}
+            paths = sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
+            detail = f"outputs {', '.join(paths)} changed" if paths else "deps or params recorded differently"
+            lines.append(f"stage '{name}': {detail}")
+    return lines
