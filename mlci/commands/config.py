@@ -25,7 +25,7 @@ def run(*, action: str, config_path: str | None, as_json: bool) -> int:
     from mlci.core import config as cfg
 
     loaded = cfg.load(config_path, Path.cwd())
-    source = str(loaded.path) if loaded.path else "(no mlci.yaml: defaults)"
+    source = loaded.source
     if action == "check":
         if as_json:
             log.out(json.dumps({"ok": True, "path": source, "overrides": list(loaded.overrides)}))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from mlci.core import log
 from mlci.core.errors import ExitCode, UsageError
+from mlci.core.fsutil import atomic_write
 
 if TYPE_CHECKING:  # the library imports DVC's Python API: kept out of CLI start-up
     from mlci.dvcstage.repro import Options, Outcome
@@ -32,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     parser.add_argument("--check-determinism", action=argparse.BooleanOptionalAction, default=None,
                         help="re-run every stage forced in a scratch copy; exit 1 on any differing output")
     parser.add_argument("--repo", default=".", help="the DVC repository (default: the current directory)")
+    parser.add_argument("--summary-out", metavar="PATH", help="also write the JSON summary to PATH (a CI artifact)")
     parser.set_defaults(handler=_handle)
 
 
@@ -49,7 +51,8 @@ def _handle(args: argparse.Namespace) -> int:
         check_determinism=_pick(args.check_determinism, train.check_determinism),
         output_tail=train.output_tail,
     )
-    return run(repo=Path(args.repo), opts=opts, as_json=args.json)
+    summary_out = Path(args.summary_out) if args.summary_out else None
+    return run(repo=Path(args.repo), opts=opts, as_json=args.json, summary_out=summary_out)
 
 
 def _pick(flag: bool | None, configured: bool | None, default: bool = False) -> bool:
@@ -59,7 +62,7 @@ def _pick(flag: bool | None, configured: bool | None, default: bool = False) -> 
     return default if configured is None else configured
 
 
-def run(*, repo: Path, opts: Options, as_json: bool) -> int:
+def run(*, repo: Path, opts: Options, as_json: bool, summary_out: Path | None = None) -> int:
     """Reproduce the pipeline in `repo`; print the summary; exit 1 if a gate (stale lock, determinism) failed."""
     from mlci.dvcstage.repro import reproduce
 
@@ -68,10 +71,11 @@ def run(*, repo: Path, opts: Options, as_json: bool) -> int:
     outcome = reproduce(repo, opts)
     for warning in outcome.warnings:
         log.logger.warning("mlci: warning: %s", warning)
+    data = json.dumps({**asdict(outcome), "ok": not outcome.failures}, indent=2)
+    if summary_out is not None:
+        atomic_write(summary_out, log.redact(data) + "\n")
     if as_json:
-        data = asdict(outcome)
-        data["ok"] = not outcome.failures
-        log.out(json.dumps(data, indent=2))
+        log.out(data)
     else:
         log.out(_summary(outcome))
     for failure in outcome.failures:

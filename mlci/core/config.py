@@ -60,6 +60,7 @@ class Loaded:
 
     config: Config
     path: Path | None
+    source: str
     overrides: tuple[str, ...] = ()
 
 
@@ -85,13 +86,14 @@ def load(explicit: str | None, cwd: Path, environ: typing.Mapping[str, str] | No
         path = find_config(cwd)
     raw: dict[str, Any] = {}
     problems: list[str] = []
+    shown = "(no mlci.yaml: defaults)"
     if path is not None:
         shown = _display(path, cwd)
         raw = _parse_file(path, shown, problems)
     overrides = _apply_env(raw, env, problems)
     if problems:
         raise ConfigError(problems)
-    return Loaded(_build(Config, raw), path, tuple(overrides))
+    return Loaded(_build(Config, raw), path, shown, tuple(overrides))
 
 
 def _display(path: Path, cwd: Path) -> str:
