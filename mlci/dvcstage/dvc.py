@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlci.core import proc
-from mlci.core.errors import EnvironmentProblem
+from mlci.core.errors import ConfigError, EnvironmentProblem
 
 # DVC must never phone home, and must not write its site cache under /var/tmp (see TOOLCHAIN notes).
 DVC_ENV = {"DVC_NO_ANALYTICS": "1"}
@@ -27,17 +28,32 @@ def status(root: Path, targets: Sequence[str]) -> dict[str, Any]:
     return dict(json.loads(text)) if text else {}
 
 
-def default_remote(root: Path) -> str | None:
-    """The repo's default DVC remote (`core.remote`), or None when it has none."""
-    result = dvc(root, "config", "core.remote")
-    name = result.stdout.strip()
-    return name if result.returncode == 0 and name else None
+@dataclass(frozen=True)
+class RepoInfo:
+    """Read-only facts about a DVC repo, from DVC's Python API (one import, no subprocess)."""
+
+    default_remote: str | None
+    remotes: tuple[str, ...]
+    uncached_missing: tuple[tuple[str, str], ...]  # (stage, output) with `cache: false`, not on disk
 
 
-def remote_names(root: Path) -> list[str]:
-    """The names of the DVC remotes the repo defines."""
-    result = dvc(root, "remote", "list")
-    return [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+def inspect(root: Path) -> RepoInfo:
+    """Remotes (all config levels merged, as DVC sees them) and missing `cache: false` outputs."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo  # heavy: imported only when the training stage runs
+
+    try:
+        with Repo(str(root)) as repo:
+            missing = tuple(
+                (stage.addressing, str(out.def_path))
+                for stage in repo.index.stages
+                for out in stage.outs
+                if not out.use_cache and not Path(out.fs_path).exists()
+            )
+            remote = repo.config["core"].get("remote")
+            return RepoInfo(remote or None, tuple(repo.config.get("remote", {})), missing)
+    except DvcException as exc:
+        raise ConfigError([f"{root}: DVC cannot read this repository: {exc}"]) from None
 
 
 def _last_line(result: proc.Result) -> str:

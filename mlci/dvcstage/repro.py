@@ -10,7 +10,7 @@ from pathlib import Path
 from mlci.core.errors import EnvironmentProblem, PipelineFailed
 from mlci.core.log import logger
 from mlci.dvcstage import determinism, lock
-from mlci.dvcstage.dvc import default_remote, dvc, last_error, remote_names, status
+from mlci.dvcstage.dvc import RepoInfo, dvc, inspect, last_error, status
 
 _STAGE_EVENTS = (
     (re.compile(r"^Running stage '(?P<stage>.+?)':"), "ran"),
@@ -50,19 +50,20 @@ class Outcome:
 def reproduce(root: Path, opts: Options) -> Outcome:
     """Run the training stage in the DVC repo at `root`."""
     started = time.monotonic()
-    outcome = Outcome(remote=_resolve_remote(root, opts) if opts.pull or opts.push else None)
+    info = inspect(root)
+    outcome = Outcome(remote=_resolve_remote(info, opts) if opts.pull or opts.push else None)
     try:
-        _run(root, opts, outcome)
+        _run(root, opts, outcome, info)
     finally:
         outcome.seconds = round(time.monotonic() - started, 3)
     return outcome
 
 
-def _run(root: Path, opts: Options, outcome: Outcome) -> None:
+def _run(root: Path, opts: Options, outcome: Outcome, info: RepoInfo) -> None:
     if opts.pull and outcome.remote:
         _pull(root, outcome.remote, opts.targets)
         outcome.pulled = True
-    outcome.warnings.extend(uncached_output_warnings(root))
+    outcome.warnings.extend(uncached_output_warnings(inspect(root) if outcome.pulled else info))
     committed = lock.read_lock(root)
     if opts.check_lock:
         outcome.failures.extend(lock.stale_reasons(status(root, opts.targets), committed))
@@ -91,11 +92,11 @@ def _run(root: Path, opts: Options, outcome: Outcome) -> None:
         outcome.pushed = True
 
 
-def _resolve_remote(root: Path, opts: Options) -> str | None:
+def _resolve_remote(info: RepoInfo, opts: Options) -> str | None:
     if opts.remote is None:
-        return default_remote(root)
-    if opts.remote not in remote_names(root):
-        raise EnvironmentProblem(f"DVC remote '{opts.remote}' (train.remote) is not defined in {root}/.dvc/config")
+        return info.default_remote
+    if opts.remote not in info.remotes:
+        raise EnvironmentProblem(f"DVC remote '{opts.remote}' (train.remote) is not defined in the DVC config")
     return opts.remote
 
 
@@ -124,19 +125,11 @@ def stage_events(output: str) -> dict[str, str]:
     return events
 
 
-def uncached_output_warnings(root: Path) -> list[str]:
+def uncached_output_warnings(info: RepoInfo) -> list[str]:
     """Warn about DVC's trap: outputs with `cache: false` that are missing are never restored by
     `dvc pull` or the run-cache, so their stage re-runs in CI unless they are committed to git."""
-    from dvc.repo import Repo  # heavy: imported only when the training stage runs
-
-    warnings = []
-    with Repo(str(root)) as repo:
-        for stage in repo.index.stages:
-            for out in stage.outs:
-                if not out.use_cache and not Path(out.fs_path).exists():
-                    warnings.append(
-                        f"stage '{stage.addressing}': output {out.def_path} has `cache: false` and is missing; "
-                        "DVC does not restore such outputs from the remote or the run-cache, so the stage will "
-                        "re-run: commit the file to git"
-                    )
-    return warnings
+    return [
+        f"stage '{stage}': output {path} has `cache: false` and is missing; DVC does not restore such "
+        "outputs from the remote or the run-cache, so the stage will re-run: commit the file to git"
+        for stage, path in info.uncached_missing
+    ]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.testing import repos
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tools from this venv first; DVC without analytics; git identity without any global config."""
+    home = tmp_path_factory.mktemp("home")
+    saved = dict(os.environ)
+    os.environ.update({
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(home / "dvc-site"),
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        **repos.GIT_IDENTITY,
+    })
+    os.environ.pop("CI", None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def trained_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example model repo as its own git repo, trained once per session (DVC cache filled)."""
+    repo = repos.example_repo(tmp_path_factory.mktemp("trained") / "example")
+    repos.run_mlci(repo, "repro", check=True)
+    return repo
+
+
+@pytest.fixture
+def example(trained_example: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained example (workspace, git history and DVC cache)."""
+    return repos.copy_repo(trained_example, tmp_path / "example")
