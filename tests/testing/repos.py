@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.testing.gitlab_ci_local import make_git_repo
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "example-model-repo"
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "mlci tests", "GIT_AUTHOR_EMAIL": "tests@mlci.invalid",
     "GIT_COMMITTER_NAME": "mlci tests", "GIT_COMMITTER_EMAIL": "tests@mlci.invalid",
 }
-ORIGIN = "https://gitlab.example.com/bank/credit-model.git"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -30,11 +31,8 @@ def commit_all(repo: Path, message: str) -> str:
 
 def example_repo(dest: Path) -> Path:
     """Copy example-model-repo to `dest` as a fresh git repo with an `origin` remote and one commit."""
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("data", "model", ".dvc/cache", ".dvc/tmp"))
-    git(dest, "init", "-q", "-b", "main")
-    git(dest, "remote", "add", "origin", ORIGIN)
-    commit_all(dest, "Example model repo")
-    return dest
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("data", "model", "cache", "tmp"))
+    return make_git_repo(dest)
 
 
 def copy_repo(src: Path, dest: Path) -> Path:
