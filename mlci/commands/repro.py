@@ -41,7 +41,7 @@ def _handle(args: argparse.Namespace) -> int:
     from mlci.core import config as cfg
     from mlci.dvcstage.repro import Options
 
-    train = cfg.load(args.config, Path.cwd()).config.train
+    train = cfg.load(args.config, Path(args.repo).resolve()).config.train
     opts = Options(
         targets=tuple(args.targets) or train.targets,
         remote=args.remote or train.remote,
