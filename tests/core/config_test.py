@@ -35,15 +35,15 @@ def test_every_problem_is_one_line_with_file_line_and_key(tmp_path: Path) -> Non
         "  push: 'yes'\n"
         "  targets: train\n"
         "  output_tail: 3.5\n"
-        "data_tests: {}\n"
+        "report: {}\n"
         "trian: {}\n"
     ))
     assert problems == [
         "mlci.yaml:3: train.pul: unknown key (did you mean 'pull'?)",
         "mlci.yaml:4: train.push: expected true or false, got str 'yes'",
-        "mlci.yaml:5: train.targets: expected a list of strings, got str",
+        "mlci.yaml:5: train.targets: expected a list, got str",
         "mlci.yaml:6: train.output_tail: expected an integer, got float 3.5",
-        "mlci.yaml:7: data_tests: not supported yet (this mlci implements: train)",
+        "mlci.yaml:7: report: not supported yet (this mlci implements: data_tests, train)",
         "mlci.yaml:8: trian: unknown key (did you mean 'train'?)",
     ]
 
@@ -58,7 +58,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     ("train: {}\n", "mlci.yaml:1: version: missing required key (write `version: 1`)"),
     ("", "mlci.yaml:1: version: missing required key (write `version: 1`)"),
     ("version: 2\n", "mlci.yaml:1: version: unsupported version 2; this mlci reads version 1"),
-    ("- a\n", "mlci.yaml:1: (top level): expected a mapping of sections, got a list"),
+    ("- a\n", "mlci.yaml:1: (top level): expected a mapping, got a list"),
     ("version: 1\ntrain:\n  push: true\n  push: false\n", "mlci.yaml:4: train.push: duplicate key"),
     ("version: 1\ntrain: [a]\n", "mlci.yaml:2: train: expected a mapping, got a list"),
     ("version: 1\ntrain:\n  targets: [a, 3]\n", "mlci.yaml:3: train.targets[1]: expected a string, got int 3"),

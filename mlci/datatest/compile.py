@@ -1,0 +1,179 @@
+"""Compile a dataset's checks into one aggregate scan, and judge each check from the scan's values.
+
+Each check adds expressions to a shared `Aggregates` select list and returns a judge that turns the
+returned values into an `Outcome`. Checks that cannot share the scan (custom SQL, leakage) run their
+own query in `run.py`.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from mlci.datatest import drift, spec
+from mlci.datatest.sql import Aggregates, Dialect, count_if, ident, literal
+
+NUMERIC = ("integer", "float")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A judged check: ok, or the severity it reached (`level`, for drift's warn band)."""
+
+    ok: bool
+    observed: Any
+    expected: str
+    level: str | None = None  # "warn" when a drift statistic is in the warn band
+
+
+Judge = Callable[[Mapping[str, Any]], Outcome]
+
+
+def number(value: Any) -> Any:
+    """A database value as a JSON-friendly number, date or string."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _bounds(low: float | None, high: float | None) -> str:
+    if low is None:
+        return f"<= {high:g}"
+    if high is None:
+        return f">= {low:g}"
+    return f"between {low:g} and {high:g}"
+
+
+def _within(value: Any, low: float | None, high: float | None) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+class Compiler:
+    """Adds checks of one dataset to one scan."""
+
+    def __init__(self, dialect: Dialect, columns: Mapping[str, str], profile: drift.Profile | None) -> None:
+        self.dialect, self.columns, self.profile = dialect, columns, profile
+        self.agg = Aggregates()
+
+    def column(self, check: spec.Check, column: str) -> Judge | Outcome:
+        """A column check: a judge, or an Outcome already (e.g. a type that does not fit)."""
+        col = ident(column)
+        kind, args = check.kind, check.args
+        ctype = self.columns[column]
+        if kind in ("between", "mean", "stddev", "quantile") and ctype not in NUMERIC:
+            return Outcome(False, {"type": ctype}, f"a numeric column for {kind}")
+        rows = self.agg.add("COUNT(*)")
+        if kind == "not_null":
+            nulls = self.agg.add(count_if(f"{col} IS NULL"))
+            return lambda v: Outcome(v[nulls] == 0, {"nulls": v[nulls]}, "no NULL")
+        if kind == "missing_ratio":
+            nulls = self.agg.add(count_if(f"{col} IS NULL"))
+            return lambda v: (lambda r: Outcome(r <= args.max, {"missing_ratio": r, "nulls": v[nulls]},
+                                                f"missing ratio <= {args.max:g}"))(v[nulls] / v[rows] if v[rows] else 0.0)
+        if kind == "between":
+            out = self.agg.add(count_if(_outside(col, args.min, args.max)))
+            low, high = self.agg.add(f"MIN({col})"), self.agg.add(f"MAX({col})")
+            return lambda v: Outcome(v[out] == 0, {"out_of_range": v[out], "min": number(v[low]),
+                                                   "max": number(v[high])}, f"all values {_bounds(args.min, args.max)}")
+        if kind == "allowed_values":
+            values = ", ".join(literal(x) for x in args.values)
+            other = self.agg.add(count_if(f"{col} IS NOT NULL AND {col} NOT IN ({values})"))
+            return lambda v: Outcome(v[other] == 0, {"not_allowed": v[other]}, f"values in a set of {len(args.values)}")
+        if kind == "unique":
+            dup = self.agg.add(f"COUNT({col}) - COUNT(DISTINCT {col})")
+            return lambda v: Outcome(v[dup] == 0, {"duplicates": v[dup]}, "no duplicate non-null value")
+        if kind == "regex":
+            bad = self.agg.add(count_if(f"{col} IS NOT NULL AND NOT {self.dialect.full_match(col, args.pattern)}"))
+            return lambda v: Outcome(v[bad] == 0, {"not_matching": v[bad]}, "every value matches the pattern")
+        if kind in ("mean", "stddev", "quantile"):
+            expr = {"mean": f"AVG(CAST({col} AS DOUBLE PRECISION))",
+                    "stddev": f"STDDEV_SAMP(CAST({col} AS DOUBLE PRECISION))",
+                    "quantile": self.dialect.quantile(f"CAST({col} AS DOUBLE PRECISION)", getattr(args, "q", 0.5))}[kind]
+            stat = self.agg.add(expr)
+            label = f"quantile {args.q:g}" if kind == "quantile" else kind
+            return lambda v: Outcome(_within(number(v[stat]), args.min, args.max), {kind: number(v[stat])},
+                                     f"{label} {_bounds(args.min, args.max)}")
+        if kind == "drift":
+            return self._drift(check, column, col)
+        raise AssertionError(f"unhandled column check {kind}")
+
+    def _drift(self, check: spec.Check, column: str, col: str) -> Judge | Outcome:
+        assert self.profile is not None
+        ref = self.profile.columns.get(column)
+        if ref is None:
+            return Outcome(False, {}, f"column {column!r} in the reference profile")
+        method = check.args.method or "psi"
+        if method == "ks" and ref.kind != "numeric":
+            return Outcome(False, {"reference_kind": ref.kind}, "ks needs a numeric column")
+        warn, fail = drift.thresholds(method, check.args.warn, check.args.fail)
+        present = self.agg.add(f"COUNT({col})")
+        if ref.kind == "numeric":
+            if self.columns[column] not in NUMERIC:
+                return Outcome(False, {"type": self.columns[column]}, "a numeric column, as in the reference")
+            cells = [self.agg.add(count_if(f"{col} <= {literal(e)}")) for e in ref.edges]
+
+            def current(v: Mapping[str, Any]) -> list[float]:
+                return drift.fractions_from_cumulative([float(v[c]) for c in cells], float(v[present]))
+        else:
+            text = self.dialect.text(col)
+            cells = [self.agg.add(count_if(f"{text} = {literal(c)}")) for c in ref.categories]
+
+            def current(v: Mapping[str, Any]) -> list[float]:
+                total = float(v[present])
+                shares = [float(v[c]) / total if total else 0.0 for c in cells]
+                return [*shares, max(1.0 - sum(shares), 0.0) if total else 0.0]
+
+        def judge(v: Mapping[str, Any]) -> Outcome:
+            value = drift.STATISTICS[method](ref.bins(), current(v))
+            level = "fail" if value >= fail else "warn" if value >= warn else None
+            return Outcome(level is None, {method: round(value, 6)}, f"{method} < {warn:g} (warn), < {fail:g} (fail)",
+                           level)
+        return judge
+
+    def dataset(self, check: spec.Check, today: datetime.date) -> Judge | Outcome:
+        """A dataset-level check that shares the scan (row_count, unique key, freshness)."""
+        args = check.args
+        if check.kind == "row_count":
+            rows = self.agg.add("COUNT(*)")
+            return lambda v: Outcome(_within(v[rows], args.min, args.max), {"rows": v[rows]},
+                                     f"rows {_bounds(args.min, args.max)}")
+        if check.kind == "unique":
+            cols = [ident(c) for c in args.columns]
+            all_set = " AND ".join(f"{c} IS NOT NULL" for c in cols)
+            key = cols[0] if len(cols) == 1 else f"({', '.join(cols)})"
+            dup = self.agg.add(f"{count_if(all_set)} - COUNT(DISTINCT CASE WHEN {all_set} THEN {key} END)")
+            return lambda v: Outcome(v[dup] == 0, {"duplicates": v[dup]}, f"unique ({', '.join(args.columns)})")
+        if check.kind == "freshness":
+            newest = self.agg.add(f"MAX(CAST({ident(args.column)} AS DATE))")
+            if args.min_date is not None:
+                bound = datetime.date.fromisoformat(args.min_date)
+                return lambda v: Outcome(v[newest] is not None and v[newest] >= bound, {"newest": number(v[newest])},
+                                         f"newest >= {bound.isoformat()}")
+            return lambda v: (lambda age: Outcome(age is not None and age <= args.max_age_days,
+                                                  {"newest": number(v[newest]), "age_days": age},
+                                                  f"age <= {args.max_age_days:g} days"))(
+                None if v[newest] is None else (today - v[newest]).days)
+        raise AssertionError(f"unhandled dataset check {check.kind}")
+
+
+def _outside(col: str, low: float | None, high: float | None) -> str:
+    parts = ([f"{col} < {literal(low)}"] if low is not None else []) + \
+        ([f"{col} > {literal(high)}"] if high is not None else [])
+    return " OR ".join(parts)
+
+
+def schema_outcome(args: spec.Schema, columns: Mapping[str, str]) -> Outcome:
+    """Compare expected column names and logical types with the data's."""
+    missing = sorted(set(args.columns) - set(columns))
+    wrong = {c: columns[c] for c, t in args.columns.items() if c in columns and columns[c] != t}
+    extra = sorted(set(columns) - set(args.columns)) if args.exact else []
+    observed = {"missing": missing, "wrong_type": wrong, "unexpected": extra}
+    return Outcome(not (missing or wrong or extra), observed,
+                   f"{len(args.columns)} columns with their types" + (", nothing else" if args.exact else ""))

@@ -1,0 +1,49 @@
+"""Compute a reference profile with SQL: quantile bin edges and fractions, category frequencies, counts."""
+from __future__ import annotations
+
+from mlci.datatest import drift
+from mlci.datatest.sources import Source
+from mlci.datatest.sql import Aggregates, count_if, ident, literal
+
+NUMERIC = ("integer", "float")
+CATEGORICAL = ("string", "boolean")
+
+
+def build_profile(source: Source, bins: int, label: str) -> drift.Profile:
+    """Profile every numeric and low-cardinality categorical column of a source (three scans at most)."""
+    columns = source.columns()
+    first = Aggregates()
+    rows = first.add("COUNT(*)")
+    present = {c: first.add(f"COUNT({ident(c)})") for c in columns}
+    quantiles = {
+        c: [first.add(source.dialect.quantile(f"CAST({ident(c)} AS DOUBLE PRECISION)", i / bins))
+            for i in range(1, bins)]
+        for c, t in columns.items() if t in NUMERIC
+    }
+    distinct = {c: first.add(f"COUNT(DISTINCT {ident(c)})") for c, t in columns.items() if t in CATEGORICAL}
+    values = dict(zip(first.aliases(), source.one(first.query(source.relation))))
+    total = int(values[rows])
+    edges = {c: sorted({float(values[a]) for a in aliases if values[a] is not None}) for c, aliases in quantiles.items()}
+    second = Aggregates()
+    at_or_below = {c: [second.add(count_if(f"{ident(c)} <= {literal(e)}")) for e in es] for c, es in edges.items()}
+    counted = dict(zip(second.aliases(), source.one(second.query(source.relation)))) if second else {}
+    profiles: dict[str, drift.ColumnProfile] = {}
+    for column in columns:
+        count = int(values[present[column]])
+        if column in edges:
+            fractions = drift.fractions_from_cumulative([float(counted[a]) for a in at_or_below[column]], count)
+            profiles[column] = drift.ColumnProfile("numeric", count, total - count, tuple(edges[column]),
+                                                   tuple(round(f, 8) for f in fractions))
+        elif column in distinct and 0 < int(values[distinct[column]]) <= drift.MAX_CATEGORIES:
+            profiles[column] = _categorical(source, column, count, total)
+    return drift.Profile(rows=total, columns=profiles, source=label)
+
+
+def _categorical(source: Source, column: str, count: int, total: int) -> drift.ColumnProfile:
+    """Category shares of a low-cardinality column (one GROUP BY scan)."""
+    text = source.dialect.text(ident(column))
+    groups = source.rows(f"SELECT {text}, COUNT(*) FROM {source.relation} WHERE {ident(column)} IS NOT NULL "
+                         f"GROUP BY {text} ORDER BY {text}")
+    shares = {str(label): round(int(n) / count, 8) for label, n in groups}
+    return drift.ColumnProfile("categorical", count, total - count, categories=shares,
+                               other=round(max(1.0 - sum(shares.values()), 0.0), 8))
