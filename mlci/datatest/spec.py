@@ -334,3 +334,5 @@ class DataTests:
         "S3 endpoint for `s3://` paths (MinIO, Ceph, a bank's S3); credentials come from the usual "
         "AWS_* environment variables.")})
     bins: int = field(default=10, metadata={"doc": "Quantile bins of a reference profile (numeric drift)."})
+    pull: bool = field(default=True, metadata={"doc": (
+        "In a DVC repo, `dvc pull` dataset files that are missing (a CI job starts without them).")})

@@ -27,7 +27,7 @@ def _pipeline_repo(tmp_path: Path) -> Path:
 
 def _run(repo: Path) -> PipelineResult:
     result = run_pipeline(repo, timeout=600)
-    assert set(result.jobs) == {"config", "train"}, result.describe()
+    assert set(result.jobs) == {"config", "train", "data-test"}, result.describe()
     return result
 
 
@@ -43,6 +43,11 @@ def test_train_job_trains_pushes_and_the_next_pipeline_pulls(tmp_path: Path) -> 
     assert summary["stages"] == {"generate": "ran", "prepare": "ran", "train": "ran", "evaluate": "skipped"}
     assert summary["ok"] and summary["pushed"] and summary["remote"] == "ci"
     assert (tmp_path / "dvc-remote" / "files" / "md5").is_dir()
+    data_test = first.job("data-test")
+    assert data_test.status == "success", data_test.log
+    assert re.search(r"\n(\d+) checks: \1 passed, 0 warned, 0 failed", data_test.log), data_test.log
+    junit = (first.artifacts_dir("data-test") / "mlci-data-test.xml").read_text()
+    assert 'name="test"' in junit and 'name="age: drift"' in junit
     second = _run(repo)
     assert second.returncode == 0, second.describe()
     log = second.job("train").log
@@ -62,3 +67,22 @@ def test_stale_dvc_lock_fails_the_pipeline_in_the_train_job(tmp_path: Path) -> N
     assert ("mlci: stage 'train': param train.learning_rate in params.yaml modified since dvc.lock "
             "was written") in train.log
     assert "Running stage" not in train.log  # refused before anything ran
+    assert result.job("data-test").status == "skipped"
+
+
+def test_corrupted_data_fails_the_pipeline_in_the_data_test_job(tmp_path: Path) -> None:
+    repo = _pipeline_repo(tmp_path)
+    generate = repo / "src" / "generate.py"
+    line = "age = np.minimum(75, cust_age0[cust] + day // 365)"
+    assert line in generate.read_text()
+    generate.write_text(generate.read_text().replace(line, line + " * 3"))  # ages up to 225
+    repos.run_mlci(repo, "repro", "--push", check=True)  # a consistent lock, data in the remote
+    repos.commit_all(repo, "Corrupt the ages")
+    result = _run(repo)
+    assert result.returncode == 1, result.describe()
+    assert result.job("config").status == "success" and result.job("train").status == "success"
+    job = result.job("data-test")
+    assert job.status == "failed" and job.exit_code == 1, result.describe()
+    assert re.search(r"applications\s+age: between\s+FAIL\s+out_of_range=\d+", job.log), job.log
+    junit = (result.artifacts_dir("data-test") / "mlci-data-test.xml").read_text()
+    assert '<failure message="observed out_of_range=' in junit
