@@ -32,7 +32,7 @@ ensure_venv() {
 }
 
 bootstrap() {
-  ensure_debs git rsync
+  ensure_debs git rsync postgresql
   ensure_venv
   export PATH="$VENV/bin:$PATH"
 }

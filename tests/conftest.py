@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.testing import repos
+from tests.testing.postgres import postgres  # noqa: F401 - a session fixture for every test module
+from tests.testing.s3 import s3  # noqa: F401 - a session fixture for every test module
 
 
 @pytest.fixture(autouse=True, scope="session")

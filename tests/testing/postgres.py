@@ -131,7 +131,7 @@ class PostgresServer:
         kwargs.setdefault("autocommit", True)
         return psycopg.connect(self.dsn, **kwargs)
 
-    def execute(self, query: str | psycopg.sql.Composable,
+    def execute(self, query: str | psycopg.sql.SQL | psycopg.sql.Composed,
                 params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement over TCP as :attr:`user` (``%s`` placeholders); returns its rows ([] if none)."""
         with self.connect() as conn, conn.cursor() as cur:
@@ -159,7 +159,7 @@ class PostgresServer:
 
         self.execute(sql.SQL("CREATE TABLE {} ({})").format(
             _identifier(table),
-            sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
+            sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
                                for name, kind in columns.items()),
         ))
 

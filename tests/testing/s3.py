@@ -44,7 +44,7 @@ import pytest
 
 if TYPE_CHECKING:
     import duckdb
-    import s3fs
+    import s3fs  # type: ignore[import-untyped]
 
 HOST = "127.0.0.1"
 ACCESS_KEY_ID = "testing"
@@ -84,7 +84,7 @@ class S3Server:
 
     def client(self) -> Any:
         """A boto3 S3 client for this server."""
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
                             aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key)

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 # Until tests/conftest.py imports these fixtures, this module brings them in itself.
-from tests.testing.postgres import PostgresServer, postgres, write_csv  # noqa: F401
-from tests.testing.s3 import S3Server, s3  # noqa: F401
+from tests.testing.postgres import PostgresServer, write_csv
+from tests.testing.s3 import S3Server
 
 COLUMNS = {"id": "integer", "name": "text", "amount": "double precision"}
 ROWS = [(1, "alpha", 1.5), (2, "beta, with comma", None), (3, None, -2.25), (4, "delta", 10.0)]

@@ -1,0 +1,144 @@
+"""Every check type on real DuckDB (files) and real PostgreSQL (tables): same data, same results."""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlci.core import config as cfg
+from mlci.datatest.run import Result, run_suite
+from tests.datatest import data
+from tests.testing.postgres import PostgresServer
+
+TODAY = datetime.date(2025, 11, 1)
+CHECKS = """\
+      checks:
+        - row_count: {min: 1000, max: 5000}
+        - row_count: {name: too few rows, min: 3000}
+        - schema: {columns: {id: integer, email: string, income: float, created: date, flag: boolean}}
+        - schema: {name: exact schema, exact: true, columns: {id: integer, age: float}}
+        - unique: {columns: [id]}
+        - unique: {name: composite key, columns: [id, grp]}
+        - freshness: {column: created, min_date: '2025-11-01'}
+        - freshness: {name: stale, column: created, max_age_days: 30}
+        - sql: {name: rich, query: 'SELECT id FROM {table} WHERE income > 90000', max_rows: 1000}
+        - sql: {name: mean score, query: 'SELECT AVG(score) FROM {table}', min: 0.4, max: 0.6}
+        - leakage: {other: other, columns: [id], max_ratio: 0.1}
+        - leakage: {name: no overlap, other: other, columns: [id, grp], max_count: 0}
+      columns:
+        id: [not_null, unique]
+        age:
+          - not_null
+          - missing_ratio: {max: 0.05}
+          - between: {min: 18, max: 79}
+          - mean: {min: 40, max: 60}
+          - stddev: {min: 1, max: 30}
+          - quantile: {q: 0.9, min: 70, max: 80}
+          - drift: {method: psi}
+          - drift: {method: ks, warn: 0.01, fail: 0.5}
+        income:
+          - between: {min: 0, severity: warn, max: 50000}
+          - drift: {method: psi}
+        score: [{drift: {method: ks}}, {drift: {method: js}}]
+        region:
+          - allowed_values: {values: [north, south, east]}
+          - drift: {method: psi}
+          - drift: {method: js}
+        email:
+          - regex: {pattern: '[a-z0-9.]+@[a-z.]+'}
+        flag:
+          - allowed_values: {values: [true, false]}
+        missing_col: [not_null]
+"""
+
+
+def _suite(tmp_path: Path, current: str, other: str, reference: Path) -> Any:
+    text = (f"version: 1\ndata_tests:\n  datasets:\n    - name: current\n{current}      reference: {reference}\n"
+            + CHECKS + f"    - name: other\n{other}")
+    (tmp_path / "mlci.yaml").write_text(text)
+    return cfg.load(None, tmp_path, environ={}).config.data_tests
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("data")
+    paths = {"current": data.write(base / "current.csv", 2000, seed=1, shift=0.3),
+             "other": data.write(base / "other.csv", 500, seed=2),
+             "reference": data.write(base / "reference.csv", 3000, seed=3)}
+    from mlci.datatest.profile import build_profile
+    from mlci.datatest.sources import DuckSession
+    from mlci.datatest.spec import DataTests, Dataset
+    profile = build_profile(DuckSession(DataTests()).open(Dataset("r", path=str(paths["reference"])), base), 10, "r")
+    paths["profile"] = base / "reference.profile.json"
+    paths["profile"].write_text(profile.to_json())
+    return paths
+
+
+def _duckdb_results(tmp_path: Path, files: dict[str, Path]) -> list[Result]:
+    suite = _suite(tmp_path, f"      path: {files['current']}\n", f"      path: {files['other']}\n", files["profile"])
+    return run_suite(suite, tmp_path, today=TODAY)
+
+
+def _by_name(results: list[Result]) -> dict[str, Result]:
+    return {f"{r.dataset}/{r.name}/{r.check}/{json.dumps(r.expected)}": r for r in results}
+
+
+def test_duckdb_results_on_planted_defects(tmp_path: Path, files: dict[str, Path]) -> None:
+    results = {f"{r.name}|{r.expected}": r for r in _duckdb_results(tmp_path, files)}
+    status = {key.split("|")[0]: r.status for key, r in results.items()}
+    observed = {key.split("|")[0]: r.observed for key, r in results.items()}
+    assert status["row_count"] == "pass" and status["too few rows"] == "fail"
+    assert status["schema"] == "pass"
+    assert status["exact schema"] == "fail" and observed["exact schema"]["wrong_type"] == {"age": "integer"}
+    assert observed["unique"] == {"duplicates": 1} and status["composite key"] == "pass"
+    assert status["freshness"] == "fail" and observed["freshness"] == {"newest": "2025-10-27"}
+    assert status["stale"] == "pass" and observed["stale"]["age_days"] == 5
+    assert status["id: not_null"] == "pass" and observed["id: unique"] == {"duplicates": 1}
+    assert observed["age: not_null"] == {"nulls": 50} and status["age: missing_ratio"] == "pass"
+    assert status["income: between"] == "warn"  # failed, but severity warn
+    assert status["region: allowed_values"] == "fail"  # 'west' only in the shifted data
+    assert observed["email: regex"] == {"not_matching": 40}
+    assert status["flag: allowed_values"] == "pass"
+    assert status["missing_col: not_null"] == "fail" and observed["missing_col: not_null"] == {"missing_column": "missing_col"}
+    assert status["no overlap"] == "fail" and status["leakage"] == "fail"
+    drifts = {k: r for k, r in results.items() if r.check == "drift"}
+    assert {r.status for r in drifts.values()} >= {"fail", "pass"}
+    assert results[next(k for k in drifts if k.startswith("region") and "js" in k)].observed["js"] > 0.1
+
+
+def test_postgres_gives_the_same_results_for_every_check(
+    tmp_path: Path, files: dict[str, Path], postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data.load(postgres, "current", files["current"])
+    data.load(postgres, "other", files["other"])
+    monkeypatch.setenv("TEST_PG_DSN", postgres.dsn)
+    suite = _suite(tmp_path, "      dsn_env: TEST_PG_DSN\n      table: current\n",
+                   "      dsn_env: TEST_PG_DSN\n      query: SELECT * FROM other\n", files["profile"])
+    on_postgres = _by_name(run_suite(suite, tmp_path, today=TODAY))
+    on_duckdb = _by_name(_duckdb_results(tmp_path, files))
+    assert set(on_postgres) == set(on_duckdb)
+    kinds = {r.check for r in on_duckdb.values()}
+    assert kinds == {"row_count", "schema", "unique", "freshness", "sql", "leakage", "not_null", "missing_ratio",
+                     "between", "mean", "stddev", "quantile", "drift", "allowed_values", "regex"}
+    for key, duck in on_duckdb.items():
+        pg = on_postgres[key]
+        assert (pg.status, key) == (duck.status, key)
+        assert _approx(pg.observed) == _approx(duck.observed), key
+
+
+def _approx(value: Any) -> Any:
+    if isinstance(value, float):
+        return pytest.approx(value, rel=1e-9, abs=1e-9)
+    if isinstance(value, dict):
+        return {k: _approx(v) for k, v in value.items()}
+    return value
+
+
+def test_no_row_value_ever_reaches_a_report(tmp_path: Path, files: dict[str, Path]) -> None:
+    from mlci.datatest import reports
+    results = _duckdb_results(tmp_path, files)
+    for render in (reports.console, reports.junit, reports.as_json, reports.markdown):
+        assert data.SECRET_VALUE not in render(results)
