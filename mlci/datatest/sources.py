@@ -81,7 +81,8 @@ class _DuckSource:
         return {str(r[0]): logical_type(str(r[1])) for r in rows}
 
     def one(self, sql: str) -> tuple[Any, ...]:
-        return tuple(self.session.con.execute(sql).fetchone() or ())
+        rows = self.session.con.execute(sql).fetchall()  # fetchall finishes the scan: rejects get stored
+        return tuple(rows[0]) if rows else ()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.session.con.execute(sql).fetchall()]
