@@ -75,8 +75,12 @@ class Compiler:
             return lambda v: Outcome(v[nulls] == 0, {"nulls": v[nulls]}, "no NULL")
         if kind == "missing_ratio":
             nulls = self.agg.add(count_if(f"{col} IS NULL"))
-            return lambda v: (lambda r: Outcome(r <= args.max, {"missing_ratio": r, "nulls": v[nulls]},
-                                                f"missing ratio <= {args.max:g}"))(v[nulls] / v[rows] if v[rows] else 0.0)
+
+            def missing(v: Mapping[str, Any]) -> Outcome:
+                ratio = v[nulls] / v[rows] if v[rows] else 0.0
+                return Outcome(ratio <= args.max, {"missing_ratio": ratio, "nulls": v[nulls]},
+                               f"missing ratio <= {args.max:g}")
+            return missing
         if kind == "between":
             out = self.agg.add(count_if(_outside(col, args.min, args.max)))
             low, high = self.agg.add(f"MIN({col})"), self.agg.add(f"MAX({col})")
@@ -156,10 +160,12 @@ class Compiler:
                 bound = datetime.date.fromisoformat(args.min_date)
                 return lambda v: Outcome(v[newest] is not None and v[newest] >= bound, {"newest": number(v[newest])},
                                          f"newest >= {bound.isoformat()}")
-            return lambda v: (lambda age: Outcome(age is not None and age <= args.max_age_days,
-                                                  {"newest": number(v[newest]), "age_days": age},
-                                                  f"age <= {args.max_age_days:g} days"))(
-                None if v[newest] is None else (today - v[newest]).days)
+
+            def fresh(v: Mapping[str, Any]) -> Outcome:
+                age = None if v[newest] is None else (today - v[newest]).days
+                return Outcome(age is not None and age <= args.max_age_days,
+                               {"newest": number(v[newest]), "age_days": age}, f"age <= {args.max_age_days:g} days")
+            return fresh
         raise AssertionError(f"unhandled dataset check {check.kind}")
 
 
