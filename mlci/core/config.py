@@ -13,11 +13,13 @@ from mlci.core import schema
 from mlci.core.errors import ConfigError
 from mlci.datatest.spec import HOOKS as DATATEST_HOOKS
 from mlci.datatest.spec import DataTests, Suite, semantic_problems
+from mlci.forge.settings import ForgeSettings
+from mlci.report.settings import ReportSettings, gate_problems
 
 CONFIG_NAME = "mlci.yaml"
 SUPPORTED_VERSION = 1
 # Top-level sections fixed by the design; each becomes supported when its stage lands.
-NOT_YET_SUPPORTED = ("report", "image", "scan", "promote", "registries", "forge")
+NOT_YET_SUPPORTED = ("image", "scan", "promote", "registries")
 ENV_PREFIX = "MLCI_"
 
 
@@ -52,6 +54,8 @@ class Config:
     version: int = field(default=SUPPORTED_VERSION, metadata=_doc("Schema version; must be 1."))
     data_tests: DataTests = field(default_factory=DataTests, metadata=_doc("See `data_tests`."))
     train: TrainConfig = field(default_factory=TrainConfig, metadata=_doc("See `train`."))
+    report: ReportSettings = field(default_factory=ReportSettings, metadata=_doc("See `report`."))
+    forge: ForgeSettings = field(default_factory=ForgeSettings, metadata=_doc("See `forge`."))
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ def load(explicit: str | None, cwd: Path, environ: typing.Mapping[str, str] | No
         raise ConfigError(problems)
     config: Config = schema.build(Config, raw)
     problems.extend(semantic_problems(config.data_tests.datasets))
+    problems.extend(gate_problems(config.report.gates))
     if problems:
         raise ConfigError(problems)
     return Loaded(config, path, shown, tuple(overrides))
@@ -125,7 +130,7 @@ def _parse_file(path: Path, shown: str, problems: list[str]) -> dict[str, Any]:
             return {}
         validator = schema.Validator(loader, shown, problems, DATATEST_HOOKS)
         raw = validator.mapping(root, Config, "", extra_known=NOT_YET_SUPPORTED,
-                                extra_message="not supported yet (this mlci implements: data_tests, train)")
+                                extra_message="not supported yet (this mlci implements: data_tests, train, report, forge)")
         if raw is schema.INVALID:
             return {}
         _check_version(validator, root, raw)

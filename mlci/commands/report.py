@@ -1,0 +1,95 @@
+"""`mlci report`: metric/param/plot diff against the MR's merge base, gates, one sticky MR/PR comment."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from mlci.core import log
+from mlci.core.errors import ExitCode
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Register `report`."""
+    parser = sub.add_parser("report", parents=[common], help="diff metrics against the MR baseline and comment",
+                            description="Diff metrics, params and plots against the merge base with the target "
+                                        "branch, apply the gates, post or update one comment on the MR/PR.")
+    parser.add_argument("--base", metavar="REF", help="compare with REF instead of the MR's merge base")
+    parser.add_argument("--section", action="append", default=[], metavar="FILE.md",
+                        help="append a Markdown section (repeatable; e.g. data-test --md output)")
+    parser.add_argument("--out", default="mlci-report.md", metavar="PATH",
+                        help="where to write the report (a job artifact; default: mlci-report.md)")
+    parser.add_argument("--dry-run", action="store_true", help="print the body instead of posting it")
+    parser.add_argument("--repo", default=".", help="the repository (default: the current directory)")
+    parser.set_defaults(handler=lambda a: run(
+        config_path=a.config, repo=Path(a.repo), base=a.base, sections=a.section, out=Path(a.out),
+        dry_run=a.dry_run, as_json=a.json))
+
+
+def run(*, config_path: str | None, repo: Path, base: str | None, sections: list[str], out: Path,
+        dry_run: bool, as_json: bool) -> int:
+    """Build the report, write it, post it (first), then exit 1 if a gate failed."""
+    from mlci.core import config as cfg
+    from mlci.core.fsutil import atomic_write
+    from mlci.forge import sticky
+    from mlci.forge.select import connect
+    from mlci.report import baseline, diff, gates
+    from mlci.report.render import render
+
+    loaded = cfg.load(config_path, repo.resolve())
+    settings = loaded.config.report
+    root = loaded.path.parent if loaded.path else repo
+    env = dict(os.environ)
+    found = baseline.resolve(repo, base, settings.target_branch, env)
+    head = baseline.git(repo, "rev-parse", "--short=12", "HEAD").stdout.strip() or "workspace"
+    changes = diff.compute(repo, found.sha, settings.plots != "none")
+    verdicts = gates.check(settings.gates, changes.metrics)
+    texts = [_section(Path(s)) for s in (*settings.sections, *sections)]
+    template = root / settings.template if settings.template else None
+    body = render(changes, verdicts, found, head, settings, [t for t in texts if t], template)
+    atomic_write(out, body)
+    if env.get("GITHUB_STEP_SUMMARY"):
+        with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write(body)
+    failed = [v for v in verdicts if not v.ok]
+    posted = None
+    if dry_run:
+        log.out(body)
+    else:
+        forge = connect(loaded.config.forge, env)
+        if forge is None:
+            log.logger.info("mlci: not a merge request pipeline: the report is only written to %s", out)
+        else:
+            posted = sticky.upsert(forge, settings.id, body, _pointer(env, out))
+            log.logger.info("mlci: %s report comment %s on %s", posted.action, posted.comment_id, forge.name)
+    summary_line = (f"report: {len(changes.metrics)} metrics, {sum(p.old != p.new for p in changes.params)} "
+                    f"params changed, {len(failed)} of {len(verdicts)} gate checks failed; written to {out}")
+    if as_json:
+        log.out(json.dumps({"ok": not failed, "base": found.sha, "out": str(out), "failed_gates": [
+            {"metric": v.address, "rule": v.rule, "observed": v.detail} for v in failed],
+            "comment": posted.__dict__ if posted else None}, indent=2))
+    elif not dry_run:
+        log.out(summary_line)
+    for verdict in failed:
+        log.logger.error("mlci: gate failed: %s %s (observed %s)", verdict.address, verdict.rule, verdict.detail)
+    return ExitCode.GATE_FAILED if failed else ExitCode.OK
+
+
+def _section(path: Path) -> str:
+    """A section file's text; a missing one (its job did not run) is a warning, not an error."""
+    if not path.is_file():
+        log.logger.warning("mlci: warning: section %s not found; left out", path)
+        return ""
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _pointer(env: dict[str, str], out: Path) -> str:
+    """Where the full report lives when the comment had to be truncated."""
+    if env.get("CI_JOB_URL"):
+        return f"the full report is the job artifact {env['CI_JOB_URL']}/artifacts/file/{out}"
+    if env.get("GITHUB_RUN_ID"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"the full report is in the run's summary {server}/{env.get('GITHUB_REPOSITORY')}/actions/runs/" \
+               f"{env['GITHUB_RUN_ID']}"
+    return f"the full report is the job artifact {out}"

@@ -1,0 +1,21 @@
+"""The `forge` section of mlci.yaml."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ForgeSettings:
+    """`forge` in mlci.yaml: where the report is posted."""
+
+    kind: Literal["gitlab", "github"] | None = field(default=None, metadata={"doc": (
+        "gitlab or github; default: from the CI environment (GITLAB_CI / GITHUB_ACTIONS).")})
+    api_url: str | None = field(default=None, metadata={"doc": (
+        "API base URL; default: CI_API_V4_URL (GitLab, self-managed too) or GITHUB_API_URL.")})
+    token_env: str | None = field(default=None, metadata={"doc": (
+        "Name of the env var holding the token; default: GITLAB_TOKEN / GITHUB_TOKEN. Never the token.")})
+    project: str | None = field(default=None, metadata={"doc": (
+        "GitLab project id or path / GitHub owner/repo; default: CI_PROJECT_ID / GITHUB_REPOSITORY.")})
+    ca_bundle: str | None = field(default=None, metadata={"doc": (
+        "A CA bundle (PEM) for a forge behind an internal CA; default: REQUESTS_CA_BUNDLE or the system's.")})
