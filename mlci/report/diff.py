@@ -71,8 +71,9 @@ def _dvc_json(repo: Path, *args: str) -> dict[str, Any]:
 
 def changes(data: dict[str, Any]) -> list[Change]:
     """`dvc metrics|params diff --json` output as Changes, file by file."""
-    return [Change(f"{path}:{key}", values.get("old"), values.get("new"))
-            for path, keys in data.items() for key, values in (keys or {}).items()]
+    found = [Change(f"{path}:{key}", values.get("old"), values.get("new"))
+             for path, keys in data.items() for key, values in (keys or {}).items()]
+    return sorted(found, key=lambda c: c.address)  # stable: an unchanged report is not re-posted
 
 
 def plots(data: dict[str, Any]) -> list[PlotSeries]:
