@@ -13,7 +13,7 @@ from mlci.core import schema
 from mlci.core.errors import ConfigError
 from mlci.datatest.spec import HOOKS as DATATEST_HOOKS
 from mlci.datatest.spec import DataTests, Suite, semantic_problems
-from mlci.forge.settings import ForgeSettings
+from mlci.forge.settings import ForgeSettings, forge_problems
 from mlci.report.settings import ReportSettings, gate_problems
 
 CONFIG_NAME = "mlci.yaml"
@@ -106,6 +106,7 @@ def load(explicit: str | None, cwd: Path, environ: typing.Mapping[str, str] | No
     config: Config = schema.build(Config, raw)
     problems.extend(semantic_problems(config.data_tests.datasets))
     problems.extend(gate_problems(config.report.gates))
+    problems.extend(f"{shown}: {p}" for p in forge_problems(config.forge))
     if problems:
         raise ConfigError(problems)
     return Loaded(config, path, shown, tuple(overrides))

@@ -1,6 +1,7 @@
 """The `forge` section of mlci.yaml."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,3 +20,10 @@ class ForgeSettings:
         "GitLab project id or path / GitHub owner/repo; default: CI_PROJECT_ID / GITHUB_REPOSITORY.")})
     ca_bundle: str | None = field(default=None, metadata={"doc": (
         "A CA bundle (PEM) for a forge behind an internal CA; default: REQUESTS_CA_BUNDLE or the system's.")})
+
+
+def forge_problems(settings: ForgeSettings) -> list[str]:
+    """A token_env that is not an environment variable's name (a pasted token, say); never echoed."""
+    if settings.token_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", settings.token_env):
+        return ["forge.token_env: must be the NAME of the environment variable holding the token, not the token"]
+    return []

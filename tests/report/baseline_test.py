@@ -1,0 +1,60 @@
+"""The baseline in real git repos, including a `git clone --depth 1` whose merge base is 30 commits back."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlci.core.errors import UsageError
+from mlci.report.baseline import resolve
+from tests.testing.repos import git
+
+
+def _commits(repo: Path, prefix: str, n: int) -> None:
+    for i in range(n):
+        git(repo, "commit", "-q", "--allow-empty", "-m", f"{prefix}{i}")
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> tuple[Path, str]:
+    repo = tmp_path / "upstream"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    _commits(repo, "base", 3)
+    fork_point = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "checkout", "-q", "-b", "feature")
+    _commits(repo, "feature", 30)
+    git(repo, "checkout", "-q", "main")
+    _commits(repo, "main", 5)
+    return repo, fork_point
+
+
+def test_shallow_clone_deepens_until_the_merge_base(tmp_path: Path, upstream: tuple[Path, str]) -> None:
+    repo, fork_point = upstream
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", "--branch", "feature", f"file://{repo}", str(clone))
+    found = resolve(clone, None, None, {"CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"})
+    assert found.sha == fork_point and found.label == "merge base with main"
+
+
+def test_gitlab_diff_base_sha_is_fetched_into_a_shallow_clone(tmp_path: Path, upstream: tuple[Path, str]) -> None:
+    repo, fork_point = upstream
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", "--branch", "feature", f"file://{repo}", str(clone))
+    found = resolve(clone, None, None, {"CI_MERGE_REQUEST_DIFF_BASE_SHA": fork_point,
+                                        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"})
+    assert found.sha == fork_point
+    assert git(clone, "cat-file", "-t", fork_point).strip() == "commit"
+
+
+def test_github_base_ref_and_explicit_base(upstream: tuple[Path, str]) -> None:
+    repo, fork_point = upstream
+    git(repo, "checkout", "-q", "feature")
+    git(repo, "remote", "add", "origin", f"file://{repo}")
+    git(repo, "fetch", "-q", "origin")
+    assert resolve(repo, None, None, {"GITHUB_BASE_REF": "main"}).sha == fork_point
+    assert resolve(repo, "main~5", None, {}).sha == fork_point
+    with pytest.raises(UsageError, match="--base nope: no such commit"):
+        resolve(repo, "nope", None, {})
+    with pytest.raises(UsageError, match="not a merge request pipeline"):
+        resolve(repo, None, None, {})
