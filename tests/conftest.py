@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.testing import repos
+from tests.testing.forge import forge, forge_tls  # noqa: F401 - fixtures for every test module
 from tests.testing.postgres import postgres  # noqa: F401 - a session fixture for every test module
 from tests.testing.s3 import s3  # noqa: F401 - a session fixture for every test module
 

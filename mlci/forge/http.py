@@ -56,6 +56,7 @@ def send(session: requests.Session, method: str, url: str, *, idempotent: bool,
     A non-idempotent call is sent once: its caller decides, after looking, whether to send it again.
     """
     attempts = MAX_ATTEMPTS if idempotent else 1
+    kwargs.setdefault("verify", session.verify)  # per request: REQUESTS_CA_BUNDLE must not override ca_bundle
     for attempt in range(attempts):
         try:
             response = session.request(method, url, timeout=TIMEOUT, **kwargs)

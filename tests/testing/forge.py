@@ -1,0 +1,1431 @@
+"""A local stand-in for GitLab's and GitHub's REST APIs (merge request notes, PR comments, uploads).
+
+:func:`start_forge` runs a :class:`http.server.ThreadingHTTPServer` on 127.0.0.1 (plain
+HTTP, or HTTPS with a throwaway CA when ``tls=True``) in a background thread and
+returns a :class:`ForgeServer`. One server speaks both dialects:
+
+* GitLab under ``/api/v4`` (:attr:`ForgeServer.gitlab_api`): ``GET /user``,
+  ``GET|POST /projects/:id/merge_requests/:iid/notes``,
+  ``GET|PUT|DELETE .../notes/:note_id``, ``POST /projects/:id/uploads`` and
+  ``GET /projects/:id/uploads/:secret/:filename``; uploaded files are also served
+  (without auth) at ``/-/project/<id>/uploads/<secret>/<file>`` and
+  ``/<project path>/uploads/<secret>/<file>``.
+* GitHub at the root, like api.github.com (:attr:`ForgeServer.github_api`), and
+  under ``/api/v3`` like GitHub Enterprise Server (:attr:`ForgeServer.ghes_api`):
+  ``GET /user``, ``GET|POST /repos/{owner}/{repo}/issues/{number}/comments``,
+  ``GET /repositories/{repo_id}/issues/{number}/comments`` (where ``Link`` points),
+  ``GET|PATCH|DELETE /repos/{owner}/{repo}/issues/comments/{comment_id}``.
+
+State lives in memory behind one lock; tests drive it through Python
+(:meth:`ForgeServer.add_user`, :meth:`~ForgeServer.add_merge_request`,
+:meth:`~ForgeServer.add_notes`, :meth:`~ForgeServer.add_pull_request`,
+:meth:`~ForgeServer.add_comments`, :meth:`~ForgeServer.notes`,
+:meth:`~ForgeServer.comments`, :meth:`~ForgeServer.uploads`), read every request
+back from :attr:`~ForgeServer.requests` / :meth:`~ForgeServer.request_count`, and
+inject faults with :meth:`~ForgeServer.fail_next` (``store_first=True`` runs the
+request, keeps its effect, and still answers the fault: "502 after storing").
+
+Documented behaviour this module follows (docs.gitlab.com / docs.github.com, and
+GitLab's source where the docs are silent):
+
+GitLab
+  * offset pagination: ``page`` default 1, ``per_page`` default 20, max 100 (larger
+    values are capped by Kaminari's ``max_per_page``; ``X-Per-Page`` shows the cap,
+    the ``Link`` URLs keep the requested value); headers ``X-Page``, ``X-Per-Page``,
+    ``X-Next-Page`` / ``X-Prev-Page`` (empty string when there is none, also past the
+    last page), ``X-Total``, ``X-Total-Pages`` (at least 1) and ``Link`` with
+    ``rel="prev"``/``"next"`` when they exist and always ``"first"``/``"last"``;
+    above 10,000 records ``X-Total``, ``X-Total-Pages`` and ``rel="last"`` are left
+    out. Link URLs carry all request params, sorted (Rails ``to_query``), including
+    the route's ``id`` and ``noteable_id`` and the defaulted ``order_by``/``sort``.
+  * MR notes: ``sort`` asc|desc default **desc**, ``order_by`` created_at|updated_at
+    default created_at (created_at is served as ``id``, updated_at ties on ``id``);
+    ``activity_filter`` all_notes|only_comments|only_activity; system notes included.
+  * ``body`` is limited to 1,000,000 characters; beyond: ``400 {"message": "400 Bad
+    request - Note {:note=>[\\"is too long (maximum is 1000000 characters)\\"]}"}``.
+  * only the author may edit/delete a note, system notes never: ``403 {"message":
+    "403 Forbidden"}``; ``404 Project Not Found`` / ``404 MergeRequest Not Found`` /
+    ``404 Not found`` (unknown note); unknown route ``{"error": "404 Not Found"}``.
+  * auth: ``PRIVATE-TOKEN`` header (or ``private_token`` param) or
+    ``Authorization: Bearer``; missing/unknown -> ``401 {"message": "401 Unauthorized"}``.
+    CI job tokens (``JOB-TOKEN`` header, ``job_token`` param) are accepted only on
+    ``GET`` of MR notes; every other route ignores them, so a request carrying only a
+    job token is anonymous there: ``401``, not 403 (``POST``/``PUT`` notes, uploads,
+    ``/user``).
+  * uploads answer 201 ``{id, alt, url: /uploads/<32 hex>/<file>, full_path:
+    /-/project/<id>/uploads/<32 hex>/<file>, markdown}``.
+
+GitHub
+  * ``per_page`` default 30, max 100 (capped; 0 or junk falls back to 30), ``page``
+    default 1; comments ordered by ascending id; ``since`` filters on updated_at.
+  * ``Link`` (absent when everything fits one page) with absolute URLs of the form
+    ``<base>/repositories/<repo id>/issues/<n>/comments?per_page=..&page=..``, rels in
+    GitHub's order prev, next, last, first; ``per_page`` is carried when it was given.
+  * comment bodies max 65,536 characters: 422 ``Validation Failed`` (shape in
+    :data:`GITHUB_TOO_LONG_ERROR`); error bodies carry ``documentation_url`` and
+    ``status``.
+  * auth: ``Authorization: Bearer <t>`` or ``token <t>``; unknown -> ``401 Bad
+    credentials``; none -> ``401 Requires authentication`` (``/user``, writes to a
+    public repo) or ``404 Not Found`` (private repo, GitHub hides it).
+
+Simplifications: one token table serves both dialects; there are no roles, so only a
+note's/comment's author may edit or delete it (real maintainers and write
+collaborators may edit others'); timestamps come from a fake clock that starts at
+2024-05-01T12:00:00Z and ticks one second per stored or edited item. Injected faults
+default to what a client meets in the wild: 429 as JSON (plus ``Retry-After`` if
+given), 502/503/504 as a proxy's HTML page, anything else ``{"message": "<code> <phrase>"}``.
+
+Gotcha for clients: this machine exports ``REQUESTS_CA_BUNDLE``, and requests lets it
+override ``Session.verify``; pass ``verify=str(forge.ca_bundle)`` per request (or set
+``trust_env = False``) to trust the forge's CA.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import email.message
+import ipaddress
+import json
+import math
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, quote, unquote, urlencode
+
+import pytest
+
+HOST = "127.0.0.1"
+GITLAB_PREFIX = "/api/v4"
+GHES_PREFIX = "/api/v3"
+GITLAB_NOTE_MAX_CHARS = 1_000_000
+GITLAB_DEFAULT_PER_PAGE = 20
+GITLAB_MAX_PER_PAGE = 100
+GITLAB_COUNT_LIMIT = 10_000
+GITHUB_COMMENT_MAX_CHARS = 65_536
+GITHUB_DEFAULT_PER_PAGE = 30
+GITHUB_MAX_PER_PAGE = 100
+GITHUB_DOCS = "https://docs.github.com/rest"
+GITHUB_COMMENT_DOCS = "https://docs.github.com/rest/issues/comments"
+GITHUB_USER_DOCS = "https://docs.github.com/rest/users/users#get-the-authenticated-user"
+# What api.github.com answers today (2021+) for an over-long issue comment; before 2021 it was
+# {"resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (...)"}.
+GITHUB_TOO_LONG_ERROR = {"resource": "IssueComment", "code": "unprocessable", "field": "data",
+                         "message": f"Body is too long (maximum is {GITHUB_COMMENT_MAX_CHARS} characters)"}
+IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "gif", "bmp", "tiff", "ico", "webp", "svg"})
+HANDSHAKE_TIMEOUT = 5.0
+CONNECTION_TIMEOUT = 30.0
+CLOCK_START = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
+_SECRET_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class User:
+    """An account on the forge; ``username`` is GitLab's username and GitHub's login."""
+
+    id: int
+    username: str
+    name: str
+    type: str = "User"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it (headers kept verbatim, tokens included) and its final status."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    injected: bool
+
+    def header(self, name: str) -> str | None:
+        """The value of header ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file stored by ``POST /projects/:id/uploads``."""
+
+    id: int
+    project_id: int
+    secret: str
+    filename: str
+    data: bytes
+    content_type: str
+    uploader: str
+
+    @property
+    def url(self) -> str:
+        """The project-relative URL GitLab puts in Markdown: ``/uploads/<secret>/<filename>``."""
+        return f"/uploads/{self.secret}/{self.filename}"
+
+    @property
+    def full_path(self) -> str:
+        """The absolute path: ``/-/project/<id>/uploads/<secret>/<filename>``."""
+        return f"/-/project/{self.project_id}/uploads/{self.secret}/{self.filename}"
+
+
+@dataclass
+class _Fault:
+    """An armed failure from :meth:`ForgeServer.fail_next`."""
+
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    times: int
+    retry_after: str | None
+    store_first: bool
+    body: bytes | None
+    content_type: str | None
+    delay: float
+
+
+@dataclass
+class _Project:
+    """A GitLab project."""
+
+    id: int
+    path: str
+
+
+@dataclass
+class _Note:
+    """A note on a merge request."""
+
+    id: int
+    body: str
+    author: User
+    system: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass
+class _MergeRequest:
+    """A GitLab merge request and its notes."""
+
+    id: int
+    iid: int
+    project: _Project
+    notes: list[_Note] = field(default_factory=list)
+
+
+@dataclass
+class _Repo:
+    """A GitHub repository."""
+
+    id: int
+    owner: str
+    name: str
+    public: bool
+
+
+@dataclass
+class _Comment:
+    """A GitHub issue comment."""
+
+    id: int
+    body: str
+    author: User
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    repo: _Repo
+    number: int
+
+
+@dataclass
+class _Pull:
+    """A GitHub pull request and its comments."""
+
+    repo: _Repo
+    number: int
+    comments: list[_Comment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """An HTTP request as the handler read it (header names lower-cased)."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """Query parameters, all values per name."""
+        return parse_qs(self.query_string, keep_blank_values=True)
+
+    def param(self, name: str) -> str | None:
+        """The first value of query parameter ``name``."""
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def header(self, name: str) -> str | None:
+        """A request header, case-insensitive."""
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class _Response:
+    """An HTTP response to send."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _FilePart:
+    """A file field of a multipart body."""
+
+    filename: str
+    data: bytes
+    content_type: str
+
+
+class _HttpError(Exception):
+    """Raised inside a route to answer with ``response`` at once."""
+
+    def __init__(self, response: _Response) -> None:
+        """Carry ``response``."""
+        super().__init__(response.status)
+        self.response = response
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files made by :func:`make_tls_files`: the CA clients trust, and the server's cert and key."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+class ForgeServer:
+    """A running fake forge; see the module docstring for routes and documented behaviour."""
+
+    def __init__(self, *, tls: TlsFiles | None = None, directory: Path | None = None) -> None:
+        """Bind 127.0.0.1:<free port> and serve in a daemon thread; ``directory`` is removed by :meth:`stop`."""
+        context = None
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.server_cert, tls.server_key)
+        self._lock = threading.RLock()
+        self._own_directory = directory
+        self._clock = CLOCK_START
+        self._ids: dict[str, int] = {"user": 1000, "project": 41, "mr": 9000, "note": 2_200_000_000,
+                                     "repo": 700_000_000, "comment": 3_100_000_000, "upload": 500}
+        self._users_by_token: dict[str, User] = {}
+        self._users_by_name: dict[str, User] = {}
+        self._job_tokens: dict[str, User] = {}
+        self._projects: dict[int, _Project] = {}
+        self._merge_requests: dict[tuple[int, int], _MergeRequest] = {}
+        self._uploads: list[Upload] = []
+        self._repos: dict[tuple[str, str], _Repo] = {}
+        self._pulls: dict[tuple[int, int], _Pull] = {}
+        self._faults: list[_Fault] = []
+        self._log: list[RecordedRequest] = []
+        self.errors: list[str] = []
+        self._httpd = _HTTPServer(self, context)
+        self.port = int(self._httpd.server_address[1])
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://{HOST}:{self.port}"
+        self.gitlab_api = self.url + GITLAB_PREFIX
+        self.github_api = self.url
+        self.ghes_api = self.url + GHES_PREFIX
+        self.ca_bundle: Path | None = tls.ca_cert if tls is not None else None
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"forge-{self.port}", daemon=True)
+        self._thread.start()
+
+    # --- test controls: users ---------------------------------------------------------------------
+
+    def add_user(self, token: str | None, username: str, id: int | None = None, *,
+                 name: str | None = None, type: str = "User") -> User:
+        """Register a user (``token`` None: an author without API access); both APIs accept the token."""
+        with self._lock:
+            if username.lower() in self._users_by_name:
+                raise ValueError(f"user {username!r} already exists")
+            user = User(id=id if id is not None else self._next_id("user"), username=username,
+                        name=name or username.replace("-", " ").title(), type=type)
+            self._users_by_name[username.lower()] = user
+            if token is not None:
+                self._users_by_token[token] = user
+            return user
+
+    def add_job_token(self, token: str, username: str) -> None:
+        """Register a CI job token (CI_JOB_TOKEN) running as ``username`` (created if unknown)."""
+        with self._lock:
+            self._job_tokens[token] = self._user(username)
+
+    def user(self, username: str) -> User:
+        """The user called ``username`` (created without a token if unknown)."""
+        with self._lock:
+            return self._user(username)
+
+    # --- test controls: GitLab --------------------------------------------------------------------
+
+    def add_project(self, path: str, id: int | None = None) -> int:
+        """Create a GitLab project ``group/name`` (idempotent); returns its numeric id."""
+        with self._lock:
+            existing = self._project_by_path(path)
+            if existing is not None:
+                return existing.id
+            project = _Project(id=id if id is not None else self._next_id("project"), path=path)
+            self._projects[project.id] = project
+            return project.id
+
+    def add_merge_request(self, project: str | int, iid: int) -> None:
+        """Create merge request ``!iid`` in ``project`` (a path creates the project if needed)."""
+        with self._lock:
+            found = self._project_for(project, create=True)
+            if (found.id, iid) in self._merge_requests:
+                raise ValueError(f"merge request !{iid} already exists in {found.path}")
+            self._merge_requests[(found.id, iid)] = _MergeRequest(self._next_id("mr"), iid, found)
+
+    def add_notes(self, project: str | int, iid: int, bodies: Iterable[str], *, author: str,
+                  system: bool = False) -> list[dict[str, Any]]:
+        """Append notes by ``author`` (created if unknown), oldest first; returns them as the API renders them."""
+        with self._lock:
+            mr = self._merge_request_for(project, iid)
+            user = self._user(author)
+            added = [self._store_note(mr, body, user, system=system) for body in bodies]
+            return [self._note_json(mr, note) for note in added]
+
+    def notes(self, project: str | int, iid: int) -> list[dict[str, Any]]:
+        """Every note of the merge request in creation order, as the API renders them."""
+        with self._lock:
+            mr = self._merge_request_for(project, iid)
+            return [self._note_json(mr, note) for note in mr.notes]
+
+    def uploads(self, project: str | int) -> list[Upload]:
+        """Files uploaded to ``project``, oldest first."""
+        with self._lock:
+            found = self._project_for(project, create=False)
+            return [upload for upload in self._uploads if upload.project_id == found.id]
+
+    # --- test controls: GitHub --------------------------------------------------------------------
+
+    def add_pull_request(self, owner: str, repo: str, number: int, *, public: bool = False) -> int:
+        """Create PR ``#number`` in ``owner/repo`` (repo created if needed); returns the repo's numeric id."""
+        with self._lock:
+            found = self._repo_for(owner, repo, create=True, public=public)
+            if (found.id, number) in self._pulls:
+                raise ValueError(f"pull request #{number} already exists in {owner}/{repo}")
+            self._pulls[(found.id, number)] = _Pull(found, number)
+            return found.id
+
+    def add_comments(self, owner: str, repo: str, number: int, bodies: Iterable[str], *,
+                     author: str) -> list[dict[str, Any]]:
+        """Append comments by ``author`` (created if unknown); returns them as the API renders them."""
+        with self._lock:
+            pull = self._pull_for(owner, repo, number)
+            user = self._user(author)
+            added = [self._store_comment(pull, body, user) for body in bodies]
+            return [self._comment_json(comment, self.github_api) for comment in added]
+
+    def comments(self, owner: str, repo: str, number: int) -> list[dict[str, Any]]:
+        """Every comment of the pull request in creation order, as the API renders them."""
+        with self._lock:
+            pull = self._pull_for(owner, repo, number)
+            return [self._comment_json(comment, self.github_api) for comment in pull.comments]
+
+    # --- test controls: faults and the request log --------------------------------------------------
+
+    def fail_next(self, method: str, path_regex: str, status: int, times: int = 1,
+                  retry_after: float | str | None = None, store_first: bool = False, *,
+                  body: bytes | str | dict[str, Any] | None = None, delay: float = 0.0) -> None:
+        """Answer the next ``times`` ``method`` requests whose raw path matches ``path_regex`` with ``status``."""
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        payload, content_type = _fault_body(body)
+        retry = None if retry_after is None else (str(retry_after) if not isinstance(retry_after, float)
+                                                  or not retry_after.is_integer() else str(int(retry_after)))
+        with self._lock:
+            self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, times, retry,
+                                       store_first, payload, content_type, delay))
+
+    def pending_faults(self) -> int:
+        """How many injected failures are still armed."""
+        with self._lock:
+            return sum(fault.times for fault in self._faults)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of the request log, oldest first."""
+        with self._lock:
+            return list(self._log)
+
+    def request_count(self, method: str | None = None, path_regex: str | None = None, *,
+                      status: int | None = None) -> int:
+        """How many logged requests match ``method``, ``path_regex`` (``re.search``) and ``status``."""
+        pattern = re.compile(path_regex) if path_regex is not None else None
+        with self._lock:
+            return sum(1 for record in self._log
+                       if (method is None or record.method == method.upper())
+                       and (pattern is None or pattern.search(record.path))
+                       and (status is None or record.status == status))
+
+    def clear_log(self) -> None:
+        """Forget the logged requests."""
+        with self._lock:
+            self._log.clear()
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and remove generated TLS files. Idempotent."""
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+        self._httpd.server_close()
+        self._httpd.drop_connections()
+        if self._own_directory is not None:
+            shutil.rmtree(self._own_directory, ignore_errors=True)
+            self._own_directory = None
+
+    # --- request entry point (handler threads) ------------------------------------------------------
+
+    def _respond(self, request: _Request) -> _Response:
+        """Apply an armed fault or route the request; log the outcome."""
+        fault = self._take_fault(request)
+        if fault is not None and fault.delay > 0:
+            time.sleep(fault.delay)
+        with self._lock:
+            response = self._route_safely(request) if fault is None or fault.store_first else None
+            if fault is not None:
+                response = _fault_response(fault)
+            assert response is not None
+            self._log.append(RecordedRequest(request.method, request.path, request.query, dict(request.headers),
+                                             request.body, response.status, fault is not None))
+            return response
+
+    def _take_fault(self, request: _Request) -> _Fault | None:
+        """Consume one use of the first armed fault matching the request."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.method == request.method and fault.pattern.search(request.path):
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self._faults.remove(fault)
+                    return fault
+            return None
+
+    def _route_safely(self, request: _Request) -> _Response:
+        """Route; a bug in the forge becomes a 500 and lands in :attr:`errors`."""
+        try:
+            return self._route(request)
+        except _HttpError as error:
+            return error.response
+        except Exception:  # noqa: BLE001 - reported to the test through self.errors
+            self.errors.append(traceback.format_exc())
+            return _json(500, {"message": "500 Internal Server Error"})
+
+    def _route(self, request: _Request) -> _Response:
+        """Dispatch by path prefix to the GitLab, upload-file or GitHub routes."""
+        path = request.path
+        if path == GITLAB_PREFIX or path.startswith(GITLAB_PREFIX + "/"):
+            return self._gitlab(request, path[len(GITLAB_PREFIX) + 1:].split("/"))
+        if path.startswith(GHES_PREFIX + "/"):
+            return self._github(request, path[len(GHES_PREFIX) + 1:].split("/"), self.ghes_api)
+        segments = path[1:].split("/")
+        if len(segments) >= 4 and segments[-3] == "uploads" and _SECRET_RE.match(segments[-2]):
+            return self._upload_file(request, segments)
+        return self._github(request, segments, self.github_api)
+
+    # --- GitLab routes ----------------------------------------------------------------------------
+
+    def _gitlab(self, request: _Request, segments: list[str]) -> _Response:
+        """GitLab ``/api/v4`` routes."""
+        method = request.method
+        match segments:
+            case ["user"]:
+                _allow(method, "GET")
+                user = self._gitlab_user(request, job_token_allowed=False)
+                return _json(200, self._gitlab_user_json(user))
+            case ["projects", project_id, "merge_requests", iid, "notes"]:
+                _allow(method, "GET", "POST")
+                user = self._gitlab_user(request, job_token_allowed=method in ("GET", "HEAD"))
+                if method == "POST":
+                    return self._gitlab_create_note(request, user, project_id, iid)
+                return self._gitlab_list_notes(request, project_id, iid)
+            case ["projects", project_id, "merge_requests", iid, "notes", note_id]:
+                _allow(method, "GET", "PUT", "DELETE")
+                user = self._gitlab_user(request, job_token_allowed=method in ("GET", "HEAD"))
+                return self._gitlab_note(request, user, project_id, iid, note_id)
+            case ["projects", project_id, "uploads"]:
+                _allow(method, "POST")
+                user = self._gitlab_user(request, job_token_allowed=False)
+                return self._gitlab_upload(request, user, project_id)
+            case ["projects", project_id, "uploads", secret, filename]:
+                _allow(method, "GET")
+                self._gitlab_user(request, job_token_allowed=False)
+                project = self._gitlab_project(project_id)
+                return self._serve_upload(project, secret, unquote(filename))
+        return _json(404, {"error": "404 Not Found"})
+
+    def _gitlab_user(self, request: _Request, *, job_token_allowed: bool) -> User:
+        """The caller: PAT/OAuth via PRIVATE-TOKEN or Bearer; a job token only where the route allows it."""
+        private = request.header("private-token") or request.param("private_token")
+        if private:
+            return self._users_by_token.get(private) or _raise(_gitlab_unauthorized())
+        scheme, _, bearer = (request.header("authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and bearer.strip():
+            token = bearer.strip()
+            user = self._users_by_token.get(token)
+            if user is None and job_token_allowed:
+                user = self._job_tokens.get(token)
+            return user or _raise(_gitlab_unauthorized())
+        job = request.header("job-token") or request.param("job_token")
+        if job and job_token_allowed:
+            return self._job_tokens.get(job) or _raise(_gitlab_unauthorized())
+        raise _HttpError(_gitlab_unauthorized())
+
+    def _gitlab_list_notes(self, request: _Request, project_id: str, iid: str) -> _Response:
+        """``GET .../notes``: validated params, sorted notes, one page with GitLab's pagination headers."""
+        params = {key: values[0] for key, values in request.query.items()}
+        params.setdefault("order_by", "created_at")
+        params.setdefault("sort", "desc")
+        params.setdefault("activity_filter", "all_notes")
+        page = _grape_int(params, "page", 1)
+        per_page = _grape_int(params, "per_page", GITLAB_DEFAULT_PER_PAGE)
+        _grape_check(params, "page", page >= 1, "does not have a valid value")
+        _grape_check(params, "per_page", per_page != 0, "has a value not allowed")
+        _grape_check(params, "per_page", per_page > 0, "does not have a valid value")
+        _grape_check(params, "order_by", params["order_by"] in ("created_at", "updated_at"),
+                     "does not have a valid value")
+        _grape_check(params, "sort", params["sort"] in ("asc", "desc"), "does not have a valid value")
+        _grape_check(params, "activity_filter",
+                     params["activity_filter"] in ("all_notes", "only_comments", "only_activity"),
+                     "does not have a valid value")
+        mr = self._gitlab_merge_request(project_id, iid)
+        notes = _filter_activity(mr.notes, params["activity_filter"])
+        notes = _sort_notes(notes, params["order_by"], params["sort"])
+        params.update({"id": unquote(project_id), "noteable_id": iid, "page": str(page), "per_page": str(per_page)})
+        limit = min(per_page, GITLAB_MAX_PER_PAGE)
+        chunk = notes[(page - 1) * limit: page * limit]
+        base = f"{self.gitlab_api}/projects/{project_id}/merge_requests/{iid}/notes"
+        headers = _gitlab_page_headers(base, params, page, limit, len(notes))
+        return _json(200, [self._note_json(mr, note) for note in chunk], headers)
+
+    def _gitlab_create_note(self, request: _Request, user: User, project_id: str, iid: str) -> _Response:
+        """``POST .../notes``: validate ``body``, find the MR, store the note (201)."""
+        params = self._gitlab_params(request)
+        if "body" not in params or params["body"] is None:
+            raise _HttpError(_json(400, {"error": "body is missing"}))
+        body = _as_text(params["body"])
+        mr = self._gitlab_merge_request(project_id, iid)
+        _check_note_body(body)
+        note = self._store_note(mr, body, user, system=False)
+        return _json(201, self._note_json(mr, note))
+
+    def _gitlab_note(self, request: _Request, user: User, project_id: str, iid: str, note_id: str) -> _Response:
+        """``GET|PUT|DELETE .../notes/:note_id``; edits and deletes are the author's alone."""
+        params = self._gitlab_params(request) if request.method == "PUT" else {}
+        note_number = _grape_int({"note_id": note_id}, "note_id", 0)
+        if request.method == "PUT" and "body" in params and not _as_text(params["body"]).strip():
+            raise _HttpError(_json(400, {"error": "body is empty"}))
+        mr = self._gitlab_merge_request(project_id, iid)
+        note = next((note for note in mr.notes if note.id == note_number), None)
+        if note is None:
+            raise _HttpError(_json(404, {"message": "404 Not found"}))
+        if request.method in ("GET", "HEAD"):
+            return _json(200, self._note_json(mr, note))
+        if note.system or note.author.id != user.id:
+            raise _HttpError(_json(403, {"message": "403 Forbidden"}))
+        if request.method == "DELETE":
+            mr.notes.remove(note)
+            return _Response(204)
+        if "body" in params:
+            body = _as_text(params["body"])
+            _check_note_body(body)
+            if body != note.body:
+                note.body = body
+                note.updated_at = self._tick()
+        return _json(200, self._note_json(mr, note))
+
+    def _gitlab_upload(self, request: _Request, user: User, project_id: str) -> _Response:
+        """``POST /projects/:id/uploads`` with multipart field ``file`` (201)."""
+        params = self._gitlab_params(request)
+        if "file" not in params:
+            raise _HttpError(_json(400, {"error": "file is missing"}))
+        part = params["file"]
+        if not isinstance(part, _FilePart):
+            raise _HttpError(_json(400, {"error": "file is invalid"}))
+        project = self._gitlab_project(project_id)
+        filename = _sanitize_filename(part.filename)
+        upload = Upload(id=self._next_id("upload"), project_id=project.id, secret=secrets.token_hex(16),
+                        filename=filename, data=part.data, content_type=part.content_type, uploader=user.username)
+        self._uploads.append(upload)
+        alt = filename.rsplit(".", 1)[0] if "." in filename else filename
+        is_image = filename.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
+        markdown = f"![{alt}]({upload.url})" if is_image else f"[{filename}]({upload.url})"
+        return _json(201, {"id": upload.id, "alt": alt, "url": upload.url, "full_path": upload.full_path,
+                           "markdown": markdown})
+
+    def _upload_file(self, request: _Request, segments: list[str]) -> _Response:
+        """Web routes for uploaded files: ``/-/project/<id>/uploads/...`` and ``/<path>/uploads/...``."""
+        if request.method not in ("GET", "HEAD"):
+            return _Response(404, b"Not Found", {"Content-Type": "text/plain"})
+        owner = segments[:-3]
+        if len(owner) == 3 and owner[:2] == ["-", "project"] and owner[2].isdigit():
+            project = self._projects.get(int(owner[2]))
+        else:
+            project = self._project_by_path("/".join(unquote(part) for part in owner))
+        if project is None:
+            return _Response(404, b"Not Found", {"Content-Type": "text/plain"})
+        return self._serve_upload(project, segments[-2], unquote(segments[-1]))
+
+    def _serve_upload(self, project: _Project, secret: str, filename: str) -> _Response:
+        """The stored bytes of one upload, or 404."""
+        for upload in self._uploads:
+            if upload.project_id == project.id and upload.secret == secret and upload.filename == filename:
+                return _Response(200, upload.data, {"Content-Type": upload.content_type})
+        return _json(404, {"message": "404 Not found"})
+
+    def _gitlab_params(self, request: _Request) -> dict[str, Any]:
+        """Grape-style params: query string overlaid with a form, JSON or multipart body."""
+        params: dict[str, Any] = {key: values[0] for key, values in request.query.items()}
+        content_type = (request.header("content-type") or "").lower()
+        if not request.body:
+            return params
+        if content_type.startswith("application/json"):
+            try:
+                payload = json.loads(request.body)
+            except ValueError:
+                raise _HttpError(_json(400, {"error": "The request body is not valid JSON"})) from None
+            if not isinstance(payload, dict):
+                raise _HttpError(_json(400, {"error": "The request body must be a JSON object"}))
+            params.update(payload)
+        elif content_type.startswith("application/x-www-form-urlencoded"):
+            form = parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+            params.update({key: values[0] for key, values in form.items()})
+        elif content_type.startswith("multipart/form-data"):
+            params.update(_parse_multipart(request.header("content-type") or "", request.body))
+        return params
+
+    def _gitlab_project(self, project_id: str) -> _Project:
+        """The project named by a numeric id or URL-encoded path, else 404 Project Not Found."""
+        key = unquote(project_id)
+        project = self._projects.get(int(key)) if key.isdigit() else self._project_by_path(key)
+        if project is None:
+            raise _HttpError(_json(404, {"message": "404 Project Not Found"}))
+        return project
+
+    def _gitlab_merge_request(self, project_id: str, iid: str) -> _MergeRequest:
+        """The merge request ``iid`` of the project, else 404 MergeRequest Not Found."""
+        number = _grape_int({"noteable_id": iid}, "noteable_id", 0)
+        project = self._gitlab_project(project_id)
+        mr = self._merge_requests.get((project.id, number))
+        if mr is None:
+            raise _HttpError(_json(404, {"message": "404 MergeRequest Not Found"}))
+        return mr
+
+    def _gitlab_user_json(self, user: User) -> dict[str, Any]:
+        """``GET /user`` for ``user``."""
+        return {"id": user.id, "username": user.username, "name": user.name, "state": "active", "locked": False,
+                "avatar_url": None, "web_url": f"{self.url}/{user.username}", "bot": user.type == "Bot"}
+
+    def _note_json(self, mr: _MergeRequest, note: _Note) -> dict[str, Any]:
+        """A note as GitLab's ``Entities::Note`` renders it (the fields clients use)."""
+        return {"id": note.id, "type": None, "body": note.body, "attachment": None,
+                "author": {"id": note.author.id, "username": note.author.username, "name": note.author.name,
+                           "state": "active", "locked": False, "avatar_url": None,
+                           "web_url": f"{self.url}/{note.author.username}"},
+                "created_at": _gitlab_time(note.created_at), "updated_at": _gitlab_time(note.updated_at),
+                "system": note.system, "noteable_id": mr.id, "noteable_type": "MergeRequest",
+                "project_id": mr.project.id, "resolvable": False, "confidential": False, "internal": False,
+                "imported": False, "imported_from": "none", "noteable_iid": mr.iid, "commands_changes": {}}
+
+    # --- GitHub routes ----------------------------------------------------------------------------
+
+    def _github(self, request: _Request, segments: list[str], api: str) -> _Response:
+        """GitHub routes (api.github.com layout; GHES under /api/v3)."""
+        method = request.method
+        match segments:
+            case ["user"]:
+                _allow(method, "GET", github=True)
+                user = self._github_user(request) or _raise(_github_error(401, "Requires authentication",
+                                                                            GITHUB_USER_DOCS))
+                return _json(200, _github_user_json(user, api, self.url), github=True)
+            case ["repos", owner, repo, "issues", "comments", comment_id]:
+                _allow(method, "GET", "PATCH", "DELETE", github=True)
+                return self._github_comment(request, api, owner, repo, comment_id)
+            case ["repos", owner, repo, "issues", number, "comments"]:
+                _allow(method, "GET", "POST", github=True)
+                pull = self._github_pull(request, unquote(owner), unquote(repo), number, write=method == "POST")
+                if method == "POST":
+                    return self._github_create_comment(request, api, pull)
+                return self._github_list_comments(request, api, pull)
+            case ["repositories", repo_id, "issues", number, "comments"]:
+                _allow(method, "GET", github=True)
+                repo_found = next((r for r in self._repos.values() if str(r.id) == repo_id), None)
+                if repo_found is None:
+                    raise _HttpError(_github_error(404, "Not Found", f"{GITHUB_COMMENT_DOCS}#list-issue-comments"))
+                pull = self._github_pull(request, repo_found.owner, repo_found.name, number, write=False)
+                return self._github_list_comments(request, api, pull)
+        return _github_error(404, "Not Found", GITHUB_DOCS)
+
+    def _github_user(self, request: _Request) -> User | None:
+        """The caller from ``Authorization: Bearer|token <t>`` (or Basic); None if anonymous; 401 if unknown."""
+        header = (request.header("authorization") or "").strip()
+        if not header:
+            return None
+        scheme, _, credential = header.partition(" ")
+        token = credential.strip()
+        if scheme.lower() == "basic":
+            try:
+                token = base64.b64decode(token).decode().partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                token = ""
+        elif scheme.lower() not in ("bearer", "token"):
+            token = ""
+        user = self._users_by_token.get(token) if token else None
+        if user is None:
+            raise _HttpError(_github_error(401, "Bad credentials", GITHUB_DOCS))
+        return user
+
+    def _github_pull(self, request: _Request, owner: str, repo: str, number: str, *, write: bool) -> _Pull:
+        """The PR addressed by the route, with GitHub's 401/404 rules for anonymous callers."""
+        docs = f"{GITHUB_COMMENT_DOCS}#{'create-an-issue-comment' if write else 'list-issue-comments'}"
+        user = self._github_user(request)
+        found = self._repos.get((owner.lower(), repo.lower()))
+        if found is None or (user is None and not found.public):
+            raise _HttpError(_github_error(404, "Not Found", docs))
+        if user is None and write:
+            raise _HttpError(_github_error(401, "Requires authentication", docs))
+        pull = self._pulls.get((found.id, int(number))) if number.isdigit() else None
+        if pull is None:
+            raise _HttpError(_github_error(404, "Not Found", docs))
+        return pull
+
+    def _github_list_comments(self, request: _Request, api: str, pull: _Pull) -> _Response:
+        """One page of comments (ascending id) with GitHub's ``Link`` header."""
+        per_page = _github_int(request.param("per_page"), GITHUB_DEFAULT_PER_PAGE)
+        per_page = min(per_page, GITHUB_MAX_PER_PAGE)
+        page = _github_int(request.param("page"), 1)
+        comments = sorted(pull.comments, key=lambda comment: comment.id)
+        since = request.param("since")
+        if since:
+            try:
+                threshold = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                raise _HttpError(_github_error(422, f"Invalid request.\n\n{since!r} is not a valid date-time.",
+                                               f"{GITHUB_COMMENT_DOCS}#list-issue-comments")) from None
+            if threshold.tzinfo is None:
+                threshold = threshold.replace(tzinfo=dt.UTC)
+            comments = [comment for comment in comments if comment.updated_at >= threshold]
+        chunk = comments[(page - 1) * per_page: page * per_page]
+        headers: dict[str, str] = {}
+        link = _github_link(f"{api}/repositories/{pull.repo.id}/issues/{pull.number}/comments",
+                            request.query_string, page, math.ceil(len(comments) / per_page))
+        if link:
+            headers["Link"] = link
+        return _json(200, [self._comment_json(comment, api) for comment in chunk], headers, github=True)
+
+    def _github_create_comment(self, request: _Request, api: str, pull: _Pull) -> _Response:
+        """``POST .../issues/{n}/comments`` with JSON ``{"body": ...}`` (201 + Location)."""
+        user = self._github_user(request)
+        assert user is not None  # _github_pull answered 401/404 for anonymous writes
+        body = _github_body(request, f"{GITHUB_COMMENT_DOCS}#create-an-issue-comment")
+        comment = self._store_comment(pull, body, user)
+        rendered = self._comment_json(comment, api)
+        return _json(201, rendered, {"Location": rendered["url"]}, github=True)
+
+    def _github_comment(self, request: _Request, api: str, owner: str, repo: str, comment_id: str) -> _Response:
+        """``GET|PATCH|DELETE .../issues/comments/{id}``; edits and deletes are the author's alone."""
+        anchor = {"GET": "get-an-issue-comment", "PATCH": "update-an-issue-comment",
+                  "DELETE": "delete-an-issue-comment"}.get(request.method, "get-an-issue-comment")
+        docs = f"{GITHUB_COMMENT_DOCS}#{anchor}"
+        user = self._github_user(request)
+        found = self._repos.get((unquote(owner).lower(), unquote(repo).lower()))
+        comment = None
+        if found is not None and (user is not None or found.public) and comment_id.isdigit():
+            comment = next((c for pull in self._pulls.values() if pull.repo is found
+                            for c in pull.comments if c.id == int(comment_id)), None)
+        if comment is None:
+            raise _HttpError(_github_error(404, "Not Found", docs))
+        if request.method in ("GET", "HEAD"):
+            return _json(200, self._comment_json(comment, api), github=True)
+        if user is None:
+            raise _HttpError(_github_error(401, "Requires authentication", docs))
+        body = _github_body(request, docs) if request.method == "PATCH" else comment.body
+        if comment.author.id != user.id:
+            raise _HttpError(_github_error(403, "Resource not accessible by personal access token", docs))
+        pull = self._pulls[(comment.repo.id, comment.number)]
+        if request.method == "DELETE":
+            pull.comments.remove(comment)
+            return _Response(204)
+        if body != comment.body:
+            comment.body = body
+            comment.updated_at = self._tick()
+        return _json(200, self._comment_json(comment, api), github=True)
+
+    def _comment_json(self, comment: _Comment, api: str) -> dict[str, Any]:
+        """An issue comment as the REST API renders it (the fields clients use)."""
+        repo = comment.repo
+        return {"url": f"{api}/repos/{repo.owner}/{repo.name}/issues/comments/{comment.id}",
+                "html_url": f"{self.url}/{repo.owner}/{repo.name}/pull/{comment.number}#issuecomment-{comment.id}",
+                "issue_url": f"{api}/repos/{repo.owner}/{repo.name}/issues/{comment.number}",
+                "id": comment.id, "node_id": f"IC_kwDO{comment.id:x}",
+                "user": _github_user_json(comment.author, api, self.url),
+                "created_at": _github_time(comment.created_at), "updated_at": _github_time(comment.updated_at),
+                "author_association": "NONE", "body": comment.body, "performed_via_github_app": None}
+
+    # --- state helpers (caller holds the lock) ------------------------------------------------------
+
+    def _next_id(self, kind: str) -> int:
+        """The next id of ``kind``."""
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    def _tick(self) -> dt.datetime:
+        """The next instant of the forge's clock (one second per event: strictly increasing timestamps)."""
+        self._clock += dt.timedelta(seconds=1)
+        return self._clock
+
+    def _user(self, username: str) -> User:
+        """The user ``username``, created without a token if unknown."""
+        user = self._users_by_name.get(username.lower())
+        if user is None:
+            user = User(self._next_id("user"), username, username.replace("-", " ").title())
+            self._users_by_name[username.lower()] = user
+        return user
+
+    def _project_by_path(self, path: str) -> _Project | None:
+        """The project at ``path`` (case-insensitive, as GitLab resolves full paths)."""
+        return next((p for p in self._projects.values() if p.path.lower() == path.lower()), None)
+
+    def _project_for(self, project: str | int, *, create: bool) -> _Project:
+        """A project by id or path for the Python API."""
+        if isinstance(project, int):
+            found = self._projects.get(project)
+        else:
+            found = self._project_by_path(project)
+            if found is None and create:
+                found = self._projects[self.add_project(project)]
+        if found is None:
+            raise KeyError(f"no project {project!r}")
+        return found
+
+    def _merge_request_for(self, project: str | int, iid: int) -> _MergeRequest:
+        """A merge request for the Python API."""
+        found = self._project_for(project, create=False)
+        mr = self._merge_requests.get((found.id, iid))
+        if mr is None:
+            raise KeyError(f"no merge request !{iid} in {found.path}")
+        return mr
+
+    def _repo_for(self, owner: str, repo: str, *, create: bool, public: bool = False) -> _Repo:
+        """A GitHub repository for the Python API."""
+        found = self._repos.get((owner.lower(), repo.lower()))
+        if found is None and create:
+            found = _Repo(self._next_id("repo"), owner, repo, public)
+            self._repos[(owner.lower(), repo.lower())] = found
+        if found is None:
+            raise KeyError(f"no repository {owner}/{repo}")
+        return found
+
+    def _pull_for(self, owner: str, repo: str, number: int) -> _Pull:
+        """A pull request for the Python API."""
+        pull = self._pulls.get((self._repo_for(owner, repo, create=False).id, number))
+        if pull is None:
+            raise KeyError(f"no pull request #{number} in {owner}/{repo}")
+        return pull
+
+    def _store_note(self, mr: _MergeRequest, body: str, author: User, *, system: bool) -> _Note:
+        """Append a note to ``mr``."""
+        now = self._tick()
+        note = _Note(self._next_id("note"), body, author, system, now, now)
+        mr.notes.append(note)
+        return note
+
+    def _store_comment(self, pull: _Pull, body: str, author: User) -> _Comment:
+        """Append a comment to ``pull``."""
+        now = self._tick()
+        comment = _Comment(self._next_id("comment"), body, author, now, now, pull.repo, pull.number)
+        pull.comments.append(comment)
+        return comment
+
+
+# --- HTTP plumbing ------------------------------------------------------------------------------------
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that does the TLS handshake in the handler thread and tracks connections."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, forge: ForgeServer, ssl_context: ssl.SSLContext | None) -> None:
+        """Bind 127.0.0.1 on a free port."""
+        super().__init__((HOST, 0), _Handler)
+        self.forge = forge
+        self.ssl_context = ssl_context
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Wrap the connection in TLS (if enabled) and serve it."""
+        connection: socket.socket = request
+        try:
+            if self.ssl_context is not None:
+                request.settimeout(HANDSHAKE_TIMEOUT)
+                connection = self.ssl_context.wrap_socket(request, server_side=True)
+            with self._connections_lock:
+                self._connections.add(connection)
+            super().finish_request(connection, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(connection)
+            if connection is not request:
+                connection.close()
+
+    def drop_connections(self) -> None:
+        """Shut down every open client connection (keep-alive sockets included)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that hang up or fail the TLS handshake; record anything else."""
+        error = traceback.format_exc()
+        if not any(name in error for name in ("SSLError", "ConnectionResetError", "BrokenPipeError",
+                                              "TimeoutError", "ConnectionAbortedError", "socket.timeout")):
+            self.forge.errors.append(error)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Turns each HTTP request into a :class:`_Request` for :meth:`ForgeServer._respond`."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "forge/1"
+    sys_version = ""
+    timeout = CONNECTION_TIMEOUT
+
+    def setup(self) -> None:
+        """Disable Nagle: headers and body go out as separate writes, and delayed ACKs would add 40 ms each."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        """Serve GET."""
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        """Serve HEAD."""
+        self._serve()
+
+    def do_POST(self) -> None:
+        """Serve POST."""
+        self._serve()
+
+    def do_PUT(self) -> None:
+        """Serve PUT."""
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        """Serve PATCH."""
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        """Serve DELETE."""
+        self._serve()
+
+    def version_string(self) -> str:
+        """The ``Server`` header."""
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's signature
+        """Keep the test output clean (the forge keeps its own log)."""
+
+    def _serve(self) -> None:
+        """Read the request, get the forge's answer, write it."""
+        body = self._read_body()
+        path, _, query = self.path.partition("?")
+        request = _Request(self.command, path, query, {k.lower(): v for k, v in self.headers.items()}, body)
+        server: _HTTPServer = self.server  # type: ignore[assignment]
+        response = server.forge._respond(request)
+        self.send_response(response.status)
+        headers = {"Content-Type": "application/json", **response.headers}
+        if response.status not in (204, 304):
+            headers["Content-Length"] = str(len(response.body))
+        for name, value in headers.items():
+            if response.status != 204 or name.lower() != "content-type":
+                self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD" and response.status not in (204, 304):
+            self.wfile.write(response.body)
+
+    def _read_body(self) -> bytes:
+        """The request body (Content-Length or chunked)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+
+# --- pure helpers --------------------------------------------------------------------------------------
+
+
+def _raise(response: _Response) -> NoReturn:
+    """Raise ``response`` as an :class:`_HttpError` (usable in expressions)."""
+    raise _HttpError(response)
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None, *, github: bool = False) -> _Response:
+    """A JSON response (GitHub adds ``charset=utf-8``)."""
+    content_type = "application/json; charset=utf-8" if github else "application/json"
+    return _Response(status, json.dumps(payload).encode(), {"Content-Type": content_type, **(headers or {})})
+
+
+def _allow(method: str, *allowed: str, github: bool = False) -> None:
+    """405 unless ``method`` is allowed (HEAD rides on GET)."""
+    if method in allowed or (method == "HEAD" and "GET" in allowed):
+        return
+    if github:
+        raise _HttpError(_github_error(404, "Not Found", GITHUB_DOCS))
+    raise _HttpError(_json(405, {"error": "405 Not Allowed"}, {"Allow": ", ".join(allowed)}))
+
+
+def _gitlab_unauthorized() -> _Response:
+    """GitLab's documented 401 body."""
+    return _json(401, {"message": "401 Unauthorized"})
+
+
+def _github_error(status: int, message: str, documentation_url: str) -> _Response:
+    """A GitHub error body: message, documentation_url and the status as a string."""
+    return _json(status, {"message": message, "documentation_url": documentation_url, "status": str(status)},
+                 github=True)
+
+
+def _grape_int(params: dict[str, str], name: str, default: int) -> int:
+    """An Integer param as Grape coerces it; 400 ``<name> is invalid`` otherwise."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise _HttpError(_json(400, {"error": f"{name} is invalid"})) from None
+
+
+def _grape_check(params: dict[str, str], name: str, ok: bool, message: str) -> None:
+    """400 ``{"error": "<name> <message>"}`` unless ``ok``."""
+    if not ok:
+        raise _HttpError(_json(400, {"error": f"{name} {message}"}))
+
+
+def _filter_activity(notes: list[_Note], activity_filter: str) -> list[_Note]:
+    """GitLab's ``activity_filter``: all notes, user comments only, or system notes only."""
+    if activity_filter == "only_comments":
+        return [note for note in notes if not note.system]
+    if activity_filter == "only_activity":
+        return [note for note in notes if note.system]
+    return list(notes)
+
+
+def _sort_notes(notes: list[_Note], order_by: str, sort: str) -> list[_Note]:
+    """GitLab's ``order_options_with_tie_breaker``: created_at is served by id; updated_at ties on id."""
+    def key(note: _Note) -> tuple[Any, ...]:
+        """Sort key for one note."""
+        return (note.id,) if order_by == "created_at" else (note.updated_at, note.id)
+    return sorted(notes, key=key, reverse=sort == "desc")
+
+
+def _gitlab_page_headers(base: str, params: dict[str, str], page: int, per_page: int, total: int) -> dict[str, str]:
+    """X-* pagination headers and ``Link`` as GitLab's OffsetHeaderBuilder writes them."""
+    total_pages = math.ceil(total / per_page)
+    next_page = page + 1 if page < total_pages else None
+    prev_page = page - 1 if 1 < page <= total_pages else None
+    counted = total <= GITLAB_COUNT_LIMIT
+
+    def href(number: int) -> str:
+        """The URL of page ``number`` (all params, sorted like Rails' to_query)."""
+        return f"{base}?{urlencode(sorted({**params, 'page': str(number)}.items()))}"
+
+    links = []
+    if prev_page is not None:
+        links.append(f'<{href(prev_page)}>; rel="prev"')
+    if next_page is not None:
+        links.append(f'<{href(next_page)}>; rel="next"')
+    links.append(f'<{href(1)}>; rel="first"')
+    if counted:
+        links.append(f'<{href(max(total_pages, 1))}>; rel="last"')
+    headers = {"X-Per-Page": str(per_page), "X-Page": str(page), "X-Next-Page": str(next_page or ""),
+               "X-Prev-Page": str(prev_page or ""), "Link": ", ".join(links)}
+    if counted:
+        headers.update({"X-Total": str(total), "X-Total-Pages": str(max(total_pages, 1))})
+    return headers
+
+
+def _github_int(raw: str | None, default: int) -> int:
+    """A positive integer query param; junk, zero or negative fall back to ``default``."""
+    try:
+        value = int(raw) if raw is not None else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def _github_link(base: str, query_string: str, page: int, total_pages: int) -> str | None:
+    """GitHub's ``Link`` header (None when everything fits one page)."""
+    if total_pages <= 1 and page <= 1:
+        return None
+    kept = [(key, value) for key, value in _ordered_query(query_string) if key != "page"]
+
+    def href(number: int) -> str:
+        """The URL of page ``number``: the request's params in order, then ``page``."""
+        return f"{base}?{urlencode([*kept, ('page', str(number))])}"
+
+    links = []
+    if page > 1:
+        links.append(f'<{href(page - 1)}>; rel="prev"')
+    if page < total_pages:
+        links.append(f'<{href(page + 1)}>; rel="next"')
+        links.append(f'<{href(total_pages)}>; rel="last"')
+    if page > 1:
+        links.append(f'<{href(1)}>; rel="first"')
+    return ", ".join(links)
+
+
+def _ordered_query(query_string: str) -> list[tuple[str, str]]:
+    """Query pairs in request order (first value per name)."""
+    seen: dict[str, str] = {}
+    for pair in query_string.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        seen.setdefault(unquote(key.replace("+", " ")), unquote(value.replace("+", " ")))
+    return list(seen.items())
+
+
+def _github_body(request: _Request, docs: str) -> str:
+    """The ``body`` of a JSON request with GitHub's 400/422 answers."""
+    try:
+        payload = json.loads(request.body or b"{}")
+    except ValueError:
+        raise _HttpError(_github_error(400, "Problems parsing JSON", docs)) from None
+    if not isinstance(payload, dict):
+        raise _HttpError(_github_error(422, "Invalid request.\n\nInvalid input: object is expected.", docs))
+    if "body" not in payload:
+        raise _HttpError(_github_error(422, 'Invalid request.\n\n"body" wasn\'t supplied.', docs))
+    body = payload["body"]
+    if not isinstance(body, str):
+        raise _HttpError(_github_error(
+            422, f"Invalid request.\n\nFor 'properties/body', {json.dumps(body)} is not a string.", docs))
+    if len(body) > GITHUB_COMMENT_MAX_CHARS:
+        raise _HttpError(_json(422, {"message": "Validation Failed", "errors": [dict(GITHUB_TOO_LONG_ERROR)],
+                                     "documentation_url": docs, "status": "422"}, github=True))
+    return body
+
+
+def _check_note_body(body: str) -> None:
+    """GitLab's Note validations (presence, 1,000,000 characters) with its 400 message."""
+    if not body.strip():
+        problem = "can't be blank"
+    elif len(body) > GITLAB_NOTE_MAX_CHARS:
+        problem = f"is too long (maximum is {GITLAB_NOTE_MAX_CHARS} characters)"
+    else:
+        return
+    messages = "{:note=>[" + json.dumps(problem) + "]}"
+    raise _HttpError(_json(400, {"message": f"400 Bad request - Note {messages}"}))
+
+
+def _as_text(value: Any) -> str:
+    """A Grape String param from form/JSON input."""
+    if isinstance(value, _FilePart):
+        return value.data.decode("utf-8", "replace")
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
+    """``multipart/form-data`` fields: text parts as str, file parts as :class:`_FilePart`."""
+    header = email.message.Message()
+    header["content-type"] = content_type
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str):
+        raise _HttpError(_json(400, {"error": "multipart body without boundary"}))
+    fields: dict[str, Any] = {}
+    for chunk in body.split(b"--" + boundary.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        part = email.message.Message()
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            name, _, value = line.partition(":")
+            if value:
+                part[name.strip()] = value.strip()
+        field_name = part.get_param("name", header="content-disposition")
+        if not isinstance(field_name, str):
+            continue
+        data = data.removesuffix(b"\r\n")
+        filename = part.get_filename()
+        if filename is None:
+            fields[field_name] = data.decode("utf-8", "replace")
+        else:
+            fields[field_name] = _FilePart(filename, data, part.get_content_type())
+    return fields
+
+
+def _sanitize_filename(filename: str) -> str:
+    """GitLab-style file name: basename with anything unusual replaced by ``_``."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base) or "file"
+
+
+def _fault_body(body: bytes | str | dict[str, Any] | None) -> tuple[bytes | None, str | None]:
+    """Normalise a custom fault body and pick its content type."""
+    if body is None:
+        return None, None
+    if isinstance(body, dict):
+        return json.dumps(body).encode(), "application/json"
+    if isinstance(body, str):
+        return body.encode(), "text/plain; charset=utf-8"
+    return body, "application/octet-stream"
+
+
+def _fault_response(fault: _Fault) -> _Response:
+    """The injected answer: custom body, or what a forge or its proxy sends for that status."""
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    if fault.body is not None:
+        return _Response(fault.status, fault.body, {"Content-Type": fault.content_type or "", **headers})
+    phrase = HTTPStatus(fault.status).phrase if fault.status in HTTPStatus._value2member_map_ else "Error"
+    if fault.status in (502, 503, 504):
+        title = f"{fault.status} {phrase}"
+        page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        return _Response(fault.status, page.encode(), {"Content-Type": "text/html", **headers})
+    if fault.status == 429:
+        return _json(429, {"message": "This endpoint has been requested too many times. Try again later."}, headers)
+    return _json(fault.status, {"message": f"{fault.status} {phrase}"}, headers)
+
+
+def _gitlab_time(moment: dt.datetime) -> str:
+    """GitLab's timestamp format: ``2024-05-01T12:00:01.000Z``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _github_time(moment: dt.datetime) -> str:
+    """GitHub's timestamp format: ``2024-05-01T12:00:01Z``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _github_user_json(user: User, api: str, web: str) -> dict[str, Any]:
+    """A GitHub simple-user object."""
+    return {"login": user.username, "id": user.id, "node_id": f"U_kgDO{user.id:x}", "type": user.type,
+            "site_admin": False, "name": user.name, "url": f"{api}/users/{quote(user.username)}",
+            "html_url": f"{web}/{quote(user.username)}"}
+
+
+# --- TLS and startup -----------------------------------------------------------------------------------
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Write a fresh CA and a server cert for 127.0.0.1/localhost signed by it (``cryptography``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mlci forge test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=7))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(ca_ski, critical=False)
+               .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])).issuer_name(ca_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=True, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.server_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+    files.server_key.chmod(0o600)
+    return files
+
+
+def start_forge(*, tls: bool = False, directory: Path | None = None) -> ForgeServer:
+    """Start a forge on 127.0.0.1:<free port>; ``tls`` makes a CA + cert in ``directory`` (default: a temp dir)."""
+    if not tls:
+        return ForgeServer()
+    own = directory is None
+    target = Path(tempfile.mkdtemp(prefix="forge-tls-")) if directory is None else directory
+    try:
+        return ForgeServer(tls=make_tls_files(target), directory=target if own else None)
+    except BaseException:
+        if own:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+@pytest.fixture
+def forge() -> Iterator[ForgeServer]:
+    """A fresh plain-HTTP forge per test."""
+    server = start_forge()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def forge_tls(tmp_path: Path) -> Iterator[ForgeServer]:
+    """A fresh HTTPS forge per test; trust :attr:`ForgeServer.ca_bundle` (``verify=str(forge_tls.ca_bundle)``)."""
+    server = start_forge(tls=True, directory=tmp_path / "forge-tls")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+__all__ = ["ForgeServer", "RecordedRequest", "TlsFiles", "Upload", "User", "forge", "forge_tls", "make_tls_files",
+           "start_forge"]
