@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.testing import repos
+from tests.testing.forge import ForgeServer
 from tests.testing.gitlab_ci_local import PipelineResult, run_pipeline, seed_project_include
 
 pytestmark = pytest.mark.e2e
@@ -25,9 +26,11 @@ def _pipeline_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def _run(repo: Path) -> PipelineResult:
-    result = run_pipeline(repo, timeout=600)
-    assert set(result.jobs) == {"config", "train", "data-test"}, result.describe()
+def _run(repo: Path, variables: dict[str, str] | None = None) -> PipelineResult:
+    result = run_pipeline(repo, timeout=600, variables=variables)
+    ran = {name for name, job in result.jobs.items() if job.status != "never"}
+    expected = {"config", "train", "data-test"} | ({"report"} if variables else set())
+    assert ran == expected, result.describe()
     return result
 
 
@@ -86,3 +89,43 @@ def test_corrupted_data_fails_the_pipeline_in_the_data_test_job(tmp_path: Path) 
     assert re.search(r"applications\s+age: between\s+FAIL\s+out_of_range=\d+", job.log), job.log
     junit = (result.artifacts_dir("data-test") / "mlci-data-test.xml").read_text()
     assert '<failure message="observed out_of_range=' in junit
+
+
+def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_posting(
+        tmp_path: Path, forge: ForgeServer) -> None:
+    repo = _pipeline_repo(tmp_path)
+    base = repos.git(repo, "rev-parse", "HEAD").strip()
+    repos.git(repo, "update-ref", "refs/remotes/origin/main", base)
+    repos.git(repo, "checkout", "-q", "-b", "faster-learning")
+    params = repo / "params.yaml"
+    params.write_text(re.sub(r"learning_rate: \S+", "learning_rate: 0.2", params.read_text()))
+    repos.run_mlci(repo, "repro", "--push", check=True)  # the MR retrained; its data is in the remote
+    repos.commit_all(repo, "Raise the learning rate")
+    forge.add_user("glpat-e2e-token", "mlci-bot")
+    forge.add_merge_request("bank/credit-model", 3)
+    forge.add_notes("bank/credit-model", 3, [f"review {i}" for i in range(130)], author="alice")
+    mr = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "3",
+          "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_MERGE_REQUEST_DIFF_BASE_SHA": base,
+          "CI_API_V4_URL": forge.gitlab_api, "CI_PROJECT_ID": "bank/credit-model", "GITLAB_TOKEN": "glpat-e2e-token"}
+
+    first = _run(repo, mr)
+    assert first.returncode == 0, first.describe()
+    assert "created report comment" in first.job("report").log
+    assert "stages: 4 (ran 0, skipped 4" in first.job("train").log  # pulled what the MR pushed
+
+    config = repo / "mlci.yaml"
+    config.write_text(config.read_text().replace("max_drop: 0.01", "max_drop: 0.0001"))
+    repos.commit_all(repo, "A stricter gate")
+    second = _run(repo, mr)
+    report = second.job("report")
+    assert report.status == "failed" and report.exit_code == 1, second.describe()
+    log = report.log
+    assert log.index("updated report comment") < log.index("mlci: gate failed: metrics.json:roc_auc max drop")
+
+    mine = [n for n in forge.notes("bank/credit-model", 3) if str(n["body"]).startswith("<!-- mlci-report:metrics -->")]
+    assert len(mine) == 1
+    body = str(mine[0]["body"])
+    assert "## ❌ Model report: gates failed" in body
+    assert "| `params.yaml:train.learning_rate` | 0.1 | 0.2 |" in body
+    assert body.count("```mermaid") == 2 and "### Data tests: ✅ passed" in body
+    assert "glpat-e2e-token" not in second.output + first.output
