@@ -85,11 +85,10 @@ def profile(*, config_path: str | None, data: str, output: Path, as_json: bool) 
         source = DuckSession(settings).open(ds, base) if ds.path else stack.enter_context(postgres(ds))
         result = build_profile(source, settings.bins, ds.path or ds.name)
     atomic_write(output, result.to_json())
-    summary = {"output": str(output), "rows": result.rows,
-               "columns": {name: col.kind for name, col in result.columns.items()}}
+    kinds_by_column = {name: col.kind for name, col in result.columns.items()}
     if as_json:
-        log.out(json.dumps(summary, indent=2))
+        log.out(json.dumps({"output": str(output), "rows": result.rows, "columns": kinds_by_column}, indent=2))
     else:
-        kinds = ", ".join(f"{n} ({k})" for n, k in summary["columns"].items())
+        kinds = ", ".join(f"{n} ({k})" for n, k in kinds_by_column.items())
         log.out(f"profiled {result.rows} rows of {data} -> {output}\ncolumns: {kinds}")
     return ExitCode.OK

@@ -82,12 +82,9 @@ def find_config(start: Path) -> Path | None:
 def load(explicit: str | None, cwd: Path, environ: typing.Mapping[str, str] | None = None) -> Loaded:
     """Load and validate the config: `--config` if given, else the nearest mlci.yaml, else defaults."""
     env = os.environ if environ is None else environ
-    if explicit is not None:
-        path: Path | None = Path(explicit)
-        if not path.is_file():
-            raise ConfigError([f"{explicit}: not found (--config)"])
-    else:
-        path = find_config(cwd)
+    path = Path(explicit) if explicit is not None else find_config(cwd)
+    if explicit is not None and not Path(explicit).is_file():
+        raise ConfigError([f"{explicit}: not found (--config)"])
     raw: dict[str, Any] = {}
     problems: list[str] = []
     shown = "(no mlci.yaml: defaults)"

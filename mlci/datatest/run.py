@@ -73,12 +73,12 @@ def _dataset(ds: spec.Dataset, sources: dict[str, Source], base: Path, settings:
         elif check.kind not in SEPARATE:
             missing = _missing(check, columns)
             pending.append((check, None, missing or compiler.dataset(check, today)))
-    for column, checks in ds.columns.items():
-        for check in checks:
+    for column, column_checks in ds.columns.items():
+        for column_check in column_checks:
             if column not in columns:
-                pending.append((check, column, Outcome(False, {"missing_column": column}, "the column exists")))
+                pending.append((column_check, column, Outcome(False, {"missing_column": column}, "the column exists")))
             else:
-                pending.append((check, column, compiler.column(check, column)))
+                pending.append((column_check, column, compiler.column(column_check, column)))
     values = _scan(ds, source, compiler) if compiler.agg else {}
     results = [_result(ds, check, column, judged if isinstance(judged, Outcome) else judged(values))
                for check, column, judged in pending]

@@ -88,8 +88,8 @@ class _DuckSource:
         return [tuple(r) for r in self.session.con.execute(sql).fetchall()]
 
     def malformed(self) -> tuple[int, int | None]:
-        if self.rejects is None or not self.session.con.execute(
-                "SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = ?", [self.rejects]).fetchone()[0]:
+        if self.rejects is None or not self.one(
+                f"SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = '{self.rejects}'")[0]:
             return 0, None  # DuckDB creates the rejects table only once a row was rejected
         count, first = self.session.con.execute(
             f"SELECT COUNT(DISTINCT (file_id, line)), MIN(line) FROM {self.rejects}").fetchone() or (0, None)

@@ -45,8 +45,13 @@ def retry_after(response: requests.Response, attempt: int) -> float:
             return min(float(header), MAX_SLEEP)
         except ValueError:
             parsed = email.utils.parsedate_to_datetime(header)
-            return min(max(parsed.timestamp() - time.time(), 0.0), MAX_SLEEP)
-    return min(0.5 * 2 ** attempt, MAX_SLEEP)
+            return float(min(max(parsed.timestamp() - time.time(), 0.0), MAX_SLEEP))
+    return backoff(attempt)
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff: 0.5 s, 1 s, 2 s, ... at most MAX_SLEEP."""
+    return min(0.5 * 2.0 ** attempt, MAX_SLEEP)
 
 
 def send(session: requests.Session, method: str, url: str, *, idempotent: bool,
@@ -64,7 +69,7 @@ def send(session: requests.Session, method: str, url: str, *, idempotent: bool,
             if attempt + 1 == attempts:
                 raise
             logger.debug("mlci: %s %s: %s; retrying", method, url, redact(str(exc)))
-            sleep(min(0.5 * 2 ** attempt, MAX_SLEEP))
+            sleep(backoff(attempt))
             continue
         if response.status_code not in RETRY_STATUSES or attempt + 1 == attempts:
             return response
