@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from mlci.forge.base import Comment
-from mlci.forge.http import ForgeError, make_session, send, server_message
+from mlci.forge.http import Api
 
 HINTS = {
     401: "the token in {token_env} is missing, expired or revoked",
@@ -26,30 +23,19 @@ class GitLab:
 
     def __init__(self, api_url: str, project: str, mr_iid: int, token: str, token_env: str,
                  ca_bundle: str | None) -> None:
-        self.api = api_url.rstrip("/")
         self.notes = f"/projects/{quote(project, safe='')}/merge_requests/{mr_iid}/notes"
-        self.token_env = token_env
-        self.session = make_session({"PRIVATE-TOKEN": token}, ca_bundle)
-
-    def _call(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> requests.Response:
-        try:
-            response = send(self.session, method, self.api + path, idempotent=idempotent, **kwargs)
-        except requests.RequestException as exc:
-            raise ForgeError(self.name, method, path, None, exc.__class__.__name__) from None
-        if response.status_code >= 400 and not (not idempotent and response.status_code >= 500):
-            hint = HINTS.get(response.status_code, "").format(token_env=self.token_env)
-            raise ForgeError(self.name, method, path, response.status_code, server_message(response), hint)
-        return response
+        hints = {status: text.format(token_env=token_env) for status, text in HINTS.items()}
+        self.api = Api(self.name, api_url, {"PRIVATE-TOKEN": token}, ca_bundle, hints)
 
     def whoami(self) -> int:
         """The token's user id (GET /user)."""
-        return int(self._call("GET", "/user").json()["id"])
+        return int(self.api.call("GET", "/user").json()["id"])
 
     def comments(self) -> Iterator[Comment]:
         """All notes, oldest first, following X-Next-Page."""
         page = "1"
         while page:
-            response = self._call("GET", self.notes, params={
+            response = self.api.call("GET", self.notes, params={
                 "per_page": 100, "page": page, "sort": "asc", "order_by": "created_at"})
             for note in response.json():
                 yield Comment(int(note["id"]), str(note.get("body") or ""), int(note["author"]["id"]),
@@ -57,18 +43,10 @@ class GitLab:
             page = response.headers.get("X-Next-Page", "")
 
     def create(self, body: str) -> Comment | None:
-        """POST a note once; None if the server failed (5xx) or the connection dropped."""
-        try:
-            response = self._call("POST", self.notes, idempotent=False, json={"body": body})
-        except ForgeError as exc:
-            if exc.status is None:
-                return None
-            raise
-        if response.status_code >= 500:
-            return None
-        note = response.json()
-        return Comment(int(note["id"]), str(note["body"]), int(note["author"]["id"]))
+        """POST a note once; None if the outcome is unknown."""
+        note = self.api.post_once(self.notes, body)
+        return None if note is None else Comment(int(note["id"]), str(note["body"]), int(note["author"]["id"]))
 
     def update(self, comment_id: int, body: str) -> None:
         """PUT a note's body."""
-        self._call("PUT", f"{self.notes}/{comment_id}", json={"body": body})
+        self.api.call("PUT", f"{self.notes}/{comment_id}", json={"body": body})
