@@ -82,7 +82,7 @@ def profile(*, config_path: str | None, data: str, output: Path, as_json: bool) 
     ds = named.get(data) or spec.Dataset(name=data, path=data)
     base = loaded.path.parent if loaded.path and data in named else Path.cwd()
     with ExitStack() as stack:
-        source = DuckSession(settings).open(ds, base) if ds.path else stack.enter_context(postgres(ds))
+        source = DuckSession.for_profile(settings).open(ds, base) if ds.path else stack.enter_context(postgres(ds))
         result = build_profile(source, settings.bins, ds.path or ds.name)
     atomic_write(output, result.to_json())
     kinds_by_column = {name: col.kind for name, col in result.columns.items()}

@@ -15,15 +15,13 @@ def build_profile(source: Source, bins: int, label: str) -> drift.Profile:
     first = Aggregates()
     rows = first.add("COUNT(*)")
     present = {c: first.add(f"COUNT({ident(c)})") for c in columns}
-    quantiles = {
-        c: [first.add(source.dialect.quantile(f"CAST({ident(c)} AS DOUBLE PRECISION)", i / bins))
-            for i in range(1, bins)]
-        for c, t in columns.items() if t in NUMERIC
-    }
+    qs = [i / bins for i in range(1, bins)]
+    quantiles = {c: first.add(source.dialect.bin_edges(f"CAST({ident(c)} AS DOUBLE PRECISION)", qs))
+                 for c, t in columns.items() if t in NUMERIC}
     distinct = {c: first.add(f"COUNT(DISTINCT {ident(c)})") for c, t in columns.items() if t in CATEGORICAL}
     values = dict(zip(first.aliases(), source.one(first.query(source.relation))))
     total = int(values[rows])
-    edges = {c: sorted({float(values[a]) for a in aliases if values[a] is not None}) for c, aliases in quantiles.items()}
+    edges = {c: sorted({float(v) for v in values[alias] or () if v is not None}) for c, alias in quantiles.items()}
     second = Aggregates()
     at_or_below = {c: [second.add(count_if(f"{ident(c)} <= {literal(e)}")) for e in es] for c, es in edges.items()}
     counted = dict(zip(second.aliases(), source.one(second.query(source.relation)))) if second else {}

@@ -125,7 +125,7 @@ def _reference(ds: spec.Dataset, base: Path, settings: spec.DataTests) -> drift.
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError([f"{ds.where}: dataset {ds.name!r}: reference {ds.reference}: {exc}"]) from None
     raw = spec.Dataset(name=f"{ds.name} (reference)", path=ds.reference)
-    return build_profile(DuckSession(settings).open(raw, base), settings.bins, ds.reference)
+    return build_profile(DuckSession.for_profile(settings).open(raw, base), settings.bins, ds.reference)
 
 
 def _custom_sql(ds: spec.Dataset, check: spec.Check, source: Source) -> Outcome:

@@ -110,6 +110,13 @@ class DuckSession:
         self._s3 = False
         self._count = 0
 
+    @classmethod
+    def for_profile(cls, settings: DataTests) -> DuckSession:
+        """One thread: DuckDB's t-digest quantiles are then the same on every run (a reviewable file)."""
+        import dataclasses
+
+        return cls(dataclasses.replace(settings, threads=1))
+
     def open(self, ds: Dataset, base: Path) -> Source:
         """A view over the dataset's files; exit 3 when they cannot be found or read."""
         assert ds.path is not None

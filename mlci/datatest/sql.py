@@ -23,6 +23,14 @@ class Dialect:
             return f"quantile_cont({expr}, {literal(q)})"
         return f"percentile_cont({literal(q)}) WITHIN GROUP (ORDER BY {expr})"
 
+    def bin_edges(self, expr: str, qs: list[float]) -> str:
+        """A list of q-quantiles for a profile's bin edges: in DuckDB a bounded-memory t-digest
+        (approx_quantile; the bin fractions are then counted exactly), in PostgreSQL exact."""
+        values = ", ".join(literal(q) for q in qs)
+        if self.name == "duckdb":
+            return f"approx_quantile({expr}, [{values}])"
+        return f"percentile_cont(ARRAY[{values}]) WITHIN GROUP (ORDER BY {expr})"
+
     def full_match(self, expr: str, pattern: str) -> str:
         """A boolean: expr (as text) fully matches pattern."""
         text = f"CAST({expr} AS {self.text_type})"

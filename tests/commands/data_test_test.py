@@ -134,3 +134,11 @@ def test_files_in_s3_through_fsspec(tmp_path: Path, s3: S3Server) -> None:
     assert json.loads(done.stdout)["results"][0]["observed"] == {"rows": 150}
     missing = repos.run_mlci(repo, "data-test", env={**env, "MLCI_DATA_TESTS_S3_ENDPOINT_URL": s3.endpoint_url + "0"})
     assert missing.returncode == 3
+
+
+def test_profile_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
+    data.write(tmp_path / "ref.csv", 3000, seed=9)
+    repo = _repo(tmp_path, "    - name: d\n      path: ref.csv\n")
+    for name in ("a.json", "b.json"):
+        assert repos.run_mlci(repo, "data-test", "profile", "d", "-o", name).returncode == 0
+    assert (repo / "a.json").read_bytes() == (repo / "b.json").read_bytes()
