@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from mlci.datatest import drift, spec
-from mlci.datatest.sql import Aggregates, Dialect, count_if, ident, literal
+from mlci.datatest.sql import Aggregates, Dialect, ident, literal
 
 NUMERIC = ("integer", "float")
 
@@ -60,7 +60,7 @@ class Compiler:
 
     def __init__(self, dialect: Dialect, columns: Mapping[str, str], profile: drift.Profile | None) -> None:
         self.dialect, self.columns, self.profile = dialect, columns, profile
-        self.agg = Aggregates()
+        self.agg = Aggregates(dialect)
 
     def column(self, check: spec.Check, column: str) -> Judge | Outcome:
         """A column check: a judge, or an Outcome already (e.g. a type that does not fit)."""
@@ -71,10 +71,10 @@ class Compiler:
             return Outcome(False, {"type": ctype}, f"a numeric column for {kind}")
         rows = self.agg.add("COUNT(*)")
         if kind == "not_null":
-            nulls = self.agg.add(count_if(f"{col} IS NULL"))
+            nulls = self.agg.add(self.dialect.count_if(f"{col} IS NULL"))
             return lambda v: Outcome(v[nulls] == 0, {"nulls": v[nulls]}, "no NULL")
         if kind == "missing_ratio":
-            nulls = self.agg.add(count_if(f"{col} IS NULL"))
+            nulls = self.agg.add(self.dialect.count_if(f"{col} IS NULL"))
 
             def missing(v: Mapping[str, Any]) -> Outcome:
                 ratio = v[nulls] / v[rows] if v[rows] else 0.0
@@ -82,19 +82,19 @@ class Compiler:
                                f"missing ratio <= {args.max:g}")
             return missing
         if kind == "between":
-            out = self.agg.add(count_if(_outside(col, args.min, args.max)))
+            out = self.agg.add(self.dialect.count_if(_outside(col, args.min, args.max)))
             low, high = self.agg.add(f"MIN({col})"), self.agg.add(f"MAX({col})")
             return lambda v: Outcome(v[out] == 0, {"out_of_range": v[out], "min": number(v[low]),
                                                    "max": number(v[high])}, f"all values {_bounds(args.min, args.max)}")
         if kind == "allowed_values":
             values = ", ".join(literal(x) for x in args.values)
-            other = self.agg.add(count_if(f"{col} IS NOT NULL AND {col} NOT IN ({values})"))
+            other = self.agg.add(self.dialect.count_if(f"{col} IS NOT NULL AND {col} NOT IN ({values})"))
             return lambda v: Outcome(v[other] == 0, {"not_allowed": v[other]}, f"values in a set of {len(args.values)}")
         if kind == "unique":
-            dup = self.agg.add(f"COUNT({col}) - COUNT(DISTINCT {col})")
+            dup = self.agg.add(f"COUNT({col}) - COUNT(DISTINCT {col})", distinct=True)
             return lambda v: Outcome(v[dup] == 0, {"duplicates": v[dup]}, "no duplicate non-null value")
         if kind == "regex":
-            bad = self.agg.add(count_if(f"{col} IS NOT NULL AND NOT {self.dialect.full_match(col, args.pattern)}"))
+            bad = self.agg.add(self.dialect.count_if(f"{col} IS NOT NULL AND NOT {self.dialect.full_match(col, args.pattern)}"))
             return lambda v: Outcome(v[bad] == 0, {"not_matching": v[bad]}, "every value matches the pattern")
         if kind in ("mean", "stddev", "quantile"):
             expr = {"mean": f"AVG(CAST({col} AS DOUBLE PRECISION))",
@@ -121,13 +121,13 @@ class Compiler:
         if ref.kind == "numeric":
             if self.columns[column] not in NUMERIC:
                 return Outcome(False, {"type": self.columns[column]}, "a numeric column, as in the reference")
-            cells = [self.agg.add(count_if(f"{col} <= {literal(e)}")) for e in ref.edges]
+            cells = [self.agg.add(self.dialect.count_if(f"{col} <= {literal(e)}")) for e in ref.edges]
 
             def current(v: Mapping[str, Any]) -> list[float]:
                 return drift.fractions_from_cumulative([float(v[c]) for c in cells], float(v[present]))
         else:
             text = self.dialect.text(col)
-            cells = [self.agg.add(count_if(f"{text} = {literal(c)}")) for c in ref.categories]
+            cells = [self.agg.add(self.dialect.count_if(f"{text} = {literal(c)}")) for c in ref.categories]
 
             def current(v: Mapping[str, Any]) -> list[float]:
                 total = float(v[present])
@@ -150,9 +150,13 @@ class Compiler:
                                      f"rows {_bounds(args.min, args.max)}")
         if check.kind == "unique":
             cols = [ident(c) for c in args.columns]
-            all_set = " AND ".join(f"{c} IS NOT NULL" for c in cols)
-            key = cols[0] if len(cols) == 1 else f"({', '.join(cols)})"
-            dup = self.agg.add(f"{count_if(all_set)} - COUNT(DISTINCT CASE WHEN {all_set} THEN {key} END)")
+            if len(cols) == 1:
+                expr = f"COUNT({cols[0]}) - COUNT(DISTINCT {cols[0]})"
+            else:
+                all_set = " AND ".join(f"{c} IS NOT NULL" for c in cols)
+                expr = (f"{self.dialect.count_if(all_set)} - "
+                        f"COUNT(DISTINCT CASE WHEN {all_set} THEN ({', '.join(cols)}) END)")
+            dup = self.agg.add(expr, distinct=True)
             return lambda v: Outcome(v[dup] == 0, {"duplicates": v[dup]}, f"unique ({', '.join(args.columns)})")
         if check.kind == "freshness":
             newest = self.agg.add(f"MAX(CAST({ident(args.column)} AS DATE))")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from mlci.datatest import drift
 from mlci.datatest.sources import Source
-from mlci.datatest.sql import Aggregates, count_if, ident, literal
+from mlci.datatest.sql import Aggregates, fetch, ident, literal
 
 NUMERIC = ("integer", "float")
 CATEGORICAL = ("string", "boolean")
@@ -12,19 +12,21 @@ CATEGORICAL = ("string", "boolean")
 def build_profile(source: Source, bins: int, label: str) -> drift.Profile:
     """Profile every numeric and low-cardinality categorical column of a source (three scans at most)."""
     columns = source.columns()
-    first = Aggregates()
+    first = Aggregates(source.dialect)
     rows = first.add("COUNT(*)")
     present = {c: first.add(f"COUNT({ident(c)})") for c in columns}
     qs = [i / bins for i in range(1, bins)]
     quantiles = {c: first.add(source.dialect.bin_edges(f"CAST({ident(c)} AS DOUBLE PRECISION)", qs))
                  for c, t in columns.items() if t in NUMERIC}
-    distinct = {c: first.add(f"COUNT(DISTINCT {ident(c)})") for c, t in columns.items() if t in CATEGORICAL}
-    values = dict(zip(first.aliases(), source.one(first.query(source.relation))))
+    distinct = {c: first.add(f"COUNT(DISTINCT {ident(c)})", distinct=True)
+                for c, t in columns.items() if t in CATEGORICAL}
+    values = fetch(source, first)
     total = int(values[rows])
     edges = {c: sorted({float(v) for v in values[alias] or () if v is not None}) for c, alias in quantiles.items()}
-    second = Aggregates()
-    at_or_below = {c: [second.add(count_if(f"{ident(c)} <= {literal(e)}")) for e in es] for c, es in edges.items()}
-    counted = dict(zip(second.aliases(), source.one(second.query(source.relation)))) if second else {}
+    second = Aggregates(source.dialect)
+    at_or_below = {c: [second.add(source.dialect.count_if(f"{ident(c)} <= {literal(e)}")) for e in es]
+                   for c, es in edges.items()}
+    counted = fetch(source, second)
     profiles: dict[str, drift.ColumnProfile] = {}
     for column in columns:
         count = int(values[present[column]])

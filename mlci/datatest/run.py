@@ -14,7 +14,7 @@ from mlci.datatest import drift, spec
 from mlci.datatest.compile import Compiler, Judge, Outcome, number, schema_outcome
 from mlci.datatest.profile import build_profile
 from mlci.datatest.sources import DuckSession, Source, clean_error, postgres
-from mlci.datatest.sql import ident
+from mlci.datatest.sql import fetch, ident
 
 SEPARATE = ("sql", "leakage")
 
@@ -93,10 +93,9 @@ def _dataset(ds: spec.Dataset, sources: dict[str, Source], base: Path, settings:
 
 def _scan(ds: spec.Dataset, source: Source, compiler: Compiler) -> dict[str, Any]:
     try:
-        row = source.one(compiler.agg.query(source.relation))
+        return fetch(source, compiler.agg)
     except Exception as exc:  # noqa: BLE001 - the scan failed: unreachable server or unreadable data
         raise EnvironmentProblem(f"dataset {ds.name!r}: the check query failed: {clean_error(exc)}") from None
-    return dict(zip(compiler.agg.aliases(), row))
 
 
 def _missing(check: spec.Check, columns: dict[str, str]) -> Outcome | None:
