@@ -80,3 +80,11 @@ def test_help_imports_no_heavy_module() -> None:
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
     assert "mlci" in imported
     assert not imported & {"dvc", "duckdb", "jinja2", "requests", "yaml", "git"}
+
+
+def test_config_show_masks_passwords_in_urls(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "mlci.yaml").write_text("version: 1\ndata_tests:\n  s3_endpoint_url: https://svc:s3cr3t-pw@s3.bank\n")
+    done = mlci("config", "show", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "s3_endpoint_url: https://svc:[MASKED]@s3.bank" in done.stdout and "s3cr3t-pw" not in done.stdout

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from tests.testing import repos
@@ -99,3 +100,15 @@ def test_summary_out_is_written(tmp_path: Path) -> None:
     summary = json.loads((repo / "out" / "summary.json").read_text())
     assert summary["ok"] is True
     assert {o["path"] for o in summary["outputs"]} == {"out.txt", "metrics.json"}
+
+
+def test_lock_changed_by_the_run_fails_the_check(tmp_path: Path) -> None:
+    unseeded = "import random\nopen('out.txt', 'w').write(str(random.random()))\n"
+    repo = _repo(tmp_path, {"make.py": unseeded})
+    repos.run_mlci(repo, "repro", check=True)
+    repos.commit_all(repo, "lock")
+    (repo / "out.txt").unlink()  # as in a fresh clone: missing outputs are not staleness, so it runs
+    shutil.rmtree(repo / ".dvc" / "cache")
+    done = repos.run_mlci(repo, "repro", "--check-lock", "--no-pull")
+    assert done.returncode == 1
+    assert "mlci: stage 'make': outputs out.txt changed by this run: commit the updated dvc.lock" in done.stderr
