@@ -32,7 +32,7 @@ ensure_venv() {
 }
 
 bootstrap() {
-  ensure_debs git rsync postgresql
+  ensure_debs git rsync postgresql docker-registry
   ensure_venv
   export PATH="$VENV/bin:$PATH"
 }

@@ -1,0 +1,142 @@
+"""Copy an image between any two transports (registry, OCI layout): blobs the destination has are
+reused (HEAD, then a cross-repository mount), the rest stream from source to destination with their
+digests verified on the way; the manifest — and so the tag — is written last."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from mlci.oci.layout import Layout
+from mlci.oci.reference import DockerRef, ImageRef, LayoutRef
+from mlci.oci.registry import DOCKER_LIST, OCI_INDEX, Manifest, Registry
+
+
+class Endpoint(Protocol):
+    """One side of a copy."""
+
+    def get_manifest(self, reference: str | None) -> Manifest:
+        """A manifest by tag/digest (None: the endpoint's own tag)."""
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether the blob is already there."""
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """A verifying stream of the blob."""
+
+    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
+        """Store a blob."""
+
+    def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
+        """Store a manifest; with a tag, point the tag at it."""
+
+
+@dataclass
+class CopyResult:
+    """What a copy did."""
+
+    digest: str
+    copied: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    bytes_copied: int = 0
+
+
+@dataclass
+class RegistryEndpoint:
+    """A repository in a registry; `mount_from` names repositories to try a cross-repo mount from."""
+
+    registry: Registry
+    repository: str
+    mount_from: tuple[str, ...] = ()
+
+    def get_manifest(self, reference: str | None) -> Manifest:
+        return self.registry.get_manifest(self.repository, reference or "latest")
+
+    def has_blob(self, digest: str) -> bool:
+        if self.registry.blob_exists(self.repository, digest):
+            return True
+        return any(self.registry.mount_blob(self.repository, digest, source) for source in self.mount_from)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        return self.registry.open_blob(self.repository, digest)
+
+    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
+        self.registry.upload_blob(self.repository, digest, data, size)
+
+    def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
+        self.registry.put_manifest(self.repository, tag or manifest.digest, manifest)
+
+
+@dataclass
+class LayoutEndpoint:
+    """An OCI image layout directory."""
+
+    layout: Layout
+
+    def get_manifest(self, reference: str | None) -> Manifest:
+        if reference and reference.startswith("sha256:"):
+            path = self.layout.blob_path(reference)
+            index = json.loads(path.read_bytes())
+            return Manifest(path.read_bytes(), index.get("mediaType", ""), reference)
+        return self.layout.get_manifest(reference)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.layout.has_blob(digest)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        return self.layout.open_blob(digest)
+
+    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
+        self.layout.init()
+        self.layout.put_blob(digest, data)
+
+    def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
+        self.layout.put_manifest(manifest, tag)
+
+
+def endpoint(ref: ImageRef, registries: dict[str, Registry]) -> tuple[Endpoint, str | None]:
+    """The endpoint for a reference and the tag/digest it names (oci-archive is not supported yet)."""
+    if isinstance(ref, DockerRef):
+        return RegistryEndpoint(registries[ref.registry], ref.repository), ref.digest or ref.tag
+    if ref.transport != "oci":
+        from mlci.core.errors import UsageError
+
+        raise UsageError(f"{ref}: the {ref.transport} transport is not supported yet; use oci:DIR")
+    return LayoutEndpoint(Layout(Path(ref.path))), ref.tag
+
+
+def copy(src: Endpoint, src_ref: str | None, dst: Endpoint, dst_tag: str | None) -> CopyResult:
+    """Copy one image (or an index and its images); the destination's tag moves last."""
+    manifest = src.get_manifest(src_ref)
+    result = CopyResult(manifest.digest)
+    _copy_manifest(src, dst, manifest, dst_tag, result)
+    return result
+
+
+def _copy_manifest(src: Endpoint, dst: Endpoint, manifest: Manifest, tag: str | None, result: CopyResult) -> None:
+    body = json.loads(manifest.data)
+    if manifest.media_type in (OCI_INDEX, DOCKER_LIST):
+        for child in body.get("manifests", []):
+            _copy_manifest(src, dst, src.get_manifest(child["digest"]), None, result)
+    else:
+        for descriptor in [body["config"], *body.get("layers", [])]:
+            digest, size = descriptor["digest"], int(descriptor["size"])
+            if dst.has_blob(digest):
+                result.reused.append(digest)
+                continue
+            with _closing(src.open_blob(digest)) as stream:
+                dst.put_blob(digest, stream, size)
+            result.copied.append(digest)
+            result.bytes_copied += size
+    dst.put_manifest(manifest, tag)
+
+
+@contextmanager
+def _closing(stream: BinaryIO) -> Iterator[BinaryIO]:
+    try:
+        yield stream
+    finally:
+        stream.close()

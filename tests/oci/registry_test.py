@@ -1,0 +1,113 @@
+"""mlci's OCI client against the real CNCF registry: auth modes, TLS, blobs, manifests, tags, copy."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from mlci.core.errors import EnvironmentProblem
+from mlci.oci.auth import credentials_for
+from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy
+from mlci.oci.layout import Layout
+from mlci.oci.registry import Registry as Client
+from mlci.oci.registry import RegistryError, sha256_digest
+from tests.testing.registry import Registry, blob_upload_count, push_random_image
+
+
+def _client(reg: Registry, **kwargs: object) -> Client:
+    return Client(reg.host, plain_http=reg.ca_bundle is None, ca_bundle=str(reg.ca_bundle) if reg.ca_bundle else None,
+                  **kwargs)  # type: ignore[arg-type]
+
+
+def _auth_file(tmp_path: Path, reg: Registry) -> dict[str, str]:
+    path = tmp_path / "auth.json"
+    token = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
+    path.write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+    return {"REGISTRY_AUTH_FILE": str(path)}
+
+
+def test_basic_auth_with_credentials_from_an_auth_file(registry_basic: Registry, tmp_path: Path) -> None:
+    creds = credentials_for(registry_basic.host, _auth_file(tmp_path, registry_basic))
+    assert creds is not None and registry_basic.password not in repr(creds)
+    _client(registry_basic, credentials=creds).ping()
+    with pytest.raises(RegistryError, match="needs credentials"):
+        _client(registry_basic).blob_exists("team/model", "sha256:" + "0" * 64)
+
+
+def test_bearer_token_flow_asks_for_the_right_scope(registry_token: Registry, tmp_path: Path) -> None:
+    digest = push_random_image(registry_token, "team/model", "v1", layers=[2048])
+    client = _client(registry_token, credentials=credentials_for(registry_token.host,
+                                                                 _auth_file(tmp_path, registry_token)))
+    manifest = client.get_manifest("team/model", "v1")
+    assert manifest.digest == digest and sha256_digest(manifest.data) == digest
+    assert "repository:team/model:pull" in registry_token.token_issuer.requested_scopes()
+
+
+def test_tls_needs_the_ca_bundle(registry_tls: Registry, tmp_path: Path) -> None:
+    creds = credentials_for(registry_tls.host, _auth_file(tmp_path, registry_tls))
+    _client(registry_tls, credentials=creds).ping()
+    untrusted = Client(registry_tls.host, credentials=creds)
+    with pytest.raises(RegistryError, match="SSLError"):
+        untrusted.ping()
+
+
+def test_blobs_stream_verified_and_upload_monolithic_or_chunked(registry: Registry) -> None:
+    client = _client(registry)
+    for size, chunk in ((3000, None), (5 * 1024 + 7, 2048)):
+        data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        digest = sha256_digest(data)
+        assert not client.blob_exists("team/data", digest)
+        client.upload_blob("team/data", digest, io.BytesIO(data), len(data), chunk_size=chunk)
+        assert client.blob_exists("team/data", digest)
+        with client.open_blob("team/data", digest) as stream:
+            assert stream.read() == data
+    with pytest.raises(RegistryError, match="DIGEST_INVALID|digest"):
+        client.upload_blob("team/data", "sha256:" + "1" * 64, io.BytesIO(b"other bytes"), 11)
+
+
+def test_tags_are_listed_across_pages(registry: Registry) -> None:
+    for i in range(3):
+        push_random_image(registry, "team/tags", f"v{i}", layers=[64])
+    assert sorted(_client(registry).tags("team/tags")) == ["v0", "v1", "v2"]
+    assert list(_client(registry).tags("team/none")) == []
+
+
+def test_copy_registry_to_layout_to_registry_keeps_the_digest_and_reuses_blobs(registry: Registry,
+                                                                             tmp_path: Path) -> None:
+    digest = push_random_image(registry, "dev/model", "1.0", layers=[4096, 8192])
+    client = _client(registry)
+    layout = LayoutEndpoint(Layout(tmp_path / "bundle"))
+    first = copy(RegistryEndpoint(client, "dev/model"), "1.0", layout, "1.0")
+    assert first.digest == digest and len(first.copied) == 3 and first.bytes_copied > 12288
+    assert Layout(tmp_path / "bundle").get_manifest("1.0").digest == digest
+    uploads = blob_upload_count(registry)
+    prod = RegistryEndpoint(client, "prod/model", mount_from=("dev/model",))
+    second = copy(layout, "1.0", prod, "1.0")
+    assert second.digest == digest and second.copied == [] and len(second.reused) == 3
+    assert blob_upload_count(registry) == uploads  # mounted, nothing uploaded again
+    assert client.get_manifest("prod/model", "1.0").digest == digest
+    again = copy(RegistryEndpoint(client, "dev/model"), "1.0", LayoutEndpoint(Layout(tmp_path / "bundle")), "1.0")
+    assert again.copied == [] and again.bytes_copied == 0
+
+
+def test_a_corrupt_blob_never_gets_its_final_name(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "layout")
+    layout.init()
+    wrong = "sha256:" + "2" * 64
+    with pytest.raises(EnvironmentProblem, match="digest did not match"):
+        layout.put_blob(wrong, io.BytesIO(b"not what the digest says"))
+    assert not layout.has_blob(wrong)
+    assert [p.name for p in (tmp_path / "layout" / "blobs" / "sha256").iterdir()] == []
+
+
+def test_a_stream_that_does_not_match_its_digest_fails_at_the_end() -> None:
+    import io as _io
+
+    from mlci.oci.registry import VerifyingReader
+    good = b"layer bytes"
+    assert _io.BufferedReader(VerifyingReader(iter([good[:5], good[5:]]), sha256_digest(good), "t")).read() == good
+    with pytest.raises(EnvironmentProblem, match="t: digest did not match"):
+        _io.BufferedReader(VerifyingReader(iter([b"tampered"]), sha256_digest(good), "t")).read()
