@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlci import __version__
-from mlci.commands import config, data_test, repro, report
+from mlci.commands import build, config, data_test, repro, report
 from mlci.core import log
 from mlci.core.errors import ConfigError, ExitCode, MlciError
 
-COMMANDS = (config, data_test, repro, report)
+COMMANDS = (build, config, data_test, repro, report)
 
 
 def _global_options(defaults: bool) -> argparse.ArgumentParser:

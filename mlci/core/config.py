@@ -12,6 +12,7 @@ from typing import Any
 from mlci.core import schema
 from mlci.core.errors import ConfigError
 from mlci.datatest.spec import HOOKS as DATATEST_HOOKS
+from mlci.build.settings import ImageSettings
 from mlci.datatest.spec import DataTests, Suite, semantic_problems
 from mlci.forge.settings import ForgeSettings, forge_problems
 from mlci.report.settings import ReportSettings, gate_problems
@@ -19,7 +20,7 @@ from mlci.report.settings import ReportSettings, gate_problems
 CONFIG_NAME = "mlci.yaml"
 SUPPORTED_VERSION = 1
 # Top-level sections fixed by the design; each becomes supported when its stage lands.
-NOT_YET_SUPPORTED = ("image", "scan", "promote", "registries")
+NOT_YET_SUPPORTED = ("scan", "promote", "registries")
 ENV_PREFIX = "MLCI_"
 
 
@@ -56,6 +57,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig, metadata=_doc("See `train`."))
     report: ReportSettings = field(default_factory=ReportSettings, metadata=_doc("See `report`."))
     forge: ForgeSettings = field(default_factory=ForgeSettings, metadata=_doc("See `forge`."))
+    image: ImageSettings = field(default_factory=ImageSettings, metadata=_doc("See `image`."))
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def _parse_file(path: Path, shown: str, problems: list[str]) -> dict[str, Any]:
             return {}
         validator = schema.Validator(loader, shown, problems, DATATEST_HOOKS)
         raw = validator.mapping(root, Config, "", extra_known=NOT_YET_SUPPORTED,
-                                extra_message="not supported yet (this mlci implements: data_tests, train, report, forge)")
+                                extra_message="not supported yet (this mlci implements: data_tests, train, report, forge, image)")
         if raw is schema.INVALID:
             return {}
         _check_version(validator, root, raw)

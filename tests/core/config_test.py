@@ -35,7 +35,7 @@ def test_every_problem_is_one_line_with_file_line_and_key(tmp_path: Path) -> Non
         "  push: 'yes'\n"
         "  targets: train\n"
         "  output_tail: 3.5\n"
-        "image: {}\n"
+        "scan: {}\n"
         "trian: {}\n"
     ))
     assert problems == [
@@ -43,7 +43,7 @@ def test_every_problem_is_one_line_with_file_line_and_key(tmp_path: Path) -> Non
         "mlci.yaml:4: train.push: expected true or false, got str 'yes'",
         "mlci.yaml:5: train.targets: expected a list, got str",
         "mlci.yaml:6: train.output_tail: expected an integer, got float 3.5",
-        "mlci.yaml:7: image: not supported yet (this mlci implements: data_tests, train, report, forge)",
+        "mlci.yaml:7: scan: not supported yet (this mlci implements: data_tests, train, report, forge, image)",
         "mlci.yaml:8: trian: unknown key (did you mean 'train'?)",
     ]
 

@@ -1,0 +1,224 @@
+"""The native builder: a base image plus appended reproducible layers — dependencies from the hash-
+pinned lock, code, and model artifacts (weights) each in their own layer — so an unchanged layer is
+never uploaded again. The build key hashes every input; an image already tagged with it is reused."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mlci.build.layers import LAYER_MEDIA_TYPE, Layer, build_layer
+from mlci.build.settings import ImageSettings
+from mlci.core import proc
+from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.oci.auth import credentials_for
+from mlci.oci.copy import Endpoint, LayoutEndpoint, RegistryEndpoint, copy
+from mlci.oci.layout import Layout
+from mlci.oci.reference import DockerRef, ImageRef, parse
+from mlci.oci.registry import OCI_MANIFEST, Manifest, Registry, RegistryError, sha256_digest
+
+KEY_PREFIX = "mlci-key-"  # tags that map a build key to an image; promotion never copies them
+CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+DEPS_DIR = "/opt/mlci/site-packages"
+
+
+@dataclass
+class BuildResult:
+    """What `mlci build` made (or reused)."""
+
+    reference: str
+    digest: str
+    key: str
+    reused: bool
+    uploaded: list[str] = field(default_factory=list)
+
+
+def open_endpoint(ref: ImageRef, settings: ImageSettings) -> tuple[Endpoint, str | None]:
+    """A copy endpoint for a reference, with credentials, plain-http and CA settings applied."""
+    if isinstance(ref, DockerRef):
+        registry = Registry(ref.registry, plain_http=ref.registry in settings.plain_http,
+                            ca_bundle=settings.ca_bundle, credentials=credentials_for(ref.registry))
+        return RegistryEndpoint(registry, ref.repository), ref.digest or ref.tag
+    if ref.transport != "oci":
+        raise UsageError(f"{ref}: the {ref.transport} transport is not supported yet; use oci:DIR")
+    return LayoutEndpoint(Layout(Path(ref.path))), ref.tag
+
+
+def _file_hashes(root: Path, paths: Iterable[str]) -> list[tuple[str, bool, str]]:
+    found = []
+    for item in paths:
+        top = root / item
+        if not top.exists():
+            raise UsageError(f"image: {item} does not exist in {root}")
+        for path in sorted([top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            found.append((path.relative_to(root).as_posix(), bool(path.stat().st_mode & 0o111), digest))
+    return found
+
+
+def build_key(settings: ImageSettings, root: Path, base_digest: str | None, labels: dict[str, str]) -> str:
+    """sha256 over every input: base digest, lock, code and artifact files (content, path, exec bit),
+    the image config and the labels."""
+    inputs = {
+        "base": base_digest,
+        "lock": _file_hashes(root, [settings.lock]) if settings.lock else None,
+        "pip_args": settings.pip_args,
+        "code": _file_hashes(root, settings.code),
+        "artifacts": _file_hashes(root, settings.artifacts),
+        "config": [settings.workdir, settings.entrypoint, settings.cmd, sorted(settings.env.items()),
+                   settings.port, settings.user],
+        "labels": sorted(labels.items()),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _layers(settings: ImageSettings, root: Path, work: Path, mtime: int) -> list[tuple[str, Layer]]:
+    workdir = settings.workdir.rstrip("/")
+    built: list[tuple[str, Layer]] = []
+    if settings.lock:
+        target = work / "deps"
+        proc.run((sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+                  "--no-compile", "--disable-pip-version-check", "--target", str(target),
+                  "-r", str(root / settings.lock), *settings.pip_args), stream=True)
+        built.append(("dependencies", build_layer([(target, DEPS_DIR)], work / "layers", mtime)))
+    for name, paths in (("code", settings.code), ("artifacts", settings.artifacts)):
+        if paths:
+            sources = [(_staged(root, p, work / name), f"{workdir}") for p in paths]
+            built.append((name, build_layer(list(dict.fromkeys(sources)), work / "layers", mtime)))
+    return built
+
+
+def _staged(root: Path, item: str, stage: Path) -> Path:
+    """Copy one path (file or directory) into a staging tree so it lands at workdir/item."""
+    import shutil
+
+    source, target = root / item, stage / item
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        shutil.copy2(source, target)
+    return stage
+
+
+def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[str, Layer]], created: str,
+            labels: dict[str, str]) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(json.dumps(base))
+    run = config.setdefault("config", {})
+    env = [e for e in run.get("Env") or [] if not e.startswith(tuple(f"{k}=" for k in settings.env))]
+    if any(name == "dependencies" for name, _ in layers):
+        env.append(f"PYTHONPATH={DEPS_DIR}")
+    run["Env"] = env + [f"{k}={v}" for k, v in sorted(settings.env.items())]
+    run["WorkingDir"] = settings.workdir
+    run["Labels"] = {**(run.get("Labels") or {}), **labels}
+    if settings.entrypoint:
+        run["Entrypoint"] = list(settings.entrypoint)
+    if settings.cmd:
+        run["Cmd"] = list(settings.cmd)
+    if settings.port:
+        run["ExposedPorts"] = {f"{settings.port}/tcp": {}}
+    if settings.user:
+        run["User"] = settings.user
+    config["created"] = created
+    config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"] += [l.diff_id for _, l in layers]
+    config["history"] = (config.get("history") or []) + [
+        {"created": created, "created_by": f"mlci build: {name} layer"} for name, _ in layers]
+    return config
+
+
+def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dict[str, str]) -> BuildResult:
+    """Build (or reuse) the image and write it to `image.name` under `tag` and its key tag."""
+    if not settings.name:
+        raise UsageError("image.name: set where the image goes (docker://HOST/REPO or oci:DIR)")
+    dest, _ = open_endpoint(parse(settings.name), settings)
+    base_ep, base_manifest, base_config = _base(settings)
+    key = build_key(settings, root, base_manifest.digest if base_manifest else None, labels)
+    key_tag = KEY_PREFIX + key[:40]
+    reference = f"{settings.name}:{tag}"
+    existing = _existing(dest, key_tag)
+    if existing is not None:
+        dest.put_manifest(existing, tag)
+        return BuildResult(reference, existing.digest, key, reused=True)
+    created = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
+        work = Path(tmp)
+        layers = _layers(settings, root, work, mtime)
+        stage = Layout(work / "stage")
+        stage.init()
+        for _, layer in layers:
+            with layer.path.open("rb") as handle:
+                stage.put_blob(layer.digest, handle)
+        config = json.dumps(_config(base_config, settings, layers, created, labels), sort_keys=True,
+                            separators=(",", ":")).encode()
+        stage.put_blob(sha256_digest(config), _reader(config))
+        base_layers = json.loads(base_manifest.data)["layers"] if base_manifest else []
+        manifest_doc = {
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": sha256_digest(config), "size": len(config)},
+            "layers": base_layers + [{"mediaType": LAYER_MEDIA_TYPE, "digest": l.digest, "size": l.size}
+                                     for _, l in layers],
+            "annotations": labels,
+        }
+        data = json.dumps(manifest_doc, sort_keys=True, separators=(",", ":")).encode()
+        manifest = Manifest(data, OCI_MANIFEST, sha256_digest(data))
+        stage.put_manifest(manifest, tag)
+        result = copy(_Stacked(LayoutEndpoint(stage), base_ep), tag, dest, tag)
+        dest.put_manifest(manifest, key_tag)
+    return BuildResult(reference, manifest.digest, key, reused=False, uploaded=result.copied)
+
+
+def _base(settings: ImageSettings) -> tuple[Endpoint | None, Manifest | None, dict[str, Any]]:
+    scratch = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
+    if not settings.base:
+        return None, None, scratch
+    endpoint, reference = open_endpoint(parse(settings.base), settings)
+    manifest = endpoint.get_manifest(reference)
+    if manifest.media_type not in (OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json"):
+        raise UsageError(f"image.base: {settings.base} is an index; name one platform's manifest by digest")
+    descriptor = json.loads(manifest.data)["config"]
+    with endpoint.open_blob(descriptor["digest"]) as handle:
+        return endpoint, manifest, dict(json.loads(handle.read()))
+
+
+def _existing(dest: Endpoint, key_tag: str) -> Manifest | None:
+    try:
+        return dest.get_manifest(key_tag)
+    except (RegistryError, EnvironmentProblem):
+        return None
+
+
+def _reader(data: bytes) -> BinaryIO:
+    import io
+
+    return io.BytesIO(data)
+
+
+@dataclass
+class _Stacked:
+    """The new blobs from the staging layout, the base image's blobs from where the base lives."""
+
+    stage: LayoutEndpoint
+    base: Endpoint | None
+
+    def get_manifest(self, reference: str | None) -> Manifest:
+        return self.stage.get_manifest(reference)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.stage.has_blob(digest)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        if self.stage.has_blob(digest) or self.base is None:
+            return self.stage.open_blob(digest)
+        return self.base.open_blob(digest)
+
+    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
+        raise AssertionError("a build source is read-only")
+
+    def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
+        raise AssertionError("a build source is read-only")

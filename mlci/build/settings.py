@@ -1,0 +1,30 @@
+"""The `image` section of mlci.yaml: what the native builder puts in the model image."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """`image` in mlci.yaml (issue 5: the native builder)."""
+
+    name: str | None = field(default=None, metadata={"doc": (
+        "Where the image goes: docker://HOST/REPO or oci:DIR (the tag comes from --tag).")})
+    base: str | None = field(default=None, metadata={"doc": (
+        "Base image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]; default: empty (scratch).")})
+    lock: str | None = field(default=None, metadata={"doc": (
+        "Hash-pinned requirements installed into the dependency layer (/opt/mlci/site-packages).")})
+    pip_args: tuple[str, ...] = field(default=(), metadata={"doc": (
+        "Where pip finds wheels, e.g. [--no-index, --find-links, wheelhouse] or [--index-url, URL].")})
+    code: tuple[str, ...] = field(default=("src",), metadata={"doc": "Code paths, copied under workdir."})
+    artifacts: tuple[str, ...] = field(default=(), metadata={"doc": (
+        "Model weights and other DVC outputs, in their own layer under workdir.")})
+    workdir: str = field(default="/app", metadata={"doc": "Working directory in the image."})
+    entrypoint: tuple[str, ...] = field(default=(), metadata={"doc": "Entrypoint (exec form)."})
+    cmd: tuple[str, ...] = field(default=(), metadata={"doc": "Command (exec form)."})
+    env: dict[str, str] = field(default_factory=dict, metadata={"doc": "Environment variables."})
+    port: int | None = field(default=None, metadata={"doc": "Exposed TCP port."})
+    user: str | None = field(default=None, metadata={"doc": "User to run as (e.g. 10001)."})
+    plain_http: tuple[str, ...] = field(default=(), metadata={"doc": (
+        "Registry hosts spoken to over plain HTTP (loopback test registries only).")})
+    ca_bundle: str | None = field(default=None, metadata={"doc": "A PEM CA bundle for the registries."})
