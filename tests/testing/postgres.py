@@ -56,6 +56,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.testing.procs import tail
+
 if TYPE_CHECKING:
     import psycopg
     import psycopg.sql
@@ -338,7 +340,7 @@ def _start_on_free_port(server: PostgresServer, as_root: bool) -> PostgresServer
             stdin=subprocess.DEVNULL)
         if done.returncode == 0:
             return candidate
-        log = _tail(server.log_file)
+        log = tail(server.log_file)
         if attempt < START_ATTEMPTS and ("could not bind" in log or "already in use" in log):
             continue
         raise RuntimeError(f"pg_ctl start failed ({done.returncode}):\n{done.stdout}{done.stderr}\n"
@@ -390,11 +392,6 @@ def _kill_postmaster(pid_file: Path) -> None:
             time.sleep(0.05)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _conninfo_quote(value: str) -> str:

@@ -56,6 +56,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import pytest
 import requests
 
+from tests.testing.procs import tail, terminate
 from tests.testing.forge import TlsFiles, make_tls_files
 from tests.testing.s3 import free_port
 
@@ -316,7 +317,7 @@ def stop_registry(registry: Registry) -> None:
     """Stop the registry (SIGTERM, then SIGKILL) and its issuer; remove its temp dir if it made one. Idempotent."""
     _LIVE.pop(id(registry), None)
     if registry.process is not None:
-        _terminate(registry.process)
+        terminate(registry.process)
     if registry.token_issuer is not None:
         issuer, registry.token_issuer = registry.token_issuer, None
         issuer.stop()
@@ -485,8 +486,8 @@ def _launch(kind: Kind, base: Path, auth: dict[str, Any], tls: TlsFiles | None,
                             ca_bundle=tls.ca_cert if tls is not None else None, token_issuer=issuer, process=process)
         if _wait_until_up(registry, port):
             return registry
-        _terminate(process)
-        text = _tail(log_file)
+        terminate(process)
+        text = tail(log_file)
         if attempt < START_ATTEMPTS and "address already in use" in text:
             continue
         raise RuntimeError(f"docker-registry did not come up on {registry.url} (exit code {process.returncode}); "
@@ -518,24 +519,8 @@ def _wait_until_up(registry: Registry, port: int) -> bool:
     return False
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 5 s."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    """The last lines of a log file."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _basic_user(authorization: str | None, username: str, password: str) -> str | None:

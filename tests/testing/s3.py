@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.testing.procs import tail, terminate
 
 if TYPE_CHECKING:
     import duckdb
@@ -165,8 +166,8 @@ def start_s3(log_dir: Path | None = None) -> S3Server:
             if _wait_until_up(server):
                 _LIVE[id(server)] = (server, directory if own_dir else None)
                 return server
-            _terminate(process)
-            log_text = _tail(log_file)
+            terminate(process)
+            log_text = tail(log_file)
             if attempt < START_ATTEMPTS and "already in use" in log_text:
                 continue
             raise RuntimeError(f"moto_server did not come up on {server.endpoint_url} "
@@ -182,7 +183,7 @@ def stop_s3(server: S3Server) -> None:
     """Stop moto_server (SIGTERM, then SIGKILL) and remove its temp dir if start_s3 made one. Idempotent."""
     entry = _LIVE.pop(id(server), None)
     if server.process is not None:
-        _terminate(server.process)
+        terminate(server.process)
     if entry is not None and entry[1] is not None:
         shutil.rmtree(entry[1], ignore_errors=True)
 
@@ -248,19 +249,5 @@ def _wait_until_up(server: S3Server) -> bool:
     return False
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
