@@ -32,7 +32,7 @@ ensure_venv() {
 }
 
 bootstrap() {
-  ensure_debs git rsync postgresql docker-registry
+  ensure_debs git rsync postgresql docker-registry buildah
   ensure_venv
   export PATH="$VENV/bin:$PATH"
 }

@@ -5,38 +5,27 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import sys
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from mlci.build.layers import LAYER_MEDIA_TYPE, Layer, build_layer
 from mlci.build.settings import ImageSettings
 from mlci.core import proc
-from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.core.errors import UsageError
 from mlci.oci.auth import credentials_for
 from mlci.oci.copy import Endpoint, LayoutEndpoint, RegistryEndpoint, copy
 from mlci.oci.layout import Layout
 from mlci.oci.reference import DockerRef, ImageRef, parse
-from mlci.oci.registry import OCI_MANIFEST, Manifest, Registry, RegistryError, sha256_digest
+from mlci.oci.registry import OCI_MANIFEST, Manifest, Registry, sha256_digest
 
-KEY_PREFIX = "mlci-key-"  # tags that map a build key to an image; promotion never copies them
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 DEPS_DIR = "/opt/mlci/site-packages"
-
-
-@dataclass
-class BuildResult:
-    """What `mlci build` made (or reused)."""
-
-    reference: str
-    digest: str
-    key: str
-    reused: bool
-    uploaded: list[str] = field(default_factory=list)
 
 
 def open_endpoint(ref: ImageRef, settings: ImageSettings) -> tuple[Endpoint, str | None]:
@@ -56,7 +45,8 @@ def _file_hashes(root: Path, paths: Iterable[str]) -> list[tuple[str, bool, str]
         top = root / item
         if not top.exists():
             raise UsageError(f"image: {item} does not exist in {root}")
-        for path in sorted([top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]):
+        files = [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file() and ".git" not in p.parts]
+        for path in sorted(files):
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             found.append((path.relative_to(root).as_posix(), bool(path.stat().st_mode & 0o111), digest))
     return found
@@ -64,16 +54,21 @@ def _file_hashes(root: Path, paths: Iterable[str]) -> list[tuple[str, bool, str]
 
 def build_key(settings: ImageSettings, root: Path, base_digest: str | None, labels: dict[str, str]) -> str:
     """sha256 over every input: base digest, lock, code and artifact files (content, path, exec bit),
-    the image config and the labels."""
+    the image config and mlci's content labels. The commit's own labels (revision, created) are not
+    inputs: a commit that changes none of the inputs reuses the image built before."""
+    content_labels = {k: v for k, v in labels.items() if k.startswith("io.mlci.")}
     inputs = {
+        "builder": settings.builder,
         "base": base_digest,
         "lock": _file_hashes(root, [settings.lock]) if settings.lock else None,
         "pip_args": settings.pip_args,
-        "code": _file_hashes(root, settings.code),
+        "code": _file_hashes(root, settings.code if settings.builder == "native" else (settings.context,)),
         "artifacts": _file_hashes(root, settings.artifacts),
         "config": [settings.workdir, settings.entrypoint, settings.cmd, sorted(settings.env.items()),
                    settings.port, settings.user],
-        "labels": sorted(labels.items()),
+        "labels": sorted(content_labels.items()),
+        "dockerfile": [settings.dockerfile, settings.context, sorted(settings.build_args.items())]
+        if settings.builder != "native" else None,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -132,19 +127,10 @@ def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[st
     return config
 
 
-def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dict[str, str]) -> BuildResult:
-    """Build (or reuse) the image and write it to `image.name` under `tag` and its key tag."""
-    if not settings.name:
-        raise UsageError("image.name: set where the image goes (docker://HOST/REPO or oci:DIR)")
-    dest, _ = open_endpoint(parse(settings.name), settings)
-    base_ep, base_manifest, base_config = _base(settings)
-    key = build_key(settings, root, base_manifest.digest if base_manifest else None, labels)
-    key_tag = KEY_PREFIX + key[:40]
-    reference = f"{settings.name}:{tag}"
-    existing = _existing(dest, key_tag)
-    if existing is not None:
-        dest.put_manifest(existing, tag)
-        return BuildResult(reference, existing.digest, key, reused=True)
+def build_native(settings: ImageSettings, root: Path, dest: Endpoint, tag: str, mtime: int,
+                 labels: dict[str, str]) -> tuple[Manifest, list[str]]:
+    """Build the image in a staging layout and copy it to `dest` under `tag`; returns (manifest, uploaded)."""
+    base_ep, base_manifest, base_config = base_image(settings)
     created = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
         work = Path(tmp)
@@ -156,7 +142,7 @@ def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dic
                 stage.put_blob(layer.digest, handle)
         config = json.dumps(_config(base_config, settings, layers, created, labels), sort_keys=True,
                             separators=(",", ":")).encode()
-        stage.put_blob(sha256_digest(config), _reader(config))
+        stage.put_blob(sha256_digest(config), io.BytesIO(config))
         base_layers = json.loads(base_manifest.data)["layers"] if base_manifest else []
         manifest_doc = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -169,11 +155,10 @@ def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dic
         manifest = Manifest(data, OCI_MANIFEST, sha256_digest(data))
         stage.put_manifest(manifest, tag)
         result = copy(_Stacked(LayoutEndpoint(stage), base_ep), tag, dest, tag)
-        dest.put_manifest(manifest, key_tag)
-    return BuildResult(reference, manifest.digest, key, reused=False, uploaded=result.copied)
+    return manifest, result.copied
 
 
-def _base(settings: ImageSettings) -> tuple[Endpoint | None, Manifest | None, dict[str, Any]]:
+def base_image(settings: ImageSettings) -> tuple[Endpoint | None, Manifest | None, dict[str, Any]]:
     scratch = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
     if not settings.base:
         return None, None, scratch
@@ -184,19 +169,6 @@ def _base(settings: ImageSettings) -> tuple[Endpoint | None, Manifest | None, di
     descriptor = json.loads(manifest.data)["config"]
     with endpoint.open_blob(descriptor["digest"]) as handle:
         return endpoint, manifest, dict(json.loads(handle.read()))
-
-
-def _existing(dest: Endpoint, key_tag: str) -> Manifest | None:
-    try:
-        return dest.get_manifest(key_tag)
-    except (RegistryError, EnvironmentProblem):
-        return None
-
-
-def _reader(data: bytes) -> BinaryIO:
-    import io
-
-    return io.BytesIO(data)
 
 
 @dataclass

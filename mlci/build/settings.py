@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class ImageSettings:
     """`image` in mlci.yaml (issue 5: the native builder)."""
 
+    builder: Literal["native", "buildah", "kaniko", "docker"] = field(default="native", metadata={"doc": (
+        "native (layers appended by mlci, no daemon), buildah (Dockerfile, chroot isolation), kaniko or "
+        "docker (buildx): the last two are unverified on a real runner (docs/build.md).")})
+    dockerfile: str = field(default="Dockerfile", metadata={"doc": "Dockerfile for buildah/kaniko/docker."})
+    context: str = field(default=".", metadata={"doc": "Build context for buildah/kaniko/docker."})
+    build_args: dict[str, str] = field(default_factory=dict, metadata={"doc": (
+        "Build arguments (e.g. BASE_IMAGE, PIP_INDEX_URL) for buildah/kaniko/docker.")})
+    kaniko_executor: str = field(default="/kaniko/executor", metadata={"doc": "Path of kaniko's executor."})
     name: str | None = field(default=None, metadata={"doc": (
         "Where the image goes: docker://HOST/REPO or oci:DIR (the tag comes from --tag).")})
     base: str | None = field(default=None, metadata={"doc": (

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: str | None, dotenv: str | None,
         as_json: bool) -> int:
     """Build or reuse; print `ref@digest`; write the digest file and dotenv for later jobs."""
-    from mlci.build.native import build
+    from mlci.build.image import build
     from mlci.core import config as cfg
     from mlci.core.fsutil import atomic_write
     from mlci.report.baseline import git
