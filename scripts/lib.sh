@@ -31,22 +31,28 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+ensure_wheelhouse() {
+  # The example's pinned wheels, for its image's dependency layer (no index needed afterwards).
+  local wheels="$ROOT/.tools/wheelhouse"
+  if [[ ! -f "$wheels/done" ]]; then
+    log "pip download the example's pinned wheels into $wheels"
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --require-hashes \
+      -r "$ROOT/example-model-repo/requirements.lock" -d "$wheels"
+    touch "$wheels/done"
+  fi
+}
+
 ensure_image_inputs() {
   # What the model-image tests build from, made once and cached under .tools/ (never in a test):
   # a Debian bookworm rootfs with python3 (debootstrap, ~60 s) and the example's pinned wheels.
-  local base="$ROOT/.tools/base" wheels="$ROOT/.tools/wheelhouse"
+  local base="$ROOT/.tools/base"
+  ensure_wheelhouse
   if [[ ! -f "$base/done" ]]; then
     log "debootstrap bookworm (minbase + python3) into $base/rootfs"
     rm -rf "$base" && mkdir -p "$base"
     debootstrap --variant=minbase --include=python3 bookworm "$base/rootfs" \
       "${MLCI_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$base/debootstrap.log" 2>&1
     touch "$base/done"
-  fi
-  if [[ ! -f "$wheels/done" ]]; then
-    log "pip download the example's pinned wheels into $wheels"
-    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --require-hashes \
-      -r "$ROOT/example-model-repo/requirements.lock" -d "$wheels"
-    touch "$wheels/done"
   fi
 }
 

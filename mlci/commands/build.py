@@ -29,10 +29,12 @@ def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: st
     from mlci.build.image import build
     from mlci.core import config as cfg
     from mlci.core.fsutil import atomic_write
+    from mlci.dvcstage.fetch import pull_missing
     from mlci.report.baseline import git
 
     loaded = cfg.load(config_path, repo.resolve())
     root = loaded.path.parent if loaded.path else repo
+    pull_missing(loaded.config.image.artifacts, root)  # the weights come from DVC, not CI artifacts
     sha = git(root, "rev-parse", "HEAD").stdout.strip()
     tag = tag or os.environ.get("CI_COMMIT_SHORT_SHA") or sha[:12] or "latest"
     epoch = os.environ.get("SOURCE_DATE_EPOCH") or git(root, "log", "-1", "--format=%ct").stdout.strip() or "0"

@@ -43,7 +43,7 @@ def run(*, config_path: str | None, datasets: list[str], junit: str | None, json
     from mlci.core import config as cfg
     from mlci.core.fsutil import atomic_write
     from mlci.datatest import reports
-    from mlci.datatest.fetch import pull_missing
+    from mlci.dvcstage.fetch import pull_missing
     from mlci.datatest.run import run_suite
 
     loaded = cfg.load(config_path, Path.cwd())
@@ -57,7 +57,7 @@ def run(*, config_path: str | None, datasets: list[str], junit: str | None, json
         settings = dataclasses.replace(settings, datasets=tuple(d for d in settings.datasets if d.name in datasets))
     base = loaded.path.parent if loaded.path else Path.cwd()
     if settings.pull:
-        pull_missing(settings.datasets, base)
+        pull_missing([p for ds in settings.datasets for p in (ds.path, ds.reference) if p], base)
     results = run_suite(settings, base)
     for path, text in ((junit, reports.junit), (json_out, reports.as_json), (md, reports.markdown)):
         if path:

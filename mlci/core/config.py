@@ -22,6 +22,8 @@ SUPPORTED_VERSION = 1
 # Top-level sections fixed by the design; each becomes supported when its stage lands.
 NOT_YET_SUPPORTED = ("scan", "promote", "registries")
 ENV_PREFIX = "MLCI_"
+# Variables mlci writes for later jobs (mlci build --dotenv), not config overrides.
+OUTPUT_VARIABLES = frozenset({"MLCI_IMAGE_DIGEST"})
 
 
 def _doc(text: str) -> dict[str, Any]:
@@ -184,7 +186,7 @@ def _apply_env(raw: dict[str, Any], env: typing.Mapping[str, str], problems: lis
         prefix = f"{ENV_PREFIX}{section.upper()}_"
         fields = {f.name.upper(): f.name for f in dataclasses.fields(section_schema)}
         section_hints = typing.get_type_hints(section_schema)
-        for name in sorted(n for n in env if n.startswith(prefix)):
+        for name in sorted(n for n in env if n.startswith(prefix) and n not in OUTPUT_VARIABLES):
             key = fields.get(name[len(prefix):])
             if key is None:
                 problems.append(f"{name}: {section}.{name[len(prefix):].lower()}: unknown key"

@@ -11,6 +11,8 @@ import pytest
 from tests.testing import repos
 from tests.testing.forge import ForgeServer
 from tests.testing.gitlab_ci_local import PipelineResult, run_pipeline, seed_project_include
+from tests.testing.images import BASE_TAG, base_layout, wheelhouse
+from tests.testing.registry import Registry
 
 pytestmark = pytest.mark.e2e
 TEMPLATES = repos.ROOT / ".gitlab-ci"
@@ -29,14 +31,19 @@ def _pipeline_repo(tmp_path: Path) -> Path:
 def _run(repo: Path, variables: dict[str, str] | None = None) -> PipelineResult:
     result = run_pipeline(repo, timeout=600, variables=variables)
     ran = {name for name, job in result.jobs.items() if job.status != "never"}
-    expected = {"config", "train", "data-test"} | ({"report"} if variables else set())
+    variables = variables or {}
+    expected = {"config", "train", "data-test"} | ({"report"} if "CI_PIPELINE_SOURCE" in variables else set()) \
+        | ({"build"} if "MLCI_IMAGE_NAME" in variables else set())
     assert ran == expected, result.describe()
     return result
 
 
-def test_train_job_trains_pushes_and_the_next_pipeline_pulls(tmp_path: Path) -> None:
+def test_train_job_trains_pushes_and_the_next_pipeline_pulls(tmp_path: Path, registry: Registry) -> None:
     repo = _pipeline_repo(tmp_path)
-    first = _run(repo)
+    image = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model", "MLCI_IMAGE_PLAIN_HTTP": registry.host,
+             "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
+             "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}"}
+    first = _run(repo, image)
     assert first.returncode == 0, first.describe()
     assert first.job("config").status == "success"
     train = first.job("train")
@@ -51,10 +58,17 @@ def test_train_job_trains_pushes_and_the_next_pipeline_pulls(tmp_path: Path) -> 
     assert re.search(r"\n(\d+) checks: \1 passed, 0 warned, 0 failed", data_test.log), data_test.log
     junit = (first.artifacts_dir("data-test") / "mlci-data-test.xml").read_text()
     assert 'name="test"' in junit and 'name="age: drift"' in junit
-    second = _run(repo)
+    build = first.job("build")
+    assert build.status == "success", build.log
+    dotenv = (first.artifacts_dir("build") / "mlci-build.env").read_text()
+    digest = re.search(r"MLCI_IMAGE_DIGEST=(sha256:[0-9a-f]{64})", dotenv)
+    assert digest and f"{registry.url.removeprefix('http://')}/ml/credit-model" in dotenv
+    assert "pulling model/model.pkl from the DVC remote" in build.log  # weights via DVC, not CI artifacts
+    second = _run(repo, image)
     assert second.returncode == 0, second.describe()
     log = second.job("train").log
     assert "stages: 4 (ran 0, skipped 4" in log, log  # pulled from the remote: nothing retrained
+    assert "reused" in second.job("build").log and digest[1] in second.job("build").log
 
 
 def test_stale_dvc_lock_fails_the_pipeline_in_the_train_job(tmp_path: Path) -> None:

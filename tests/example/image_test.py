@@ -48,24 +48,22 @@ def test_the_example_image_serves_the_same_predictions_as_the_host(
         example: Path, registry: Registry, tmp_path: Path) -> None:
     if shutil.which("buildah") is None:
         pytest.fail("buildah is not installed: run scripts/test", pytrace=False)
-    settings = {"name": f"docker://{registry.host}/ml/credit-model", "plain_http": [registry.host],
-                "base": f"oci:{base_layout()}:{BASE_TAG}", "lock": "requirements.lock",
-                "pip_args": ["--no-index", "--find-links", str(wheelhouse())], "code": ["src"],
-                "artifacts": ["model"], "cmd": ["python3", "src/serve.py"], "port": 8080}
-    config = example / "mlci.yaml"
-    config.write_text(config.read_text() + "image:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items()))
-    built = repos.run_mlci(example, "build", "--tag", "t1", env={"SOURCE_DATE_EPOCH": "1700000000"})
+    env = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model", "MLCI_IMAGE_PLAIN_HTTP": registry.host,
+           "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
+           "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}", "SOURCE_DATE_EPOCH": "1700000000"}
+    built = repos.run_mlci(example, "build", "--tag", "t1", env=env)
     assert built.returncode == 0, built.stderr
     image = built.stdout.strip()
 
     storage = tmp_path / "storage.conf"
     storage.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_path}/graph"\nrunroot = "{tmp_path}/run"\n')
-    env = {"CONTAINERS_STORAGE_CONF": str(storage), "BUILDAH_ISOLATION": "chroot"}
+    buildah_env = {"CONTAINERS_STORAGE_CONF": str(storage), "BUILDAH_ISOLATION": "chroot"}
     container = subprocess.run(["buildah", "from", "--tls-verify=false", image.removeprefix("docker://")],
-                               env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip()
+                               env={**os.environ, **buildah_env}, capture_output=True, text=True,
+                               check=True).stdout.strip()
     image_port, host_port = _free_port(), _free_port()
     in_image = _serve(["buildah", "run", "--isolation", "chroot", "-e", "HOST=127.0.0.1", "-e", f"PORT={image_port}",
-                       container, "--", "python3", "src/serve.py"], tmp_path, env)
+                       container, "--", "python3", "src/serve.py"], tmp_path, buildah_env)
     on_host = _serve(["python", "src/serve.py"], example, {"HOST": "127.0.0.1", "PORT": str(host_port)})
     try:
         _wait(f"http://127.0.0.1:{image_port}")
