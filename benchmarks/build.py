@@ -93,7 +93,9 @@ def main() -> None:
         storage = work / "storage.conf"
         storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/graph"\nrunroot = "{work}/run"\n')
         env = {"CONTAINERS_STORAGE_CONF": str(storage), "BUILDAH_ISOLATION": "chroot", "SOURCE_DATE_EPOCH": "1700000000"}
-        pulled = subprocess.run(["buildah", "pull", "-q", f"oci:{base_layout()}:{BASE_TAG}"],
+        base = work / "baselayout"  # buildah derives an image name from the path: no dots in it
+        shutil.copytree(base_layout(), base, copy_function=os.link)
+        pulled = subprocess.run(["buildah", "pull", "-q", f"oci:{base}:{BASE_TAG}"],
                                 env={**os.environ, **env}, check=True, capture_output=True, text=True)
         subprocess.run(["buildah", "tag", pulled.stdout.split()[-1], "localhost/mlci-bench-base:1"],
                        env={**os.environ, **env}, check=True, capture_output=True)

@@ -29,7 +29,7 @@ class Layer:
     digest: str
     size: int
     diff_id: str
-    path: Path
+    path: Path | None  # None: known from the cache, not built in this run
 
 
 def _entries(root: Path, target: str) -> Iterable[tuple[str, Path]]:

@@ -9,15 +9,17 @@ import io
 import json
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mlci.build import cache
 from mlci.build.layers import LAYER_MEDIA_TYPE, Layer, build_layer
 from mlci.build.settings import ImageSettings
 from mlci.core import proc
 from mlci.core.errors import UsageError
+from mlci.core.log import logger
 from mlci.oci.auth import credentials_for
 from mlci.oci.copy import Endpoint, LayoutEndpoint, RegistryEndpoint, copy
 from mlci.oci.layout import Layout
@@ -73,19 +75,38 @@ def build_key(settings: ImageSettings, root: Path, base_digest: str | None, labe
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def _layers(settings: ImageSettings, root: Path, work: Path, mtime: int) -> list[tuple[str, Layer]]:
+def _layers(settings: ImageSettings, root: Path, work: Path, mtime: int, dest: Endpoint) -> list[tuple[str, Layer]]:
+    """The three layers; one whose inputs are unchanged and whose blob `dest` has is not rebuilt."""
     workdir = settings.workdir.rstrip("/")
-    built: list[tuple[str, Layer]] = []
+    specs: list[tuple[str, object, Callable[[], Layer]]] = []
     if settings.lock:
-        target = work / "deps"
-        proc.run((sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
-                  "--no-compile", "--disable-pip-version-check", "--target", str(target),
-                  "-r", str(root / settings.lock), *settings.pip_args), stream=True)
-        built.append(("dependencies", build_layer([(target, DEPS_DIR)], work / "layers", mtime)))
+        lock = settings.lock
+
+        def deps() -> Layer:
+            target = work / "deps"
+            proc.run((sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+                      "--no-compile", "--disable-pip-version-check", "--target", str(target),
+                      "-r", str(root / lock), *settings.pip_args), stream=True)
+            return build_layer([(target, DEPS_DIR)], work / "layers", mtime)
+        specs.append(("dependencies", [_file_hashes(root, [lock]), settings.pip_args, sys.version], deps))
     for name, paths in (("code", settings.code), ("artifacts", settings.artifacts)):
         if paths:
-            sources = [(_staged(root, p, work / name), f"{workdir}") for p in paths]
-            built.append((name, build_layer(list(dict.fromkeys(sources)), work / "layers", mtime)))
+            def files(name: str = name, paths: tuple[str, ...] = paths) -> Layer:
+                sources = [(_staged(root, p, work / name), workdir) for p in paths]
+                return build_layer(list(dict.fromkeys(sources)), work / "layers", mtime)
+            specs.append((name, [_file_hashes(root, paths), workdir], files))
+    built: list[tuple[str, Layer]] = []
+    for name, inputs, make in specs:
+        key = hashlib.sha256(json.dumps([name, inputs, mtime], sort_keys=True).encode()).hexdigest()
+        known = cache.lookup(key)
+        if known is not None and dest.has_blob(known.digest):
+            logger.info("mlci: %s layer: unchanged, already in the destination (%s)", name, known.digest[:19])
+            built.append((name, known))
+            continue
+        logger.info("mlci: %s layer: building", name)
+        layer = make()
+        cache.store(key, layer)
+        built.append((name, layer))
     return built
 
 
@@ -121,9 +142,13 @@ def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[st
     if settings.user:
         run["User"] = settings.user
     config["created"] = created
-    config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"] += [l.diff_id for _, l in layers]
-    config["history"] = (config.get("history") or []) + [
-        {"created": created, "created_by": f"mlci build: {name} layer"} for name, _ in layers]
+    diff_ids = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"]
+    history = config.get("history") or []
+    missing = len(diff_ids) - sum(1 for h in history if not h.get("empty_layer"))
+    history += [{"created_by": "(base layer)"}] * max(missing, 0)  # one entry per layer, as tools expect
+    diff_ids += [l.diff_id for _, l in layers]
+    config["history"] = history + [{"created": created, "created_by": f"mlci build: {name} layer"}
+                                   for name, _ in layers]
     return config
 
 
@@ -134,12 +159,13 @@ def build_native(settings: ImageSettings, root: Path, dest: Endpoint, tag: str, 
     created = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
         work = Path(tmp)
-        layers = _layers(settings, root, work, mtime)
+        layers = _layers(settings, root, work, mtime, dest)
         stage = Layout(work / "stage")
         stage.init()
         for _, layer in layers:
-            with layer.path.open("rb") as handle:
-                stage.put_blob(layer.digest, handle)
+            if layer.path is not None:  # a cached layer is already in the destination
+                with layer.path.open("rb") as handle:
+                    stage.put_blob(layer.digest, handle)
         config = json.dumps(_config(base_config, settings, layers, created, labels), sort_keys=True,
                             separators=(",", ":")).encode()
         stage.put_blob(sha256_digest(config), io.BytesIO(config))

@@ -100,3 +100,27 @@ def test_two_checkouts_with_other_mtimes_umask_and_owner_build_the_same_digest(t
         assert code == 0, err
         digests.append(out.split("@")[1])
     assert digests[0] == digests[1]
+
+
+def test_history_has_one_entry_per_layer(registry: Registry, tmp_path: Path) -> None:
+    name = f"docker://{registry.host}/ml/hist"
+    repo = _model_repo(tmp_path / "model", name, registry.host)
+    code, out, err = _build(repo)
+    assert code == 0, err
+    import requests
+    manifest = requests.get(f"{registry.url}/v2/ml/hist/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=10).json()
+    config = requests.get(f"{registry.url}/v2/ml/hist/blobs/{manifest['config']['digest']}", timeout=10).json()
+    assert len([h for h in config["history"] if not h.get("empty_layer")]) == len(config["rootfs"]["diff_ids"]) == 3
+
+
+def test_unchanged_layers_are_not_rebuilt_when_the_registry_has_them(registry: Registry, tmp_path: Path) -> None:
+    name = f"docker://{registry.host}/ml/cache"
+    repo = _model_repo(tmp_path / "model", name, registry.host)
+    assert _build(repo)[0] == 0
+    (repo / "src" / "serve.py").write_text("print('v2')\n")
+    code, out, err = _build(repo)
+    assert code == 0, err
+    assert "mlci: dependencies layer: unchanged, already in the destination" in err
+    assert "mlci: artifacts layer: unchanged, already in the destination" in err
+    assert "mlci: code layer: building" in err
