@@ -3,6 +3,7 @@ and whose blob the destination already holds is not rebuilt at all (only its des
 The index is a hint: a descriptor is used only after the destination confirms the blob exists."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,3 +33,39 @@ def store(key: str, layer: Layer) -> None:
     """Record a built layer's descriptor under its input hash."""
     atomic_write(cache_dir() / f"{key}.json",
                  json.dumps({"digest": layer.digest, "size": layer.size, "diff_id": layer.diff_id}))
+
+
+_stat_index: dict[str, list[object]] | None = None
+HASH_CHUNK = 1 << 22
+
+
+def _index_path() -> Path:
+    return cache_dir().parent / "file-hashes.json"
+
+
+def file_sha256(path: Path) -> str:
+    """A file's sha256, streamed; remembered by (path, size, mtime, inode) so that unchanged large files
+    (model weights) are not read again by later builds (DVC keeps a state database the same way)."""
+    global _stat_index
+    if _stat_index is None:
+        try:
+            _stat_index = dict(json.loads(_index_path().read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            _stat_index = {}
+    st = path.stat()
+    key, stamp = str(path.resolve()), [st.st_size, st.st_mtime_ns, st.st_ino]
+    known = _stat_index.get(key)
+    if known is not None and known[:3] == stamp:
+        return str(known[3])
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    _stat_index[key] = [*stamp, digest.hexdigest()]
+    return digest.hexdigest()
+
+
+def save_file_hashes() -> None:
+    """Persist the file-hash index (atomically)."""
+    if _stat_index is not None:
+        atomic_write(_index_path(), json.dumps(_stat_index, sort_keys=True))

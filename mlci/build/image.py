@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlci.build import cache
 from mlci.build.dockerfile import BUILDERS
 from mlci.build.native import build_key, build_native, open_endpoint
 from mlci.build.settings import ImageSettings
@@ -40,7 +41,10 @@ def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dic
     if settings.builder == "native" and settings.base:
         base_ep, base_ref = open_endpoint(parse(settings.base), settings)
         base_digest = base_ep.get_manifest(base_ref).digest
-    key = build_key(settings, root, base_digest, labels)
+    try:
+        key = build_key(settings, root, base_digest, labels)
+    finally:
+        cache.save_file_hashes()
     key_tag = KEY_PREFIX + key[:40]
     reference = f"{settings.name}:{tag}"
     existing = _existing(dest, key_tag)
@@ -49,7 +53,10 @@ def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dic
         return BuildResult(reference, existing.digest, key, reused=True)
     uploaded: list[str] = []
     if settings.builder == "native":
-        manifest, uploaded = build_native(settings, root, dest, tag, mtime, labels)
+        try:
+            manifest, uploaded = build_native(settings, root, dest, tag, mtime, labels)
+        finally:
+            cache.save_file_hashes()
     else:
         digest = BUILDERS[settings.builder](settings, root, ref, tag, labels, mtime)
         manifest = dest.get_manifest(digest)

@@ -49,7 +49,7 @@ def _file_hashes(root: Path, paths: Iterable[str]) -> list[tuple[str, bool, str]
             raise UsageError(f"image: {item} does not exist in {root}")
         files = [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file() and ".git" not in p.parts]
         for path in sorted(files):
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = cache.file_sha256(path)
             found.append((path.relative_to(root).as_posix(), bool(path.stat().st_mode & 0o111), digest))
     return found
 
