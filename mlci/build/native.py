@@ -20,25 +20,19 @@ from mlci.build.settings import ImageSettings
 from mlci.core import proc
 from mlci.core.errors import UsageError
 from mlci.core.log import logger
-from mlci.oci.auth import credentials_for
-from mlci.oci.copy import Endpoint, LayoutEndpoint, RegistryEndpoint, copy
+from mlci.oci.copy import Endpoint, LayoutEndpoint, copy
+from mlci.oci.copy import open_endpoint as copy_endpoint
 from mlci.oci.layout import Layout
-from mlci.oci.reference import DockerRef, ImageRef, parse
-from mlci.oci.registry import OCI_MANIFEST, Manifest, Registry, sha256_digest
+from mlci.oci.reference import ImageRef, parse
+from mlci.oci.registry import OCI_MANIFEST, Manifest, sha256_digest
 
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 DEPS_DIR = "/opt/mlci/site-packages"
 
 
 def open_endpoint(ref: ImageRef, settings: ImageSettings) -> tuple[Endpoint, str | None]:
-    """A copy endpoint for a reference, with credentials, plain-http and CA settings applied."""
-    if isinstance(ref, DockerRef):
-        registry = Registry(ref.registry, plain_http=ref.registry in settings.plain_http,
-                            ca_bundle=settings.ca_bundle, credentials=credentials_for(ref.registry))
-        return RegistryEndpoint(registry, ref.repository), ref.digest or ref.tag
-    if ref.transport != "oci":
-        raise UsageError(f"{ref}: the {ref.transport} transport is not supported yet; use oci:DIR")
-    return LayoutEndpoint(Layout(Path(ref.path))), ref.tag
+    """A copy endpoint with the image settings' plain-http hosts and CA bundle."""
+    return copy_endpoint(ref, settings.plain_http, settings.ca_bundle)
 
 
 def _file_hashes(root: Path, paths: Iterable[str]) -> list[tuple[str, bool, str]]:

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from mlci.oci.auth import credentials_for
 from mlci.oci.layout import Layout
+from mlci.oci.progress import track
 from mlci.oci.reference import DockerRef, ImageRef, LayoutRef
 from mlci.oci.registry import DOCKER_LIST, OCI_INDEX, Manifest, Registry
 
@@ -97,14 +99,17 @@ class LayoutEndpoint:
         self.layout.put_manifest(manifest, tag)
 
 
-def endpoint(ref: ImageRef, registries: dict[str, Registry]) -> tuple[Endpoint, str | None]:
-    """The endpoint for a reference and the tag/digest it names (oci-archive is not supported yet)."""
+def open_endpoint(ref: ImageRef, plain_http: tuple[str, ...] = (), ca_bundle: str | None = None
+                  ) -> tuple[Endpoint, str | None]:
+    """The endpoint for a reference (registry credentials from the auth file) and the tag/digest it names."""
     if isinstance(ref, DockerRef):
-        return RegistryEndpoint(registries[ref.registry], ref.repository), ref.digest or ref.tag
-    if ref.transport != "oci":
-        from mlci.core.errors import UsageError
+        registry = Registry(ref.registry, plain_http=ref.registry in plain_http, ca_bundle=ca_bundle,
+                            credentials=credentials_for(ref.registry))
+        return RegistryEndpoint(registry, ref.repository), ref.digest or ref.tag
+    if ref.transport == "oci-archive":
+        from mlci.oci.archive import ArchiveEndpoint
 
-        raise UsageError(f"{ref}: the {ref.transport} transport is not supported yet; use oci:DIR")
+        return ArchiveEndpoint(Path(ref.path)), ref.tag
     return LayoutEndpoint(Layout(Path(ref.path))), ref.tag
 
 
@@ -127,7 +132,7 @@ def _copy_manifest(src: Endpoint, dst: Endpoint, manifest: Manifest, tag: str | 
             if dst.has_blob(digest):
                 result.reused.append(digest)
                 continue
-            with _closing(src.open_blob(digest)) as stream:
+            with _closing(track(src.open_blob(digest), digest, size)) as stream:
                 dst.put_blob(digest, stream, size)
             result.copied.append(digest)
             result.bytes_copied += size

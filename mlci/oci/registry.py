@@ -171,7 +171,7 @@ class Registry:
                 location, offset = response.headers["Location"], offset + len(chunk)
             body: Any = b""
         else:
-            body = data
+            body = _Sized(data, size)
         self._call("PUT", _with_digest(location, digest), scope, ok=(201,), idempotent=False, data=body,
                    headers={"Content-Type": "application/octet-stream",
                             "Content-Length": str(0 if chunk_size else size)})
@@ -202,6 +202,19 @@ class Registry:
                 return
             yield from response.json().get("tags") or []
             url = response.links.get("next", {}).get("url")
+
+
+class _Sized:
+    """A stream with a known length, so requests sends Content-Length and streams it (not chunked)."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self.stream, self.size = stream, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, n: int = -1) -> bytes:
+        return self.stream.read(n)
 
 
 def _pull(repo: str) -> str:

@@ -111,3 +111,39 @@ def test_a_stream_that_does_not_match_its_digest_fails_at_the_end() -> None:
     assert _io.BufferedReader(VerifyingReader(iter([good[:5], good[5:]]), sha256_digest(good), "t")).read() == good
     with pytest.raises(EnvironmentProblem, match="t: digest did not match"):
         _io.BufferedReader(VerifyingReader(iter([b"tampered"]), sha256_digest(good), "t")).read()
+
+
+def test_oci_archive_round_trip_keeps_the_digest(registry: Registry, tmp_path: Path) -> None:
+    from mlci.oci.copy import open_endpoint
+    from mlci.oci.reference import parse
+    digest = push_random_image(registry, "dev/arch", "2.0", layers=[3000])
+    source, tag = open_endpoint(parse(f"docker://{registry.host}/dev/arch:2.0"), plain_http=(registry.host,))
+    archive, archive_tag = open_endpoint(parse(f"oci-archive:{tmp_path / 'bundle.tar'}:2.0"))
+    assert copy(source, tag, archive, archive_tag).digest == digest
+    reread, _ = open_endpoint(parse(f"oci-archive:{tmp_path / 'bundle.tar'}:2.0"))
+    back, _ = open_endpoint(parse(f"docker://{registry.host}/prod/arch:2.0"), plain_http=(registry.host,))
+    assert copy(reread, "2.0", back, "2.0").digest == digest
+    assert _client(registry).get_manifest("prod/arch", "2.0").digest == digest
+    first = (tmp_path / "bundle.tar").read_bytes()
+    again, _ = open_endpoint(parse(f"oci-archive:{tmp_path / 'again.tar'}:2.0"))
+    copy(reread, "2.0", again, "2.0")
+    assert (tmp_path / "again.tar").read_bytes() == first  # the archive itself is reproducible
+
+
+def test_a_broken_archive_is_one_clear_error(tmp_path: Path) -> None:
+    from mlci.oci.copy import open_endpoint
+    from mlci.oci.reference import parse
+    (tmp_path / "bad.tar").write_bytes(b"not a tar")
+    with pytest.raises(EnvironmentProblem, match="bad.tar: not a readable oci-archive"):
+        open_endpoint(parse(f"oci-archive:{tmp_path / 'bad.tar'}"))
+
+
+def test_copy_reports_one_quiet_line_per_blob_in_ci(registry: Registry, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("CI", "true")
+    push_random_image(registry, "dev/quiet", "1", layers=[1_500_000])
+    with caplog.at_level("INFO", logger="mlci"):
+        result = copy(RegistryEndpoint(_client(registry), "dev/quiet"), "1", LayoutEndpoint(Layout(tmp_path / "l")), "1")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mlci: copying blob")]
+    assert len(lines) == len(result.copied) == 2 and any("(1.5 MB)" in line for line in lines)
