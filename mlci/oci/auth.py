@@ -1,4 +1,5 @@
-"""Registry credentials (docker config.json / REGISTRY_AUTH_FILE, never argv) and the auth challenge
+"""Registry credentials (REGISTRY_AUTH_FILE or docker config.json, else GitLab's CI_REGISTRY_* variables;
+never argv) and the auth challenge
 of the distribution spec: `WWW-Authenticate: Basic realm=...` or `Bearer realm=...,service=...,scope=...`."""
 from __future__ import annotations
 
@@ -73,6 +74,14 @@ def credentials_for(host: str, env: Mapping[str, str] | None = None) -> Credenti
         log.add_secret(password)
         log.add_secret(entry.get("auth"))
         return Credentials(user, password)
+    return _ci_registry(host, environ)
+
+
+def _ci_registry(host: str, env: Mapping[str, str]) -> Credentials | None:
+    """GitLab's own registry credentials (CI_REGISTRY, CI_REGISTRY_USER, CI_REGISTRY_PASSWORD)."""
+    if env.get("CI_REGISTRY") == host and env.get("CI_REGISTRY_USER") and env.get("CI_REGISTRY_PASSWORD"):
+        log.add_secret(env["CI_REGISTRY_PASSWORD"])
+        return Credentials(env["CI_REGISTRY_USER"], env["CI_REGISTRY_PASSWORD"])
     return None
 
 

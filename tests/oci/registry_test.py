@@ -147,3 +147,13 @@ def test_copy_reports_one_quiet_line_per_blob_in_ci(registry: Registry, tmp_path
         result = copy(RegistryEndpoint(_client(registry), "dev/quiet"), "1", LayoutEndpoint(Layout(tmp_path / "l")), "1")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mlci: copying blob")]
     assert len(lines) == len(result.copied) == 2 and any("(1.5 MB)" in line for line in lines)
+
+
+def test_gitlab_ci_registry_variables_are_used_when_no_auth_file_has_the_host(registry_basic: Registry,
+                                                                             tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "CI_REGISTRY": registry_basic.host, "CI_REGISTRY_USER": registry_basic.username,
+           "CI_REGISTRY_PASSWORD": registry_basic.password}
+    creds = credentials_for(registry_basic.host, env)
+    assert creds is not None and creds.username == registry_basic.username
+    _client(registry_basic, credentials=creds).ping()
+    assert credentials_for("other.registry:5000", env) is None
