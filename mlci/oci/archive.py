@@ -9,21 +9,21 @@ import tarfile
 import tempfile
 import weakref
 from pathlib import Path
-from typing import BinaryIO
 
 from mlci.core.errors import EnvironmentProblem
+from mlci.oci.copy import LayoutEndpoint
 from mlci.oci.layout import Layout
 from mlci.oci.registry import Manifest
 
 
-class ArchiveEndpoint:
-    """A copy endpoint over an oci-archive file."""
+class ArchiveEndpoint(LayoutEndpoint):
+    """A copy endpoint over an oci-archive file: a layout in a private temp dir, packed on each tag."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.dir = Path(tempfile.mkdtemp(prefix="mlci-oci-archive-"))
         weakref.finalize(self, shutil.rmtree, self.dir, True)
-        self.layout = Layout(self.dir)
+        super().__init__(Layout(self.dir))
         if path.exists():
             self._unpack()
 
@@ -54,19 +54,6 @@ class ArchiveEndpoint:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def get_manifest(self, reference: str | None) -> Manifest:
-        return self.layout.get_manifest(reference)
-
-    def has_blob(self, digest: str) -> bool:
-        return self.layout.has_blob(digest)
-
-    def open_blob(self, digest: str) -> BinaryIO:
-        return self.layout.open_blob(digest)
-
-    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
-        self.layout.init()
-        self.layout.put_blob(digest, data)
-
     def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
-        self.layout.put_manifest(manifest, tag)
+        super().put_manifest(manifest, tag)
         self._pack()
