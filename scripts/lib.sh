@@ -44,15 +44,15 @@ ensure_wheelhouse() {
 
 ensure_image_inputs() {
   # What the model-image tests build from, made once and cached under .tools/ (never in a test):
-  # a Debian bookworm rootfs with python3 (debootstrap, ~60 s) and the example's pinned wheels.
-  local base="$ROOT/.tools/base"
+  # a Debian bookworm rootfs with python3 and pip (debootstrap, ~90 s) and the example's pinned wheels.
+  local base="$ROOT/.tools/base" include="python3,python3-pip,python-is-python3"
   ensure_wheelhouse
-  if [[ ! -f "$base/done" ]]; then
-    log "debootstrap bookworm (minbase + python3) into $base/rootfs"
+  if [[ "$(cat "$base/done" 2>/dev/null)" != "$include" ]]; then
+    log "debootstrap bookworm (minbase + $include) into $base/rootfs"
     rm -rf "$base" && mkdir -p "$base"
-    debootstrap --variant=minbase --include=python3 bookworm "$base/rootfs" \
+    debootstrap --variant=minbase --include="$include" bookworm "$base/rootfs" \
       "${MLCI_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$base/debootstrap.log" 2>&1
-    touch "$base/done"
+    echo "$include" > "$base/done"
   fi
 }
 

@@ -46,7 +46,8 @@ def base_layout() -> Path:
     layout.put_blob(sha256_digest(layer), io.BytesIO(layer))
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
-                         "history": [{"created_by": "debootstrap --variant=minbase --include=python3 bookworm"}],
+                         "history": [{"created_by": "debootstrap --variant=minbase "
+                                                    "--include=python3,python3-pip,python-is-python3 bookworm"}],
                          "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}},
                         sort_keys=True).encode()
     layout.put_blob(sha256_digest(config), io.BytesIO(config))
