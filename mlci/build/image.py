@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlci.build import cache
 from mlci.build.dockerfile import BUILDERS
-from mlci.build.native import build_key, build_native, open_endpoint
+from mlci.build.native import base_image, build_key, build_native, open_endpoint
 from mlci.build.settings import ImageSettings
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.oci.copy import Endpoint
@@ -37,10 +37,8 @@ def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dic
         raise UsageError("image.name: set where the image goes (docker://HOST/REPO or oci:DIR)")
     ref = parse(settings.name)
     dest, _ = open_endpoint(ref, settings)
-    base_digest = None
-    if settings.builder == "native" and settings.base:
-        base_ep, base_ref = open_endpoint(parse(settings.base), settings)
-        base_digest = base_ep.get_manifest(base_ref).digest
+    base = base_image(settings) if settings.builder == "native" else (None, None, {})
+    base_digest = base[1].digest if base[1] else None
     try:
         key = build_key(settings, root, base_digest, labels)
     finally:
@@ -54,7 +52,7 @@ def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dic
     uploaded: list[str] = []
     if settings.builder == "native":
         try:
-            manifest, uploaded = build_native(settings, root, dest, tag, mtime, labels)
+            manifest, uploaded = build_native(settings, root, dest, tag, mtime, labels, base)
         finally:
             cache.save_file_hashes()
     else:

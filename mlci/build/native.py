@@ -146,10 +146,14 @@ def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[st
     return config
 
 
+Base = tuple[Endpoint | None, Manifest | None, dict[str, Any]]
+
+
 def build_native(settings: ImageSettings, root: Path, dest: Endpoint, tag: str, mtime: int,
-                 labels: dict[str, str]) -> tuple[Manifest, list[str]]:
-    """Build the image in a staging layout and copy it to `dest` under `tag`; returns (manifest, uploaded)."""
-    base_ep, base_manifest, base_config = base_image(settings)
+                 labels: dict[str, str], base: Base) -> tuple[Manifest, list[str]]:
+    """Build the image on `base` (from base_image) in a staging layout and copy it to `dest` under `tag`;
+    returns (manifest, uploaded)."""
+    base_ep, base_manifest, base_config = base
     created = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
         work = Path(tmp)
@@ -178,7 +182,7 @@ def build_native(settings: ImageSettings, root: Path, dest: Endpoint, tag: str, 
     return manifest, result.copied
 
 
-def base_image(settings: ImageSettings) -> tuple[Endpoint | None, Manifest | None, dict[str, Any]]:
+def base_image(settings: ImageSettings) -> Base:
     scratch = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
     if not settings.base:
         return None, None, scratch

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,21 +30,12 @@ def _build(repo: Path, env: dict[str, str] | None = None) -> tuple[int, str, str
     return done.returncode, done.stdout.strip(), done.stderr
 
 
-@pytest.fixture
-def buildah_storage(tmp_path: Path) -> dict[str, str]:
-    if shutil.which("buildah") is None:
-        pytest.fail("buildah is not installed: run scripts/test (it installs the Debian package)")
-    conf = tmp_path / "storage.conf"
-    conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_path}/graph"\nrunroot = "{tmp_path}/run"\n')
-    return {"CONTAINERS_STORAGE_CONF": str(conf)}
-
-
 def test_buildah_builds_pushes_and_reports_the_registry_digest(registry: Registry, tmp_path: Path,
-                                                             buildah_storage: dict[str, str]) -> None:
+                                                             buildah_env: dict[str, str]) -> None:
     name = f"docker://{registry.host}/ml/bh"
     repo = _repo(tmp_path / "repo", {"builder": "buildah", "name": name, "plain_http": [registry.host],
                                       "build_args": {"VERSION": "7"}})
-    code, out, err = _build(repo, buildah_storage)
+    code, out, err = _build(repo, buildah_env)
     assert code == 0, err
     digest = out.split("@")[1]
     response = requests.get(f"{registry.url}/v2/ml/bh/manifests/v1", timeout=10, headers={"Accept": ", ".join([
@@ -54,7 +44,7 @@ def test_buildah_builds_pushes_and_reports_the_registry_digest(registry: Registr
     config = requests.get(f"{registry.url}/v2/ml/bh/blobs/{response.json()['config']['digest']}", timeout=10).json()
     assert config["config"]["Labels"]["v"] == "7"
     assert config["config"]["Labels"]["org.opencontainers.image.revision"] == repos.git(repo, "rev-parse", "HEAD").strip()
-    code, again, err = _build(repo, buildah_storage)
+    code, again, err = _build(repo, buildah_env)
     assert code == 0 and again == out and "reused" in err
 
 

@@ -82,7 +82,7 @@ def test_missing_file_is_exit_3(tmp_path: Path) -> None:
 
 
 def test_unreachable_postgres_is_exit_3_and_never_shows_the_password(tmp_path: Path) -> None:
-    from tests.testing.postgres import free_port
+    from tests.testing.procs import free_port
     dsn = f"host=127.0.0.1 port={free_port()} user=u password=pw-do-not-print dbname=x connect_timeout=2"
     repo = _repo(tmp_path, "    - name: d\n      dsn_env: WAREHOUSE_DSN\n      table: t\n"
                            "      checks: [{row_count: {min: 1}}]\n")

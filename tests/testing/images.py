@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -16,6 +17,16 @@ from tests.testing.repos import ROOT
 
 TOOLS = ROOT / ".tools"
 BASE_TAG = "bookworm"
+
+
+@pytest.fixture
+def buildah_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for buildah with its own vfs storage under tmp_path (never /var/lib/containers)."""
+    if shutil.which("buildah") is None:
+        pytest.fail("buildah is not installed: run scripts/test (it installs the Debian package)", pytrace=False)
+    conf = tmp_path / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_path}/graph"\nrunroot = "{tmp_path}/run"\n')
+    return {"CONTAINERS_STORAGE_CONF": str(conf), "BUILDAH_ISOLATION": "chroot"}
 
 
 def _need(path: Path) -> Path:

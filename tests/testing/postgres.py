@@ -44,7 +44,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -56,7 +55,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.testing.procs import tail
+from tests.testing.procs import free_port, tail
 
 if TYPE_CHECKING:
     import psycopg
@@ -291,13 +290,10 @@ def stop_postgres(server: PostgresServer) -> None:
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the whole session (one per xdist worker). Tests share it:
     give tables unique names (or drop them) rather than assuming an empty database."""
-    missing = None
     try:
         server = start_postgres()
     except PostgresNotInstalled as error:
-        missing = str(error)
-    if missing is not None:
-        pytest.fail(missing, pytrace=False)
+        pytest.fail(str(error), pytrace=False)
     try:
         yield server
     finally:
@@ -347,12 +343,6 @@ def _start_on_free_port(server: PostgresServer, as_root: bool) -> PostgresServer
                            f"--- {server.log_file}:\n{log}")
     raise AssertionError("unreachable")
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres(argv: list[str], as_root: bool) -> list[str]:

@@ -1,8 +1,16 @@
 """Small helpers shared by the fixtures that run servers (registry, moto, PostgreSQL)."""
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def terminate(process: subprocess.Popen[bytes]) -> None:

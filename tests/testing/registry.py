@@ -56,9 +56,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import pytest
 import requests
 
-from tests.testing.procs import tail, terminate
+from tests.testing.procs import free_port, tail, terminate
 from tests.testing.forge import TlsFiles, make_tls_files
-from tests.testing.s3 import free_port
 
 HOST = "127.0.0.1"
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")

@@ -30,7 +30,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.testing.procs import tail, terminate
+from tests.testing.procs import free_port, tail, terminate
 
 if TYPE_CHECKING:
     import duckdb
@@ -192,13 +191,10 @@ def stop_s3(server: S3Server) -> None:
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A moto S3 server for the whole session (one per xdist worker). Tests share it: create
     their own buckets (``s3.create_bucket()`` picks a unique name) rather than reset it."""
-    missing = None
     try:
         server = start_s3(tmp_path_factory.mktemp("moto"))
     except MotoNotInstalled as error:
-        missing = str(error)
-    if missing is not None:
-        pytest.fail(missing, pytrace=False)
+        pytest.fail(str(error), pytrace=False)
     try:
         yield server
     finally:
@@ -215,12 +211,6 @@ def _stop_leftovers() -> None:
     for server, _ in list(_LIVE.values()):
         stop_s3(server)
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _request(port: int, method: str, path: str, timeout: float = 5.0) -> int:
