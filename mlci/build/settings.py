@@ -7,7 +7,7 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class ImageSettings:
-    """`image` in mlci.yaml (issue 5: the native builder)."""
+    """`image` in mlci.yaml: what `mlci build` builds, with which builder, and where it goes."""
 
     builder: Literal["native", "buildah", "kaniko", "docker"] = field(default="native", metadata={"doc": (
         "native (layers appended by mlci, no daemon), buildah (Dockerfile, chroot isolation), kaniko or "
