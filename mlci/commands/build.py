@@ -26,11 +26,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: str | None, dotenv: str | None,
         as_json: bool) -> int:
     """Build or reuse; print `ref@digest`; write the digest file and dotenv for later jobs."""
-    from mlci.build.image import build
-    from mlci.core import config as cfg
+    from mlci import settings as cfg
     from mlci.core.fsutil import atomic_write
+    from mlci.core.git import git
     from mlci.dvcstage.fetch import pull_missing
-    from mlci.report.baseline import git
+    from mlci.image.build import build
 
     loaded = cfg.load(config_path, repo.resolve())
     root = loaded.path.parent if loaded.path else repo
@@ -57,17 +57,18 @@ def _labels(root: Path, sha: str, tag: str, epoch: int) -> dict[str, str]:
     """OCI annotations plus mlci's own: the dvc.lock and metrics digests the image was built from."""
     import datetime
 
-    from mlci.report.baseline import git
+    from mlci.core.git import git
 
     source = os.environ.get("CI_PROJECT_URL") or git(root, "remote", "get-url", "origin").stdout.strip()
     labels = {
         "org.opencontainers.image.revision": sha,
         "org.opencontainers.image.source": log.redact(source),
         "org.opencontainers.image.created": datetime.datetime.fromtimestamp(
-            epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.version": tag,
     }
-    for name, path in (("io.mlci.dvc-lock.digest", root / "dvc.lock"), ("io.mlci.metrics.digest", root / "metrics.json")):
+    for name, path in (("io.mlci.dvc-lock.digest", root / "dvc.lock"),
+                       ("io.mlci.metrics.digest", root / "metrics.json")):
         if path.is_file():
             labels[name] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     return labels

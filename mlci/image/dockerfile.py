@@ -8,9 +8,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from mlci.build.settings import ImageSettings
 from mlci.core import proc
 from mlci.core.errors import EnvironmentProblem, PipelineFailed
+from mlci.image.settings import ImageSettings
 from mlci.oci.reference import DockerRef, ImageRef
 
 

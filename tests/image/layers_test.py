@@ -7,7 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from mlci.build.layers import build_layer
+from mlci.image.layers import build_layer
 
 
 def _tree(root: Path, mtime: int, umask: int, owner: int) -> Path:

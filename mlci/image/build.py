@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlci.build import cache
-from mlci.build.dockerfile import BUILDERS
-from mlci.build.native import base_image, build_key, build_native, open_endpoint
-from mlci.build.settings import ImageSettings
 from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.image import cache
+from mlci.image.dockerfile import BUILDERS
+from mlci.image.native import base_image, build_key, build_native, open_endpoint
+from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint
 from mlci.oci.reference import parse
 from mlci.oci.registry import Manifest

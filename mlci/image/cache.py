@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from mlci.build.layers import Layer
 from mlci.core.fsutil import atomic_write
+from mlci.image.layers import Layer
 
 
 def cache_dir() -> Path:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mlci.build import cache
-from mlci.build.layers import LAYER_MEDIA_TYPE, Layer, build_layer
-from mlci.build.settings import ImageSettings
 from mlci.core import proc
 from mlci.core.errors import UsageError
 from mlci.core.log import logger
+from mlci.image import cache
+from mlci.image.layers import LAYER_MEDIA_TYPE, Layer, build_layer
+from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint, LayoutEndpoint, copy
 from mlci.oci.copy import open_endpoint as copy_endpoint
 from mlci.oci.layout import Layout
@@ -140,7 +140,7 @@ def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[st
     history = config.get("history") or []
     missing = len(diff_ids) - sum(1 for h in history if not h.get("empty_layer"))
     history += [{"created_by": "(base layer)"}] * max(missing, 0)  # one entry per layer, as tools expect
-    diff_ids += [l.diff_id for _, l in layers]
+    diff_ids += [layer.diff_id for _, layer in layers]
     config["history"] = history + [{"created": created, "created_by": f"mlci build: {name} layer"}
                                    for name, _ in layers]
     return config
@@ -154,7 +154,7 @@ def build_native(settings: ImageSettings, root: Path, dest: Endpoint, tag: str, 
     """Build the image on `base` (from base_image) in a staging layout and copy it to `dest` under `tag`;
     returns (manifest, uploaded)."""
     base_ep, base_manifest, base_config = base
-    created = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.datetime.fromtimestamp(mtime, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
         work = Path(tmp)
         layers = _layers(settings, root, work, mtime, dest)
@@ -171,8 +171,8 @@ def build_native(settings: ImageSettings, root: Path, dest: Endpoint, tag: str, 
         manifest_doc = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": sha256_digest(config), "size": len(config)},
-            "layers": base_layers + [{"mediaType": LAYER_MEDIA_TYPE, "digest": l.digest, "size": l.size}
-                                     for _, l in layers],
+            "layers": base_layers + [{"mediaType": LAYER_MEDIA_TYPE, "digest": layer.digest,
+                                      "size": layer.size} for _, layer in layers],
             "annotations": labels,
         }
         data = json.dumps(manifest_doc, sort_keys=True, separators=(",", ":")).encode()
