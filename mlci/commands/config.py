@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 
 def run(*, action: str, config_path: str | None, as_json: bool) -> int:
     """Load the config (raising ConfigError on any problem) and report it."""
-    from mlci.core import config as cfg
+    from mlci import settings as cfg
+    from mlci.core.config import as_dict
 
     loaded = cfg.load(config_path, Path.cwd())
     source = loaded.source
@@ -32,7 +33,7 @@ def run(*, action: str, config_path: str | None, as_json: bool) -> int:
         else:
             log.out(f"{source}: ok")
         return 0
-    data = cfg.as_dict(loaded.config)
+    data = as_dict(loaded.config)
     if as_json:
         log.out(json.dumps({"path": source, "overrides": list(loaded.overrides), "config": data}, indent=2))
         return 0

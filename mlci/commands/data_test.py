@@ -40,11 +40,11 @@ def run(*, config_path: str | None, datasets: list[str], junit: str | None, json
     """Run the suite, write the requested reports, exit 1 if a fail-severity check failed."""
     import dataclasses
 
-    from mlci.core import config as cfg
+    from mlci import settings as cfg
     from mlci.core.fsutil import atomic_write
     from mlci.datatest import reports
-    from mlci.dvcstage.fetch import pull_missing
     from mlci.datatest.run import run_suite
+    from mlci.dvcstage.fetch import pull_missing
 
     loaded = cfg.load(config_path, Path.cwd())
     settings = loaded.config.data_tests
@@ -70,7 +70,7 @@ def profile(*, config_path: str | None, data: str, output: Path, as_json: bool) 
     """Profile a configured dataset or a file, and write the profile JSON atomically."""
     from contextlib import ExitStack
 
-    from mlci.core import config as cfg
+    from mlci import settings as cfg
     from mlci.core.fsutil import atomic_write
     from mlci.datatest import spec
     from mlci.datatest.profile import build_profile

@@ -30,8 +30,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 def run(*, config_path: str | None, repo: Path, base: str | None, sections: list[str], out: Path,
         dry_run: bool, as_json: bool) -> int:
     """Build the report, write it, post it (first), then exit 1 if a gate failed."""
-    from mlci.core import config as cfg
+    from mlci import settings as cfg
     from mlci.core.fsutil import atomic_write
+    from mlci.core.git import git
     from mlci.forge import sticky
     from mlci.forge.select import connect
     from mlci.report import baseline, diff, gates
@@ -42,7 +43,7 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     root = loaded.path.parent if loaded.path else repo
     env = dict(os.environ)
     found = baseline.resolve(repo, base, settings.target_branch, env)
-    head = baseline.git(repo, "rev-parse", "--short=12", "HEAD").stdout.strip() or "workspace"
+    head = git(repo, "rev-parse", "--short=12", "HEAD").stdout.strip() or "workspace"
     changes = diff.compute(repo, found.sha, settings.plots != "none")
     verdicts = gates.check(settings.gates, changes.metrics)
     texts = [_section(Path(s)) for s in (*settings.sections, *sections)]

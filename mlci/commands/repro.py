@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from mlci.core import config as cfg
+    from mlci import settings as cfg
     from mlci.dvcstage.repro import Options
 
     train = cfg.load(args.config, Path(args.repo).resolve()).config.train

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlci.core import proc
 from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.core.git import git
 from mlci.core.log import logger
 
 DEEPEN_STEPS = (10, 30, 100, 300)
@@ -19,11 +19,6 @@ class Baseline:
 
     sha: str
     label: str
-
-
-def git(repo: Path, *args: str) -> proc.Result:
-    """A git command in `repo` (never raises on exit code)."""
-    return proc.run(("git", *args), cwd=repo, check=False)
 
 
 def resolve(repo: Path, explicit: str | None, target: str | None, env: Mapping[str, str]) -> Baseline:

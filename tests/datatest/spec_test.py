@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mlci.core import config as cfg
+from mlci import settings as cfg
 from mlci.core.errors import ConfigError
 
 

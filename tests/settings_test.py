@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from mlci.core import config as cfg
+from mlci import settings as cfg
+from mlci.core import config as core_config
 from mlci.core.errors import ConfigError
 
 
@@ -93,10 +94,10 @@ def test_config_is_searched_upwards_to_the_git_root(tmp_path: Path) -> None:
     (tmp_path / "mlci.yaml").write_text("version: 1\n")
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
-    assert cfg.find_config(deep) == tmp_path / "mlci.yaml"
+    assert core_config.find_config(deep) == tmp_path / "mlci.yaml"
     inner = tmp_path / "sub"
     (inner / ".git").mkdir(parents=True)
-    assert cfg.find_config(inner) is None
+    assert core_config.find_config(inner) is None
 
 
 def test_no_config_file_means_defaults(tmp_path: Path) -> None:
@@ -112,7 +113,7 @@ def test_explicit_missing_config_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_docs_describe_every_key() -> None:
-    docs = (Path(__file__).parents[2] / "docs" / "config.md").read_text()
+    docs = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
     for key, _type, doc in cfg.schema_keys():
         assert f"`{key}`" in docs, key
         assert doc

@@ -1,0 +1,121 @@
+"""mlci.yaml as a whole: where every stage's section meets, loaded through core.config (file, then
+`MLCI_*` overrides, then defaults) with the sections' own cross-field rules."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci.core import config as core_config
+from mlci.core import schema
+from mlci.core.errors import ConfigError
+from mlci.datatest.spec import HOOKS as DATATEST_HOOKS
+from mlci.datatest.spec import DataTests, Suite, semantic_problems
+from mlci.dvcstage.settings import TrainConfig
+from mlci.forge.settings import ForgeSettings, forge_problems
+from mlci.image.settings import ImageSettings
+from mlci.report.settings import ReportSettings, gate_problems
+
+SUPPORTED_VERSION = 1
+# Top-level sections fixed by the design; each becomes supported when its stage lands.
+NOT_YET_SUPPORTED = ("scan", "promote", "registries")
+# Variables mlci writes for later jobs (mlci build --dotenv), not config overrides.
+OUTPUT_VARIABLES = frozenset({"MLCI_IMAGE_DIGEST"})
+
+
+def _see(section: str) -> dict[str, Any]:
+    return {"doc": f"See `{section}`."}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole effective configuration."""
+
+    version: int = field(default=SUPPORTED_VERSION, metadata={"doc": "Schema version; must be 1."})
+    data_tests: DataTests = field(default_factory=DataTests, metadata=_see("data_tests"))
+    train: TrainConfig = field(default_factory=TrainConfig, metadata=_see("train"))
+    report: ReportSettings = field(default_factory=ReportSettings, metadata=_see("report"))
+    forge: ForgeSettings = field(default_factory=ForgeSettings, metadata=_see("forge"))
+    image: ImageSettings = field(default_factory=ImageSettings, metadata=_see("image"))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A validated config and where it came from (`path` is None when no mlci.yaml exists)."""
+
+    config: Config
+    path: Path | None
+    source: str
+    overrides: tuple[str, ...] = ()
+
+
+def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = None) -> Loaded:
+    """Load and validate the config: `--config` if given, else the nearest mlci.yaml, else defaults."""
+    env = os.environ if environ is None else environ
+    path = Path(explicit) if explicit is not None else core_config.find_config(cwd)
+    if explicit is not None and not Path(explicit).is_file():
+        raise ConfigError([f"{explicit}: not found (--config)"])
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    shown = "(no mlci.yaml: defaults)"
+    if path is not None:
+        shown = core_config.display(path, cwd)
+        raw = _parse_file(path, shown, problems)
+    overrides = core_config.apply_env(raw, Config, env, problems, ignore=OUTPUT_VARIABLES)
+    suite = raw.get("data_tests", {})
+    if suite.get("file"):
+        if suite.get("datasets"):
+            problems.append(f"{shown}: data_tests: give `file` or inline `datasets`, not both")
+        base = path.parent if path is not None else cwd
+        suite["datasets"] = _suite_file(base / suite["file"], shown, suite["file"], problems)
+    if problems:
+        raise ConfigError(problems)
+    config: Config = schema.build(Config, raw)
+    problems.extend(semantic_problems(config.data_tests.datasets))
+    problems.extend(gate_problems(config.report.gates))
+    problems.extend(f"{shown}: {p}" for p in forge_problems(config.forge))
+    if problems:
+        raise ConfigError(problems)
+    return Loaded(config, path, shown, tuple(overrides))
+
+
+def _parse_file(path: Path, shown: str, problems: list[str]) -> dict[str, Any]:
+    text = core_config.read_text(path, shown, problems)
+    if text is None:
+        return {}
+    raw = core_config.parse_mapping(
+        text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, extra_known=NOT_YET_SUPPORTED,
+        extra_message="not supported yet (this mlci implements: data_tests, train, report, forge, image)")
+    if raw is None and not problems:
+        problems.append(f"{shown}:1: version: missing required key (write `version: {SUPPORTED_VERSION}`)")
+    return raw or {}
+
+
+def _check_version(validator: schema.Validator, root: Any, raw: dict[str, Any]) -> None:
+    version_nodes = [v for k, v in root.value if schema.scalar_key(k) == "version"]
+    if not version_nodes:
+        validator.problem(root, "version", f"missing required key (write `version: {SUPPORTED_VERSION}`)")
+    elif raw.get("version", SUPPORTED_VERSION) != SUPPORTED_VERSION:
+        validator.problem(version_nodes[0], "version",
+                          f"unsupported version {raw['version']!r}; this mlci reads version 1")
+
+
+def _suite_file(path: Path, shown_config: str, name: str, problems: list[str]) -> Any:
+    """The datasets of a suite kept in its own file (data_tests.file)."""
+    shown = str(Path(shown_config).parent / name) if Path(shown_config).parent != Path(".") else name
+    if not path.is_file():
+        problems.append(f"{shown_config}: data_tests.file: {name} not found")
+        return ()
+    text = core_config.read_text(path, shown, problems)
+    if text is None:
+        return ()
+    raw = core_config.parse_mapping(text, shown, Suite, problems, hooks=DATATEST_HOOKS)
+    return (raw or {}).get("datasets", ())
+
+
+def schema_keys() -> list[tuple[str, str, str]]:
+    """Every documented key of mlci.yaml as (dotted path, type, doc), for docs/config.md."""
+    return core_config.schema_keys(Config)
+
