@@ -35,7 +35,8 @@ FROM localhost/mlci-bench-base:1
 COPY wheelhouse /wheels
 COPY requirements.lock /app/requirements.lock
 RUN python3 -m ensurepip >/dev/null 2>&1 || true; mkdir -p /opt/mlci/site-packages && \\
-    cd /wheels && python3 -c "import zipfile,glob;[zipfile.ZipFile(w).extractall('/opt/mlci/site-packages') for w in glob.glob('*.whl')]"
+    cd /wheels && python3 -c "import zipfile,glob;\
+    [zipfile.ZipFile(w).extractall('/opt/mlci/site-packages') for w in glob.glob('*.whl')]"
 ENV PYTHONPATH=/opt/mlci/site-packages
 COPY model /app/model
 COPY src /app/src
@@ -92,7 +93,8 @@ def main() -> None:
             "artifacts": ["model"], "cmd": ["python3", "src/serve.py"]}}))
         storage = work / "storage.conf"
         storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/graph"\nrunroot = "{work}/run"\n')
-        env = {"CONTAINERS_STORAGE_CONF": str(storage), "BUILDAH_ISOLATION": "chroot", "SOURCE_DATE_EPOCH": "1700000000"}
+        env = {"CONTAINERS_STORAGE_CONF": str(storage), "BUILDAH_ISOLATION": "chroot",
+               "SOURCE_DATE_EPOCH": "1700000000"}
         base = work / "baselayout"  # buildah derives an image name from the path: no dots in it
         shutil.copytree(base_layout(), base, copy_function=os.link)
         pulled = subprocess.run(["buildah", "pull", "-q", f"oci:{base}:{BASE_TAG}"],

@@ -67,7 +67,8 @@ def suite(data: Path, reference: Path) -> dict[str, Any]:
             "id": ["not_null"],
             "age": ["not_null", {"between": {"min": 18, "max": 100}}, {"mean": {"min": 30, "max": 60}}],
             "income": [{"missing_ratio": {"max": 0.05}}, {"quantile": {"q": 0.5, "min": 10_000, "max": 100_000}},
-                       {"stddev": {"min": 1, "max": 1_000_000}}, {"drift": {"method": "psi", "warn": 0.1, "fail": 0.25}}],
+                       {"stddev": {"min": 1, "max": 1_000_000}},
+                       {"drift": {"method": "psi", "warn": 0.1, "fail": 0.25}}],
             "score": [{"between": {"min": 0, "max": 1}}, {"mean": {"min": 0.1, "max": 0.5, "severity": "warn"}},
                       {"drift": {"method": "ks", "warn": 0.1, "fail": 0.2}}],
             "region": [{"allowed_values": {"values": ["a", "b", "c"]}}, {"drift": {"method": "psi"}}],
@@ -115,7 +116,9 @@ def venv(name: str, skip_install: bool) -> Path:
 
 def has_duckdb(python: Path) -> bool:
     """Whether the project's venv already has duckdb (the baseline then uses it as is)."""
-    return python.exists() and subprocess.run([str(python), "-c", "import duckdb"], capture_output=True, check=False).returncode == 0
+    if not python.exists():
+        return False
+    return subprocess.run([str(python), "-c", "import duckdb"], capture_output=True, check=False).returncode == 0
 
 
 def generate(datagen: Path, out: Path, rows: int, seed: int, reference: bool) -> None:
@@ -125,7 +128,8 @@ def generate(datagen: Path, out: Path, rows: int, seed: int, reference: bool) ->
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     started = time.perf_counter()
-    run([str(datagen), str(PEERS / "gen_data.py"), str(tmp), str(rows), str(seed), *(["--reference"] if reference else [])])
+    run([str(datagen), str(PEERS / "gen_data.py"), str(tmp), str(rows), str(seed),
+         *(["--reference"] if reference else [])])
     tmp.rename(out)
     print(f"  generated {out.relative_to(ROOT)} ({rows:,} rows, {out.stat().st_size / 1e6:.0f} MB) "
           f"in {time.perf_counter() - started:.1f} s")
@@ -183,8 +187,9 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, Tool]:
     shared = [str(work / "reference.profile.json")] if mlci is not None and mlci.argv else []
     profile = work / "baseline.profile.json"
     run([str(duck), str(PEERS / "baseline.py"), "profile", str(ref), str(work / "suite.json"), str(profile), *shared])
-    out: dict[str, Tool] = {"baseline": Tool("baseline", [str(duck), str(PEERS / "baseline.py"), "run",
-                                                          str(work / "suite.json"), str(profile), str(work / "baseline.json")])}
+    baseline_argv = [str(duck), str(PEERS / "baseline.py"), "run", str(work / "suite.json"), str(profile),
+                     str(work / "baseline.json")]
+    out: dict[str, Tool] = {"baseline": Tool("baseline", baseline_argv)}
     if "soda" in tools:
         out["soda"] = soda_tool(venv("soda", args.skip_install), work, data, ref)
     if "pandera" in tools:
@@ -210,7 +215,8 @@ def soda_tool(python: Path, work: Path, data: Path, ref: Path) -> Tool:
     (home / ".soda" / "config.yml").write_text("send_anonymous_usage_stats: false\n")
     database = work / "soda-bench.duckdb"
     database.unlink(missing_ok=True)
-    view = "import duckdb, sys; duckdb.connect(sys.argv[1]).execute(f\"CREATE VIEW bench AS SELECT * FROM read_parquet('{sys.argv[2]}')\")"
+    view = ("import duckdb, sys; duckdb.connect(sys.argv[1]).execute("
+            "f\"CREATE VIEW bench AS SELECT * FROM read_parquet('{sys.argv[2]}')\")")
     run([str(python), "-c", view, str(database), str(data)])
     config = work / "soda-configuration.yml"
     config.write_text(f"data_source bench:\n  type: duckdb\n  path: {database}\n  read_only: true\n"
@@ -260,7 +266,8 @@ def _numbers(observed: Any) -> dict[str, float]:
     if isinstance(observed, (int, float)):
         return {"": float(observed)}
     if isinstance(observed, dict):
-        return {str(k).lower(): float(v) for k, v in observed.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {str(k).lower(): float(v) for k, v in observed.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {}
 
 
@@ -273,7 +280,8 @@ def _close(a: float, b: float, check: str) -> bool:
 def _status(value: Any) -> str:
     """pass / warn / fail from the spellings a tool may use."""
     text = str(value).lower()
-    return {"passed": "pass", "ok": "pass", "failed": "fail", "error": "fail", "warning": "warn", "warned": "warn"}.get(text, text)
+    names = {"passed": "pass", "ok": "pass", "failed": "fail", "error": "fail", "warning": "warn", "warned": "warn"}
+    return names.get(text, text)
 
 
 def compare(baseline: dict[str, Any], doc: Any) -> list[str]:
@@ -322,7 +330,8 @@ def table(tools: dict[str, Tool], rows: int, runs: int, load: str) -> None:
         w, r = statistics.median(tool.walls), statistics.median(tool.rss_kb)
         print(f"| {LABELS[name]:<20} | {COVERED[name]:>3}/19 | {w:>6.2f}s | {r / 1e6:>6.2f} GB | {w / bw:>8.2f}x | "
               f"{r / br:>7.2f}x |{' ' + tool.note if tool.note else ''}")
-    print("\nwall times per run: " + "; ".join(f"{n} " + " ".join(f"{w:.2f}" for w in t.walls) for n, t in tools.items() if t.walls))
+    walls = (f"{n} " + " ".join(f"{w:.2f}" for w in t.walls) for n, t in tools.items() if t.walls)
+    print("\nwall times per run: " + "; ".join(walls))
 
 
 def main() -> None:
@@ -350,7 +359,8 @@ def main() -> None:
             rc = measure(tool, work / f"{name}.log")
             if rc not in OK_EXIT.get(name, {0}):
                 tool.note = f"exit {rc}, see {(work / f'{name}.log').relative_to(ROOT)}"
-            print(f"  run {i + 1}/{args.runs} {name:<8} {tool.walls[-1] if tool.walls else float('nan'):6.2f} s  exit {rc}")
+            wall = tool.walls[-1] if tool.walls else float("nan")
+            print(f"  run {i + 1}/{args.runs} {name:<8} {wall:6.2f} s  exit {rc}")
     table(tools, args.rows, args.runs, load)
     mlci = tools.get("mlci")
     failed = bool(mlci and mlci.note and mlci.note != "mlci: not available")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlci import __version__
-from mlci.commands import build, config, data_test, repro, report
+from mlci.commands import build, config, data_test, report, repro
 from mlci.core import log
 from mlci.core.errors import ConfigError, ExitCode, MlciError
 
@@ -63,7 +63,7 @@ def _log_crash(exc: BaseException) -> str:
     """Append the redacted traceback to the crash log; returns where it went."""
     path = crash_log_path()
     text = "".join(traceback.format_exception(exc))
-    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as handle:

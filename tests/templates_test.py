@@ -14,7 +14,8 @@ CHECK = [str(Path(sys.executable).parent / "check-jsonschema")]
 
 
 @pytest.mark.parametrize("schema, files, extra", [
-    ("vendor.gitlab-ci", [".gitlab-ci/mlci.yml", "example-model-repo/.gitlab-ci.yml"], ["--data-transform", "gitlab-ci"]),
+    ("vendor.gitlab-ci", [".gitlab-ci/mlci.yml", "example-model-repo/.gitlab-ci.yml"],
+     ["--data-transform", "gitlab-ci"]),
     ("vendor.github-workflows", [".github/workflows/mlci.yml"], []),
 ])
 def test_templates_match_the_forge_schemas(schema: str, files: list[str], extra: list[str]) -> None:

@@ -57,7 +57,7 @@ def _drift_exprs(column: str, prof: dict[str, Any]) -> list[str]:
     if "edges" in prof:
         return _bins(column, prof["edges"])
     cats = [f"count_if({_q(column)} = {_lit(v)})" for v in prof["categories"]]
-    return cats + [f"count_if({_q(column)} NOT IN ({', '.join(map(_lit, prof['categories']))}))"]
+    return [*cats, f"count_if({_q(column)} NOT IN ({', '.join(map(_lit, prof['categories']))}))"]
 
 
 def profile(ref: str, suite: dict[str, Any], shared: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -78,12 +78,15 @@ def profile(ref: str, suite: dict[str, Any], shared: dict[str, Any] | None = Non
         elif given:
             prof = {"categories": sorted(given["categories"])}
         elif kind in ("VARCHAR", "BOOLEAN"):
-            cats = [r[0] for r in con.execute(f"SELECT DISTINCT {_q(col)} FROM read_parquet(?) WHERE {_q(col)} IS NOT NULL ORDER BY 1", [ref]).fetchall()]
+            query = f"SELECT DISTINCT {_q(col)} FROM read_parquet(?) WHERE {_q(col)} IS NOT NULL ORDER BY 1"
+            cats = [r[0] for r in con.execute(query, [ref]).fetchall()]
             prof = {"categories": cats}
         else:
-            qs = con.execute(f"SELECT quantile_cont({_q(col)}, [0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]) FROM read_parquet(?)", [ref]).fetchone()[0]
+            query = f"SELECT quantile_cont({_q(col)}, [0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]) FROM read_parquet(?)"
+            qs = con.execute(query, [ref]).fetchone()[0]
             prof = {"edges": [float(e) for e in qs]}
-        row = con.execute(f"SELECT count({_q(col)}), {', '.join(_drift_exprs(col, prof))} FROM read_parquet(?)", [ref]).fetchone()
+        query = f"SELECT count({_q(col)}), {', '.join(_drift_exprs(col, prof))} FROM read_parquet(?)"
+        row = con.execute(query, [ref]).fetchone()
         prof["shares"] = [n / row[0] for n in row[1:]]
         out[col] = prof
     return out
@@ -119,7 +122,8 @@ def _exprs(col: str, name: str, p: dict[str, Any], prof: dict[str, Any]) -> list
 
 def _psi(cur: list[float], ref: list[float]) -> float:
     """PSI with both shares floored at 1e-4."""
-    return sum((a - e) * math.log(a / e) for a, e in ((max(a, FLOOR), max(e, FLOOR)) for a, e in zip(cur, ref)))
+    floored = ((max(a, FLOOR), max(e, FLOOR)) for a, e in zip(cur, ref, strict=True))
+    return sum((a - e) * math.log(a / e) for a, e in floored)
 
 
 def _observe(name: str, p: dict[str, Any], v: list[Any], prof: dict[str, Any]) -> tuple[float, dict[str, float]]:
@@ -148,7 +152,7 @@ def _observe(name: str, p: dict[str, Any], v: list[Any], prof: dict[str, Any]) -
     cur = [k / n if n else 0.0 for k in counts]
     if p.get("method", "psi") == "ks":
         fc = fr = ks = 0.0
-        for a, e in zip(cur[:-1], prof["shares"][:-1]):
+        for a, e in zip(cur[:-1], prof["shares"][:-1], strict=False):
             fc, fr = fc + a, fr + e
             ks = max(ks, abs(fr - fc))
         return ks, {"ks": ks, "statistic": ks, "value": ks}
@@ -177,7 +181,7 @@ def run(suite: dict[str, Any], prof: dict[str, Any]) -> list[dict[str, Any]]:
     sql = f"SELECT {', '.join(e for group in exprs for e in group)} FROM read_parquet({_lit(suite['path'])})"
     row = list(duckdb.connect().execute(sql).fetchone())
     results = []
-    for (col, name, p), group in zip(checks, exprs):
+    for (col, name, p), group in zip(checks, exprs, strict=False):
         values, row = row[:len(group)], row[len(group):]
         primary, aliases = _observe(name, p, values, prof.get(col, {}))
         results.append({"dataset": suite["name"], "column": col or None, "check": name,

@@ -65,7 +65,8 @@ def main() -> None:
     for r in result.results:
         if not r.success:
             cfg = r.expectation_config
-            print(f"gx: FAILED {cfg.type} {cfg.kwargs.get('column', '')}: {r.result.get('observed_value', r.result.get('unexpected_count'))}")
+            seen = r.result.get("observed_value", r.result.get("unexpected_count"))
+            print(f"gx: FAILED {cfg.type} {cfg.kwargs.get('column', '')}: {seen}")
     stats = result.statistics
     print(f"gx: {stats['successful_expectations']}/{stats['evaluated_expectations']} expectations met")
 

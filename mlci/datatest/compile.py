@@ -94,12 +94,13 @@ class Compiler:
             dup = self.agg.add(f"COUNT({col}) - COUNT(DISTINCT {col})", distinct=True)
             return lambda v: Outcome(v[dup] == 0, {"duplicates": v[dup]}, "no duplicate non-null value")
         if kind == "regex":
-            bad = self.agg.add(self.dialect.count_if(f"{col} IS NOT NULL AND NOT {self.dialect.full_match(col, args.pattern)}"))
+            matches = self.dialect.full_match(col, args.pattern)
+            bad = self.agg.add(self.dialect.count_if(f"{col} IS NOT NULL AND NOT {matches}"))
             return lambda v: Outcome(v[bad] == 0, {"not_matching": v[bad]}, "every value matches the pattern")
         if kind in ("mean", "stddev", "quantile"):
-            expr = {"mean": f"AVG(CAST({col} AS DOUBLE PRECISION))",
-                    "stddev": f"STDDEV_SAMP(CAST({col} AS DOUBLE PRECISION))",
-                    "quantile": self.dialect.quantile(f"CAST({col} AS DOUBLE PRECISION)", getattr(args, "q", 0.5))}[kind]
+            value = f"CAST({col} AS DOUBLE PRECISION)"
+            expr = {"mean": f"AVG({value})", "stddev": f"STDDEV_SAMP({value})",
+                    "quantile": self.dialect.quantile(value, getattr(args, "q", 0.5))}[kind]
             stat = self.agg.add(expr)
             label = f"quantile {args.q:g}" if kind == "quantile" else kind
             return lambda v: Outcome(_within(number(v[stat]), args.min, args.max), {kind: number(v[stat])},

@@ -74,18 +74,18 @@ def fractions_from_cumulative(at_or_below: Sequence[float], total: float) -> lis
     if total <= 0:
         return [0.0] * (len(at_or_below) + 1)
     cumulative = [c / total for c in at_or_below]
-    return [b - a for a, b in zip([0.0, *cumulative], [*cumulative, 1.0])]
+    return [b - a for a, b in zip([0.0, *cumulative], [*cumulative, 1.0], strict=True)]
 
 
 def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     """Population stability index over the same bins, fractions floored at FLOOR."""
-    return sum((a - e) * math.log(a / e) for e, a in zip(_floor(expected), _floor(actual)))
+    return sum((a - e) * math.log(a / e) for e, a in zip(_floor(expected), _floor(actual), strict=False))
 
 
 def ks_at_edges(expected: Sequence[float], actual: Sequence[float]) -> float:
     """KS distance: the largest gap between the two cumulative distributions at the bin edges."""
     gap, cum_e, cum_a = 0.0, 0.0, 0.0
-    for e, a in zip(expected[:-1], actual[:-1]):
+    for e, a in zip(expected[:-1], actual[:-1], strict=False):
         cum_e, cum_a = cum_e + e, cum_a + a
         gap = max(gap, abs(cum_e - cum_a))
     return gap
@@ -94,9 +94,9 @@ def ks_at_edges(expected: Sequence[float], actual: Sequence[float]) -> float:
 def js_distance(expected: Sequence[float], actual: Sequence[float]) -> float:
     """Jensen-Shannon distance (base 2, in [0, 1]) over the same bins, fractions floored at FLOOR."""
     p, q = _floor(expected), _floor(actual)
-    m = [(x + y) / 2 for x, y in zip(p, q)]
-    divergence = 0.5 * sum(x * math.log2(x / z) for x, z in zip(p, m)) + \
-        0.5 * sum(y * math.log2(y / z) for y, z in zip(q, m))
+    m = [(x + y) / 2 for x, y in zip(p, q, strict=True)]
+    divergence = 0.5 * sum(x * math.log2(x / z) for x, z in zip(p, m, strict=True)) + \
+        0.5 * sum(y * math.log2(y / z) for y, z in zip(q, m, strict=True))
     return math.sqrt(max(divergence, 0.0))
 
 

@@ -144,7 +144,9 @@ def _custom_sql(ds: spec.Dataset, check: spec.Check, source: Source) -> Outcome:
     value = number(result[0][0])
     ok = isinstance(value, (int, float)) and (check.args.min is None or value >= check.args.min) and \
         (check.args.max is None or value <= check.args.max)
-    bounds = f"{check.args.min if check.args.min is not None else '-inf'}..{check.args.max if check.args.max is not None else 'inf'}"
+    low = "-inf" if check.args.min is None else check.args.min
+    high = "inf" if check.args.max is None else check.args.max
+    bounds = f"{low}..{high}"
     return Outcome(ok, {"value": value}, f"value in {bounds}")
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from mlci.core import log
 from mlci.core.errors import EnvironmentProblem
-from mlci.datatest.spec import DataTests, Dataset
+from mlci.datatest.spec import Dataset, DataTests
 from mlci.datatest.sql import DUCKDB, POSTGRES, Dialect, ident
 
 _FORMATS = {".csv": "csv", ".gz": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",

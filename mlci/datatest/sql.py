@@ -112,5 +112,5 @@ def fetch(source: Any, agg: Aggregates) -> dict[str, Any]:
     """Run every select list of `agg` on a source (anything with `relation` and `one(sql)`)."""
     values: dict[str, Any] = {}
     for aliases, sql in agg.queries(source.relation):
-        values.update(zip(aliases, source.one(sql)))
+        values.update(zip(aliases, source.one(sql), strict=True))
     return values

@@ -13,7 +13,7 @@ from typing import BinaryIO, Protocol
 from mlci.oci.auth import credentials_for
 from mlci.oci.layout import Layout
 from mlci.oci.progress import track
-from mlci.oci.reference import DockerRef, ImageRef, LayoutRef
+from mlci.oci.reference import DockerRef, ImageRef
 from mlci.oci.registry import DOCKER_LIST, OCI_INDEX, Manifest, Registry
 
 

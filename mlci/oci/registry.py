@@ -108,7 +108,8 @@ class Registry:
         challenge = parse_challenge(header)
         if challenge.scheme == "basic":
             if self.credentials is None:
-                raise RegistryError(f"registry {self.host} needs credentials (docker config.json or REGISTRY_AUTH_FILE)")
+                raise RegistryError(f"registry {self.host} needs credentials "
+                                    "(docker config.json or REGISTRY_AUTH_FILE)")
             self._auth[scope] = basic_header(self.credentials)
             return
         realm = challenge.params.get("realm")

@@ -43,7 +43,8 @@ def test_buildah_builds_pushes_and_reports_the_registry_digest(registry: Registr
     assert response.headers["Docker-Content-Digest"] == digest
     config = requests.get(f"{registry.url}/v2/ml/bh/blobs/{response.json()['config']['digest']}", timeout=10).json()
     assert config["config"]["Labels"]["v"] == "7"
-    assert config["config"]["Labels"]["org.opencontainers.image.revision"] == repos.git(repo, "rev-parse", "HEAD").strip()
+    head = repos.git(repo, "rev-parse", "HEAD").strip()
+    assert config["config"]["Labels"]["org.opencontainers.image.revision"] == head
     code, again, err = _build(repo, buildah_env)
     assert code == 0 and again == out and "reused" in err
 

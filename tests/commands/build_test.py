@@ -20,8 +20,11 @@ def _wheel(wheelhouse: Path) -> str:
     path = wheelhouse / "tinydep-1.0-py3-none-any.whl"
     files = {"tinydep/__init__.py": b"VALUE = 42\n",
              "tinydep-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n",
-             "tinydep-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = "".join(f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
+             "tinydep-1.0.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record = "".join(f"{n},sha256={b64(d)},{len(d)}\n"
                      for n, d in files.items()) + "tinydep-1.0.dist-info/RECORD,,\n"
     with zipfile.ZipFile(path, "w") as wheel:
         for name, data in [*files.items(), ("tinydep-1.0.dist-info/RECORD", record.encode())]:
@@ -64,7 +67,8 @@ def test_build_push_reuse_and_code_only_change(registry: Registry, tmp_path: Pat
     assert manifest["annotations"]["org.opencontainers.image.revision"] == repos.git(repo, "rev-parse", "HEAD").strip()
     config = requests.get(f"{registry.url}/v2/ml/credit/blobs/{manifest['config']['digest']}", timeout=10).json()
     assert config["config"]["Entrypoint"] == ["python3", "src/serve.py"] and config["config"]["User"] == "10001"
-    assert "PYTHONPATH=/opt/mlci/site-packages" in config["config"]["Env"] and config["created"] == "2023-11-14T22:13:20Z"
+    assert "PYTHONPATH=/opt/mlci/site-packages" in config["config"]["Env"]
+    assert config["created"] == "2023-11-14T22:13:20Z"
 
     uploads = blob_upload_count(registry)
     code, again, err = _build(repo)
@@ -105,7 +109,7 @@ def test_two_checkouts_with_other_mtimes_umask_and_owner_build_the_same_digest(t
 def test_history_has_one_entry_per_layer(registry: Registry, tmp_path: Path) -> None:
     name = f"docker://{registry.host}/ml/hist"
     repo = _model_repo(tmp_path / "model", name, registry.host)
-    code, out, err = _build(repo)
+    code, _out, err = _build(repo)
     assert code == 0, err
     import requests
     manifest = requests.get(f"{registry.url}/v2/ml/hist/manifests/v1",
@@ -119,7 +123,7 @@ def test_unchanged_layers_are_not_rebuilt_when_the_registry_has_them(registry: R
     repo = _model_repo(tmp_path / "model", name, registry.host)
     assert _build(repo)[0] == 0
     (repo / "src" / "serve.py").write_text("print('v2')\n")
-    code, out, err = _build(repo)
+    code, _out, err = _build(repo)
     assert code == 0, err
     assert "mlci: dependencies layer: unchanged, already in the destination" in err
     assert "mlci: artifacts layer: unchanged, already in the destination" in err

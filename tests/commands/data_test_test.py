@@ -45,7 +45,8 @@ def test_a_failed_check_exits_1_with_reports_written(tmp_path: Path) -> None:
 
 def test_malformed_rows_are_a_failed_check(tmp_path: Path) -> None:
     text = "id,age\n1,30\n2,31\n3\n4,33,extra\n5,34\n"
-    repo = _repo(tmp_path, "    - name: d\n      path: d.csv\n      checks: [{row_count: {min: 1}}]\n", **{"d.csv": text})
+    suite = "    - name: d\n      path: d.csv\n      checks: [{row_count: {min: 1}}]\n"
+    repo = _repo(tmp_path, suite, **{"d.csv": text})
     done = repos.run_mlci(repo, "data-test", "--json")
     assert done.returncode == 1
     result = {r["check"]: r for r in json.loads(done.stdout)["results"]}

@@ -64,7 +64,7 @@ def test_blobs_stream_verified_and_upload_monolithic_or_chunked(registry: Regist
         assert client.blob_exists("team/data", digest)
         with client.open_blob("team/data", digest) as stream:
             assert stream.read() == data
-    with pytest.raises(RegistryError, match="DIGEST_INVALID|digest"):
+    with pytest.raises(RegistryError, match=r"DIGEST_INVALID|digest"):
         client.upload_blob("team/data", "sha256:" + "1" * 64, io.BytesIO(b"other bytes"), 11)
 
 
@@ -134,7 +134,7 @@ def test_a_broken_archive_is_one_clear_error(tmp_path: Path) -> None:
     from mlci.oci.copy import open_endpoint
     from mlci.oci.reference import parse
     (tmp_path / "bad.tar").write_bytes(b"not a tar")
-    with pytest.raises(EnvironmentProblem, match="bad.tar: not a readable oci-archive"):
+    with pytest.raises(EnvironmentProblem, match=r"bad\.tar: not a readable oci-archive"):
         open_endpoint(parse(f"oci-archive:{tmp_path / 'bad.tar'}"))
 
 
@@ -144,7 +144,8 @@ def test_copy_reports_one_quiet_line_per_blob_in_ci(registry: Registry, tmp_path
     monkeypatch.setenv("CI", "true")
     push_random_image(registry, "dev/quiet", "1", layers=[1_500_000])
     with caplog.at_level("INFO", logger="mlci"):
-        result = copy(RegistryEndpoint(_client(registry), "dev/quiet"), "1", LayoutEndpoint(Layout(tmp_path / "l")), "1")
+        source = RegistryEndpoint(_client(registry), "dev/quiet")
+        result = copy(source, "1", LayoutEndpoint(Layout(tmp_path / "l")), "1")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mlci: copying blob")]
     assert len(lines) == len(result.copied) == 2 and any("(1.5 MB)" in line for line in lines)
 

@@ -1056,7 +1056,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The ``Server`` header."""
         return self.server_version
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Keep the test output clean (the forge keeps its own log)."""
 
     def _serve(self) -> None:

@@ -31,7 +31,7 @@ def http() -> Iterator[requests.Session]:
 
 
 @pytest.fixture
-def gitlab(forge: ForgeServer) -> ForgeServer:  # noqa: F811
+def gitlab(forge: ForgeServer) -> ForgeServer:
     """A forge with the bot, another user and MR !7 in bank/credit-model."""
     forge.add_user(BOT_TOKEN, "mlci-bot", 77, type="Bot")
     forge.add_user(OTHER_TOKEN, "alice")
@@ -40,7 +40,7 @@ def gitlab(forge: ForgeServer) -> ForgeServer:  # noqa: F811
 
 
 @pytest.fixture
-def github(forge: ForgeServer) -> ForgeServer:  # noqa: F811
+def github(forge: ForgeServer) -> ForgeServer:
     """A forge with the bot, another user and PR #12 in the private repo bank/credit-model."""
     forge.add_user(BOT_TOKEN, "github-actions[bot]", 41898282, type="Bot")
     forge.add_user(OTHER_TOKEN, "alice")
@@ -381,7 +381,7 @@ def test_fault_times_and_github_store_first(github: ForgeServer, http: requests.
 # --- TLS and lifecycle ----------------------------------------------------------------------------------
 
 
-def test_tls_with_ca_bundle(forge_tls: ForgeServer, http: requests.Session) -> None:  # noqa: F811
+def test_tls_with_ca_bundle(forge_tls: ForgeServer, http: requests.Session) -> None:
     forge_tls.add_user(BOT_TOKEN, "mlci-bot")
     assert forge_tls.url.startswith("https://127.0.0.1:") and forge_tls.ca_bundle is not None
     assert forge_tls.ca_bundle.read_text().startswith("-----BEGIN CERTIFICATE-----")
@@ -405,7 +405,7 @@ def test_stop_closes_the_port_and_keep_alive_connections(http: requests.Session)
         http.get(f"{server.gitlab_api}/user", headers=bot(), timeout=2)
 
 
-def test_unknown_routes(forge: ForgeServer, http: requests.Session) -> None:  # noqa: F811
+def test_unknown_routes(forge: ForgeServer, http: requests.Session) -> None:
     assert http.get(f"{forge.gitlab_api}/nope").json() == {"error": "404 Not Found"}
     assert http.get(f"{forge.github_api}/nope").json()["message"] == "Not Found"
     assert json.loads(http.delete(f"{forge.gitlab_api}/user").content) == {"error": "405 Not Allowed"}

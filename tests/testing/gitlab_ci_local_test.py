@@ -204,14 +204,16 @@ def test_include_cache_host_comes_from_origin_remote(gcl: Path, tmp_path: Path, 
     repo = _seeded_repo(tmp_path / "repo", remote_url=remote_url)
     assert gitlab_remote(repo).host == "gitlab.example.com"
     assert gitlab_remote(repo).path == "bank/credit-model"
-    assert (include_cache_dir(repo, "gitlab.example.com", INCLUDE_PROJECT, INCLUDE_REF) / ".gitlab-ci/mlci-base.yml").is_file()
+    cached = include_cache_dir(repo, "gitlab.example.com", INCLUDE_PROJECT, INCLUDE_REF)
+    assert (cached / ".gitlab-ci/mlci-base.yml").is_file()
     names = [job["name"] for job in list_jobs(repo)]  # resolving includes would fail if unseeded
     assert "prepare" in names and "from_extra" in names
 
 
 def test_only_selected_jobs_run(gcl: Path, tmp_path: Path) -> None:
     repo = _seeded_repo(tmp_path / "repo")
-    result = run_pipeline(repo, jobs=["consume"], needs=True, env={"PATH": f"{_probe_bin(tmp_path)}{os.pathsep}{os.environ['PATH']}"})
+    path = f"{_probe_bin(tmp_path)}{os.pathsep}{os.environ['PATH']}"
+    result = run_pipeline(repo, jobs=["consume"], needs=True, env={"PATH": path})
     why = result.describe()
     assert result.returncode == 0, why
     assert result.job("prepare").status == "success", why

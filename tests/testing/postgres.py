@@ -221,9 +221,9 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]])
 def find_bindir() -> Path:
     """``/usr/lib/postgresql/15/bin``, else the newest installed major; raises PostgresNotInstalled."""
     preferred = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
-    candidates = [preferred] + sorted(
-        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
+    installed = (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin"))
+    candidates = [preferred, *sorted(installed, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+                                     reverse=True)]
     for bindir in candidates:
         if all((bindir / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres", "psql")):
             return bindir

@@ -56,8 +56,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import pytest
 import requests
 
-from tests.testing.procs import free_port, tail, terminate
 from tests.testing.forge import TlsFiles, make_tls_files
+from tests.testing.procs import free_port, tail, terminate
 
 HOST = "127.0.0.1"
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
@@ -208,7 +208,7 @@ class _IssuerHandler(BaseHTTPRequestHandler):
 
     server: _IssuerHTTPServer
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         """Serve the token endpoint."""
         path, _, query = self.path.partition("?")
         if path != "/token":
@@ -217,7 +217,7 @@ class _IssuerHandler(BaseHTTPRequestHandler):
         status, body = self.server.issuer.handle(query, self.headers.get("Authorization"))
         self._reply(status, body)
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         """The OAuth2 POST flow is not implemented."""
         self._reply(405, {"errors": [{"code": "UNSUPPORTED", "message": "only GET token requests"}]})
 
@@ -232,7 +232,7 @@ class _IssuerHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from tests.testing.procs import free_port, tail, terminate
 
 if TYPE_CHECKING:

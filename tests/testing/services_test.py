@@ -17,7 +17,7 @@ ROWS = [(1, "alpha", 1.5), (2, "beta, with comma", None), (3, None, -2.25), (4, 
 CHECK = "SELECT count(*), count(name), sum(amount), min(id), max(id) FROM {table}"
 
 
-def test_postgres_serves_password_auth_on_loopback_tcp(postgres: PostgresServer) -> None:  # noqa: F811
+def test_postgres_serves_password_auth_on_loopback_tcp(postgres: PostgresServer) -> None:
     assert postgres.host == "127.0.0.1" and postgres.port > 0
     for conninfo in (postgres.dsn, postgres.url):
         with psycopg.connect(conninfo) as conn:
@@ -34,7 +34,7 @@ def test_postgres_serves_password_auth_on_loopback_tcp(postgres: PostgresServer)
     assert str(postgres.directory) in postgres.superuser_psql("SHOW unix_socket_directories")
 
 
-def test_postgres_copy_and_duckdb_agree_on_the_same_csv(postgres: PostgresServer, tmp_path: Path) -> None:  # noqa: F811
+def test_postgres_copy_and_duckdb_agree_on_the_same_csv(postgres: PostgresServer, tmp_path: Path) -> None:
     csv_file = write_csv(tmp_path / "orders.csv", list(COLUMNS), ROWS)
     assert postgres.load_csv("orders_csv", csv_file, COLUMNS) == len(ROWS)
     assert postgres.load_rows("public.orders_rows", COLUMNS, ROWS) == len(ROWS)
@@ -48,7 +48,7 @@ def test_postgres_copy_and_duckdb_agree_on_the_same_csv(postgres: PostgresServer
     assert con.sql(CHECK.format(table="orders_csv")).fetchall() == from_csv
 
 
-def test_s3_put_get_and_s3fs(s3: S3Server, tmp_path: Path) -> None:  # noqa: F811
+def test_s3_put_get_and_s3fs(s3: S3Server, tmp_path: Path) -> None:
     assert s3.endpoint_url.startswith("http://127.0.0.1:")
     bucket = s3.create_bucket()
     assert s3.put_bytes(bucket, "raw/hello.txt", b"hello") == f"s3://{bucket}/raw/hello.txt"
@@ -70,7 +70,7 @@ def test_s3_put_get_and_s3fs(s3: S3Server, tmp_path: Path) -> None:  # noqa: F81
     assert done.stdout.strip() == "hello"
 
 
-def test_duckdb_reads_parquet_and_csv_from_s3(s3: S3Server, tmp_path: Path) -> None:  # noqa: F811
+def test_duckdb_reads_parquet_and_csv_from_s3(s3: S3Server, tmp_path: Path) -> None:
     bucket = s3.create_bucket()
     local = duckdb.connect()
     local.execute("CREATE TABLE orders (id INTEGER, name VARCHAR, amount DOUBLE)")
@@ -93,7 +93,7 @@ def test_duckdb_reads_parquet_and_csv_from_s3(s3: S3Server, tmp_path: Path) -> N
 
 
 def test_same_rows_in_postgres_and_in_s3_give_the_same_answer(
-    postgres: PostgresServer, s3: S3Server, tmp_path: Path  # noqa: F811
+    postgres: PostgresServer, s3: S3Server, tmp_path: Path
 ) -> None:
     csv_file = write_csv(tmp_path / "same.csv", list(COLUMNS), ROWS)
     postgres.load_csv("same_rows", csv_file, COLUMNS)
