@@ -14,6 +14,7 @@ class ExitCode(enum.IntEnum):
     PIPELINE = 4
     INTERNAL = 70
     INTERRUPTED = 130
+    TERMINATED = 143  # SIGTERM: what CI sends on cancel
 
 
 class MlciError(Exception):

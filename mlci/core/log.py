@@ -26,6 +26,11 @@ def add_secret_env(name: str) -> None:
     add_secret(os.environ.get(name))
 
 
+def registered_secrets() -> frozenset[str]:
+    """Every value registered so far (for checks that must refuse content holding one, e.g. image layers)."""
+    return frozenset(_secrets)
+
+
 def register_env_secrets(environ: dict[str, str] | None = None) -> None:
     """Treat every environment variable whose name looks secret (TOKEN, PASSWORD, ...) as a secret."""
     env = os.environ if environ is None else environ
