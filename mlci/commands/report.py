@@ -9,6 +9,8 @@ from pathlib import Path
 from mlci.core import log
 from mlci.core.errors import ExitCode
 
+DEFAULT_OUT = "mlci-report.md"
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """Register `report`."""
@@ -18,16 +20,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     parser.add_argument("--base", metavar="REF", help="compare with REF instead of the MR's merge base")
     parser.add_argument("--section", action="append", default=[], metavar="FILE.md",
                         help="append a Markdown section (repeatable; e.g. data-test --md output)")
-    parser.add_argument("--out", default="mlci-report.md", metavar="PATH",
-                        help="where to write the report (a job artifact; default: mlci-report.md)")
-    parser.add_argument("--dry-run", action="store_true", help="print the body instead of posting it")
+    parser.add_argument("--out", metavar="PATH",
+                        help=f"where to write the report (a job artifact; default: {DEFAULT_OUT}; "
+                             "none with --dry-run)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the body instead of posting it; writes no file unless --out is given")
     parser.add_argument("--repo", default=".", help="the repository (default: the current directory)")
     parser.set_defaults(handler=lambda a: run(
-        config_path=a.config, repo=Path(a.repo), base=a.base, sections=a.section, out=Path(a.out),
+        config_path=a.config, repo=Path(a.repo), base=a.base, sections=a.section, out=_out(a.out, a.dry_run),
         dry_run=a.dry_run, as_json=a.json))
 
 
-def run(*, config_path: str | None, repo: Path, base: str | None, sections: list[str], out: Path,
+def _out(given: str | None, dry_run: bool) -> Path | None:
+    """--out, else the default file; a dry run writes nothing unless --out is given."""
+    if given is not None:
+        return Path(given)
+    return None if dry_run else Path(DEFAULT_OUT)
+
+
+def run(*, config_path: str | None, repo: Path, base: str | None, sections: list[str], out: Path | None,
         dry_run: bool, as_json: bool) -> int:
     """Build the report, write it, post it (first), then exit 1 if a gate failed."""
     from mlci import settings as cfg
@@ -49,8 +60,9 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     texts = [_section(Path(s)) for s in (*settings.sections, *sections)]
     template = root / settings.template if settings.template else None
     body = render(changes, verdicts, found, head, settings, [t for t in texts if t], template)
-    atomic_write(out, body)
-    if env.get("GITHUB_STEP_SUMMARY"):
+    if out is not None:
+        atomic_write(out, body)
+    if env.get("GITHUB_STEP_SUMMARY") and not dry_run:
         with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
             summary.write(body)
     failed = [v for v in verdicts if not v.ok]
@@ -62,12 +74,12 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
         if forge is None:
             log.logger.info("mlci: not a merge request pipeline: the report is only written to %s", out)
         else:
-            posted = sticky.upsert(forge, settings.id, body, _pointer(env, out))
+            posted = sticky.upsert(forge, settings.id, body, _pointer(env, out or Path(DEFAULT_OUT)))
             log.logger.info("mlci: %s report comment %s on %s", posted.action, posted.comment_id, forge.name)
     summary_line = (f"report: {len(changes.metrics)} metrics, {sum(p.old != p.new for p in changes.params)} "
                     f"params changed, {len(failed)} of {len(verdicts)} gate checks failed; written to {out}")
     if as_json:
-        log.out(json.dumps({"ok": not failed, "base": found.sha, "out": str(out), "failed_gates": [
+        log.out(json.dumps({"ok": not failed, "base": found.sha, "out": out and str(out), "failed_gates": [
             {"metric": v.address, "rule": v.rule, "observed": v.detail} for v in failed],
             "comment": posted.__dict__ if posted else None}, indent=2))
     elif not dry_run:

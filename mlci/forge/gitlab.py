@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from mlci.forge.base import Comment
-from mlci.forge.http import Api
+from mlci.forge.base import Author, Comment, Identity, Later
+from mlci.forge.http import Api, Fields
 
 HINTS = {
     401: "the token in {token_env} is missing, expired or revoked",
@@ -13,6 +13,7 @@ HINTS = {
          "request notes: store a project or personal access token in {token_env}",
     404: "check the API URL (self-managed: CI_API_V4_URL or forge.api_url), the project and the merge request",
 }
+API_HINT = "is forge.api_url (or CI_API_V4_URL) GitLab's API root, https://HOST/api/v4?"
 
 
 class GitLab:
@@ -22,31 +23,43 @@ class GitLab:
     body_limit = 1_000_000
 
     def __init__(self, api_url: str, project: str, mr_iid: int, token: str, token_env: str,
-                 ca_bundle: str | None) -> None:
+                 ca_bundle: str | None, bot_login: str | None = None) -> None:
         self.notes = f"/projects/{quote(project, safe='')}/merge_requests/{mr_iid}/notes"
+        self.bot_login = bot_login
         hints = {status: text.format(token_env=token_env) for status, text in HINTS.items()}
-        self.api = Api(self.name, api_url, {"PRIVATE-TOKEN": token}, ca_bundle, hints)
+        self.api = Api(self.name, api_url, {"PRIVATE-TOKEN": token}, ca_bundle, hints, API_HINT)
 
-    def whoami(self) -> int:
-        """The token's user id (GET /user)."""
-        return int(self.api.call("GET", "/user").json()["id"])
+    def whoami(self) -> Identity:
+        """`forge.bot_login`, else the token's user (GET /user; project and group access tokens are bot
+        users that may call it too)."""
+        if self.bot_login:
+            return Identity(login=self.bot_login)
+        user = self.api.call("GET", "/user").fields()
+        return Identity(id=user.number("id"), login=user.text("username"))
 
     def comments(self) -> Iterator[Comment]:
         """All notes, oldest first, following X-Next-Page."""
         page = "1"
         while page:
-            response = self.api.call("GET", self.notes, params={
+            reply = self.api.call("GET", self.notes, params={
                 "per_page": 100, "page": page, "sort": "asc", "order_by": "created_at"})
-            for note in response.json():
-                yield Comment(int(note["id"]), str(note.get("body") or ""), int(note["author"]["id"]),
-                              bool(note.get("system")))
-            page = response.headers.get("X-Next-Page", "")
+            for note in reply.items():
+                yield _note(note)
+            page = reply.headers.get("X-Next-Page", "").strip()
 
-    def create(self, body: str) -> Comment | None:
-        """POST a note once; None if the outcome is unknown."""
-        note = self.api.post_once(self.notes, body)
-        return None if note is None else Comment(int(note["id"]), str(note["body"]), int(note["author"]["id"]))
+    def create(self, body: str) -> Comment | Later:
+        """POST a note once."""
+        made = self.api.post_once(self.notes, body)
+        return made if isinstance(made, Later) else _note(made.fields())
 
     def update(self, comment_id: int, body: str) -> None:
         """PUT a note's body."""
         self.api.call("PUT", f"{self.notes}/{comment_id}", json={"body": body})
+
+
+def _note(note: Fields) -> Comment:
+    author = note.optional_child("author")
+    return Comment(note.number("id"), note.text("body", default=""),
+                   None if author is None else Author(author.number("id"), author.text("username"),
+                                                      author.flag("bot")),
+                   note.flag("system"))

@@ -1,15 +1,22 @@
-"""Which forge, MR/PR and token a report goes to: mlci.yaml `forge`, then the CI environment."""
+"""Which forge, MR/PR and token a report goes to: mlci.yaml `forge`, then the CI environment.
+
+Every CI variable read here (and in report/baseline.py and commands/report.py) is listed in docs/report.md;
+a test checks the list against the code.
+"""
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from mlci.core import log
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.forge.base import Forge
 from mlci.forge.settings import ForgeSettings
+
+MAX_EVENT_BYTES = 64 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 
 
 def detect_kind(settings: ForgeSettings, env: Mapping[str, str]) -> str | None:
@@ -26,16 +33,50 @@ def detect_kind(settings: ForgeSettings, env: Mapping[str, str]) -> str | None:
 def merge_request(kind: str, env: Mapping[str, str]) -> int | None:
     """The MR iid (GitLab) or PR number (GitHub) of this pipeline, or None outside one."""
     if kind == "gitlab":
-        iid = env.get("CI_MERGE_REQUEST_IID")
-        return int(iid) if iid and iid.isdigit() else None
-    match = re.match(r"refs/pull/(\d+)/", env.get("GITHUB_REF", ""))
+        iid = env.get("CI_MERGE_REQUEST_IID", "").strip()
+        if not iid:
+            return None
+        if not re.fullmatch(r"[1-9][0-9]{0,17}", iid):
+            raise EnvironmentProblem(f"CI_MERGE_REQUEST_IID={iid[:40]!r}: not a merge request number")
+        return int(iid)
+    match = re.fullmatch(r"refs/pull/([1-9][0-9]{0,17})/(merge|head)", env.get("GITHUB_REF", ""))
     if match:
         return int(match[1])
     event = env.get("GITHUB_EVENT_PATH")
-    if event and Path(event).is_file():
-        number = json.loads(Path(event).read_text()).get("pull_request", {}).get("number")
-        return int(number) if number else None
-    return None
+    return _event_pull_request(Path(event)) if event else None
+
+
+def _event_pull_request(path: Path) -> int | None:
+    """`pull_request.number` of the GitHub event payload (pull_request, pull_request_target, ...), or None when
+    the event is not about a pull request; a file that is not an event payload is exit 3 naming it."""
+    where = f"GITHUB_EVENT_PATH {path}"
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_EVENT_BYTES + 1)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{where}: cannot read the event payload: {exc.strerror or exc}") from None
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EnvironmentProblem(f"{where}: larger than {MAX_EVENT_BYTES // 2**20} MB: not an event payload")
+    try:
+        event: Any = json.loads(raw)
+    except RecursionError:
+        raise EnvironmentProblem(f"{where}: nested too deeply: not an event payload") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise EnvironmentProblem(f"{where}: not valid JSON ({_first_line(exc)})") from None
+    if not isinstance(event, dict):
+        raise EnvironmentProblem(f"{where}: a JSON {type(event).__name__}, not an event object")
+    pull = event.get("pull_request")
+    if pull is None:
+        return None
+    number = pull.get("number") if isinstance(pull, dict) else None
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise EnvironmentProblem(f"{where}: pull_request.number is {json.dumps(number)[:40]}, not a positive "
+                                 "integer")
+    return number
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
 
 
 def connect(settings: ForgeSettings, env: Mapping[str, str]) -> Forge | None:
@@ -60,11 +101,11 @@ def connect(settings: ForgeSettings, env: Mapping[str, str]) -> Forge | None:
         project = settings.project or env.get("CI_PROJECT_ID") or env.get("CI_PROJECT_PATH")
         if not api or not project:
             raise ConfigError(["forge: set forge.api_url and forge.project (or run in GitLab CI)"])
-        return GitLab(api, project, number, token, token_env, ca_bundle)
+        return GitLab(api, project, number, token, token_env, ca_bundle, settings.bot_login)
     from mlci.forge.github import GitHub
 
     api = settings.api_url or env.get("GITHUB_API_URL") or "https://api.github.com"
     project = settings.project or env.get("GITHUB_REPOSITORY")
     if not project:
         raise ConfigError(["forge: set forge.project (owner/repo) or run in GitHub Actions"])
-    return GitHub(api, project, number, token, token_env, ca_bundle)
+    return GitHub(api, project, number, token, token_env, ca_bundle, settings.bot_login)

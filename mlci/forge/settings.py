@@ -20,10 +20,23 @@ class ForgeSettings:
         "GitLab project id or path / GitHub owner/repo; default: CI_PROJECT_ID / GITHUB_REPOSITORY.")})
     ca_bundle: str | None = field(default=None, metadata={"doc": (
         "A CA bundle (PEM) for a forge behind an internal CA; default: REQUESTS_CA_BUNDLE or the system's.")})
+    bot_login: str | None = field(default=None, metadata={"doc": (
+        "The login whose comment the report updates, e.g. `<app-slug>[bot]` for a GitHub App token; default: the "
+        "token's user (GET /user), or github-actions[bot] for an installation token (GITHUB_TOKEN).")})
+
+
+# A GitHub login (an App's bot: `<slug>[bot]`) or a GitLab username.
+LOGIN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}(\[bot\])?"
 
 
 def forge_problems(settings: ForgeSettings) -> list[str]:
-    """A token_env that is not an environment variable's name (a pasted token, say); never echoed."""
-    if settings.token_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", settings.token_env):
-        return ["forge.token_env: must be the NAME of the environment variable holding the token, not the token"]
-    return []
+    """A token_env that is not an environment variable's name (a pasted token, say) or a bot_login that is
+    not a login; values are never echoed."""
+    problems = []
+    if settings.token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", settings.token_env):
+        problems.append("forge.token_env: must be the NAME of the environment variable holding the token, "
+                        "not the token")
+    if settings.bot_login is not None and not re.fullmatch(LOGIN, settings.bot_login):
+        problems.append("forge.bot_login: not a login (letters, digits, `.`, `_`, `-`, optionally ending in "
+                        "`[bot]`)")
+    return problems

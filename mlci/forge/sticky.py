@@ -1,5 +1,6 @@
 """One comment per MR/PR per report id, updated in place: found by a hidden marker at the start of a
-comment written by the token's own user (system notes and quoted copies by others never match)."""
+comment written by the report's own identity (system notes, quoted copies by reviewers and other bots'
+comments never match)."""
 from __future__ import annotations
 
 import time
@@ -7,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlci.core.errors import EnvironmentProblem
-from mlci.forge.base import Comment, Forge
+from mlci.core.log import logger
+from mlci.forge.base import Comment, Forge, Identity
 
 CREATE_ATTEMPTS = 3
 
@@ -33,18 +35,19 @@ def fit(body: str, limit: int, pointer: str) -> str:
     return body[: limit - len(tail)] + tail
 
 
-def find(forge: Forge, me: int, mark: str) -> Comment | None:
+def find(forge: Forge, me: Identity, mark: str) -> Comment | None:
     """The oldest comment by `me` that starts with the marker (all pages searched)."""
     for comment in forge.comments():
-        if comment.author_id == me and not comment.system and comment.body.startswith(mark):
+        if me.wrote(comment.author) and not comment.system and comment.body.startswith(mark):
             return comment
     return None
 
 
 def upsert(forge: Forge, report_id: str, body: str, pointer: str,
            sleep: Callable[[float], None] = time.sleep) -> Posted:
-    """Create the report comment, or update it in place; a POST is repeated only when a fresh look
-    shows the previous one did not land."""
+    """Create the report comment, or update it in place. A POST is repeated only after a fresh look shows
+    the previous one did not land: at once after a rate limit's wait (the forge did not process it), or
+    after a short pause when its outcome is unknown."""
     mark = marker(report_id)
     text = fit(f"{mark}\n{body}", forge.body_limit, pointer)
     me = forge.whoami()
@@ -56,7 +59,22 @@ def upsert(forge: Forge, report_id: str, body: str, pointer: str,
             forge.update(existing.id, text)
             return Posted("updated" if attempt == 0 else "created", existing.id)
         made = forge.create(text)
-        if made is not None:
+        if isinstance(made, Comment):
+            _check_author(forge, me, made)
             return Posted("created", made.id)
-        sleep(2.0 * (attempt + 1))  # unknown outcome: look again before another POST
-    raise EnvironmentProblem(f"{forge.name}: could not post the report after {CREATE_ATTEMPTS} attempts")
+        why = "its outcome is unknown" if made.wait is None else "rate limited"
+        if attempt + 1 == CREATE_ATTEMPTS:
+            raise EnvironmentProblem(f"{forge.name}: could not post the report after {CREATE_ATTEMPTS} attempts "
+                                     f"(the last: {why})")
+        wait = 2.0 * (attempt + 1) if made.wait is None else made.wait
+        logger.info("mlci: %s: posting the report: %s; looking again in %.1f s", forge.name, why, wait)
+        sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _check_author(forge: Forge, me: Identity, made: Comment) -> None:
+    """Warn when the new comment is not by the identity the next run looks for (it would add another)."""
+    if made.author is not None and not me.wrote(made.author):
+        logger.warning("mlci: warning: %s: the report was posted as %s, but mlci looks for comments by %s: set "
+                       "forge.bot_login: %s (MLCI_FORGE_BOT_LOGIN) so the next run updates it instead of adding "
+                       "another", forge.name, made.author.login, me, made.author.login)

@@ -1,16 +1,19 @@
 """The baseline of a merge request: the merge base of HEAD with the target branch, found even in a
-shallow CI clone by deepening it step by step (and fetching the target branch when it is missing)."""
+shallow CI clone by deepening it step by step (and fetching the target branch when it is missing).
+When git cannot get there (no `origin`, no such branch, no network), the message says what to fetch."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.core.errors import ConfigError, EnvironmentProblem, UsageError
 from mlci.core.git import git
 from mlci.core.log import logger
 
 DEEPEN_STEPS = (10, 30, 100, 300)
+CI_TARGETS = ("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "GITHUB_BASE_REF")
 
 
 @dataclass(frozen=True)
@@ -21,34 +24,65 @@ class Baseline:
     label: str
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The target branch and where its name came from (a CI variable or report.target_branch)."""
+
+    branch: str | None
+    source: str
+
+    @property
+    def configured(self) -> bool:
+        """Whether the name came from mlci.yaml (a wrong name is then a config error, exit 2)."""
+        return self.source == "report.target_branch"
+
+
 def resolve(repo: Path, explicit: str | None, target: str | None, env: Mapping[str, str]) -> Baseline:
     """`--base` if given; else the MR's diff base (GitLab); else merge-base(HEAD, origin/target)."""
+    _check_checkout(repo)
     if explicit:
         sha = _commit(repo, explicit)
         if sha is None:
-            raise UsageError(f"--base {explicit}: no such commit or ref in {repo}")
+            raise UsageError(f"--base {explicit}: no such commit or ref in {repo} (in a shallow clone, fetch it "
+                             f"first: git fetch origin {explicit})")
         return Baseline(sha, explicit)
-    target = env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or env.get("GITHUB_BASE_REF") or target
+    chosen = next((_Target(env[name], name) for name in CI_TARGETS if env.get(name)),
+                  _Target(target, "report.target_branch"))
     diff_base = env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA")
     if diff_base:
-        _deepen_until(repo, target, lambda: _commit(repo, diff_base) is not None)
-        return Baseline(diff_base, f"merge base with {target}" if target else diff_base[:12])
-    if not target:
+        return _diff_base(repo, diff_base.strip(), chosen)
+    if not chosen.branch:
         raise UsageError("no baseline: not a merge request pipeline; pass --base REF or set report.target_branch")
-    remote_ref = f"refs/remotes/origin/{target}"
+    branch = chosen.branch
+    remote_ref = f"refs/remotes/origin/{branch}"
     if _commit(repo, remote_ref) is None:
-        _fetch(repo, target, "--depth=1" if _shallow(repo) else None)
+        _fetch(repo, chosen, "--depth=1" if _shallow(repo) else None)
     if _commit(repo, remote_ref) is None:
-        raise EnvironmentProblem(f"target branch {target!r} is not on the remote 'origin'")
-    found = _deepen_until(repo, target, lambda: _merge_base(repo, remote_ref) is not None)
+        raise EnvironmentProblem(f"the target branch {branch!r} ({chosen.source}) was fetched but origin/{branch} "
+                                 f"is still missing: fetch it (git fetch origin {branch}:refs/remotes/origin/{branch})"
+                                 " or pass --base REF")
+    found = _deepen_until(repo, chosen, lambda: _merge_base(repo, remote_ref) is not None)
     if not found:
-        raise EnvironmentProblem(f"HEAD and {target!r} share no history")
+        raise EnvironmentProblem(f"HEAD and origin/{branch} ({chosen.source}) share no history, even with all of "
+                                 "it fetched: is this the right target branch? Else pass --base REF")
     sha = _merge_base(repo, remote_ref)
     assert sha is not None
-    return Baseline(sha, f"merge base with {target}")
+    return Baseline(sha, f"merge base with {branch}")
 
 
-def _deepen_until(repo: Path, target: str | None, check: Callable[[], bool]) -> bool:
+def _diff_base(repo: Path, diff_base: str, target: _Target) -> Baseline:
+    """GitLab's CI_MERGE_REQUEST_DIFF_BASE_SHA, deepening the clone until it is there."""
+    if not re.fullmatch(r"[0-9a-f]{7,64}", diff_base):
+        raise EnvironmentProblem(f"CI_MERGE_REQUEST_DIFF_BASE_SHA={diff_base[:40]!r}: not a commit sha")
+    if not _deepen_until(repo, target, lambda: _commit(repo, diff_base) is not None):
+        raise EnvironmentProblem(f"the merge request's diff base {diff_base[:12]} (CI_MERGE_REQUEST_DIFF_BASE_SHA) "
+                                 f"is not in this clone, even with all history fetched: fetch it (git fetch origin "
+                                 f"{diff_base}) or pass --base REF")
+    label = f"merge base with {target.branch}" if target.branch else diff_base[:12]
+    return Baseline(diff_base, label)
+
+
+def _deepen_until(repo: Path, target: _Target, check: Callable[[], bool]) -> bool:
     """Deepen a shallow clone until `check()` holds; False if the full history does not satisfy it."""
     if check():
         return True
@@ -64,11 +98,45 @@ def _deepen_until(repo: Path, target: str | None, check: Callable[[], bool]) -> 
     return check()
 
 
-def _fetch(repo: Path, target: str | None, depth_flag: str | None) -> None:
-    refspec = [f"+refs/heads/{target}:refs/remotes/origin/{target}"] if target else []
+def _fetch(repo: Path, target: _Target, depth_flag: str | None) -> None:
+    """Fetch the target branch (or deepen); failures say what to fetch, never only git's line."""
+    branch = target.branch
+    if git(repo, "remote", "get-url", "origin").returncode != 0:
+        wanted = f"the target branch {branch!r} ({target.source})" if branch else "more history"
+        raise EnvironmentProblem(f"{repo}: no remote 'origin' to fetch {wanted} from: add it and fetch "
+                                 f"(git remote add origin URL && git fetch origin{' ' + branch if branch else ''}), "
+                                 "or pass --base REF")
+    refspec = [f"+refs/heads/{branch}:refs/remotes/origin/{branch}"] if branch else []
     result = git(repo, "fetch", "--quiet", *([depth_flag] if depth_flag else []), "origin", *refspec)
-    if result.returncode != 0:
-        raise EnvironmentProblem(f"cannot fetch from origin: {result.tail(1)}")
+    if result.returncode == 0:
+        return
+    output = result.tail(20)
+    if branch and "couldn't find remote ref" in output.lower():
+        message = (f"origin has no branch {branch!r} ({target.source}): check the name, or pass --base REF")
+        if target.configured:
+            raise ConfigError([message])
+        raise EnvironmentProblem(message)
+    reason = _git_reason(output)
+    what = f"the target branch {branch!r} ({target.source})" if branch else "more history"
+    raise EnvironmentProblem(f"cannot fetch {what} from origin ({reason}): fetch it before mlci report "
+                             f"(git fetch origin{' ' + branch if branch else ''}) or pass --base REF")
+
+
+def _check_checkout(repo: Path) -> None:
+    """The report compares git revisions: say so when `repo` is not a checkout git can read."""
+    result = git(repo, "rev-parse", "--git-dir")
+    if result.returncode == 0:
+        return
+    output = result.tail(20)
+    fix = f"; fix: git config --global --add safe.directory {repo.resolve()}" if "safe.directory" in output else ""
+    raise EnvironmentProblem(f"{repo}: not a git checkout mlci can read ({_git_reason(output)}){fix}")
+
+
+def _git_reason(output: str) -> str:
+    """git's first `fatal:`/`error:` line without the prefix, as the reason inside mlci's own message."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[0] if lines else "")
+    return re.sub(r"^(fatal|error):\s*", "", first)[:300] or "git failed"
 
 
 def _shallow(repo: Path) -> bool:
@@ -76,6 +144,8 @@ def _shallow(repo: Path) -> bool:
 
 
 def _commit(repo: Path, ref: str) -> str | None:
+    if ref.startswith("-"):  # never an option to git
+        return None
     result = git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     return result.stdout.strip() or None if result.returncode == 0 else None
 

@@ -67,6 +67,23 @@ GitHub
   * auth: ``Authorization: Bearer <t>`` or ``token <t>``; unknown -> ``401 Bad
     credentials``; none -> ``401 Requires authentication`` (``/user``, writes to a
     public repo) or ``404 Not Found`` (private repo, GitHub hides it).
+  * token kinds: personal access tokens (:meth:`ForgeServer.add_user`) may call ``GET
+    /user``; installation tokens (:meth:`ForgeServer.add_installation_token`: Actions'
+    ``GITHUB_TOKEN``, GitHub App tokens) get ``403`` with exactly
+    :data:`GITHUB_INTEGRATION_403` there, and act as the app's bot user
+    ``<slug>[bot]`` (``type: Bot``; ``github-actions[bot]`` is id 41898282, app 15368,
+    as on github.com); their comments carry ``performed_via_github_app``.
+  * comment ``user``: simple-user objects with ``login``, ``id`` and ``type``.
+
+Rate limits (:meth:`ForgeServer.fail_next` with ``rate_limit=``; the request is not
+processed), as documented:
+  * GitHub primary: 403 or 429, ``x-ratelimit-remaining: 0`` and ``x-ratelimit-reset``
+    (epoch seconds); secondary: 403 or 429 with a "secondary rate limit" message,
+    ``retry-after`` when GitHub sends one, and the primary headers with quota left.
+  * GitLab (Rack::Attack): 429 ``Retry later`` (text/plain) with ``RateLimit-*`` and
+    ``Retry-After`` seconds; endpoint limits (e.g. note creation): 429
+    ``{"message": "This endpoint has been requested too many times. Try again later."}``,
+    with ``Retry-After`` in GitLab 18.5+ (the default 429 fault).
 
 Simplifications: one token table serves both dialects; there are no roles, so only a
 note's/comment's author may edit or delete it (real maintainers and write
@@ -86,6 +103,7 @@ import base64
 import contextlib
 import datetime as dt
 import email.message
+import email.utils
 import ipaddress
 import json
 import math
@@ -121,6 +139,14 @@ GITHUB_MAX_PER_PAGE = 100
 GITHUB_DOCS = "https://docs.github.com/rest"
 GITHUB_COMMENT_DOCS = "https://docs.github.com/rest/issues/comments"
 GITHUB_USER_DOCS = "https://docs.github.com/rest/users/users#get-the-authenticated-user"
+# GitHub Actions' app and its bot user on github.com: what GITHUB_TOKEN's comments are authored by.
+ACTIONS_APP_ID = 15368
+ACTIONS_BOT_ID = 41898282
+# GET /user with an installation token (GITHUB_TOKEN, a GitHub App's): 403 with exactly this body.
+GITHUB_INTEGRATION_403 = {"message": "Resource not accessible by integration", "documentation_url": GITHUB_USER_DOCS,
+                          "status": "403"}
+GITHUB_RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+RATE_LIMITS = ("github-primary", "github-secondary", "gitlab-throttle")
 # What api.github.com answers today (2021+) for an over-long issue comment; before 2021 it was
 # {"resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (...)"}.
 GITHUB_TOO_LONG_ERROR = {"resource": "IssueComment", "code": "unprocessable", "field": "data",
@@ -140,6 +166,16 @@ class User:
     username: str
     name: str
     type: str = "User"
+
+
+@dataclass(frozen=True)
+class App:
+    """A GitHub App; its installation tokens act as its bot user ``<slug>[bot]`` (``type: Bot``)."""
+
+    id: int
+    slug: str
+    name: str
+    bot: User
 
 
 @dataclass(frozen=True)
@@ -191,11 +227,13 @@ class _Fault:
     pattern: re.Pattern[str]
     status: int
     times: int
-    retry_after: str | None
+    retry_after: str | dt.datetime | None
     store_first: bool
     body: bytes | None
     content_type: str | None
     delay: float
+    rate_limit: str | None = None
+    reset_after: float | None = None
 
 
 @dataclass
@@ -249,6 +287,7 @@ class _Comment:
     updated_at: dt.datetime
     repo: _Repo
     number: int
+    app: App | None = None
 
 
 @dataclass
@@ -334,10 +373,12 @@ class ForgeServer:
         self._own_directory = directory
         self._clock = CLOCK_START
         self._ids: dict[str, int] = {"user": 1000, "project": 41, "mr": 9000, "note": 2_200_000_000,
-                                     "repo": 700_000_000, "comment": 3_100_000_000, "upload": 500}
+                                     "repo": 700_000_000, "comment": 3_100_000_000, "upload": 500,
+                                     "app": 900_000}
         self._users_by_token: dict[str, User] = {}
         self._users_by_name: dict[str, User] = {}
         self._job_tokens: dict[str, User] = {}
+        self._installation_tokens: dict[str, App] = {}
         self._projects: dict[int, _Project] = {}
         self._merge_requests: dict[tuple[int, int], _MergeRequest] = {}
         self._uploads: list[Upload] = []
@@ -372,6 +413,26 @@ class ForgeServer:
             if token is not None:
                 self._users_by_token[token] = user
             return user
+
+    def add_installation_token(self, token: str, app_slug: str = "github-actions", *,
+                               app_id: int | None = None, bot_id: int | None = None) -> User:
+        """Register a GitHub installation token (Actions' GITHUB_TOKEN by default, else a GitHub App's): it
+        acts as the app's bot ``<slug>[bot]`` (``type: Bot``; github-actions[bot] is id 41898282 as on
+        github.com) and gets 403 "Resource not accessible by integration" on ``GET /user``."""
+        with self._lock:
+            login = f"{app_slug}[bot]"
+            bot = self._users_by_name.get(login.lower())
+            if bot is None:
+                default_id = ACTIONS_BOT_ID if app_slug == "github-actions" else self._next_id("user")
+                bot = User(bot_id if bot_id is not None else default_id, login,
+                           "GitHub Actions" if app_slug == "github-actions" else app_slug, "Bot")
+                self._users_by_name[login.lower()] = bot
+            elif bot.type != "Bot":
+                raise ValueError(f"user {login!r} exists and is not a bot")
+            identifier = app_id if app_id is not None else (
+                ACTIONS_APP_ID if app_slug == "github-actions" else self._next_id("app"))
+            self._installation_tokens[token] = App(identifier, app_slug, bot.name, bot)
+            return bot
 
     def add_job_token(self, token: str, username: str) -> None:
         """Register a CI job token (CI_JOB_TOKEN) running as ``username`` (created if unknown)."""
@@ -453,17 +514,37 @@ class ForgeServer:
     # --- test controls: faults and the request log --------------------------------------------------
 
     def fail_next(self, method: str, path_regex: str, status: int, times: int = 1,
-                  retry_after: float | str | None = None, store_first: bool = False, *,
-                  body: bytes | str | dict[str, Any] | None = None, delay: float = 0.0) -> None:
-        """Answer the next ``times`` ``method`` requests whose raw path matches ``path_regex`` with ``status``."""
+                  retry_after: float | str | dt.datetime | None = None, store_first: bool = False, *,
+                  body: bytes | str | dict[str, Any] | None = None, content_type: str | None = None,
+                  delay: float = 0.0, rate_limit: str | None = None, reset_after: float | None = None) -> None:
+        """Answer the next ``times`` ``method`` requests whose raw path matches ``path_regex`` with ``status``.
+
+        ``retry_after``: seconds, a raw header value (str), or a moment sent as an HTTP date. ``rate_limit``
+        answers as the forge documents its limits (the request is not processed):
+
+        * ``github-primary``: ``{"message": "API rate limit exceeded for ..."}`` with ``x-ratelimit-limit``,
+          ``x-ratelimit-remaining: 0``, ``x-ratelimit-used``, ``x-ratelimit-reset`` (epoch seconds,
+          ``reset_after`` seconds from the answer; default 60) and ``x-ratelimit-resource: core``;
+        * ``github-secondary``: ``{"message": "You have exceeded a secondary rate limit. ..."}`` with
+          ``retry-after`` if given and the primary headers with quota left (the secondary limit is separate);
+        * ``gitlab-throttle`` (Rack::Attack): ``Retry later`` as text/plain with ``RateLimit-Name``,
+          ``RateLimit-Limit``, ``RateLimit-Observed``, ``RateLimit-Remaining: 0``, ``RateLimit-Reset`` (epoch),
+          ``RateLimit-ResetTime`` (HTTP date) and ``Retry-After`` (seconds; default 60).
+        """
         if times < 1:
             raise ValueError("times must be at least 1")
-        payload, content_type = _fault_body(body)
-        retry = None if retry_after is None else (str(retry_after) if not isinstance(retry_after, float)
-                                                  or not retry_after.is_integer() else str(int(retry_after)))
+        if rate_limit is not None and rate_limit not in RATE_LIMITS:
+            raise ValueError(f"rate_limit must be one of {RATE_LIMITS}")
+        payload, default_type = _fault_body(body)
+        retry: str | dt.datetime | None
+        if retry_after is None or isinstance(retry_after, (str, dt.datetime)):
+            retry = retry_after
+        else:
+            retry = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
         with self._lock:
             self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, times, retry,
-                                       store_first, payload, content_type, delay))
+                                       store_first, payload, content_type or default_type, delay, rate_limit,
+                                       reset_after))
 
     def pending_faults(self) -> int:
         """How many injected failures are still armed."""
@@ -765,6 +846,8 @@ class ForgeServer:
                 _allow(method, "GET", github=True)
                 user = self._github_user(request) or _raise(_github_error(401, "Requires authentication",
                                                                             GITHUB_USER_DOCS))
+                if self._github_app(request) is not None:
+                    return _json(403, GITHUB_INTEGRATION_403, github=True)
                 return _json(200, _github_user_json(user, api, self.url), github=True)
             case ["repos", owner, repo, "issues", "comments", comment_id]:
                 _allow(method, "GET", "PATCH", "DELETE", github=True)
@@ -799,9 +882,19 @@ class ForgeServer:
         elif scheme.lower() not in ("bearer", "token"):
             token = ""
         user = self._users_by_token.get(token) if token else None
+        app = self._installation_tokens.get(token) if token and user is None else None
+        if app is not None:
+            user = app.bot
         if user is None:
             raise _HttpError(_github_error(401, "Bad credentials", GITHUB_DOCS))
         return user
+
+    def _github_app(self, request: _Request) -> App | None:
+        """The app whose installation token authenticates the request, if any."""
+        scheme, _, credential = (request.header("authorization") or "").strip().partition(" ")
+        if scheme.lower() not in ("bearer", "token"):
+            return None
+        return self._installation_tokens.get(credential.strip())
 
     def _github_pull(self, request: _Request, owner: str, repo: str, number: str, *, write: bool) -> _Pull:
         """The PR addressed by the route, with GitHub's 401/404 rules for anonymous callers."""
@@ -846,7 +939,7 @@ class ForgeServer:
         user = self._github_user(request)
         assert user is not None  # _github_pull answered 401/404 for anonymous writes
         body = _github_body(request, f"{GITHUB_COMMENT_DOCS}#create-an-issue-comment")
-        comment = self._store_comment(pull, body, user)
+        comment = self._store_comment(pull, body, user, self._github_app(request))
         rendered = self._comment_json(comment, api)
         return _json(201, rendered, {"Location": rendered["url"]}, github=True)
 
@@ -888,7 +981,13 @@ class ForgeServer:
                 "id": comment.id, "node_id": f"IC_kwDO{comment.id:x}",
                 "user": _github_user_json(comment.author, api, self.url),
                 "created_at": _github_time(comment.created_at), "updated_at": _github_time(comment.updated_at),
-                "author_association": "NONE", "body": comment.body, "performed_via_github_app": None}
+                "author_association": "NONE", "body": comment.body,
+                "performed_via_github_app": None if comment.app is None else self._app_json(comment.app)}
+
+    def _app_json(self, app: App) -> dict[str, Any]:
+        """A GitHub App as ``performed_via_github_app`` renders it (the fields clients use)."""
+        return {"id": app.id, "slug": app.slug, "node_id": f"MDM6QXBw{app.id}", "name": app.name,
+                "html_url": f"{self.url}/apps/{app.slug}", "external_url": f"{self.url}/apps/{app.slug}"}
 
     # --- state helpers (caller holds the lock) ------------------------------------------------------
 
@@ -958,10 +1057,10 @@ class ForgeServer:
         mr.notes.append(note)
         return note
 
-    def _store_comment(self, pull: _Pull, body: str, author: User) -> _Comment:
-        """Append a comment to ``pull``."""
+    def _store_comment(self, pull: _Pull, body: str, author: User, app: App | None = None) -> _Comment:
+        """Append a comment to ``pull`` (``app``: posted with that app's installation token)."""
         now = self._tick()
-        comment = _Comment(self._next_id("comment"), body, author, now, now, pull.repo, pull.number)
+        comment = _Comment(self._next_id("comment"), body, author, now, now, pull.repo, pull.number, app)
         pull.comments.append(comment)
         return comment
 
@@ -1314,8 +1413,10 @@ def _fault_body(body: bytes | str | dict[str, Any] | None) -> tuple[bytes | None
 
 
 def _fault_response(fault: _Fault) -> _Response:
-    """The injected answer: custom body, or what a forge or its proxy sends for that status."""
-    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    """The injected answer: a documented rate limit, a custom body, or what a forge or its proxy sends."""
+    if fault.rate_limit is not None:
+        return _rate_limit_response(fault)
+    headers = {"Retry-After": _retry_after_value(fault.retry_after)} if fault.retry_after is not None else {}
     if fault.body is not None:
         return _Response(fault.status, fault.body, {"Content-Type": fault.content_type or "", **headers})
     phrase = HTTPStatus(fault.status).phrase if fault.status in HTTPStatus._value2member_map_ else "Error"
@@ -1326,6 +1427,39 @@ def _fault_response(fault: _Fault) -> _Response:
     if fault.status == 429:
         return _json(429, {"message": "This endpoint has been requested too many times. Try again later."}, headers)
     return _json(fault.status, {"message": f"{fault.status} {phrase}"}, headers)
+
+
+def _retry_after_value(value: str | dt.datetime) -> str:
+    """A Retry-After header value: as given, or a moment as an HTTP date (IMF-fixdate)."""
+    return value if isinstance(value, str) else email.utils.format_datetime(value.astimezone(dt.UTC), usegmt=True)
+
+
+def _rate_limit_response(fault: _Fault) -> _Response:
+    """A rate-limit answer with the body and headers the forge documents (see :meth:`ForgeServer.fail_next`)."""
+    now = time.time()
+    retry = {} if fault.retry_after is None else {"retry-after": _retry_after_value(fault.retry_after)}
+    if fault.rate_limit == "gitlab-throttle":
+        seconds = int(fault.retry_after) if isinstance(fault.retry_after, str) and fault.retry_after.isdigit() else 60
+        reset = math.ceil(now + seconds)
+        headers = {"RateLimit-Name": "throttle_authenticated_api", "RateLimit-Limit": "2000",
+                   "RateLimit-Observed": "2001", "RateLimit-Remaining": "0", "RateLimit-Reset": str(reset),
+                   "RateLimit-ResetTime": email.utils.formatdate(reset, usegmt=True),
+                   "Retry-After": retry.get("retry-after", str(seconds)), "Content-Type": "text/plain"}
+        return _Response(fault.status, b"Retry later\n", headers)
+    primary = fault.rate_limit == "github-primary"
+    reset = math.ceil(now + (fault.reset_after if fault.reset_after is not None else 60 if primary else 3600))
+    headers = {"x-ratelimit-limit": "1000" if primary else "5000", "x-ratelimit-remaining": "0" if primary else "4990",
+               "x-ratelimit-used": "1000" if primary else "10", "x-ratelimit-reset": str(reset),
+               "x-ratelimit-resource": "core", **retry}
+    if primary:
+        message = "API rate limit exceeded for installation ID 4242."
+        docs = f"{GITHUB_RATE_LIMIT_DOCS}#about-primary-rate-limits"
+    else:
+        message = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you "
+                   "reach out to GitHub Support for help, please include the request ID C0DE:1234:5678:9ABC:DEF0.")
+        docs = f"{GITHUB_RATE_LIMIT_DOCS}#about-secondary-rate-limits"
+    return _json(fault.status, {"message": message, "documentation_url": docs, "status": str(fault.status)}, headers,
+                 github=True)
 
 
 def _gitlab_time(moment: dt.datetime) -> str:
@@ -1427,5 +1561,5 @@ def forge_tls(tmp_path: Path) -> Iterator[ForgeServer]:
         server.stop()
 
 
-__all__ = ["ForgeServer", "RecordedRequest", "TlsFiles", "Upload", "User", "forge", "forge_tls", "make_tls_files",
-           "start_forge"]
+__all__ = ["App", "ForgeServer", "RecordedRequest", "TlsFiles", "Upload", "User", "forge", "forge_tls",
+           "make_tls_files", "start_forge"]
