@@ -515,7 +515,7 @@ class ForgeServer:
 
     def fail_next(self, method: str, path_regex: str, status: int, times: int = 1,
                   retry_after: float | str | dt.datetime | None = None, store_first: bool = False, *,
-                  body: bytes | str | dict[str, Any] | None = None, content_type: str | None = None,
+                  body: bytes | str | dict[str, Any] | list[Any] | None = None, content_type: str | None = None,
                   delay: float = 0.0, rate_limit: str | None = None, reset_after: float | None = None) -> None:
         """Answer the next ``times`` ``method`` requests whose raw path matches ``path_regex`` with ``status``.
 
@@ -1401,11 +1401,11 @@ def _sanitize_filename(filename: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", base) or "file"
 
 
-def _fault_body(body: bytes | str | dict[str, Any] | None) -> tuple[bytes | None, str | None]:
+def _fault_body(body: bytes | str | dict[str, Any] | list[Any] | None) -> tuple[bytes | None, str | None]:
     """Normalise a custom fault body and pick its content type."""
     if body is None:
         return None, None
-    if isinstance(body, dict):
+    if isinstance(body, (dict, list)):
         return json.dumps(body).encode(), "application/json"
     if isinstance(body, str):
         return body.encode(), "text/plain; charset=utf-8"
