@@ -112,10 +112,11 @@ def _fetch(repo: Path, target: _Target, depth_flag: str | None) -> None:
         return
     output = result.tail(20)
     if branch and "couldn't find remote ref" in output.lower():
-        message = (f"origin has no branch {branch!r} ({target.source}): check the name, or pass --base REF")
         if target.configured:
-            raise ConfigError([message])
-        raise EnvironmentProblem(message)
+            raise ConfigError([f"report.target_branch: origin has no branch {branch!r}: check the name, or pass "
+                               "--base REF"])
+        raise EnvironmentProblem(f"origin has no branch {branch!r} ({target.source}): check the name, or pass "
+                                 "--base REF")
     reason = _git_reason(output)
     what = f"the target branch {branch!r} ({target.source})" if branch else "more history"
     raise EnvironmentProblem(f"cannot fetch {what} from origin ({reason}): fetch it before mlci report "

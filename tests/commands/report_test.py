@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,87 @@ def test_outside_a_merge_request_it_only_writes_the_report(mr_repo: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert (mr_repo / "out" / "report.md").read_text().startswith("## ✅ Model report: all gates passed")
     assert "not a merge request pipeline" in done.stderr
+
+
+# --- rate limits, answers that are not the API's, --dry-run, the baseline's fetch (subprocess: exit codes) ---
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    """The single `mlci: error:` line of a failed run (no traceback, not exit 70)."""
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("mlci: error:")]
+    return line
+
+
+def test_gitlab_429_on_the_first_post_waits_looks_again_and_posts_one_note(mr_repo: Path, gitlab: ForgeServer) -> None:
+    gitlab.fail_next("POST", r"/notes$", 429, rate_limit="gitlab-throttle", retry_after=1)
+    done = repos.run_mlci(mr_repo, "report", env=_gitlab_env(gitlab))
+    assert done.returncode == 0, done.stderr
+    assert "rate limited; looking again in 1.0 s" in done.stderr and "created report comment" in done.stderr
+    assert len(_mine(gitlab)) == 1 and len(gitlab.notes("bank/credit-model", 7)) == 1
+    assert gitlab.request_count("POST", r"/notes$") == 2 and gitlab.request_count("POST", r"/notes$", status=201) == 1
+    assert [r.method for r in gitlab.requests if r.path.endswith("/notes")] == ["GET", "POST", "GET", "POST"]
+
+
+@pytest.mark.parametrize("retry_after, expected", [
+    ("soon", r"GitLab 429 on POST /projects/bank%2Fcredit-model/merge_requests/7/notes: rate limited, but "
+             r"Retry-After 'soon' is neither seconds nor an HTTP date"),
+    ("3600", r"GitLab 429 on POST /projects/bank%2Fcredit-model/merge_requests/7/notes: rate limited for 3600 s, "
+             r"longer than mlci waits \(60 s\)"),
+])
+def test_a_rate_limit_that_cannot_be_honoured_is_one_line_exit_3(mr_repo: Path, gitlab: ForgeServer,
+                                                                 retry_after: str, expected: str) -> None:
+    gitlab.fail_next("POST", r"/notes$", 429, retry_after=retry_after)
+    started = time.monotonic()
+    done = repos.run_mlci(mr_repo, "report", env=_gitlab_env(gitlab))
+    assert re.search(expected, _one_error_line(done, 3))
+    assert time.monotonic() - started < 30 and gitlab.request_count("POST", r"/notes$") == 1
+    assert (mr_repo / "mlci-report.md").is_file()  # the artifact is written before posting
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ({"status": 200, "body": "<html><title>Sign in</title></html>", "content_type": "text/html"},
+     r"GitLab: GET http://127\.0\.0\.1:\d+/api/v4/user: answered 200 with text/html, not JSON; is forge\.api_url"),
+    ({"status": 200, "body": {"username": "mlci-bot"}},
+     r"GitLab: GET http://127\.0\.0\.1:\d+/api/v4/user: answered without an integer `id` \(no such field\)"),
+])
+def test_an_answer_that_is_not_the_apis_is_one_line_exit_3(mr_repo: Path, gitlab: ForgeServer,
+                                                           fault: dict[str, object], expected: str) -> None:
+    gitlab.fail_next("GET", r"/user$", **fault)  # type: ignore[arg-type]
+    assert re.search(expected, _one_error_line(repos.run_mlci(mr_repo, "report", env=_gitlab_env(gitlab)), 3))
+
+
+def test_dry_run_writes_no_file_unless_out_is_given(mr_repo: Path, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    done = repos.run_mlci(mr_repo, "report", "--base", "main", "--dry-run", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("## ✅ Model report")
+    assert not (mr_repo / "mlci-report.md").exists() and not summary.exists()
+    assert repos.git(mr_repo, "status", "--porcelain") == ""
+    given = repos.run_mlci(mr_repo, "report", "--base", "main", "--dry-run", "--out", "out.md")
+    assert given.returncode == 0 and (mr_repo / "out.md").read_text() == given.stdout.rstrip("\n") + "\n"
+
+
+def test_no_origin_remote_says_what_to_fetch(mr_repo: Path) -> None:
+    repos.git(mr_repo, "remote", "remove", "origin")
+    line = _one_error_line(repos.run_mlci(mr_repo, "report", env={"GITHUB_BASE_REF": "main"}), 3)
+    assert "no remote 'origin' to fetch the target branch 'main' (GITHUB_BASE_REF) from" in line
+    assert "git remote add origin URL && git fetch origin main" in line and "--base REF" in line
+
+
+def test_a_missing_target_branch_or_a_failed_fetch_says_what_to_fetch(mr_repo: Path, tmp_path: Path) -> None:
+    upstream = tmp_path / "upstream.git"
+    repos.git(tmp_path, "clone", "-q", "--bare", str(mr_repo), str(upstream))
+    repos.git(mr_repo, "remote", "set-url", "origin", f"file://{upstream}")
+    from_ci = _one_error_line(repos.run_mlci(mr_repo, "report", env={"GITHUB_BASE_REF": "release"}), 3)
+    assert "origin has no branch 'release' (GITHUB_BASE_REF): check the name, or pass --base REF" in from_ci
+    configured = repos.run_mlci(mr_repo, "report", env={"MLCI_REPORT_TARGET_BRANCH": "release"})
+    assert configured.returncode == 2 and configured.stderr.splitlines() == [
+        "report.target_branch: origin has no branch 'release': check the name, or pass --base REF"]
+    repos.git(mr_repo, "remote", "set-url", "origin", "http://127.0.0.1:9/bank/credit-model.git")
+    repos.git(mr_repo, "update-ref", "-d", "refs/remotes/origin/main")
+    failed = _one_error_line(repos.run_mlci(mr_repo, "report", env={"GITHUB_BASE_REF": "main"}), 3)
+    assert re.search(r"cannot fetch the target branch 'main' \(GITHUB_BASE_REF\) from origin \(unable to access "
+                     r"'http://127\.0\.0\.1:9/.*'.*\): fetch it before mlci report \(git fetch origin main\)", failed)
+    assert "fatal:" not in failed
