@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -409,3 +410,38 @@ def test_unknown_routes(forge: ForgeServer, http: requests.Session) -> None:
     assert http.get(f"{forge.gitlab_api}/nope").json() == {"error": "404 Not Found"}
     assert http.get(f"{forge.github_api}/nope").json()["message"] == "Not Found"
     assert json.loads(http.delete(f"{forge.gitlab_api}/user").content) == {"error": "405 Not Allowed"}
+
+
+# --- token kinds and rate limits ------------------------------------------------------------------------
+
+
+def test_github_installation_token_is_a_bot_without_get_user_and_a_pat_is_not(
+        forge: ForgeServer, http: requests.Session) -> None:
+    forge.add_installation_token("ghs_actions")
+    forge.add_installation_token("ghs_app", "credit-ml")
+    forge.add_user("ghp_pat", "alice")
+    forge.add_pull_request("bank", "credit-model", 12)
+    assert http.get(f"{forge.github_api}/user", headers=gh("ghp_pat")).json()["login"] == "alice"
+    for token in ("ghs_actions", "ghs_app"):
+        denied = http.get(f"{forge.ghes_api}/user", headers=gh(token))
+        assert denied.status_code == 403 and denied.json()["message"] == "Resource not accessible by integration"
+        assert http.post(comments_url(forge), headers=gh(token), json={"body": token}).status_code == 201
+    actions, app = http.get(comments_url(forge), headers=gh("ghp_pat")).json()
+    assert {k: actions["user"][k] for k in ("login", "id", "type")} == {
+        "login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
+    assert actions["performed_via_github_app"]["slug"] == "github-actions"
+    assert (app["user"]["login"], app["user"]["type"], app["performed_via_github_app"]["slug"]) == (
+        "credit-ml[bot]", "Bot", "credit-ml")
+    assert http.get(f"{forge.gitlab_api}/user", headers=bot("ghs_actions")).status_code == 401  # GitHub-only
+
+
+def test_rate_limited_requests_are_not_processed(gitlab: ForgeServer, http: requests.Session) -> None:
+    gitlab.fail_next("POST", r"/notes$", 429, rate_limit="gitlab-throttle", retry_after=30)
+    refused = http.post(notes_url(gitlab), headers=bot(), json={"body": "x"})
+    assert refused.status_code == 429 and refused.headers["Content-Type"] == "text/plain"
+    assert {name: refused.headers[name] for name in ("RateLimit-Name", "RateLimit-Remaining", "Retry-After")} == {
+        "RateLimit-Name": "throttle_authenticated_api", "RateLimit-Remaining": "0", "Retry-After": "30"}
+    assert int(refused.headers["RateLimit-Reset"]) >= time.time() + 29
+    assert gitlab.notes(PROJECT, IID) == []
+    with pytest.raises(ValueError, match="rate_limit must be one of"):
+        gitlab.fail_next("GET", r"/notes$", 429, rate_limit="gitlab")
