@@ -49,3 +49,19 @@ def trained_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def example(trained_example: Path, tmp_path: Path) -> Path:
     """A private copy of the trained example (workspace, git history and DVC cache)."""
     return repos.copy_repo(trained_example, tmp_path / "example")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the installed package is a `wheel` test (deselect with -m "not wheel")."""
+    for item in items:
+        if "installed_mlci" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.wheel)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How long making the installed package took (recorded by tests/package/wheel_test.py)."""
+    for report in terminalreporter.stats.get("passed", []):
+        timings = [(k.removeprefix("installed_mlci_").removesuffix("_seconds"), v)
+                   for k, v in getattr(report, "user_properties", []) if k.startswith("installed_mlci_")]
+        if timings:
+            terminalreporter.write_line("installed mlci made in: " + ", ".join(f"{k} {v} s" for k, v in timings))
