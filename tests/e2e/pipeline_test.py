@@ -31,9 +31,9 @@ def _pipeline_repo(tmp_path: Path) -> Path:
 def _run(repo: Path, variables: dict[str, str] | None = None) -> PipelineResult:
     result = run_pipeline(repo, timeout=600, variables=variables)
     ran = {name for name, job in result.jobs.items() if job.status != "never"}
-    variables = variables or {}
-    expected = {"config", "train", "data-test"} | ({"report"} if "CI_PIPELINE_SOURCE" in variables else set()) \
-        | ({"build"} if "MLCI_IMAGE_NAME" in variables else set())
+    # The build job always runs (rules cannot read mlci.yaml); report only in merge request pipelines.
+    expected = {"config", "train", "data-test", "build"} | ({"report"} if "CI_PIPELINE_SOURCE" in (variables or {})
+                                                           else set())
     assert ran == expected, result.describe()
     return result
 
@@ -84,7 +84,7 @@ def test_stale_dvc_lock_fails_the_pipeline_in_the_train_job(tmp_path: Path) -> N
     assert ("mlci: stage 'train': param train.learning_rate in params.yaml modified since dvc.lock "
             "was written") in train.log
     assert "Running stage" not in train.log  # refused before anything ran
-    assert result.job("data-test").status == "skipped"
+    assert result.job("data-test").status == "skipped" and result.job("build").status == "skipped"
 
 
 def test_corrupted_data_fails_the_pipeline_in_the_data_test_job(tmp_path: Path) -> None:
@@ -126,6 +126,8 @@ def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_po
     assert first.returncode == 0, first.describe()
     assert "created report comment" in first.job("report").log
     assert "stages: 4 (ran 0, skipped 4" in first.job("train").log  # pulled what the MR pushed
+    build = first.job("build")  # no image.name in mlci.yaml nor MLCI_IMAGE_NAME: skipped, with success
+    assert build.status == "success" and "skipped: no image.name" in build.log, first.describe()
 
     config = repo / "mlci.yaml"
     config.write_text(config.read_text().replace("max_drop: 0.01", "max_drop: 0.0001"))
