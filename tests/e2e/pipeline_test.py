@@ -122,9 +122,12 @@ def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_po
           "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_MERGE_REQUEST_DIFF_BASE_SHA": base,
           "CI_API_V4_URL": forge.gitlab_api, "CI_PROJECT_ID": "bank/credit-model", "GITLAB_TOKEN": "glpat-e2e-token"}
 
+    notes = r"/merge_requests/3/notes$"
+    forge.fail_next("POST", notes, 429, retry_after=1)  # rate-limited: not processed, wait, look again, post
     first = _run(repo, mr)
     assert first.returncode == 0, first.describe()
     assert "created report comment" in first.job("report").log
+    assert forge.request_count("POST", notes, status=429) == 1 and forge.request_count("POST", notes, status=201) == 1
     assert "stages: 4 (ran 0, skipped 4" in first.job("train").log  # pulled what the MR pushed
     build = first.job("build")  # no image.name in mlci.yaml nor MLCI_IMAGE_NAME: skipped, with success
     assert build.status == "success" and "skipped: no image.name" in build.log, first.describe()
@@ -139,7 +142,7 @@ def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_po
     assert log.index("updated report comment") < log.index("mlci: gate failed: metrics.json:roc_auc max drop")
 
     mine = [n for n in forge.notes("bank/credit-model", 3) if str(n["body"]).startswith("<!-- mlci-report:metrics -->")]
-    assert len(mine) == 1
+    assert len(mine) == 1 and forge.request_count("POST", notes, status=201) == 1  # updated, never posted twice
     body = str(mine[0]["body"])
     assert "## ❌ Model report: gates failed" in body
     assert "| `params.yaml:train.learning_rate` | 0.1 | 0.2 |" in body
