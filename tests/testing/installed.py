@@ -63,6 +63,7 @@ def _install(root: Path) -> dict[str, float]:
     start = time.monotonic()
     _step([*pip, "--no-deps", "--require-hashes", "--no-index", "--find-links", str(wheelhouse()),
            "-r", str(ROOT / "example-model-repo" / "requirements.lock")], root)
+    _step([str(root / "venv" / "bin" / "python"), "-m", "pip", "check"], root)  # the lock and mlci's deps agree
     seconds["model_lock"] = time.monotonic() - start
     return seconds
 
