@@ -10,10 +10,12 @@ import pytest
 from tests.testing import repos
 from tests.testing.forge import forge, forge_tls  # noqa: F401 - fixtures for every test module
 from tests.testing.images import buildah_env  # noqa: F401 - a fixture for every test module
-from tests.testing.installed import installed_mlci  # noqa: F401 - a session fixture for every test module
 from tests.testing.postgres import postgres  # noqa: F401 - a session fixture for every test module
 from tests.testing.registry import registry, registry_basic, registry_tls, registry_token  # noqa: F401 - fixtures
 from tests.testing.s3 import s3  # noqa: F401 - a session fixture for every test module
+
+# The installed_mlci session fixture, and the hooks that mark, schedule and time the tests that use it.
+pytest_plugins = ["tests.testing.installed"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -49,19 +51,3 @@ def trained_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def example(trained_example: Path, tmp_path: Path) -> Path:
     """A private copy of the trained example (workspace, git history and DVC cache)."""
     return repos.copy_repo(trained_example, tmp_path / "example")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the installed package is a `wheel` test (deselect with -m "not wheel")."""
-    for item in items:
-        if "installed_mlci" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.wheel)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """How long making the installed package took (recorded by tests/package/wheel_test.py)."""
-    for report in terminalreporter.stats.get("passed", []):
-        timings = [(k.removeprefix("installed_mlci_").removesuffix("_seconds"), v)
-                   for k, v in getattr(report, "user_properties", []) if k.startswith("installed_mlci_")]
-        if timings:
-            terminalreporter.write_line("installed mlci made in: " + ", ".join(f"{k} {v} s" for k, v in timings))

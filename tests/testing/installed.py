@@ -1,7 +1,8 @@
 """mlci as a user installs it: the wheel built from a clean copy of this checkout (`pip wheel --no-deps`),
 installed with its dependencies (pinned by ci/constraints.txt) and the example model's hash-pinned lock into
 a fresh venv outside the checkout. That is what a CI job image holds. Made once per test run; xdist workers
-share it through a file lock."""
+share it through a file lock. Loaded as a plugin by tests/conftest.py: its hooks mark every test that uses
+the fixture `wheel`, keep tests/package/ on one xdist worker, and print how long the install took."""
 from __future__ import annotations
 
 import fcntl
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +124,35 @@ def timings(bin_dir: Path) -> dict[str, float]:
     """Seconds spent making the install: wheel, install (venv + mlci and its dependencies), model_lock."""
     loaded: dict[str, float] = json.loads((bin_dir.parents[1] / "timings.json").read_text())
     return loaded
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the installed package is a `wheel` test (deselect with -m "not wheel")."""
+    for item in items:
+        if "installed_mlci" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.wheel)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`-n` with the default `--dist load`, except that tests/package/ (the installed wheel's tests) goes to one
+    worker as a unit, so the other never idles waiting for the install. (`--dist loadgroup` with xdist_group
+    marks would say this, but it silently stops grouping on pytest 9.2: pytest-xdist issue #1386.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _InstalledTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/package/" if nodeid.startswith("tests/package/") else nodeid
+
+    return _InstalledTogether(config, log)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How long making the installed package took (recorded by tests/package/wheel_test.py)."""
+    for report in terminalreporter.stats.get("passed", []):
+        spent = [(k.removeprefix("installed_mlci_").removesuffix("_seconds"), v)
+                   for k, v in getattr(report, "user_properties", []) if k.startswith("installed_mlci_")]
+        if spent:
+            terminalreporter.write_line("installed mlci made in: " + ", ".join(f"{k} {v} s" for k, v in spent))
