@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -120,8 +122,12 @@ def test_every_command_runs_from_the_installed_package(installed_mlci: Path, tmp
         assert done.returncode == 0 and "Traceback" not in done.stderr, f"mlci {args}: {done.stderr[-3000:]}"
         return done.stdout
 
+    path = installed.env(installed_mlci)["PATH"]
+    assert [shutil.which(tool, path=path) for tool in ("mlci", "dvc", "python")] == [
+        str(installed_mlci / tool) for tool in ("mlci", "dvc", "python")]  # the stages' python too
+    assert str(Path(sys.executable).parent) not in path.split(os.pathsep)  # no dev venv
     where = subprocess.run([str(installed_mlci / "python"), "-c", "import mlci; print(mlci.__file__)"], cwd=repo,
-                           capture_output=True, text=True, env=installed.env(installed_mlci), check=True).stdout
+                           capture_output=True, text=True, env=installed.env(installed_mlci), check=True).stdout.strip()
     assert Path(where).is_relative_to(installed_mlci.parent) and not Path(where).is_relative_to(repos.ROOT)
     assert mlci("--version").strip() == f"mlci {installed.wheel(installed_mlci).name.split('-')[1]}"
     assert "mlci.yaml: ok" in mlci("config", "check")
