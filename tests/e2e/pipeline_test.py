@@ -31,9 +31,9 @@ def _pipeline_repo(tmp_path: Path) -> Path:
 def _run(repo: Path, variables: dict[str, str] | None = None) -> PipelineResult:
     result = run_pipeline(repo, timeout=600, variables=variables)
     ran = {name for name, job in result.jobs.items() if job.status != "never"}
-    variables = variables or {}
-    expected = {"config", "train", "data-test"} | ({"report"} if "CI_PIPELINE_SOURCE" in variables else set()) \
-        | ({"build"} if "MLCI_IMAGE_NAME" in variables else set())
+    # The build job always runs (rules cannot read mlci.yaml); report only in merge request pipelines.
+    expected = {"config", "train", "data-test", "build"} | ({"report"} if "CI_PIPELINE_SOURCE" in (variables or {})
+                                                           else set())
     assert ran == expected, result.describe()
     return result
 
@@ -84,7 +84,7 @@ def test_stale_dvc_lock_fails_the_pipeline_in_the_train_job(tmp_path: Path) -> N
     assert ("mlci: stage 'train': param train.learning_rate in params.yaml modified since dvc.lock "
             "was written") in train.log
     assert "Running stage" not in train.log  # refused before anything ran
-    assert result.job("data-test").status == "skipped"
+    assert result.job("data-test").status == "skipped" and result.job("build").status == "skipped"
 
 
 def test_corrupted_data_fails_the_pipeline_in_the_data_test_job(tmp_path: Path) -> None:
@@ -122,10 +122,15 @@ def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_po
           "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_MERGE_REQUEST_DIFF_BASE_SHA": base,
           "CI_API_V4_URL": forge.gitlab_api, "CI_PROJECT_ID": "bank/credit-model", "GITLAB_TOKEN": "glpat-e2e-token"}
 
+    notes = r"/merge_requests/3/notes$"
+    forge.fail_next("POST", notes, 429, retry_after=1)  # rate-limited: not processed, wait, look again, post
     first = _run(repo, mr)
     assert first.returncode == 0, first.describe()
     assert "created report comment" in first.job("report").log
+    assert forge.request_count("POST", notes, status=429) == 1 and forge.request_count("POST", notes, status=201) == 1
     assert "stages: 4 (ran 0, skipped 4" in first.job("train").log  # pulled what the MR pushed
+    build = first.job("build")  # no image.name in mlci.yaml nor MLCI_IMAGE_NAME: skipped, with success
+    assert build.status == "success" and "skipped: no image.name" in build.log, first.describe()
 
     config = repo / "mlci.yaml"
     config.write_text(config.read_text().replace("max_drop: 0.01", "max_drop: 0.0001"))
@@ -137,7 +142,7 @@ def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_po
     assert log.index("updated report comment") < log.index("mlci: gate failed: metrics.json:roc_auc max drop")
 
     mine = [n for n in forge.notes("bank/credit-model", 3) if str(n["body"]).startswith("<!-- mlci-report:metrics -->")]
-    assert len(mine) == 1
+    assert len(mine) == 1 and forge.request_count("POST", notes, status=201) == 1  # updated, never posted twice
     body = str(mine[0]["body"])
     assert "## ❌ Model report: gates failed" in body
     assert "| `params.yaml:train.learning_rate` | 0.1 | 0.2 |" in body
