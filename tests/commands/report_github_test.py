@@ -8,12 +8,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.testing import repos
+from tests.testing import installed, repos
 from tests.testing.forge import ForgeServer
 
 TOKEN = "ghs_16C7e42F292c6912E7710c838347Ae178B4a"  # the shape of an installation token
@@ -22,10 +21,9 @@ PR = 5
 
 
 @pytest.fixture
-def mlci() -> list[str]:
-    """The mlci under test. Switch to the installed wheel: take `installed_mlci: Path` and return
-    `[str(installed_mlci / "mlci")]`."""
-    return [sys.executable, "-m", "mlci"]
+def mlci(installed_mlci: Path) -> Path:
+    """The mlci under test: the built wheel installed in a fresh venv (its bin directory)."""
+    return installed_mlci
 
 
 @pytest.fixture
@@ -94,8 +92,11 @@ def _actions_env(forge: ForgeServer, workspace: Path, sha: str, runner: Path, ru
             "GITHUB_TOKEN": TOKEN}
 
 
-def _run(mlci: list[str], workspace: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*mlci, "report", "--out", "mlci-report.md", *args], cwd=workspace, env=env,
+def _run(mlci: Path, workspace: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    runner = installed.env(mlci)  # the installed venv first on PATH, the dev venv gone
+    job = {**{k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONHOME")},
+           "PATH": runner["PATH"], "VIRTUAL_ENV": runner["VIRTUAL_ENV"]}
+    return subprocess.run([str(mlci / "mlci"), "report", "--out", "mlci-report.md", *args], cwd=workspace, env=job,
                           capture_output=True, text=True, check=False)
 
 
@@ -116,7 +117,7 @@ def _by(forge: ForgeServer, login: str) -> list[dict[str, object]]:
 
 
 def test_installation_token_creates_then_updates_one_comment_and_survives_a_429(
-        mlci: list[str], github: ForgeServer, upstream: Path, tmp_path: Path) -> None:
+        mlci: Path, github: ForgeServer, upstream: Path, tmp_path: Path) -> None:
     runner = tmp_path / "runner"
     runner.mkdir()
     github.fail_next("POST", rf"/issues/{PR}/comments$", 429, rate_limit="github-secondary", retry_after=1)
@@ -150,7 +151,7 @@ def test_installation_token_creates_then_updates_one_comment_and_survives_a_429(
 
 
 def test_a_broken_event_payload_is_one_line_exit_3_naming_it(
-        mlci: list[str], github: ForgeServer, upstream: Path, tmp_path: Path) -> None:
+        mlci: Path, github: ForgeServer, upstream: Path, tmp_path: Path) -> None:
     runner = tmp_path / "runner"
     runner.mkdir()
     sha = _checkout(upstream, tmp_path / "run")
