@@ -12,7 +12,7 @@ from mlci.core import config as core_config
 from mlci.core import schema
 from mlci.core.errors import ConfigError
 from mlci.datatest.spec import HOOKS as DATATEST_HOOKS
-from mlci.datatest.spec import DataTests, Suite, semantic_problems
+from mlci.datatest.spec import DataTests, Suite, override_problems
 from mlci.dvcstage.settings import TrainConfig
 from mlci.forge.settings import ForgeSettings, forge_problems
 from mlci.image.settings import ImageSettings
@@ -70,10 +70,11 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
             problems.append(f"{shown}: data_tests: give `file` or inline `datasets`, not both")
         base = path.parent if path is not None else cwd
         suite["datasets"] = _suite_file(base / suite["file"], shown, suite["file"], problems)
+    # The suite's own rules run while it is parsed (datatest/spec.py HOOKS); values from MLCI_* are checked here.
+    problems.extend(override_problems(raw.get("data_tests", {}), overrides))
     if problems:
         raise ConfigError(problems)
     config: Config = schema.build(Config, raw)
-    problems.extend(semantic_problems(config.data_tests.datasets))
     problems.extend(gate_problems(config.report.gates))
     problems.extend(f"{shown}: {p}" for p in forge_problems(config.forge))
     if problems:

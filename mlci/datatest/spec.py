@@ -2,17 +2,21 @@
 
 A check entry is either a bare name (`not_null`) or a one-key mapping (`between: {min: 0}`) that may
 also carry `severity: warn|fail` and `name:`. Each check kind has an argument dataclass below.
+The parse hooks (HOOKS) also apply the suite's rules (datatest/rules.py) while the file is read, to
+whatever part of it is valid: structural and semantic problems come out in one pass.
 """
 from __future__ import annotations
 
 import dataclasses
-import re
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
 
 from mlci.core import schema
+from mlci.datatest import rules
 
 Severity = Literal["warn", "fail"]
 LogicalType = Literal["integer", "float", "string", "boolean", "date", "timestamp"]
@@ -48,7 +52,7 @@ class AllowedValues:
 
 @dataclass(frozen=True)
 class Regex:
-    """`regex`: every non-null value fully matches `pattern` (the RE2/PostgreSQL subset, docs/data-tests.md)."""
+    """`regex`: every non-null value fully matches `pattern` (the RE2/PostgreSQL subset: rules.regex_problems)."""
 
     pattern: str
 
@@ -159,10 +163,12 @@ class Dataset:
     name: str
     path: str | None = None
     format: Literal["csv", "parquet", "jsonl"] | None = None
+    delimiter: str | None = None  # CSV: one character; default: the most frequent of , ; TAB | in the header line
     dsn_env: str | None = None
     table: str | None = None
     query: str | None = None
     reference: str | None = None
+    show_values: bool = False  # opt-in: reports may show row values (min/max, newest date, small-sample stats)
     checks: tuple[DatasetCheck, ...] = ()
     columns: dict[str, tuple[ColumnCheck, ...]] = field(default_factory=dict)
     where: str = ""
@@ -175,34 +181,39 @@ class Suite:
     datasets: tuple[Dataset, ...] = ()
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+def _shape(node: yaml.Node, level: str) -> tuple[str, yaml.Node | None, list[tuple[str, yaml.Node]]] | str:
+    """A check entry as (kind, arguments without severity/name, [(severity|name, node)]), or why it is none."""
+    if isinstance(node, yaml.ScalarNode) and not schema.is_null(node):
+        return str(node.value), None, []
+    if not isinstance(node, yaml.MappingNode):
+        return f"expected a check name or mapping, got {schema.kind(node)}"
+    keys = [(schema.scalar_key(k), val) for k, val in node.value]
+    kinds = [(k, val) for k, val in keys if k not in OPTIONS]
+    if len(kinds) != 1:
+        return f"a {level} check is one mapping key naming the check (plus optional severity, name); got {len(kinds)}"
+    (kind, args_node), extras = kinds[0], [(k, val) for k, val in keys if k in OPTIONS]
+    if isinstance(args_node, yaml.MappingNode):  # severity/name may also sit inside the arguments
+        inner = [(k, val) for k, val in args_node.value if schema.scalar_key(k) in OPTIONS]
+        extras = [*extras, *((schema.scalar_key(k), val) for k, val in inner)]
+        args_node = yaml.MappingNode(args_node.tag, [kv for kv in args_node.value if kv[0] not in
+                                                     [k for k, _ in inner]], args_node.start_mark, args_node.end_mark)
+    return kind, args_node, extras
+
+
+OPTIONS = ("severity", "name")
 
 
 def _entry(registry: dict[str, type], level: str) -> schema.Hook:
     def parse(v: schema.Validator, node: yaml.Node, path: str) -> Any:
-        if isinstance(node, yaml.ScalarNode) and not schema.is_null(node):
-            kind, args_node, extras = str(node.value), None, []
-        elif isinstance(node, yaml.MappingNode):
-            keys = [(schema.scalar_key(k), val) for k, val in node.value]
-            kinds = [(k, val) for k, val in keys if k not in ("severity", "name")]
-            if len(kinds) != 1:
-                v.problem(node, path, f"a {level} check is one mapping key naming the check "
-                                      f"(plus optional severity, name); got {len(kinds)}")
-                return schema.INVALID
-            (kind, args_node), extras = kinds[0], [(k, val) for k, val in keys if k in ("severity", "name")]
-        else:
-            v.problem(node, path, f"expected a check name or mapping, got {schema.kind(node)}")
+        shape = _shape(node, level)
+        if isinstance(shape, str):
+            v.problem(node, path, shape)
             return schema.INVALID
+        kind, args_node, extras = shape
         if kind not in registry:
             v.problem(node, path, f"unknown {level} check {kind!r}" + schema.did_you_mean(kind, list(registry)))
             return schema.INVALID
         args_schema = registry[kind]
-        if isinstance(args_node, yaml.MappingNode):  # severity/name may also sit inside the arguments
-            inner = [(k, val) for k, val in args_node.value if schema.scalar_key(k) in ("severity", "name")]
-            extras = [*extras, *((schema.scalar_key(k), val) for k, val in inner)]
-            args_node = yaml.MappingNode(args_node.tag, [kv for kv in args_node.value if kv[0] not in
-                                                         [k for k, _ in inner]], args_node.start_mark,
-                                         args_node.end_mark)
         if args_node is None:
             if any(f.default is dataclasses.MISSING for f in dataclasses.fields(args_schema)):
                 v.problem(node, f"{path}.{kind}", "needs arguments")
@@ -223,101 +234,114 @@ def _entry(registry: dict[str, type], level: str) -> schema.Hook:
     return parse
 
 
-HOOKS: dict[Any, schema.Hook] = {
-    ColumnCheck: _entry(COLUMN_CHECKS, "column"),
-    DatasetCheck: _entry(DATASET_CHECKS, "dataset"),
-}
+def _datasets(v: schema.Validator, node: yaml.Node, path: str) -> Any:
+    """The datasets list: each dataset validated, then every cross-field rule over what is valid."""
+    if not isinstance(node, yaml.SequenceNode):
+        v.problem(node, path, f"expected a list, got {schema.kind(node)}")
+        return schema.INVALID
+    items = [v.value(child, Dataset, f"{path}[{i}]") for i, child in enumerate(node.value)]
+    views = [view(schema.build(Dataset, item)) if item is not schema.INVALID else _partial_dataset(v, child)
+             for item, child in zip(items, node.value, strict=True)]
+    v.problems.extend(rules.suite_problems([w for w in views if w is not None]))
+    return schema.INVALID if any(i is schema.INVALID for i in items) else tuple(items)
 
 
-def semantic_problems(datasets: tuple[Dataset, ...]) -> list[str]:
-    """Rules across fields: a source per dataset, unique names, references that exist, argument sense."""
-    problems: list[str] = []
-    names = [d.name for d in datasets]
-    for ds in datasets:
-        at = f"{ds.where}: dataset {ds.name!r}"
-        if names.count(ds.name) > 1:
-            problems.append(f"{at}: the name is used by {names.count(ds.name)} datasets")
-        sql_source = ds.dsn_env is not None
-        if (ds.path is None) == (not sql_source):
-            problems.append(f"{at}: give either `path` (files) or `dsn_env` with `table` or `query` (PostgreSQL)")
-        if sql_source:
-            if not _ENV_NAME.match(ds.dsn_env or ""):
-                problems.append(f"{at}: dsn_env must name an environment variable holding the DSN, not the DSN")
-            if (ds.table is None) == (ds.query is None):
-                problems.append(f"{at}: with dsn_env, give exactly one of `table` or `query`")
-        elif ds.table or ds.query:
-            problems.append(f"{at}: `table`/`query` need `dsn_env`")
-        problems.extend(_check_problems(ds, names))
-    return problems
+def _data_tests(v: schema.Validator, node: yaml.Node, path: str) -> Any:
+    """`data_tests`: its fields, then the settings DuckDB would refuse (memory limit, threads, bins)."""
+    raw = v.mapping(node, DataTests, path)
+    if isinstance(node, yaml.MappingNode):
+        values = raw if raw is not schema.INVALID else _salvage(v, node, DataTests, rules.SETTINGS)
+        for key_node, value_node in node.value:
+            key = schema.scalar_key(key_node)
+            message = rules.setting_problem(key, values.get(key)) if key in rules.SETTINGS else None
+            if message:
+                v.problem(value_node, f"{path}.{key}" if path else key, message)
+    return raw
 
 
-def _check_problems(ds: Dataset, names: list[str]) -> list[str]:
+def override_problems(section: Mapping[str, Any], overrides: Sequence[str]) -> list[str]:
+    """The same settings rules for values that came from MLCI_DATA_TESTS_* variables."""
+    prefix = "MLCI_DATA_TESTS_"
     problems = []
-    entries = [(None, c) for c in ds.checks] + [(col, c) for col, cs in ds.columns.items() for c in cs]
-    for column, check in entries:
-        label = f"{check.where}: dataset {ds.name!r}: {column + ': ' if column else ''}{check.kind}"
-        args = check.args
-        if isinstance(args, (Range, RowCount, Quantile)) and args.min is None and args.max is None:
-            problems.append(f"{label}: give min, max or both")
-        if isinstance(args, (Range, RowCount, Quantile)) and None not in (args.min, args.max) \
-                and args.min > args.max:  # type: ignore[operator]
-            problems.append(f"{label}: min is greater than max")
-        if isinstance(args, Quantile) and not 0 <= args.q <= 1:
-            problems.append(f"{label}: q must be between 0 and 1")
-        if isinstance(args, MaxRatio) and not 0 <= args.max <= 1:
-            problems.append(f"{label}: max must be a ratio between 0 and 1")
-        if isinstance(args, Freshness) and (args.min_date is None) == (args.max_age_days is None):
-            problems.append(f"{label}: give exactly one of min_date or max_age_days")
-        if isinstance(args, Freshness) and args.min_date is not None and not _is_date(args.min_date):
-            problems.append(f"{label}: min_date must be an ISO date (YYYY-MM-DD), got {args.min_date!r}")
-        if isinstance(args, Sql):
-            modes = (args.max_rows is not None) + (args.min is not None or args.max is not None)
-            if modes != 1:
-                problems.append(f"{label}: give either max_rows, or min/max for a single-value query")
-            if "{table}" not in args.query:
-                problems.append(f"{label}: the query must read the dataset as {{table}}")
-        if isinstance(args, Leakage):
-            if args.other not in names:
-                problems.append(f"{label}: other dataset {args.other!r} is not defined")
-            if (args.max_count is None) == (args.max_ratio is None):
-                problems.append(f"{label}: give exactly one of max_count or max_ratio")
-        if isinstance(args, Drift) and ds.reference is None:
-            problems.append(f"{label}: needs the dataset's `reference` (a profile JSON or a dataset path)")
-        if isinstance(args, Regex):
-            problems.extend(f"{label}: {p}" for p in regex_problems(args.pattern))
+    for name in overrides:
+        key = name[len(prefix):].lower() if name.startswith(prefix) else ""
+        message = rules.setting_problem(key, section.get(key)) if key in rules.SETTINGS else None
+        if message:
+            problems.append(f"{name}: data_tests.{key}: {message}")
     return problems
 
 
-def _is_date(text: str) -> bool:
-    import datetime
-
-    try:
-        datetime.date.fromisoformat(text)
-        return True
-    except ValueError:
-        return False
-
-
-# Constructs outside the syntax shared by RE2 (DuckDB) and PostgreSQL ARE (docs/data-tests.md).
-_UNSHARED = (
-    (re.compile(r"\(\?[=!<]"), "lookaround is not supported by RE2"),
-    (re.compile(r"\\[1-9]"), "backreferences are not supported by RE2"),
-    (re.compile(r"\(\?P?<[A-Za-z]"), "named groups are not supported by PostgreSQL"),
-    (re.compile(r"\\[AZzbBQE]"), "anchors/escapes \\A \\Z \\z \\b \\B \\Q \\E differ between RE2 and PostgreSQL"),
-    (re.compile(r"\[\[:"), "POSIX classes inside brackets differ between engines; use \\d \\w \\s"),
-    (re.compile(r"\\p\{"), "Unicode classes \\p{..} are not supported by PostgreSQL"),
-)
+def view(ds: Dataset) -> rules.DatasetView:
+    """A valid dataset as the rules see it."""
+    values = {f.name: getattr(ds, f.name) for f in dataclasses.fields(Dataset)
+              if f.name not in ("checks", "columns", "where") and getattr(ds, f.name) is not None}
+    checks = [_check_view(c, None) for c in ds.checks]
+    checks += [_check_view(c, column) for column, cs in ds.columns.items() for c in cs]
+    return rules.DatasetView(ds.name, ds.where, values, frozenset(values), tuple(checks), tuple(ds.columns))
 
 
-def regex_problems(pattern: str) -> list[str]:
-    """Why a pattern is outside the RE2/PostgreSQL common subset (or does not compile)."""
-    problems = [message for rx, message in _UNSHARED if rx.search(pattern)]
-    if not problems:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            problems.append(f"the pattern does not compile: {exc}")
-    return problems
+def _check_view(check: Check, column: str | None) -> rules.CheckView:
+    values = {f.name: getattr(check.args, f.name) for f in dataclasses.fields(check.args)
+              if getattr(check.args, f.name) is not None}
+    return rules.CheckView(check.kind, values, frozenset(values), check.where, column)
+
+
+def _quiet(v: schema.Validator) -> schema.Validator:
+    """A validator over the same document whose problems are dropped (they were reported already)."""
+    return schema.Validator(v.loader, v.shown, [], v.hooks)
+
+
+def _salvage(v: schema.Validator, node: yaml.Node, cls: type, only: Sequence[str] | None = None) -> dict[str, Any]:
+    """The fields of an invalid mapping node that are valid on their own (None left out)."""
+    quiet, hints, out = _quiet(v), typing.get_type_hints(cls), {}
+    for key_node, value_node in node.value if isinstance(node, yaml.MappingNode) else ():
+        key = schema.scalar_key(key_node)
+        if key in hints and key != "where" and key not in out and (only is None or key in only):
+            value = quiet.value(value_node, hints[key], key)
+            if value is not schema.INVALID and value is not None:
+                out[key] = value
+    return out
+
+
+def _given(node: yaml.Node | None) -> frozenset[str]:
+    """Keys written with a non-null value."""
+    if not isinstance(node, yaml.MappingNode):
+        return frozenset()
+    return frozenset(schema.scalar_key(k) for k, val in node.value if not schema.is_null(val))
+
+
+def _partial_dataset(v: schema.Validator, node: yaml.Node) -> rules.DatasetView | None:
+    """What is valid of an invalid dataset: its scalar fields and each check that is valid on its own."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    scalars = [f.name for f in dataclasses.fields(Dataset) if f.name not in ("checks", "columns", "where")]
+    values = _salvage(v, node, Dataset, scalars)
+    fields = {schema.scalar_key(k): val for k, val in reversed(node.value)}
+    checks = [_partial_check(v, item, DATASET_CHECKS, "dataset", None) for item in _items(fields.get("checks"))]
+    column_nodes = fields.get("columns")
+    columns = [(schema.scalar_key(k), val) for k, val in column_nodes.value] \
+        if isinstance(column_nodes, yaml.MappingNode) else []
+    checks += [_partial_check(v, item, COLUMN_CHECKS, "column", name) for name, items in columns
+               for item in _items(items)]
+    name = values.get("name")
+    return rules.DatasetView(name if isinstance(name, str) else None, v.where(node), values,
+                             _given(node) & set(scalars), tuple(c for c in checks if c is not None),
+                             tuple(dict.fromkeys(name for name, _ in columns)))
+
+
+def _items(node: yaml.Node | None) -> list[yaml.Node]:
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _partial_check(v: schema.Validator, node: yaml.Node, registry: dict[str, type], level: str,
+                   column: str | None) -> rules.CheckView | None:
+    """What is valid of one check entry: its kind and the arguments that parse."""
+    shape = _shape(node, level)
+    if isinstance(shape, str) or shape[0] not in registry:
+        return None
+    kind, args_node, _ = shape
+    values = _salvage(v, args_node, registry[kind]) if args_node is not None else {}
+    return rules.CheckView(kind, values, _given(args_node), v.where(node), column)
 
 
 @dataclass(frozen=True)
@@ -336,3 +360,11 @@ class DataTests:
     bins: int = field(default=10, metadata={"doc": "Quantile bins of a reference profile (numeric drift)."})
     pull: bool = field(default=True, metadata={"doc": (
         "In a DVC repo, `dvc pull` dataset files that are missing (a CI job starts without them).")})
+
+
+HOOKS: dict[Any, schema.Hook] = {
+    ColumnCheck: _entry(COLUMN_CHECKS, "column"),
+    DatasetCheck: _entry(DATASET_CHECKS, "dataset"),
+    tuple[Dataset, ...]: _datasets,
+    DataTests: _data_tests,
+}
