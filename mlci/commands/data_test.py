@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from mlci.core import log
-from mlci.core.errors import ConfigError, ExitCode
+from mlci.core.errors import ConfigError, EnvironmentProblem, ExitCode, UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -38,14 +38,13 @@ def _handle_profile(args: argparse.Namespace) -> int:
 def run(*, config_path: str | None, datasets: list[str], junit: str | None, json_out: str | None,
         md: str | None, as_json: bool) -> int:
     """Run the suite, write the requested reports, exit 1 if a fail-severity check failed."""
-    import dataclasses
-
     from mlci import settings as cfg
-    from mlci.core.fsutil import atomic_write
     from mlci.datatest import reports
-    from mlci.datatest.run import run_suite
+    from mlci.datatest.run import needed, run_suite
     from mlci.dvcstage.fetch import pull_missing
 
+    outputs = {"--junit": junit, "--json-out": json_out, "--md": md}
+    check_outputs({flag: Path(path) for flag, path in outputs.items() if path})
     loaded = cfg.load(config_path, Path.cwd())
     settings = loaded.config.data_tests
     if not settings.datasets:
@@ -53,15 +52,15 @@ def run(*, config_path: str | None, datasets: list[str], junit: str | None, json
     unknown = [n for n in datasets if n not in {d.name for d in settings.datasets}]
     if unknown:
         raise ConfigError([f"--dataset {n}: not a dataset of {loaded.source}" for n in unknown])
-    if datasets:
-        settings = dataclasses.replace(settings, datasets=tuple(d for d in settings.datasets if d.name in datasets))
+    only = set(datasets) or None
     base = loaded.path.parent if loaded.path else Path.cwd()
     if settings.pull:
-        pull_missing([p for ds in settings.datasets for p in (ds.path, ds.reference) if p], base)
-    results = run_suite(settings, base)
-    for path, text in ((junit, reports.junit), (json_out, reports.as_json), (md, reports.markdown)):
-        if path:
-            atomic_write(Path(path), text(results))
+        chosen = [ds for ds in settings.datasets if only is None or ds.name in only]
+        pull_missing([p for ds in needed(settings, chosen) for p in (ds.path, ds.reference) if p], base)
+    results = run_suite(settings, base, only=only)
+    for flag, render in (("--junit", reports.junit), ("--json-out", reports.as_json), ("--md", reports.markdown)):
+        if outputs[flag]:
+            write(flag, Path(str(outputs[flag])), render(results))
     log.out(reports.as_json(results) if as_json else reports.console(results))
     return ExitCode.GATE_FAILED if reports.counts(results)["fail"] else ExitCode.OK
 
@@ -71,20 +70,24 @@ def profile(*, config_path: str | None, data: str, output: Path, as_json: bool) 
     from contextlib import ExitStack
 
     from mlci import settings as cfg
-    from mlci.core.fsutil import atomic_write
     from mlci.datatest import spec
     from mlci.datatest.profile import build_profile
+    from mlci.datatest.run import read_types
     from mlci.datatest.sources import DuckSession, postgres
 
+    check_outputs({"--output": output})
     loaded = cfg.load(config_path, Path.cwd())
     settings = loaded.config.data_tests
     named = {d.name: d for d in settings.datasets}
     ds = named.get(data) or spec.Dataset(name=data, path=data)
     base = loaded.path.parent if loaded.path and data in named else Path.cwd()
     with ExitStack() as stack:
-        source = DuckSession.for_profile(settings).open(ds, base) if ds.path else stack.enter_context(postgres(ds))
+        if ds.path:
+            source = DuckSession.for_profile(settings).open(ds, base, read_types(ds, None), detect=True)
+        else:
+            source = stack.enter_context(postgres(ds))
         result = build_profile(source, settings.bins, ds.path or ds.name)
-    atomic_write(output, result.to_json())
+    write("--output", output, result.to_json())
     kinds_by_column = {name: col.kind for name, col in result.columns.items()}
     if as_json:
         log.out(json.dumps({"output": str(output), "rows": result.rows, "columns": kinds_by_column}, indent=2))
@@ -92,3 +95,23 @@ def profile(*, config_path: str | None, data: str, output: Path, as_json: bool) 
         kinds = ", ".join(f"{n} ({k})" for n, k in kinds_by_column.items())
         log.out(f"profiled {result.rows} rows of {data} -> {output}\ncolumns: {kinds}")
     return ExitCode.OK
+
+
+def check_outputs(outputs: dict[str, Path]) -> None:
+    """Exit 2 before any work when a file to write cannot be one: a directory, or under a file."""
+    for flag, path in outputs.items():
+        if path.is_dir():
+            raise UsageError(f"{flag} {path}: is a directory; name a file")
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise UsageError(f"{flag} {path}: {parent} is not a directory")
+
+
+def write(flag: str, path: Path, text: str) -> None:
+    """Write an output file atomically; exit 3 when the file system refuses (permissions, space)."""
+    from mlci.core.fsutil import atomic_write
+
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{flag} {path}: cannot write: {exc.strerror or exc}") from None

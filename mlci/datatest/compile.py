@@ -17,6 +17,8 @@ from mlci.datatest import drift, spec
 from mlci.datatest.sql import Aggregates, Dialect, ident, literal
 
 NUMERIC = ("integer", "float")
+DATED = ("date", "timestamp")
+MIN_VALUES = 10  # a statistic over fewer values (or a quantile with fewer beyond it) is close to a row value
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,15 @@ def _within(value: Any, low: float | None, high: float | None) -> bool:
 
 
 class Compiler:
-    """Adds checks of one dataset to one scan."""
+    """Adds checks of one dataset to one scan.
 
-    def __init__(self, dialect: Dialect, columns: Mapping[str, str], profile: drift.Profile | None) -> None:
-        self.dialect, self.columns, self.profile = dialect, columns, profile
+    Privacy rule: judges report counts, ratios and statistics, never a row value. A column's min or max
+    and the newest date are row values, and so is a statistic over fewer than MIN_VALUES values (a quantile
+    with fewer beyond it on either side): they are shown only with the dataset's `show_values: true`."""
+
+    def __init__(self, dialect: Dialect, columns: Mapping[str, str], profile: drift.Profile | None,
+                 show_values: bool = False) -> None:
+        self.dialect, self.columns, self.profile, self.show_values = dialect, columns, profile, show_values
         self.agg = Aggregates(dialect)
 
     def column(self, check: spec.Check, column: str) -> Judge | Outcome:
@@ -83,12 +90,18 @@ class Compiler:
             return missing
         if kind == "between":
             out = self.agg.add(self.dialect.count_if(_outside(col, args.min, args.max)))
-            low, high = self.agg.add(f"MIN({col})"), self.agg.add(f"MAX({col})")
-            return lambda v: Outcome(v[out] == 0, {"out_of_range": v[out], "min": number(v[low]),
-                                                   "max": number(v[high])}, f"all values {_bounds(args.min, args.max)}")
+            present = self.agg.add(f"COUNT({col})")
+            low, high = (self.agg.add(f"MIN({col})"), self.agg.add(f"MAX({col})")) if self.show_values else ("", "")
+
+            def between(v: Mapping[str, Any]) -> Outcome:
+                observed = {"out_of_range": v[out], "out_of_range_ratio": v[out] / v[present] if v[present] else 0.0}
+                if self.show_values:
+                    observed |= {"min": number(v[low]), "max": number(v[high])}
+                return Outcome(v[out] == 0, observed, f"all values {_bounds(args.min, args.max)}")
+            return between
         if kind == "allowed_values":
-            values = ", ".join(literal(x) for x in args.values)
-            other = self.agg.add(self.dialect.count_if(f"{col} IS NOT NULL AND {col} NOT IN ({values})"))
+            lhs, values = self._comparable(col, ctype, args.values)
+            other = self.agg.add(self.dialect.count_if(f"{col} IS NOT NULL AND {lhs} NOT IN ({values})"))
             return lambda v: Outcome(v[other] == 0, {"not_allowed": v[other]}, f"values in a set of {len(args.values)}")
         if kind == "unique":
             dup = self.agg.add(f"COUNT({col}) - COUNT(DISTINCT {col})", distinct=True)
@@ -98,13 +111,7 @@ class Compiler:
             bad = self.agg.add(self.dialect.count_if(f"{col} IS NOT NULL AND NOT {matches}"))
             return lambda v: Outcome(v[bad] == 0, {"not_matching": v[bad]}, "every value matches the pattern")
         if kind in ("mean", "stddev", "quantile"):
-            value = f"CAST({col} AS DOUBLE PRECISION)"
-            expr = {"mean": f"AVG({value})", "stddev": f"STDDEV_SAMP({value})",
-                    "quantile": self.dialect.quantile(value, getattr(args, "q", 0.5))}[kind]
-            stat = self.agg.add(expr)
-            label = f"quantile {args.q:g}" if kind == "quantile" else kind
-            return lambda v: Outcome(_within(number(v[stat]), args.min, args.max), {kind: number(v[stat])},
-                                     f"{label} {_bounds(args.min, args.max)}")
+            return self._statistic(kind, args, col)
         if kind == "drift":
             return self._drift(check, column, col)
         raise AssertionError(f"unhandled column check {kind}")
@@ -138,9 +145,35 @@ class Compiler:
         def judge(v: Mapping[str, Any]) -> Outcome:
             value = drift.STATISTICS[method](ref.bins(), current(v))
             level = "fail" if value >= fail else "warn" if value >= warn else None
-            return Outcome(level is None, {method: round(value, 6)}, f"{method} < {warn:g} (warn), < {fail:g} (fail)",
-                           level)
+            return Outcome(level is None, {method: value}, f"{method} < {warn:g} (warn), < {fail:g} (fail)", level)
         return judge
+
+    def _statistic(self, kind: str, args: Any, col: str) -> Judge:
+        """mean, stddev or quantile: the value, unless so few values make it one of theirs."""
+        value = f"CAST({col} AS DOUBLE PRECISION)"
+        q = getattr(args, "q", 0.5)
+        expr = {"mean": f"AVG({value})", "stddev": f"STDDEV_SAMP({value})",
+                "quantile": self.dialect.quantile(value, q)}[kind]
+        stat, present = self.agg.add(expr), self.agg.add(f"COUNT({col})")
+        label = f"quantile {q:g}" if kind == "quantile" else kind
+        side = min(q, 1 - q) if kind == "quantile" else 1.0
+
+        def judge(v: Mapping[str, Any]) -> Outcome:
+            observed: dict[str, Any] = {kind: number(v[stat])}
+            if not self.show_values and side * v[present] < MIN_VALUES:
+                observed = {kind: None, "withheld": True, "values": v[present]}
+            return Outcome(_within(number(v[stat]), args.min, args.max), observed,
+                           f"{label} {_bounds(args.min, args.max)}")
+        return judge
+
+    def _comparable(self, col: str, ctype: str, values: tuple[Any, ...]) -> tuple[str, str]:
+        """The column and the value list of `allowed_values`, compared in the column's type when every value
+        has it, else as text (a numeric literal beside a text column is an error in both engines)."""
+        numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
+        if (ctype in NUMERIC and numbers) or (ctype == "boolean" and all(isinstance(x, bool) for x in values)):
+            return col, ", ".join(literal(x) for x in values)
+        texts = ", ".join(literal(str(x).lower() if isinstance(x, bool) else str(x)) for x in values)
+        return (col if ctype == "string" else self.dialect.text(col)), texts
 
     def dataset(self, check: spec.Check, today: datetime.date) -> Judge | Outcome:
         """A dataset-level check that shares the scan (row_count, unique key, freshness)."""
@@ -160,18 +193,26 @@ class Compiler:
             dup = self.agg.add(expr, distinct=True)
             return lambda v: Outcome(v[dup] == 0, {"duplicates": v[dup]}, f"unique ({', '.join(args.columns)})")
         if check.kind == "freshness":
-            newest = self.agg.add(f"MAX(CAST({ident(args.column)} AS DATE))")
-            if args.min_date is not None:
-                bound = datetime.date.fromisoformat(args.min_date)
-                return lambda v: Outcome(v[newest] is not None and v[newest] >= bound, {"newest": number(v[newest])},
-                                         f"newest >= {bound.isoformat()}")
-
-            def fresh(v: Mapping[str, Any]) -> Outcome:
-                age = None if v[newest] is None else (today - v[newest]).days
-                return Outcome(age is not None and age <= args.max_age_days,
-                               {"newest": number(v[newest]), "age_days": age}, f"age <= {args.max_age_days:g} days")
-            return fresh
+            return self._freshness(args, today)
         raise AssertionError(f"unhandled dataset check {check.kind}")
+
+    def _freshness(self, args: spec.Freshness, today: datetime.date) -> Judge | Outcome:
+        """The age of the newest value in days (the date itself only with show_values)."""
+        ctype = self.columns[args.column]
+        if ctype not in DATED:
+            return Outcome(False, {"type": ctype}, "a date or timestamp column for freshness")
+        newest = self.agg.add(f"MAX(CAST({ident(args.column)} AS DATE))")
+        bound = datetime.date.fromisoformat(args.min_date) if args.min_date is not None else None
+
+        def fresh(v: Mapping[str, Any]) -> Outcome:
+            age = None if v[newest] is None else (today - v[newest]).days
+            observed: dict[str, Any] = {"age_days": age}
+            if self.show_values:
+                observed["newest"] = number(v[newest])
+            if bound is not None:
+                return Outcome(v[newest] is not None and v[newest] >= bound, observed, f"newest >= {bound.isoformat()}")
+            return Outcome(age is not None and age <= args.max_age_days, observed, f"age <= {args.max_age_days:g} days")
+        return fresh
 
 
 def _outside(col: str, low: float | None, high: float | None) -> str:

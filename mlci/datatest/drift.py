@@ -7,15 +7,19 @@ bin costs a bounded amount instead of infinity. KS is measured at the reference'
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROFILE_FORMAT = "mlci-profile/1"
 FLOOR = 1e-4
 MAX_CATEGORIES = 50  # more distinct values than this: not profiled as a category (and labels not stored)
+MAX_BINS = 100  # numeric bins of a profile: percentiles at most (each edge is one expression in the scan)
+TOLERANCE = 1e-6  # per bin: how far a profile's fractions may sum from 1 (they are stored rounded to 8 digits)
 DEFAULTS = {"psi": (0.1, 0.25), "ks": (0.1, 0.2), "js": (0.1, 0.2)}  # (warn, fail)
 
 
@@ -32,7 +36,8 @@ class ColumnProfile:
     other: float = 0.0
 
     def bins(self) -> list[float]:
-        """The reference's bin fractions, in the order `current_bins` produces them."""
+        """The reference's bin fractions: numeric bins in edge order, or the categories then "other" (the
+        order in which compile.Compiler counts the current data)."""
         if self.kind == "numeric":
             return list(self.fractions)
         return [*self.categories.values(), self.other]
@@ -49,24 +54,76 @@ class Profile:
     def to_json(self) -> str:
         """The profile as stable, sorted JSON."""
         data = {"format": PROFILE_FORMAT, **asdict(self)}
-        return json.dumps(data, indent=1, sort_keys=True) + "\n"
+        return json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
 def load_profile(path: Path) -> Profile:
-    """Read a profile JSON; ValueError on anything else."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    """Read a profile JSON and check its shape; ValueError naming the first field that is wrong."""
+    data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_a_number)
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
         raise ValueError(f"not an mlci profile ({PROFILE_FORMAT}); make one with `mlci data-test profile`")
-    columns = {}
-    for name, col in data["columns"].items():
-        columns[name] = ColumnProfile(
-            kind=col["kind"], count=int(col["count"]), nulls=int(col["nulls"]),
-            edges=tuple(float(e) for e in col.get("edges", ())),
-            fractions=tuple(float(f) for f in col.get("fractions", ())),
-            categories={str(k): float(v) for k, v in col.get("categories", {}).items()},
-            other=float(col.get("other", 0.0)),
-        )
-    return Profile(rows=int(data["rows"]), columns=columns, source=str(data.get("source", "")))
+    columns = {str(name): _column(col, f"columns.{name}")
+               for name, col in _object(data.get("columns"), "columns").items()}
+    source = data.get("source", "")
+    return Profile(rows=_count(data.get("rows"), "rows"), columns=columns,
+                   source=source if isinstance(source, str) else "")
+
+
+def _not_a_number(constant: str) -> float:
+    raise ValueError(f"{constant} is not a number a profile may hold")
+
+
+def _column(col: Any, at: str) -> ColumnProfile:
+    col = _object(col, at)
+    kind = col.get("kind")
+    count, nulls = _count(col.get("count"), f"{at}.count"), _count(col.get("nulls"), f"{at}.nulls")
+    if kind == "numeric":
+        edges = _numbers(col.get("edges", []), f"{at}.edges")
+        if len(edges) >= MAX_BINS:
+            raise ValueError(f"{at}.edges: more than {MAX_BINS - 1} edges")
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ValueError(f"{at}.edges: must be strictly increasing")
+        fractions = _numbers(col.get("fractions", []), f"{at}.fractions")
+        if len(fractions) != len(edges) + 1:
+            raise ValueError(f"{at}.fractions: {len(edges)} edges need {len(edges) + 1} fractions, "
+                             f"got {len(fractions)}")
+        _shares(fractions, count, f"{at}.fractions")
+        return ColumnProfile("numeric", count, nulls, edges, fractions)
+    if kind == "categorical":
+        categories = {str(k): v for k, v in _object(col.get("categories", {}), f"{at}.categories").items()}
+        if len(categories) > MAX_CATEGORIES:
+            raise ValueError(f"{at}.categories: more than {MAX_CATEGORIES} categories")
+        shares = _numbers([*categories.values(), col.get("other", 0.0)], f"{at}.categories")
+        _shares(shares, count, f"{at}.categories")
+        return ColumnProfile("categorical", count, nulls, categories=dict(zip(categories, shares[:-1], strict=True)),
+                             other=shares[-1])
+    raise ValueError(f"{at}.kind: expected numeric or categorical, got {kind!r}")
+
+
+def _object(value: Any, at: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{at}: expected an object")
+    return value
+
+
+def _count(value: Any, at: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{at}: expected a count (an integer >= 0), got {value!r}")
+    return value
+
+
+def _numbers(values: Any, at: str) -> tuple[float, ...]:
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{at}: expected a list of numbers")
+    return tuple(float(v) for v in values)
+
+
+def _shares(fractions: Sequence[float], count: int, at: str) -> None:
+    """Bin fractions are within 0..1 and sum to 1 (to 0 when the column had no value)."""
+    if any(not 0 <= f <= 1 for f in fractions):
+        raise ValueError(f"{at}: fractions must be between 0 and 1")
+    if abs(sum(fractions) - (1.0 if count else 0.0)) > TOLERANCE * len(fractions):
+        raise ValueError(f"{at}: fractions sum to {sum(fractions):.6g}, not {1 if count else 0}")
 
 
 def fractions_from_cumulative(at_or_below: Sequence[float], total: float) -> list[float]:
@@ -79,13 +136,13 @@ def fractions_from_cumulative(at_or_below: Sequence[float], total: float) -> lis
 
 def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     """Population stability index over the same bins, fractions floored at FLOOR."""
-    return sum((a - e) * math.log(a / e) for e, a in zip(_floor(expected), _floor(actual), strict=False))
+    return sum((a - e) * math.log(a / e) for e, a in zip(_floor(expected), _floor(actual), strict=True))
 
 
 def ks_at_edges(expected: Sequence[float], actual: Sequence[float]) -> float:
     """KS distance: the largest gap between the two cumulative distributions at the bin edges."""
     gap, cum_e, cum_a = 0.0, 0.0, 0.0
-    for e, a in zip(expected[:-1], actual[:-1], strict=False):
+    for e, a in zip(expected[:-1], actual[:-1], strict=True):
         cum_e, cum_a = cum_e + e, cum_a + a
         gap = max(gap, abs(cum_e - cum_a))
     return gap

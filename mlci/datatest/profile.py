@@ -1,8 +1,11 @@
 """Compute a reference profile with SQL: quantile bin edges and fractions, category frequencies, counts."""
 from __future__ import annotations
 
+import math
+
+from mlci.core.errors import EnvironmentProblem
 from mlci.datatest import drift
-from mlci.datatest.sources import Source
+from mlci.datatest.sources import QueryError, Source
 from mlci.datatest.sql import Aggregates, fetch, ident, literal
 
 NUMERIC = ("integer", "float")
@@ -10,7 +13,16 @@ CATEGORICAL = ("string", "boolean")
 
 
 def build_profile(source: Source, bins: int, label: str) -> drift.Profile:
-    """Profile every numeric and low-cardinality categorical column of a source (three scans at most)."""
+    """Profile every numeric and low-cardinality categorical column of a source; exit 3 when it cannot be read."""
+    try:
+        return _profile(source, bins, label)
+    except QueryError as exc:
+        raise EnvironmentProblem(f"cannot profile {label}: {exc}") from None
+
+
+def _profile(source: Source, bins: int, label: str) -> drift.Profile:
+    """Counts and bin edges in one scan (two queries in DuckDB, see sql.Aggregates), the bin counts in a
+    second, then one GROUP BY per categorical column."""
     columns = source.columns()
     first = Aggregates(source.dialect)
     rows = first.add("COUNT(*)")
@@ -22,7 +34,8 @@ def build_profile(source: Source, bins: int, label: str) -> drift.Profile:
                 for c, t in columns.items() if t in CATEGORICAL}
     values = fetch(source, first)
     total = int(values[rows])
-    edges = {c: sorted({float(v) for v in values[alias] or () if v is not None}) for c, alias in quantiles.items()}
+    edges = {c: sorted({float(v) for v in values[alias] or () if v is not None and math.isfinite(float(v))})
+             for c, alias in quantiles.items()}
     second = Aggregates(source.dialect)
     at_or_below = {c: [second.add(source.dialect.count_if(f"{ident(c)} <= {literal(e)}")) for e in es]
                    for c, es in edges.items()}

@@ -1,7 +1,13 @@
-"""Data-test reports: a console table, JUnit XML (GitLab's MR widget), JSON, and a Markdown section."""
+"""Data-test reports: a console table, JUnit XML (GitLab's MR widget), JSON, and a Markdown section.
+
+Only the human-readable ones round numbers (6 significant digits); JSON keeps full precision. Names come
+from the spec and the data's column names, so control characters are shown as escapes (`\\x1b`): a
+terminal never runs them, and the XML stays XML 1.0, which forbids most of them.
+"""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -10,6 +16,13 @@ from xml.etree import ElementTree as ET
 from mlci.datatest.run import Result
 
 ICONS = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+# C0 and C1 controls, DEL, and what XML 1.0 excludes besides (surrogates, U+FFFE, U+FFFF).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def printable(text: str) -> str:
+    """Text with every control character (and XML-forbidden code point) written as an escape: `\\x07`."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 def counts(results: Sequence[Result]) -> dict[str, int]:
@@ -34,8 +47,9 @@ def _fmt(value: Any) -> str:
 
 def console(results: Sequence[Result]) -> str:
     """A plain-text table, one check per line, then the totals."""
-    rows = [("dataset", "check", "status", "observed", "expected")]
-    rows += [(r.dataset, r.name, r.status.upper(), observed_text(r.observed), r.expected) for r in results]
+    rows: list[tuple[str, ...]] = [("dataset", "check", "status", "observed", "expected")]
+    rows += [tuple(printable(cell) for cell in (r.dataset, r.name, r.status.upper(), observed_text(r.observed),
+                                                r.expected)) for r in results]
     widths = [min(max(len(row[i]) for row in rows), 60) for i in range(4)]
     lines = ["  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)) for row in rows]
     c = counts(results)
@@ -49,11 +63,12 @@ def junit(results: Sequence[Result]) -> str:
                       failures=str(counts(results)["fail"]))
     for dataset in dict.fromkeys(r.dataset for r in results):
         mine = [r for r in results if r.dataset == dataset]
-        suite = ET.SubElement(root, "testsuite", name=dataset, tests=str(len(mine)),
+        suite = ET.SubElement(root, "testsuite", name=printable(dataset), tests=str(len(mine)),
                               failures=str(counts(mine)["fail"]), skipped="0")
         for r in mine:
-            case = ET.SubElement(suite, "testcase", classname=f"data-test.{dataset}", name=r.name, file=r.where)
-            text = f"observed {observed_text(r.observed)}; expected {r.expected} ({r.where})"
+            case = ET.SubElement(suite, "testcase", classname=printable(f"data-test.{dataset}"), name=printable(r.name),
+                                 file=printable(r.where))
+            text = printable(f"observed {observed_text(r.observed)}; expected {r.expected} ({r.where})")
             if r.status == "fail":
                 ET.SubElement(case, "failure", message=text, type=r.check).text = text
             elif r.status == "warn":
@@ -65,7 +80,7 @@ def junit(results: Sequence[Result]) -> str:
 def as_json(results: Sequence[Result]) -> str:
     """Machine-readable results with totals."""
     return json.dumps({"ok": counts(results)["fail"] == 0, "counts": counts(results),
-                       "results": [asdict(r) for r in results]}, indent=2) + "\n"
+                       "results": [asdict(r) for r in results]}, indent=2, allow_nan=False) + "\n"
 
 
 def markdown(results: Sequence[Result]) -> str:
@@ -78,5 +93,5 @@ def markdown(results: Sequence[Result]) -> str:
     order = {"fail": 0, "warn": 1, "pass": 2}
     for r in sorted(results, key=lambda r: order[r.status]):
         cells = [ICONS[r.status], r.dataset, r.name, observed_text(r.observed), r.expected]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append("| " + " | ".join(printable(cell).replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -2,23 +2,27 @@
 
 A source exposes a SQL relation, its columns with logical types, and single-row queries; the checks
 never see how the data is reached. Database error texts can quote row values, so they are cut to a
-first line with quoted fragments removed before anyone sees them.
+first line with quoted fragments (and, for queries over data, numbers) removed before anyone sees them.
+Every query runs in a worker thread: a signal reaches the main thread as the exception its handler raises
+(KeyboardInterrupt on Ctrl-C), and the query is cancelled; the database never turns it into a query error.
 """
 from __future__ import annotations
 
+import csv
 import glob
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from mlci.core import log
 from mlci.core.errors import EnvironmentProblem
 from mlci.datatest.spec import Dataset, DataTests
-from mlci.datatest.sql import DUCKDB, POSTGRES, Dialect, ident
+from mlci.datatest.sql import DUCKDB, POSTGRES, Dialect, ident, literal
 
 _FORMATS = {".csv": "csv", ".gz": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
             ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -31,6 +35,13 @@ _LOGICAL = (
     (re.compile(r"^date$"), "date"),
     (re.compile(r"^timestamp"), "timestamp"),
 )
+# How a CSV column typed by the spec is read.
+DUCKDB_TYPES = {"integer": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "boolean": "BOOLEAN", "date": "DATE",
+                "timestamp": "TIMESTAMP"}
+DELIMITERS = (",", ";", "\t", "|")
+_DETECTED = ("BIGINT", "DOUBLE", "DATE", "TIMESTAMP")  # in this order: the first that fits every value wins
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+T = TypeVar("T")
 
 
 def logical_type(db_type: str) -> str:
@@ -42,10 +53,55 @@ def logical_type(db_type: str) -> str:
     return name
 
 
-def clean_error(exc: BaseException) -> str:
-    """A database error's first line, without quoted fragments (which may be row values)."""
+def clean_error(exc: BaseException, *, from_data: bool = True) -> str:
+    """A database error's first line, without quoted fragments (which may be row values); in errors of
+    queries over data (`from_data`) also without numbers ("value 123456 is out of range")."""
     first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-    return log.redact(re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first))
+    first = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first)
+    return log.redact(_NUMBER.sub("…", first) if from_data else first)
+
+
+class QueryError(Exception):
+    """A query failed in the database or its driver; `str()` is the cleaned first line, `original` the error."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(clean_error(original))
+        self.original = original
+
+
+def interruptible(work: Callable[[], T], cancel: Callable[[], object]) -> T:
+    """Run `work` (a query) in a worker thread and wait for it. A signal's exception (KeyboardInterrupt on
+    Ctrl-C) is raised here, in the main thread, as Python raised it: the query is cancelled and the
+    exception propagates. Run in the main thread, DuckDB would catch it and raise "Query interrupted".
+    What the query itself raises comes back as QueryError, so callers never catch more than that."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join: a join interrupted by a signal marks the thread stopped (3.11)
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it as QueryError
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="mlci-query", daemon=True).start()
+    try:
+        done.wait()
+    finally:
+        if not done.is_set():  # the wait was interrupted by a signal's exception: stop the query, let it rise
+            _cancel_and_wait(cancel, done)
+    if "error" in outcome:
+        raise QueryError(outcome["error"]) from outcome["error"]
+    return cast(T, outcome["value"])
+
+
+def _cancel_and_wait(cancel: Callable[[], object], done: threading.Event) -> None:
+    try:
+        cancel()
+    except Exception:  # noqa: BLE001 - the signal's exception is what rises; without a cancel, do not wait
+        return
+    done.wait()
 
 
 class Source(Protocol):
@@ -77,22 +133,21 @@ class _DuckSource:
     place: str = "duckdb"
 
     def columns(self) -> dict[str, str]:
-        rows = self.session.con.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()
+        rows = self.rows(f"DESCRIBE SELECT * FROM {self.relation}")
         return {str(r[0]): logical_type(str(r[1])) for r in rows}
 
     def one(self, sql: str) -> tuple[Any, ...]:
-        rows = self.session.con.execute(sql).fetchall()  # fetchall finishes the scan: rejects get stored
-        return tuple(rows[0]) if rows else ()
+        rows = self.rows(sql)  # fetchall finishes the scan: rejects get stored
+        return rows[0] if rows else ()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self.session.con.execute(sql).fetchall()]
+        return self.session.rows(sql)
 
     def malformed(self) -> tuple[int, int | None]:
         if self.rejects is None or not self.one(
                 f"SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = '{self.rejects}'")[0]:
             return 0, None  # DuckDB creates the rejects table only once a row was rejected
-        count, first = self.session.con.execute(
-            f"SELECT COUNT(DISTINCT (file_id, line)), MIN(line) FROM {self.rejects}").fetchone() or (0, None)
+        count, first = self.one(f"SELECT COUNT(DISTINCT (file_id, line)), MIN(line) FROM {self.rejects}") or (0, None)
         return int(count), first
 
 
@@ -105,7 +160,11 @@ class DuckSession:
         config: dict[str, Any] = {"memory_limit": settings.memory_limit, "preserve_insertion_order": False}
         if settings.threads:
             config["threads"] = settings.threads
-        self.con = duckdb.connect(":memory:", config=config)
+        try:
+            self.con = duckdb.connect(":memory:", config=config)
+        except duckdb.Error as exc:
+            raise EnvironmentProblem(f"DuckDB does not start with memory_limit {settings.memory_limit} and threads "
+                                     f"{settings.threads or 'all'}: {clean_error(exc, from_data=False)}") from None
         self.settings = settings
         self._s3 = False
         self._count = 0
@@ -117,35 +176,83 @@ class DuckSession:
 
         return cls(dataclasses.replace(settings, threads=1))
 
-    def open(self, ds: Dataset, base: Path) -> Source:
-        """A view over the dataset's files; exit 3 when they cannot be found or read."""
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Every row of a query, interruptible (see `interruptible`)."""
+        return interruptible(lambda: [tuple(r) for r in self.con.execute(sql).fetchall()], self.con.interrupt)
+
+    def open(self, ds: Dataset, base: Path, types: Mapping[str, str] | None = None, detect: bool = False) -> Source:
+        """A view over the dataset's files; exit 3 when they cannot be found or read.
+
+        CSV columns named in `types` (logical types) are read as such: a value that does not parse makes
+        its row malformed, wherever it is in the file. The other columns are text, or with `detect` (a
+        profile) typed from the whole file, never from a sample."""
         assert ds.path is not None
         paths = self._paths(ds, base)
         fmt = ds.format or _FORMATS.get(Path(paths[0].split("?")[0]).suffix.lower())
         if fmt is None:
             raise EnvironmentProblem(f"dataset {ds.name!r}: cannot tell the format of {ds.path}; set `format`")
         self._count += 1
+        files = "[" + ", ".join(literal(_no_glob(p)) for p in paths) + "]"
         rejects = f"mlci_rejects_{self._count}" if fmt == "csv" else None
-        files = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-        reader = {
-            "csv": f"read_csv({files}, header=true, store_rejects=true, "
-                   f"rejects_table='{rejects}', rejects_scan='{rejects}_scan')",
-            "parquet": f"read_parquet({files}, union_by_name=true)",
-            "jsonl": f"read_json({files}, format='newline_delimited', union_by_name=true)",
-        }[fmt]
         view = ident(f"mlci_ds_{self._count}")
         try:
-            self.con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {reader}")
-        except Exception as exc:  # noqa: BLE001 - any reader failure: the data cannot be read
-            raise EnvironmentProblem(f"dataset {ds.name!r}: cannot read {ds.path}: {clean_error(exc)}") from None
+            if fmt == "csv":
+                reader, typed = self._csv(files, paths[0], ds.delimiter, types or {}, detect)
+                reader += f", store_rejects=true, rejects_table='{rejects}', rejects_scan='{rejects}_scan')"
+                # Every query parses every typed column (else a query that does not read a column, COUNT(*)
+                # say, keeps the rows whose value there does not parse): a filter the optimizer cannot drop.
+                where = f" WHERE hash({', '.join(ident(c) for c in typed)}) IS NOT NULL" if typed else ""
+            else:
+                reader, where = {
+                    "parquet": f"read_parquet({files}, union_by_name=true)",
+                    "jsonl": f"read_json({files}, format='newline_delimited', union_by_name=true)",
+                }[fmt], ""
+            self.rows(f"CREATE TEMP VIEW {view} AS SELECT * FROM {reader}{where}")
+        except QueryError as exc:  # any reader failure: the data cannot be read
+            raise EnvironmentProblem(f"dataset {ds.name!r}: cannot read {ds.path}: {exc}") from None
         return _DuckSource(self, view, rejects)
+
+    def _csv(self, files: str, first: str, delimiter: str | None, types: Mapping[str, str],
+             detect: bool) -> tuple[str, list[str]]:
+        """`read_csv(...` with the dialect and every column's type fixed: nothing is guessed from a sample
+        (a few bad rows at the top would change the guess). The delimiter is the dataset's, else the most
+        frequent of `, ; TAB |` in the header line. Also returns the columns whose values must parse."""
+        found = self.rows(f"SELECT * FROM read_csv({literal(_no_glob(first))}, auto_detect=false, header=false, "
+                          f"delim={literal(chr(31))}, quote='', escape='', columns={{'line': 'VARCHAR'}}) LIMIT 1")
+        line = str(found[0][0] or "").lstrip("\ufeff") if found else ""
+        delimiter = delimiter or max(DELIMITERS, key=line.count)
+        names = _unique(next(csv.reader([line], delimiter=delimiter, quotechar='"'), []))
+        head = (f"read_csv({files}, auto_detect=false, header=true, delim={literal(delimiter)}, quote='\"', "
+                f"escape='\"'")
+        typed = {n: DUCKDB_TYPES[types[n]] for n in names if n in types}
+        text = {n: "VARCHAR" for n in names}
+        guessed = self._detect(f"{head}, ignore_errors=true{_columns(text)})", [n for n in names if n not in typed]) \
+            if detect else {}
+        return f"{head}{_columns({**text, **guessed, **typed})}", list(typed)
+
+    def _detect(self, reader: str, names: list[str]) -> dict[str, str]:
+        """The narrowest type every value of each column parses as (one scan of the whole file)."""
+        if not names:
+            return {}
+        tests = [(n, t, f"bool_and({ident(n)} IS NULL OR TRY_CAST({ident(n)} AS {t}) IS NOT NULL)")
+                 for n in names for t in _DETECTED]
+        tests += [(n, "BOOLEAN", f"bool_and({ident(n)} IS NULL OR lower({ident(n)}) IN ('true', 'false'))")
+                  for n in names]
+        present = [f"COUNT({ident(n)}) > 0" for n in names]
+        (row,) = self.rows(f"SELECT {', '.join([*present, *(e for _, _, e in tests)])} FROM {reader}")
+        fits = {n: [t for (name, t, _), ok in zip(tests, row[len(names):], strict=True) if name == n and ok]
+                for n in names}
+        return {n: fits[n][0] for n, any_value in zip(names, row[:len(names)], strict=True) if any_value and fits[n]}
 
     def _paths(self, ds: Dataset, base: Path) -> list[str]:
         assert ds.path is not None
         if ds.path.startswith("s3://"):
             return self._s3_paths(ds)
         pattern = ds.path if os.path.isabs(ds.path) else str(base / ds.path)
-        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if os.path.isfile(pattern) or not glob.has_magic(pattern):  # a file named `data[1].csv` is that file
+            found = [pattern]
+        else:
+            found = sorted(glob.glob(pattern))
         if not found or not all(os.path.isfile(p) for p in found):
             raise EnvironmentProblem(f"dataset {ds.name!r}: no file at {ds.path}")
         return found
@@ -154,9 +261,12 @@ class DuckSession:
         fs = self._s3_filesystem()
         assert ds.path is not None
         try:
-            found = sorted(fs.glob(ds.path)) if glob.has_magic(ds.path) else ([ds.path] if fs.exists(ds.path) else [])
+            literal_key = fs.isfile(ds.path)  # an object named `part[1].csv` is that object
+            found = sorted(fs.glob(ds.path)) if glob.has_magic(ds.path) and not literal_key else \
+                ([ds.path] if literal_key else [])
         except Exception as exc:  # noqa: BLE001 - botocore raises many kinds: all mean unreachable
-            raise EnvironmentProblem(f"dataset {ds.name!r}: cannot reach {ds.path}: {clean_error(exc)}") from None
+            raise EnvironmentProblem(f"dataset {ds.name!r}: cannot reach {ds.path}: "
+                                     f"{clean_error(exc, from_data=False)}") from None
         if not found:
             raise EnvironmentProblem(f"dataset {ds.name!r}: no object at {ds.path}")
         return [p if p.startswith("s3://") else f"s3://{p}" for p in found]
@@ -176,6 +286,28 @@ class DuckSession:
         return fs
 
 
+def _no_glob(path: str) -> str:
+    """A file path DuckDB reads as that file: its glob characters in brackets (`data[[]1].csv`)."""
+    return re.sub(r"[\[*?]", lambda m: f"[{m[0]}]", path)
+
+
+def _columns(types: Mapping[str, str]) -> str:
+    return ", columns={" + ", ".join(f"{literal(name)}: {literal(t)}" for name, t in types.items()) + "}"
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Header names made unique and non-empty, as DuckDB names them (`a`, `a_1`; `column2`)."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        base = name or f"column{i}"
+        candidate, n = base, 0
+        while candidate in out:
+            n += 1
+            candidate = f"{base}_{n}"
+        out.append(candidate)
+    return out
+
+
 @dataclass
 class _PgSource:
     conn: Any
@@ -184,19 +316,25 @@ class _PgSource:
     dialect: Dialect = POSTGRES
 
     def columns(self) -> dict[str, str]:
-        with self.conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM {self.relation} LIMIT 0")
-            return {str(c.name): logical_type(c.type_display) for c in cur.description or []}
+        def describe() -> dict[str, str]:
+            with self.conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM {self.relation} LIMIT 0")
+                return {str(c.name): logical_type(c.type_display) for c in cur.description or []}
+        return interruptible(describe, self._cancel)
 
     def one(self, sql: str) -> tuple[Any, ...]:
-        with self.conn.cursor() as cur:
-            cur.execute(sql)
-            return tuple(cur.fetchone() or ())
+        rows = self.rows(sql)
+        return rows[0] if rows else ()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        with self.conn.cursor() as cur:
-            cur.execute(sql)
-            return [tuple(r) for r in cur.fetchall()]
+        def query() -> list[tuple[Any, ...]]:
+            with self.conn.cursor() as cur:
+                cur.execute(sql)
+                return [tuple(r) for r in cur.fetchall()]
+        return interruptible(query, self._cancel)
+
+    def _cancel(self) -> None:
+        getattr(self.conn, "cancel_safe", self.conn.cancel)()  # cancel_safe: psycopg >= 3.2
 
     def malformed(self) -> tuple[int, int | None]:
         return 0, None
@@ -217,8 +355,8 @@ def postgres(ds: Dataset) -> Iterator[Source]:
     try:
         conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
     except (psycopg.Error, ValueError) as exc:
-        raise EnvironmentProblem(f"dataset {ds.name!r}: cannot connect with {ds.dsn_env}: {clean_error(exc)}") \
-            from None
+        raise EnvironmentProblem(f"dataset {ds.name!r}: cannot connect with {ds.dsn_env}: "
+                                 f"{clean_error(exc, from_data=False)}") from None
     try:
         if ds.table is not None:
             relation = ".".join(ident(part) for part in ds.table.split("."))

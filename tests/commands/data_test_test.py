@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import pytest
 
 from tests.datatest import data
 from tests.testing import repos
@@ -143,3 +146,278 @@ def test_profile_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
     for name in ("a.json", "b.json"):
         assert repos.run_mlci(repo, "data-test", "profile", "d", "-o", name).returncode == 0
     assert (repo / "a.json").read_bytes() == (repo / "b.json").read_bytes()
+
+
+def _main(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+          ) -> tuple[int, str, str]:
+    """`mlci ARGS` in-process (the same argv parsing and error handler as the console script)."""
+    from mlci import cli
+
+    monkeypatch.chdir(repo)
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+TYPED_SUITE = """\
+    - name: d
+      path: d.csv
+      checks:
+        - row_count: {min: 1}
+        - schema: {columns: {id: integer, created: date}}
+        - unique: {columns: [id]}
+        - freshness: {column: created, max_age_days: 100000}
+        - sql: {name: mean income, query: 'SELECT AVG(income) FROM {table}', min: 0, max: 1000000000}
+        - sql: {name: rich, query: 'SELECT id FROM {table} WHERE income > 20000', max_rows: 100000}
+      columns:
+        age: [not_null, {between: {min: 0, max: 200}}, {mean: {min: 0, max: 200}}]
+        income: [{quantile: {q: 0.5, min: 0, max: 1000000000}}]
+        region: [{allowed_values: {values: [north, south]}}]
+        note: [not_null]
+"""
+# A value that is not a number, not a date, an impossible date, a missing field: wherever they are.
+BAD_ROWS = ["abc,oops,n/a,notadate,north,x", "7,,12.5,2025-02-30,south,y", "8,40,1e5", "9,41,13.5,2025-01-09,east,z"]
+
+
+def _typed_csv(path: Path, bad_at_top: bool) -> Path:
+    good = [f"{i},{20 + i % 50},{1000.5 + i},2025-01-{1 + i % 28:02d},{'north' if i % 2 else 'south'},n{i}"
+            for i in range(10, 30010)]  # more rows than DuckDB's type-detection sample (20480)
+    rows = BAD_ROWS + good if bad_at_top else good + BAD_ROWS
+    path.write_text("id,age,income,created,region,note\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_csv_columns_are_read_with_the_types_the_spec_gives(tmp_path: Path) -> None:
+    """The same bad rows at the top or at the bottom give the same results: a value that does not parse as
+    its column's type makes a malformed row, never a column of strings (DuckDB's guess from a sample)."""
+    outcomes = []
+    for where, top in (("top", True), ("bottom", False)):
+        repo = _repo(tmp_path / where if (tmp_path / where).mkdir() is None else tmp_path, TYPED_SUITE)
+        _typed_csv(repo / "d.csv", bad_at_top=top)
+        done = repos.run_mlci(repo, "data-test", "--json")
+        results = json.loads(done.stdout)["results"]
+        well_formed = next(r for r in results if r["check"] == "well_formed")
+        assert well_formed["observed"]["malformed_rows"] == 3, well_formed  # row 9 is fine: region east is data
+        well_formed["observed"].pop("first_line")  # the one thing that depends on where they are
+        outcomes.append((done.returncode, results))
+    assert outcomes[0] == outcomes[1]
+    by_name = {r["name"]: r for r in outcomes[0][1]}
+    assert by_name["schema"]["status"] == "pass"
+    assert by_name["age: between"]["status"] == "pass" and by_name["age: mean"]["status"] == "pass"
+    assert by_name["mean income"]["status"] == "pass" and by_name["rich"]["observed"] == {"rows": 11010}
+    assert by_name["region: allowed_values"]["observed"] == {"not_allowed": 1}
+    assert by_name["row_count"]["observed"] == {"rows": 30001}
+
+
+def test_columns_the_spec_does_not_type_are_text(tmp_path: Path) -> None:
+    """`grp` is not typed by the spec: it is text, so numbers in allowed_values are compared as text and
+    custom SQL sees text (a type is never guessed from a sample)."""
+    data.write(tmp_path / "d.csv", 100)
+    repo = _repo(tmp_path, "    - name: d\n      path: d.csv\n      checks:\n"
+                           "        - schema: {columns: {grp: string}}\n"
+                           "        - sql: {query: 'SELECT MAX(LENGTH(grp)) FROM {table}', max: 1}\n"
+                           "      columns:\n        grp: [{allowed_values: {values: [0, 1, 2, 3, 4, 5]}}]\n")
+    done = repos.run_mlci(repo, "data-test", "--json")
+    results = [(r["check"], r["status"], r["observed"]) for r in json.loads(done.stdout)["results"]]
+    assert results == [("schema", "pass", {"missing": [], "wrong_type": {}, "unexpected": []}),
+                       ("allowed_values", "fail", {"not_allowed": 14}), ("sql", "pass", {"value": 1})]
+
+
+PRIVATE = "    - name: d\n      path: d.csv\n{show}      checks:\n" \
+          "        - freshness: {column: seen, max_age_days: 30}\n" \
+          "        - sql: {name: first name, query: 'SELECT name FROM {table} LIMIT 1', min: 0}\n" \
+          "      columns:\n        salary: [{between: {min: 0, max: 100000}}, {quantile: {q: 0.99, max: 1}}]\n" \
+          "        bonus: [{mean: {max: 1}}, {stddev: {max: 1}}]\n"
+
+
+def _private_csv(path: Path) -> None:
+    rows = [f"Person{i},{50000 + i},2020-01-{1 + i % 28:02d}," + ("" if i % 4 else f"{i * 7}") for i in range(1, 40)]
+    rows.append("Zebulon Quist,98765432.5,2031-07-19,")  # an outlier salary, a date in the future
+    path.write_text("name,salary,seen,bonus\n" + "\n".join(rows) + "\n")
+
+
+def test_reports_never_show_row_values_unless_the_dataset_opts_in(tmp_path: Path) -> None:
+    _private_csv(tmp_path / "d.csv")
+    repo = _repo(tmp_path, PRIVATE.replace("{show}", ""))
+    done = repos.run_mlci(repo, "data-test", "--junit", "j.xml", "--json-out", "r.json", "--md", "r.md")
+    assert done.returncode == 1
+    shown = done.stdout + done.stderr + "".join((repo / n).read_text() for n in ("j.xml", "r.json", "r.md"))
+    for value in ("98765432.5", "9.87654e+07", "2031-07-19", "2031", "Zebulon", "Person1", "50001", "50039"):
+        assert value not in shown, value
+    observed = {r["name"]: r["observed"] for r in json.loads((repo / "r.json").read_text())["results"]}
+    assert observed["salary: between"] == {"out_of_range": 1, "out_of_range_ratio": 0.025}
+    assert set(observed["freshness"]) == {"age_days"} and observed["freshness"]["age_days"] < 0
+    assert observed["salary: quantile"] == {"quantile": None, "withheld": True, "values": 40}  # 0.4 values beyond
+    assert observed["bonus: mean"] == {"mean": None, "withheld": True, "values": 9}
+    assert observed["first name"] == {"value_type": "str"}
+    (repo / "mlci.yaml").write_text("version: 1\ndata_tests:\n  datasets:\n"
+                                    + PRIVATE.replace("{show}", "      show_values: true\n"))
+    values = {r["name"]: r["observed"] for r in json.loads(repos.run_mlci(repo, "data-test", "--json").stdout)[
+        "results"]}
+    assert values["salary: between"]["max"] == 98765432.5 and values["freshness"]["newest"] == "2031-07-19"
+    assert values["salary: quantile"]["quantile"] > 50000 and values["first name"] == {"value": "Person1"}
+
+
+def test_json_out_keeps_full_precision_and_only_text_reports_round(tmp_path: Path) -> None:
+    data.write(tmp_path / "ref.csv", 500, seed=5)
+    data.write(tmp_path / "d.csv", 500, seed=6, shift=0.2)
+    repo = _repo(tmp_path, "    - name: d\n      path: d.csv\n      reference: ref.csv\n"
+                           "      columns:\n        income: [{drift: {method: psi, warn: 0.01, fail: 9}}]\n")
+    done = repos.run_mlci(repo, "data-test", "--json-out", "r.json", "--md", "r.md", "--junit", "j.xml")
+    assert done.returncode == 0, done.stderr
+    psi = json.loads((repo / "r.json").read_text())["results"][0]["observed"]["psi"]
+    assert psi != round(psi, 6)  # not cut to 6 decimals
+    rounded = f"psi={psi:.6g}"
+    assert rounded in done.stdout and rounded in (repo / "r.md").read_text() and rounded in (repo / "j.xml").read_text()
+
+
+@pytest.mark.parametrize("column, kind", [("n", "integer"), ("s", "string")])
+def test_freshness_on_a_column_that_is_not_a_date_is_a_failed_check(tmp_path: Path, column: str, kind: str) -> None:
+    (tmp_path / "d.jsonl").write_text('{"n": 5, "s": "yesterday"}\n{"n": 6, "s": "today"}\n')
+    repo = _repo(tmp_path, f"    - name: d\n      path: d.jsonl\n      checks: [{{freshness: {{column: {column}, "
+                           "max_age_days: 3}}, {row_count: {min: 1}}]\n")
+    done = repos.run_mlci(repo, "data-test", "--json")
+    assert done.returncode == 1, done.stderr
+    results = json.loads(done.stdout)["results"]
+    assert [(r["status"], r["observed"], r["expected"]) for r in results] == [
+        ("fail", {"type": kind}, "a date or timestamp column for freshness"), ("pass", {"rows": 2}, "rows >= 1")]
+
+
+def test_a_file_named_like_a_glob_is_that_file_and_globs_still_match(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "data[1].csv").write_text("a\n1\n2\n")
+    (tmp_path / "data1.csv").write_text("a\n1\n")  # what the glob `data[1].csv` would match instead
+    (tmp_path / "part2.csv").write_text("a\n3\n4\n5\n")
+    repo = _repo(tmp_path, "    - name: literal\n      path: data[1].csv\n      checks: [{row_count: {min: 0}}]\n"
+                           "    - name: glob\n      path: 'part[0-9].csv'\n      checks: [{row_count: {min: 0}}]\n")
+    code, out, err = _main(repo, monkeypatch, capsys, "data-test", "--json")
+    assert code == 0, err
+    assert [r["observed"] for r in json.loads(out)["results"]] == [{"rows": 2}, {"rows": 3}]
+
+
+@pytest.mark.parametrize("flag", ["--junit", "--json-out", "--md", "-o"])
+def test_an_output_path_that_is_a_directory_is_exit_2_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    data.write(tmp_path / "d.csv", 10)
+    repo = _repo(tmp_path, "    - name: d\n      path: d.csv\n      checks: [{row_count: {min: 1}}]\n")
+    (repo / "out").mkdir()
+    args = ["data-test", "profile", "d", "-o", "out"] if flag == "-o" else ["data-test", flag, "out"]
+    code, _, err = _main(repo, monkeypatch, capsys, *args)
+    shown = "--output" if flag == "-o" else flag
+    assert (code, err) == (2, f"mlci: error: {shown} out: is a directory; name a file\n")
+
+
+PROFILE = {"format": "mlci-profile/1", "rows": 10, "source": "x",
+           "columns": {"age": {"kind": "numeric", "count": 10, "nulls": 0, "edges": [30.0, 40.0],
+                               "fractions": [0.3, 0.3, 0.4]}}}
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"columns": []}, "columns: expected an object"),
+    ({"columns": {"age": "numeric"}}, "columns.age: expected an object"),
+    ({"rows": "ten"}, "rows: expected a count (an integer >= 0), got 'ten'"),
+    ({"columns": {"age": {**PROFILE["columns"]["age"], "edges": [30.0, "NaN"]}}},  # type: ignore[index]
+     "columns.age.edges: expected a list of numbers"),
+    ({"columns": {"age": {**PROFILE["columns"]["age"], "edges": [40.0, 30.0]}}},  # type: ignore[index]
+     "columns.age.edges: must be strictly increasing"),
+    ({"columns": {"age": {**PROFILE["columns"]["age"], "fractions": [0.5, 0.5]}}},  # type: ignore[index]
+     "columns.age.fractions: 2 edges need 3 fractions, got 2"),
+    ({"columns": {"age": {**PROFILE["columns"]["age"], "fractions": [0.3, 0.3, 0.3]}}},  # type: ignore[index]
+     "columns.age.fractions: fractions sum to 0.9, not 1"),
+    ({"columns": {"age": {**PROFILE["columns"]["age"], "kind": "ordinal"}}},  # type: ignore[index]
+     "columns.age.kind: expected numeric or categorical, got 'ordinal'"),
+])
+def test_a_reference_profile_of_the_wrong_shape_is_exit_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        change: dict[str, object], reason: str) -> None:
+    data.write(tmp_path / "d.csv", 50)
+    (tmp_path / "ref.json").write_text(json.dumps({**PROFILE, **change}))
+    repo = _repo(tmp_path, "    - name: d\n      path: d.csv\n      reference: ref.json\n"
+                           "      columns:\n        age: [drift]\n")
+    code, _, err = _main(repo, monkeypatch, capsys, "data-test")
+    assert (code, err) == (2, f"mlci.yaml:4: dataset 'd': reference ref.json: {reason}\n")
+
+
+def test_a_nan_edge_in_a_reference_profile_is_exit_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    data.write(tmp_path / "d.csv", 50)
+    (tmp_path / "ref.json").write_text(json.dumps(PROFILE).replace("40.0", "NaN"))
+    repo = _repo(tmp_path, "    - name: d\n      path: d.csv\n      reference: ref.json\n"
+                           "      columns:\n        age: [drift]\n")
+    code, _, err = _main(repo, monkeypatch, capsys, "data-test")
+    assert (code, err) == (2, "mlci.yaml:4: dataset 'd': reference ref.json: NaN is not a number a profile may hold\n")
+
+
+def test_one_dataset_with_a_leakage_check_runs_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    data.write(tmp_path / "a.csv", 50, seed=1)
+    data.write(tmp_path / "b.csv", 50, seed=2)
+    repo = _repo(tmp_path, "    - name: a\n      path: a.csv\n      checks: [{leakage: {other: b, columns: [id], "
+                           "max_ratio: 1}}]\n    - name: b\n      path: b.csv\n      checks: [{row_count: {min: 1}}]\n")
+    code, out, err = _main(repo, monkeypatch, capsys, "data-test", "--dataset", "a", "--json")
+    assert code == 0, err
+    assert [(r["dataset"], r["check"]) for r in json.loads(out)["results"]] == [("a", "leakage")]
+
+
+def test_ctrl_c_during_the_scan_exits_130_with_one_line(tmp_path: Path) -> None:
+    """A real SIGINT while DuckDB scans: interrupted (130), never a failed check (1) or an environment error (3)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import duckdb
+    big = tmp_path / "big.csv"
+    duckdb.sql(f"COPY (SELECT range AS id, range % 97 AS age, hash(range) % 100000 AS income, md5(range::VARCHAR) "
+               f"AS code FROM range(3000000)) TO '{big}' (HEADER)")  # ~2 s of scanning on one thread
+    repo = _repo(tmp_path, "    - name: big\n      path: big.csv\n      columns:\n        id: [unique]\n"
+                           "        code: [{regex: {pattern: '[0-9a-f]{8}(?:[0-9a-f]{4}){2,6}.*'}}, unique]\n"
+                           "        age: [{quantile: {q: 0.3, min: 0}}, {quantile: {q: 0.7, min: 0}}]\n"
+                           "        income: [{quantile: {q: 0.5, min: 0}}, {stddev: {min: 0}}]\n")
+    (repo / "mlci.yaml").write_text((repo / "mlci.yaml").read_text() + "  threads: 1\n")
+    proc = subprocess.Popen([sys.executable, "-m", "mlci", "data-test"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(  # wait until DuckDB reads the file, then a little more
+            os.path.realpath(f"/proc/{proc.pid}/fd/{fd}") == str(big) for fd in _fds(proc.pid)):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the scan ended before the signal: make the data bigger"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (130, "mlci: interrupted\n"), out
+
+
+def _fds(pid: int) -> list[str]:
+    import os
+    try:
+        return os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+
+
+def test_ctrl_c_during_a_postgres_query_cancels_it_and_exits_130(tmp_path: Path, postgres: PostgresServer) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    postgres.execute("CREATE TABLE IF NOT EXISTS slow (a int)")
+    repo = _repo(tmp_path, "    - name: d\n      dsn_env: WAREHOUSE_DSN\n      table: slow\n      checks:\n"
+                           "        - sql: {query: 'SELECT 1 AS x FROM pg_sleep(60), {table}', max_rows: 0}\n")
+    running = ("SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND state = 'active' "
+               "AND pid <> pg_backend_pid()")
+    proc = subprocess.Popen([sys.executable, "-m", "mlci", "data-test"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "WAREHOUSE_DSN": postgres.dsn})
+    deadline = time.monotonic() + 30
+    while postgres.execute(running) == [(0,)]:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (130, "mlci: interrupted\n"), out
+    assert time.monotonic() - started < 10  # cancelled, not waited out
+    assert postgres.execute(running) == [(0,)]  # cancelled on the server, not left running there

@@ -19,7 +19,7 @@ CHECKS = """\
         - row_count: {min: 1000, max: 5000}
         - row_count: {name: too few rows, min: 3000}
         - schema: {columns: {id: integer, email: string, income: float, created: date, flag: boolean}}
-        - schema: {name: exact schema, exact: true, columns: {id: integer, age: float}}
+        - schema: {name: exact schema, exact: true, columns: {id: integer, age: integer}}
         - unique: {columns: [id]}
         - unique: {name: composite key, columns: [id, grp]}
         - freshness: {column: created, min_date: '2025-11-01'}
@@ -49,6 +49,7 @@ CHECKS = """\
           - drift: {method: js}
         email:
           - regex: {pattern: '[a-z0-9.]+@[a-z.]+'}
+          - allowed_values: {name: numbers in text, values: [1, 2.5, true]}
         flag:
           - allowed_values: {values: [true, false]}
         missing_col: [not_null]
@@ -71,7 +72,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from mlci.datatest.profile import build_profile
     from mlci.datatest.sources import DuckSession
     from mlci.datatest.spec import Dataset, DataTests
-    profile = build_profile(DuckSession(DataTests()).open(Dataset("r", path=str(paths["reference"])), base), 10, "r")
+    source = DuckSession(DataTests()).open(Dataset("r", path=str(paths["reference"])), base, detect=True)
+    profile = build_profile(source, 10, "r")
     paths["profile"] = base / "reference.profile.json"
     paths["profile"].write_text(profile.to_json())
     return paths
@@ -92,15 +94,18 @@ def test_duckdb_results_on_planted_defects(tmp_path: Path, files: dict[str, Path
     observed = {key.split("|")[0]: r.observed for key, r in results.items()}
     assert status["row_count"] == "pass" and status["too few rows"] == "fail"
     assert status["schema"] == "pass"
-    assert status["exact schema"] == "fail" and observed["exact schema"]["wrong_type"] == {"age": "integer"}
+    assert status["exact schema"] == "fail" and observed["exact schema"]["wrong_type"] == {}
+    assert observed["exact schema"]["unexpected"] == ["created", "email", "flag", "grp", "income", "region", "score"]
     assert observed["unique"] == {"duplicates": 1} and status["composite key"] == "pass"
-    assert status["freshness"] == "fail" and observed["freshness"] == {"newest": "2025-10-27"}
+    assert status["freshness"] == "fail" and observed["freshness"] == {"age_days": 5}  # never the date itself
     assert status["stale"] == "pass" and observed["stale"]["age_days"] == 5
     assert status["id: not_null"] == "pass" and observed["id: unique"] == {"duplicates": 1}
     assert observed["age: not_null"] == {"nulls": 50} and status["age: missing_ratio"] == "pass"
     assert status["income: between"] == "warn"  # failed, but severity warn
+    assert set(observed["income: between"]) == {"out_of_range", "out_of_range_ratio"}  # no min, no max
     assert status["region: allowed_values"] == "fail"  # 'west' only in the shifted data
     assert observed["email: regex"] == {"not_matching": 40}
+    assert observed["numbers in text"] == {"not_allowed": 2000}  # compared as text: no type error
     assert status["flag: allowed_values"] == "pass"
     assert status["missing_col: not_null"] == "fail"
     assert observed["missing_col: not_null"] == {"missing_column": "missing_col"}
@@ -143,3 +148,13 @@ def test_no_row_value_ever_reaches_a_report(tmp_path: Path, files: dict[str, Pat
     results = _duckdb_results(tmp_path, files)
     for render in (reports.console, reports.junit, reports.as_json, reports.markdown):
         assert data.SECRET_VALUE not in render(results)
+
+
+def test_postgres_refuses_the_repetition_counts_the_loader_refuses(postgres: PostgresServer) -> None:
+    """The loader's bound (spec rules: 255) is PostgreSQL's own, found on the real server."""
+    import psycopg
+
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT 'aa' ~ '^(?:a{1,255})$'").fetchone() == (True,)
+        with pytest.raises(psycopg.errors.InvalidRegularExpression):
+            conn.execute("SELECT 'aa' ~ '^(?:a{1,256})$'")
