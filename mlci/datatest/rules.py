@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlci.core import schema
 from mlci.datatest import drift
 
 NUMERIC = ("integer", "float")
@@ -24,6 +25,7 @@ INT64 = 2**63 - 1
 MAX_BINS = drift.MAX_BINS
 MAX_THREADS = 1024
 MIN_MEMORY = 16 * 1000**2  # DuckDB cannot start below a few MB
+MAX_MEMORY = 2**60  # beyond any machine: a typo
 PG_MAX_REPEAT = 255  # PostgreSQL's regex repetition bound (RE_DUP_MAX); RE2's is 1000
 
 
@@ -258,8 +260,9 @@ def setting_problem(key: str, value: Any) -> str | None:
     """Why a `data_tests` setting would not work (DuckDB's memory limit, threads, profile bins)."""
     if key == "memory_limit" and isinstance(value, str):
         size = _SIZE.match(value)
-        if size is None or float(size[1]) * _UNITS[size[2].lower()] < MIN_MEMORY:
-            return f"expected a size of at least 16MB such as 600MB, 2GB or 4GiB, got {value!r}"
+        amount = float(size[1]) * _UNITS[size[2].lower()] if size else 0.0
+        if not MIN_MEMORY <= amount <= MAX_MEMORY:
+            return f"expected a size of at least 16MB such as 600MB, 2GB or 4GiB, got {schema.short(value)}"
     if key == "threads" and isinstance(value, int) and not 1 <= value <= MAX_THREADS:
         return f"must be between 1 and {MAX_THREADS} (leave it out to use every core), got {value}"
     if key == "bins" and isinstance(value, int) and not 2 <= value <= MAX_BINS:

@@ -352,12 +352,13 @@ class DataTests:
         "A YAML file holding the suite (`datasets:`), relative to mlci.yaml; instead of inline `datasets`.")})
     datasets: tuple[Dataset, ...] = field(default=(), metadata={"doc": "The datasets and their checks."})
     memory_limit: str = field(default="600MB", metadata={"doc": (
-        "DuckDB's memory limit (it spills to disk beyond it); keeps peak RSS under 1 GB at 10M rows.")})
-    threads: int | None = field(default=None, metadata={"doc": "DuckDB threads; default: all cores."})
+        "DuckDB's memory limit, at least 16MB (600MB, 2GB, 4GiB); it spills to disk beyond it. The default keeps "
+        "peak RSS under 1 GB at 10M rows.")})
+    threads: int | None = field(default=None, metadata={"doc": "DuckDB threads, 1 to 1024; default: all cores."})
     s3_endpoint_url: str | None = field(default=None, metadata={"doc": (
         "S3 endpoint for `s3://` paths (MinIO, Ceph, a bank's S3); credentials come from the usual "
         "AWS_* environment variables.")})
-    bins: int = field(default=10, metadata={"doc": "Quantile bins of a reference profile (numeric drift)."})
+    bins: int = field(default=10, metadata={"doc": "Quantile bins of a reference profile (numeric drift), 2 to 100."})
     pull: bool = field(default=True, metadata={"doc": (
         "In a DVC repo, `dvc pull` dataset files that are missing (a CI job starts without them).")})
 
