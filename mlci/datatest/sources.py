@@ -350,7 +350,10 @@ def postgres(ds: Dataset) -> Iterator[Source]:
     log.add_secret(dsn)
     for password in re.findall(r"password\s*=\s*'?([^'\s]+)", dsn):
         log.add_secret(password)
-    import psycopg
+    try:
+        import psycopg
+    except ImportError:
+        raise EnvironmentProblem("PostgreSQL datasets need psycopg: pip install 'mlci[postgres]'") from None
 
     try:
         conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)

@@ -421,3 +421,14 @@ def test_ctrl_c_during_a_postgres_query_cancels_it_and_exits_130(tmp_path: Path,
     assert (proc.returncode, err) == (130, "mlci: interrupted\n"), out
     assert time.monotonic() - started < 10  # cancelled, not waited out
     assert postgres.execute(running) == [(0,)]  # cancelled on the server, not left running there
+
+
+def test_a_postgres_dataset_without_psycopg_is_one_line_naming_the_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what `import psycopg` finds when the extra is not installed
+    monkeypatch.setenv("WAREHOUSE_DSN", "host=127.0.0.1 port=1 dbname=x")
+    repo = _repo(tmp_path, "    - name: d\n      dsn_env: WAREHOUSE_DSN\n      table: t\n"
+                           "      checks: [{row_count: {min: 1}}]\n")
+    code, _, err = _main(repo, monkeypatch, capsys, "data-test")
+    assert (code, err) == (3, "mlci: error: PostgreSQL datasets need psycopg: pip install 'mlci[postgres]'\n")
