@@ -98,11 +98,7 @@ def test_every_extra_has_a_missing_extra_case(installed_mlci: Path) -> None:
     assert set(extras) - {"test"} == set(MISSING_EXTRA_CASES)
 
 
-@pytest.mark.parametrize("extra", [
-    pytest.param("postgres", marks=pytest.mark.xfail(strict=True, reason=(
-        "mlci/datatest/sources.py imports psycopg with no one-line error naming mlci[postgres]: exit 70"))),
-    "s3",
-])
+@pytest.mark.parametrize("extra", ["postgres", "s3"])
 def test_a_missing_extra_is_one_line_naming_it(installed_mlci: Path, tmp_path: Path, extra: str) -> None:
     """The installed venv has no extras: using one is exit 3 with the pip command, never a traceback."""
     (tmp_path / "mlci.yaml").write_text(json.dumps({"version": 1, "data_tests": {"datasets": [
