@@ -61,6 +61,8 @@ def plan(settings: ImageSettings, root: Path, tag_option: str | None) -> Plan:
         if destination.tag:
             raise UsageError(f"--tag {tag_option}: image.name already has the tag {destination.tag!r} "
                              f"({settings.name}); give the tag in one place")
+    if settings.base:
+        parse(settings.base)
     if not posixpath.isabs(settings.workdir) or ".." in settings.workdir.split("/"):
         raise UsageError(f"image.workdir: {settings.workdir}: must be an absolute path in the image, without ..")
     if settings.ca_bundle and not Path(settings.ca_bundle).is_file():

@@ -139,7 +139,8 @@ def check_writable_path(path: Path, *, directory: bool) -> None:
     """`path` is (or can be created as) a directory or a file, in a place this process may write."""
     if path.exists() and path.is_dir() != directory:
         raise UsageError(f"{path}: is {'not ' if directory else ''}a directory")
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    start = path.absolute() if directory else path.absolute().parent  # a file is replaced by a rename
+    existing = next(p for p in (start, *start.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise EnvironmentProblem(f"{path}: cannot write there ({existing} is not a writable directory)")
 

@@ -1,11 +1,14 @@
 """Small model repos for `mlci build` tests, and a reader of everything an OCI layout holds."""
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import io
 import json
 import os
 import tarfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,3 +79,22 @@ def image_files(layout: Path, tag: str) -> dict[str, tarfile.TarInfo | bytes]:
 def tree(root: Path) -> set[str]:
     """Every path under root (links not followed), for "nothing else was written" checks."""
     return {os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files}
+
+
+def wheel(wheelhouse: Path) -> str:
+    """A tiny pure-Python wheel built by hand (no network, no build backend); returns its sha256."""
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    path = wheelhouse / "tinydep-1.0-py3-none-any.whl"
+    files = {"tinydep/__init__.py": b"VALUE = 42\n",
+             "tinydep-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n",
+             "tinydep-1.0.dist-info/WHEEL":
+                 b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record = "".join(f"{n},sha256={b64(d)},{len(d)}\n"
+                     for n, d in files.items()) + "tinydep-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in [*files.items(), ("tinydep-1.0.dist-info/RECORD", record.encode())]:
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -55,7 +55,7 @@ def test_api_reference_prefers_the_digest() -> None:
 ])
 def test_a_reference_without_an_explicit_registry_and_repository_is_refused(text: str) -> None:
     """Never an implicit docker.io: a registry with no repository, or a short name, is exit 2."""
-    with pytest.raises(UsageError, match="names no (repository in a registry|registry host)") as info:
+    with pytest.raises(UsageError, match=r"names no (repository in a registry|registry host)") as info:
         parse(text)
     assert info.value.exit_code == 2 and "docker.io/library" not in str(info.value)
 
@@ -64,5 +64,5 @@ def test_tags_follow_the_distribution_grammar() -> None:
     from mlci.oci.reference import check_tag
     assert check_tag("v1.2_rc-3", "--tag") == "v1.2_rc-3" and check_tag("A" * 128, "--tag")
     for bad in ("", "-x", ".x", "a/b", "a:b", "A" * 129, "t\u00e4g", "a b"):
-        with pytest.raises(UsageError, match="--tag: .* is not a valid image tag"):
+        with pytest.raises(UsageError, match=r"--tag: .* is not a valid image tag"):
             check_tag(bad, "--tag")
