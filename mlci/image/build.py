@@ -61,6 +61,9 @@ def plan(settings: ImageSettings, root: Path, tag_option: str | None) -> Plan:
         if destination.tag:
             raise UsageError(f"--tag {tag_option}: image.name already has the tag {destination.tag!r} "
                              f"({settings.name}); give the tag in one place")
+    if settings.builder in ("kaniko", "docker") and not isinstance(destination, DockerRef):
+        raise UsageError(f"image.name: {settings.name}: the {settings.builder} builder pushes to a registry; "
+                         "name one as docker://HOST/REPO")
     if settings.base:
         parse(settings.base)
     if not posixpath.isabs(settings.workdir) or ".." in settings.workdir.split("/"):
