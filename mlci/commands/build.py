@@ -60,7 +60,8 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
     for flag, value in outputs.items():
         if value is not None and Path(value).is_dir():
             raise UsageError(f"{flag} {value}: is a directory; name a file")
-    plan = image.plan(settings, root, tag)
+    collector = Collector(root)
+    plan = image.plan(settings, root, tag, collector)
     epoch = image_labels.source_date_epoch(os.environ)
     sha = git.head_sha(root)
     epoch = git.commit_time(root, sha) if epoch is None else epoch
@@ -68,12 +69,11 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
     tag = tag or plan.name_tag or (check_tag(ci_tag, "CI_COMMIT_SHORT_SHA") if ci_tag else sha[:12])
     dest = image.open_destination(plan)  # credentials and reachability before any pull or build
     pull_missing(plan.paths["artifacts"], root)  # the weights come from DVC, not CI artifacts
-    metrics = image_labels.metrics_files(root)
+    metrics = image_labels.metrics_files(root, collector)
     try:
         pull_missing(metrics, root)
     except EnvironmentProblem as exc:
         log.logger.warning("mlci: metrics files not pulled (%s)", exc)
-    collector = Collector(root)
     labels = image_labels.compute(root, sha, tag, epoch, os.environ, collector, metrics)
     result = image.build(plan, dest, tag, epoch, labels, Scanner(log.registered_secrets()), collector)
     if result.reused:

@@ -50,7 +50,7 @@ class BuildResult:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def plan(settings: ImageSettings, root: Path, tag_option: str | None) -> Plan:
+def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector: Collector) -> Plan:
     """Every check of the settings and `--tag` that needs no network and no build (exit 2)."""
     assert settings.name, "the caller skips the build when image.name is empty"
     destination = parse(settings.name)
@@ -79,8 +79,9 @@ def plan(settings: ImageSettings, root: Path, tag_option: str | None) -> Plan:
         "dockerfile": () if native else (repo_path(settings.dockerfile, "image.dockerfile"),),
     }
     for lock in paths["lock"]:
-        if not (root / lock).is_file():
-            raise UsageError(f"image.lock: {lock}: not found in {root}")
+        entry = next(e for e in collector.entries([(lock, lock)]) if e.name == lock)  # links out refused
+        if entry.kind == "dir" or not (root / lock).is_file():
+            raise UsageError(f"image.lock: {lock}: not a file in {root}")
         lockfile.check(root / lock, lock)
     return Plan(settings, root, destination, destination.tag, paths)
 

@@ -114,14 +114,15 @@ def _file_sha256(root: Path, rel: str, collector: Collector) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
 
 
-def metrics_files(root: Path) -> list[str]:
+def metrics_files(root: Path, collector: Collector) -> list[str]:
     """The metrics files dvc.yaml declares (top-level `metrics` and each stage's), relative to the repo,
     sorted; templated paths (`${...}`) are skipped with a warning. Exit 2 for one outside the repo."""
     import yaml
 
     path = root / "dvc.yaml"
-    if not path.is_file():
+    if not os.path.lexists(path):
         return []
+    collector.entries([("dvc.yaml", "dvc.yaml")])  # a dvc.yaml linked from outside the repo is refused
     try:
         node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:

@@ -96,6 +96,19 @@ def test_the_dockerfile_builders_paths_must_stay_inside_the_repo(tmp_path: Path,
     assert run.code == 2 and f"image.{key}: ../elsewhere: must be inside the repo" in run.err
 
 
+@pytest.mark.parametrize("name", ["requirements.lock", "dvc.yaml"])
+def test_a_lock_or_dvc_yaml_linked_from_outside_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                  name: str) -> None:
+    """Read as a lock, /etc/shadow's lines would be quoted in the "not pinned" errors."""
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n")
+    repo = model_repo(tmp_path / "repo", _image(tmp_path, lock="requirements.lock"), links={name: str(secret)},
+                      files={} if name == "requirements.lock" else {"requirements.lock": "x==1 --hash=sha256:00\n"})
+    run = build(repo, capsys, "--tag", "v1")
+    assert run.code == 2 and f"{name} -> {secret}: the link resolves outside the repo" in run.err, run.err
+    assert "hashhash" not in run.err
+
+
 def test_a_path_through_a_directory_link_out_of_the_repo_is_refused(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "elsewhere").mkdir()
