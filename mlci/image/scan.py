@@ -8,6 +8,7 @@ up by chance (about once per 4 GB), and a refusal must mean a leak."""
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable
 from typing import Any, BinaryIO, cast
 
@@ -27,14 +28,15 @@ class Scanner:
         self.needles = sorted({s.encode() for s in secrets if len(s) >= MIN_LENGTH}, key=len, reverse=True)
         self.overlap = max((len(n) for n in self.needles), default=1) - 1
 
-    def find(self, data: bytes) -> bool:
-        """Whether `data` holds any of the secrets."""
-        return any(needle in data for needle in self.needles)
+    def find(self, data: bytes) -> bytes | None:
+        """The first secret `data` holds, if any."""
+        return next((needle for needle in self.needles if needle in data), None)
 
     def check(self, data: bytes | str, shown: str) -> None:
         """Refuse `data` (a whole small blob, a name, a label) if it holds a secret."""
-        if self.find(data.encode() if isinstance(data, str) else data):
-            raise _refusal(shown)
+        found = self.find(data.encode() if isinstance(data, str) else data)
+        if found is not None:
+            raise _refusal(shown, found)
 
     def reader(self, stream: BinaryIO, shown: str) -> BinaryIO:
         """`stream`, scanned as it is read."""
@@ -54,8 +56,9 @@ class _ScanningReader(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self.inner.read(size)
         window = self.tail + data
-        if data and self.scanner.find(window):
-            raise _refusal(self.shown)
+        found = self.scanner.find(window) if data else None
+        if found is not None:
+            raise _refusal(self.shown, found)
         self.tail = window[-self.scanner.overlap:] if self.scanner.overlap else b""
         return data
 
@@ -65,7 +68,8 @@ class _ScanningReader(io.RawIOBase):
         return len(data)
 
 
-def _refusal(shown: str) -> SecretInImage:
-    return SecretInImage(f"{shown}: holds the value of a secret mlci was given (a token or password from "
-                         "the environment or a registry auth file); it must not go into an image: remove it "
-                         "from the file (mlci never rewrites layer content)")
+def _refusal(shown: str, secret: bytes) -> SecretInImage:
+    names = sorted(name for name, value in os.environ.items() if value.encode() == secret)
+    origin = f"${', $'.join(names)}" if names else "a registry password or token mlci was given"
+    return SecretInImage(f"{shown}: holds the value of a secret ({origin}); it must not go into an image: "
+                         "remove it from the file (mlci never rewrites layer content)")

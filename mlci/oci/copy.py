@@ -129,7 +129,7 @@ class LayoutEndpoint:
         """The directory is a layout, or empty, or can be made; and it may be written."""
         check_writable_path(self.layout.root, directory=True)
         if (self.layout.root / "index.json").exists():
-            self.layout.has_tag("")  # reads and checks index.json
+            self.layout.check()
         elif self.layout.root.is_dir() and any(self.layout.root.iterdir()):
             raise UsageError(f"{self.layout.root}: not an OCI image layout (no index.json) and not empty; "
                              "name a new or empty directory")

@@ -99,6 +99,10 @@ class Layout:
             raise EnvironmentProblem(f"{self.root}: manifest {entry['digest']}: digest did not match")
         return Manifest(data, media_type, entry["digest"])
 
+    def check(self) -> None:
+        """index.json is a readable OCI image index (EnvironmentProblem naming it otherwise)."""
+        self._index()
+
     def has_tag(self, tag: str) -> bool:
         """Whether index.json names `tag` (False for a layout that does not exist yet)."""
         if not (self.root / "index.json").exists():

@@ -199,3 +199,16 @@ def test_an_output_path_that_is_a_directory_is_exit_2(tmp_path: Path, capsys: py
     (tmp_path / "dir").mkdir()
     run = build(_repo(tmp_path), capsys, "--tag", "v1", "--dotenv", str(tmp_path / "dir"))
     assert run.code == 2 and "--dotenv" in run.err and "is a directory" in run.err
+
+
+def test_a_destination_that_is_not_a_layout_is_refused_before_the_build(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("someone's files\n")
+    run = build(_repo(tmp_path), capsys, "--tag", "v1")
+    assert run.code == 2 and "not an OCI image layout (no index.json) and not empty" in run.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]
+    (tmp_path / "out" / "index.json").write_text("{broken")
+    second = model_repo(tmp_path / "second", {"name": f"oci:{tmp_path / 'out'}", "code": ["src"]})
+    run = build(second, capsys, "--tag", "v1")
+    assert run.code == 3 and "index.json: not valid JSON" in run.err and "layer: building" not in run.err

@@ -89,7 +89,7 @@ def test_a_registered_secret_in_a_file_stops_the_build_naming_it(tmp_path: Path,
                                           "artifacts": ["model"]},
                       {"src/serve.py": "print('serve')\n", "model/weights.bin": weights})
     run = build(repo, capsys, "--tag", "v1")
-    assert run.code == 2 and "model/weights.bin: holds the value of a secret" in run.err, run.err
+    assert run.code == 2 and "model/weights.bin: holds the value of a secret ($DEPLOY_TOKEN)" in run.err, run.err
     assert TOKEN not in run.err and "never rewrites layer content" in run.err
     assert not list((tmp_path / "out").glob("blobs/sha256/*"))  # nothing of the image was written
     (repo / "model" / "weights.bin").write_bytes(b"clean")
