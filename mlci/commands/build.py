@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from mlci.core import log
 
 if TYPE_CHECKING:
+    from mlci.image.build import BuildResult
     from mlci.image.settings import ImageSettings
 
 
@@ -49,7 +50,6 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
            as_json: bool) -> int:
     from mlci.core import git
     from mlci.core.errors import EnvironmentProblem, UsageError
-    from mlci.core.fsutil import atomic_write
     from mlci.dvcstage.fetch import pull_missing
     from mlci.image import build as image
     from mlci.image import labels as image_labels
@@ -76,9 +76,18 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
         log.logger.warning("mlci: metrics files not pulled (%s)", exc)
     labels = image_labels.compute(root, sha, tag, epoch, os.environ, collector, metrics)
     result = image.build(plan, dest, tag, epoch, labels, Scanner(log.registered_secrets()), collector)
+    _report(result, outputs, as_json)
+    return 0
+
+
+def _report(result: BuildResult, outputs: dict[str, str | None], as_json: bool) -> None:
+    """The log line, the digest file and dotenv, and `ref@digest` (or JSON) on stdout."""
+    from mlci.core.fsutil import atomic_write
+    from mlci.image.labels import REVISION
+
     if result.reused:
         log.logger.info("mlci: reused %s (build key %s already there; built from revision %s)", result.digest,
-                        result.key[:16], result.labels.get(image_labels.REVISION, "unknown"))
+                        result.key[:16], result.labels.get(REVISION, "unknown"))
     else:
         log.logger.info("mlci: built %s; uploaded %d blob(s)", result.digest, len(result.uploaded))
     pinned = f"{result.reference}@{result.digest}"
@@ -88,4 +97,3 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
         atomic_write(Path(outputs["--dotenv"]), f"MLCI_IMAGE={result.reference}\nMLCI_IMAGE_DIGEST={result.digest}\n")
     log.out(json.dumps({"image": pinned, "digest": result.digest, "key": result.key, "reused": result.reused,
                         "uploaded": result.uploaded, "labels": result.labels}, indent=2) if as_json else pinned)
-    return 0
