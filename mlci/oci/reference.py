@@ -9,7 +9,8 @@
 Short names (`docker://python:3.11`, `docker://bank/model`) are refused rather than expanded to Docker
 Hub: in an air gap a guessed docker.io is a hang, elsewhere it leaks the image name and may pull a
 look-alike public image instead of the bank's own (podman's `short-name-mode=enforcing` for the same
-reason). Docker Hub is used only when written: `docker://docker.io/library/python:3.11`.
+reason). Nothing is rewritten either: Docker Hub is a registry like any other, named by its API host
+and full repository (`docker://registry-1.docker.io/library/python:3.11`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the distribution sp
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
                    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-DOCKER_HUB = "docker.io"
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def _docker(text: str, rest: str) -> DockerRef:
         raise UsageError(f"{text!r}: names no repository in a registry; write docker://HOST[:PORT]/REPO[:TAG]")
     if not named_host:
         raise UsageError(f"{text!r}: names no registry host; write docker://HOST[:PORT]/REPO[:TAG] "
-                         "(mlci never guesses Docker Hub: for it write docker://docker.io/...)")
+                         "(mlci never guesses Docker Hub)")
     if not _HOST.match(host):
         raise UsageError(f"{text!r}: invalid registry host {host!r}")
     digest = None
@@ -110,8 +110,6 @@ def _docker(text: str, rest: str) -> DockerRef:
         name, tag = name.rsplit(":", 1)
         if not _TAG.match(tag):
             raise UsageError(f"{text!r}: invalid tag {tag!r}")
-    if host == DOCKER_HUB and name and "/" not in name:
-        name = f"library/{name}"  # Docker Hub's official images, when Docker Hub is written out
     if not _NAME.match(name):
         raise UsageError(f"{text!r}: invalid repository name {name!r} (lower-case, digits, . _ -)")
     return DockerRef(host, name, tag, digest)

@@ -12,8 +12,9 @@ DIGEST = "sha256:" + "ab" * 32
     ("docker://127.0.0.1:5000/ml/credit:1.2", DockerRef("127.0.0.1:5000", "ml/credit", "1.2")),
     (f"docker://registry.bank/ml/credit@{DIGEST}", DockerRef("registry.bank", "ml/credit", None, DIGEST)),
     (f"docker://localhost/a:b@{DIGEST}", DockerRef("localhost", "a", "b", DIGEST)),
-    ("docker://docker.io/python:3.11-slim", DockerRef("docker.io", "library/python", "3.11-slim")),
-    ("docker://docker.io/bank/model", DockerRef("docker.io", "bank/model")),
+    ("docker://registry-1.docker.io/library/python:3.11-slim",
+     DockerRef("registry-1.docker.io", "library/python", "3.11-slim")),
+    ("docker://docker.io/python", DockerRef("docker.io", "python")),  # written as given, never rewritten
     ("docker://[::1]:5000/a/b:T_1.x-y", DockerRef("[::1]:5000", "a/b", "T_1.x-y")),
     ("oci:/tmp/layout:v1", LayoutRef("oci", "/tmp/layout", "v1")),
     ("oci:relative/dir", LayoutRef("oci", "relative/dir")),
