@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlci.core import log
+
+if TYPE_CHECKING:
+    from mlci.image.build import BuildResult
+    from mlci.image.settings import ImageSettings
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -15,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     parser = sub.add_parser("build", parents=[common], help="build the model image (native, no daemon)",
                             description="Append reproducible dependency, code and artifact layers to the base "
                                         "image; reuse the image when the build key is already in the registry.")
-    parser.add_argument("--tag", help="the image tag (default: CI_COMMIT_SHORT_SHA, else the short git sha)")
+    parser.add_argument("--tag", help="the image tag (default: the tag in image.name, else CI_COMMIT_SHORT_SHA, "
+                                      "else the short git sha)")
     parser.add_argument("--digest-file", metavar="PATH", help="write the manifest digest here")
     parser.add_argument("--dotenv", metavar="PATH", help="write MLCI_IMAGE=... and MLCI_IMAGE_DIGEST=... here")
     parser.add_argument("--repo", default=".", help="the model repository (default: the current directory)")
@@ -27,48 +32,68 @@ def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: st
         as_json: bool) -> int:
     """Build or reuse; print `ref@digest`; write the digest file and dotenv for later jobs."""
     from mlci import settings as cfg
-    from mlci.core.fsutil import atomic_write
-    from mlci.core.git import git
-    from mlci.dvcstage.fetch import pull_missing
-    from mlci.image.build import build
+    from mlci.core.errors import EnvironmentProblem
 
     loaded = cfg.load(config_path, repo.resolve())
-    root = loaded.path.parent if loaded.path else repo
-    pull_missing(loaded.config.image.artifacts, root)  # the weights come from DVC, not CI artifacts
-    sha = git(root, "rev-parse", "HEAD").stdout.strip()
-    tag = tag or os.environ.get("CI_COMMIT_SHORT_SHA") or sha[:12] or "latest"
-    epoch = os.environ.get("SOURCE_DATE_EPOCH") or git(root, "log", "-1", "--format=%ct").stdout.strip() or "0"
-    result = build(loaded.config.image, root, tag, int(epoch), _labels(root, sha, tag, int(epoch)))
-    if result.reused:
-        log.logger.info("mlci: reused %s (build key %s already in the registry)", result.digest, result.key[:16])
-    else:
-        log.logger.info("mlci: built %s; uploaded %d blob(s)", result.digest, len(result.uploaded))
-    pinned = f"{result.reference}@{result.digest}"
-    if digest_file:
-        atomic_write(Path(digest_file), result.digest + "\n")
-    if dotenv:
-        atomic_write(Path(dotenv), f"MLCI_IMAGE={result.reference}\nMLCI_IMAGE_DIGEST={result.digest}\n")
-    log.out(json.dumps({"image": pinned, "digest": result.digest, "key": result.key, "reused": result.reused,
-                        "uploaded": result.uploaded}, indent=2) if as_json else pinned)
+    if not loaded.config.image.name:
+        log.out(json.dumps({"skipped": "no image.name"}) if as_json else "skipped: no image.name")
+        return 0
+    try:
+        return _build(loaded.config.image, loaded.path.parent if loaded.path else repo, tag,
+                      {"--digest-file": digest_file, "--dotenv": dotenv}, as_json)
+    except OSError as exc:  # a full disk, a permission, a file gone: the environment, never a crash
+        where = exc.filename or "a file"
+        raise EnvironmentProblem(f"{where}: {exc.strerror or exc.__class__.__name__}") from None
+
+
+def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[str, str | None],
+           as_json: bool) -> int:
+    from mlci.core import git
+    from mlci.core.errors import EnvironmentProblem, UsageError
+    from mlci.dvcstage.fetch import pull_missing
+    from mlci.image import build as image
+    from mlci.image import labels as image_labels
+    from mlci.image.entries import Collector
+    from mlci.image.scan import Scanner
+    from mlci.oci.reference import check_tag
+
+    for flag, value in outputs.items():
+        if value is not None and Path(value).is_dir():
+            raise UsageError(f"{flag} {value}: is a directory; name a file")
+    collector = Collector(root)
+    plan = image.plan(settings, root, tag, collector)
+    epoch = image_labels.source_date_epoch(os.environ)
+    sha = git.head_sha(root)
+    epoch = git.commit_time(root, sha) if epoch is None else epoch
+    ci_tag = os.environ.get("CI_COMMIT_SHORT_SHA")
+    tag = tag or plan.name_tag or (check_tag(ci_tag, "CI_COMMIT_SHORT_SHA") if ci_tag else sha[:12])
+    dest = image.open_destination(plan)  # credentials and reachability before any pull or build
+    pull_missing(plan.paths["artifacts"], root)  # the weights come from DVC, not CI artifacts
+    metrics = image_labels.metrics_files(root, collector)
+    try:
+        pull_missing(metrics, root)
+    except EnvironmentProblem as exc:
+        log.logger.warning("mlci: metrics files not pulled (%s)", exc)
+    labels = image_labels.compute(root, sha, tag, epoch, os.environ, collector, metrics)
+    result = image.build(plan, dest, tag, epoch, labels, Scanner(log.registered_secrets()), collector)
+    _report(result, outputs, as_json)
     return 0
 
 
-def _labels(root: Path, sha: str, tag: str, epoch: int) -> dict[str, str]:
-    """OCI annotations plus mlci's own: the dvc.lock and metrics digests the image was built from."""
-    import datetime
+def _report(result: BuildResult, outputs: dict[str, str | None], as_json: bool) -> None:
+    """The log line, the digest file and dotenv, and `ref@digest` (or JSON) on stdout."""
+    from mlci.core.fsutil import atomic_write
+    from mlci.image.labels import REVISION
 
-    from mlci.core.git import git
-
-    source = os.environ.get("CI_PROJECT_URL") or git(root, "remote", "get-url", "origin").stdout.strip()
-    labels = {
-        "org.opencontainers.image.revision": sha,
-        "org.opencontainers.image.source": log.redact(source),
-        "org.opencontainers.image.created": datetime.datetime.fromtimestamp(
-            epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "org.opencontainers.image.version": tag,
-    }
-    for name, path in (("io.mlci.dvc-lock.digest", root / "dvc.lock"),
-                       ("io.mlci.metrics.digest", root / "metrics.json")):
-        if path.is_file():
-            labels[name] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    return labels
+    if result.reused:
+        log.logger.info("mlci: reused %s (build key %s already there; built from revision %s)", result.digest,
+                        result.key[:16], result.labels.get(REVISION, "unknown"))
+    else:
+        log.logger.info("mlci: built %s; uploaded %d blob(s)", result.digest, len(result.uploaded))
+    pinned = f"{result.reference}@{result.digest}"
+    if outputs["--digest-file"]:
+        atomic_write(Path(outputs["--digest-file"]), result.digest + "\n")
+    if outputs["--dotenv"]:
+        atomic_write(Path(outputs["--dotenv"]), f"MLCI_IMAGE={result.reference}\nMLCI_IMAGE_DIGEST={result.digest}\n")
+    log.out(json.dumps({"image": pinned, "digest": result.digest, "key": result.key, "reused": result.reused,
+                        "uploaded": result.uploaded, "labels": result.labels}, indent=2) if as_json else pinned)

@@ -1,69 +1,158 @@
-"""`mlci build` as a library: the content-addressed skip around any builder.
+"""`mlci build` as a library: checks first, then the content-addressed skip around any builder.
 
-The build key hashes every input; the image is tagged `mlci-key-<key>` as well as with its own tag.
-When the destination already has that key tag, the image is reused (re-tagged), not rebuilt.
+`plan` does every check that needs neither network nor build (exit 2 before any work); `open_destination`
+checks that the destination is reachable and writable with the credentials it has (exit 3 before any
+build); `build` gathers the inputs, computes the build key and either reuses the image tagged
+`mlci-key-<key>` (re-tagging it) or builds it, tags it with the key tag too, and commits the destination
+once. Only "not found" for the key tag means "not built yet"; any other failure is an error.
 Promotion never copies `mlci-key-*` tags."""
 from __future__ import annotations
 
+import json
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlci.core.errors import EnvironmentProblem, UsageError
-from mlci.image import cache
+from mlci.image import cache, lockfile
 from mlci.image.dockerfile import BUILDERS
-from mlci.image.native import base_image, build_key, build_native, open_endpoint
+from mlci.image.entries import Collector, repo_path
+from mlci.image.native import base_image, build_key, build_native, gather, open_endpoint
+from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint
-from mlci.oci.reference import parse
-from mlci.oci.registry import Manifest
+from mlci.oci.reference import DockerRef, ImageRef, check_tag, parse
+from mlci.oci.registry import DOCKER_LIST, OCI_INDEX, Manifest, NotFound
 
 KEY_PREFIX = "mlci-key-"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The checked settings of one build: where it goes, and the repo paths it reads (normalised)."""
+
+    settings: ImageSettings
+    root: Path
+    destination: ImageRef
+    name_tag: str | None  # a tag written in image.name itself
+    paths: dict[str, tuple[str, ...]]  # code, artifacts, lock, context, dockerfile
+
+
 @dataclass
 class BuildResult:
-    """What `mlci build` made (or reused)."""
+    """What `mlci build` made (or reused), with the labels the image really carries."""
 
     reference: str
     digest: str
     key: str
     reused: bool
     uploaded: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
-def build(settings: ImageSettings, root: Path, tag: str, mtime: int, labels: dict[str, str]) -> BuildResult:
+def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector: Collector) -> Plan:
+    """Every check of the settings and `--tag` that needs no network and no build (exit 2)."""
+    assert settings.name, "the caller skips the build when image.name is empty"
+    destination = parse(settings.name)
+    if isinstance(destination, DockerRef) and destination.digest:
+        raise UsageError(f"image.name: {settings.name}: a destination is a repository (and tag), not a digest")
+    if tag_option is not None:
+        check_tag(tag_option, "--tag")
+        if destination.tag:
+            raise UsageError(f"--tag {tag_option}: image.name already has the tag {destination.tag!r} "
+                             f"({settings.name}); give the tag in one place")
+    if settings.builder in ("kaniko", "docker") and not isinstance(destination, DockerRef):
+        raise UsageError(f"image.name: {settings.name}: the {settings.builder} builder pushes to a registry; "
+                         "name one as docker://HOST/REPO")
+    if settings.base:
+        parse(settings.base)
+    if not posixpath.isabs(settings.workdir) or ".." in settings.workdir.split("/"):
+        raise UsageError(f"image.workdir: {settings.workdir}: must be an absolute path in the image, without ..")
+    if settings.ca_bundle and not Path(settings.ca_bundle).is_file():
+        raise UsageError(f"image.ca_bundle: {settings.ca_bundle}: not found (or not a file)")
+    native = settings.builder == "native"
+    paths = {
+        "code": tuple(repo_path(p, "image.code") for p in settings.code) if native else (),
+        "artifacts": tuple(repo_path(p, "image.artifacts") for p in settings.artifacts),
+        "lock": (repo_path(settings.lock, "image.lock"),) if settings.lock and native else (),
+        "context": () if native else (repo_path(settings.context, "image.context"),),
+        "dockerfile": () if native else (repo_path(settings.dockerfile, "image.dockerfile"),),
+    }
+    for lock in paths["lock"]:
+        entry = next(e for e in collector.entries([(lock, lock)]) if e.name == lock)  # links out refused
+        if entry.kind == "dir" or not (root / lock).is_file():
+            raise UsageError(f"image.lock: {lock}: not a file in {root}")
+        lockfile.check(root / lock, lock)
+    return Plan(settings, root, destination, destination.tag, paths)
+
+
+def reference(plan: Plan, tag: str) -> str:
+    """`image.name` with `tag`: what the printed reference and MLCI_IMAGE name."""
+    ref = plan.destination
+    if isinstance(ref, DockerRef):
+        return str(DockerRef(ref.registry, ref.repository, tag))
+    return f"{ref.transport}:{ref.path}:{tag}"
+
+
+def open_destination(plan: Plan) -> Endpoint:
+    """The destination, checked before any build: reachable, credentials accepted, writable."""
+    dest, _ = open_endpoint(plan.destination, plan.settings)
+    dest.check_writable()
+    return dest
+
+
+def build(plan: Plan, dest: Endpoint, tag: str, mtime: int, labels: dict[str, str], scanner: Scanner,
+          collector: Collector) -> BuildResult:
     """Reuse the image whose key tag exists, else build it with the configured builder and tag it."""
-    if not settings.name:
-        raise UsageError("image.name: set where the image goes (docker://HOST/REPO or oci:DIR)")
-    ref = parse(settings.name)
-    dest, _ = open_endpoint(ref, settings)
+    settings, root = plan.settings, plan.root
+    for name, value in labels.items():
+        scanner.check(value, f"label {name}")
     base = base_image(settings) if settings.builder == "native" else (None, None, {})
     base_digest = base[1].digest if base[1] else None
     try:
-        key = build_key(settings, root, base_digest, labels)
+        inputs = gather(settings, collector, plan.paths)
+        key = build_key(settings, root, inputs, base_digest, labels)
     finally:
         cache.save_file_hashes()
     key_tag = KEY_PREFIX + key[:40]
-    reference = f"{settings.name}:{tag}"
     existing = _existing(dest, key_tag)
     if existing is not None:
         dest.put_manifest(existing, tag)
-        return BuildResult(reference, existing.digest, key, reused=True)
+        dest.commit()
+        return BuildResult(reference(plan, tag), existing.digest, key, reused=True,
+                           labels=image_labels(dest, existing))
     uploaded: list[str] = []
     if settings.builder == "native":
         try:
-            manifest, uploaded = build_native(settings, root, dest, tag, mtime, labels, base)
+            manifest, uploaded = build_native(settings, root, inputs, dest, tag, mtime, labels, base, scanner)
         finally:
             cache.save_file_hashes()
     else:
-        digest = BUILDERS[settings.builder](settings, root, ref, tag, labels, mtime)
+        digest = BUILDERS[settings.builder](settings, root, plan.destination, tag, labels, mtime)
         manifest = dest.get_manifest(digest)
     dest.put_manifest(manifest, key_tag)
-    return BuildResult(reference, manifest.digest, key, reused=False, uploaded=uploaded)
+    dest.commit()
+    return BuildResult(reference(plan, tag), manifest.digest, key, reused=False, uploaded=uploaded,
+                       labels=image_labels(dest, manifest))
 
 
 def _existing(dest: Endpoint, key_tag: str) -> Manifest | None:
     try:
         return dest.get_manifest(key_tag)
-    except EnvironmentProblem:  # RegistryError (404) or a layout without that tag
+    except NotFound:  # only this means "not built yet": a refusal or an outage is an error
         return None
+
+
+def image_labels(dest: Endpoint, manifest: Manifest) -> dict[str, str]:
+    """The labels in the image's own config, read back from the destination (for an index: its first image)."""
+    try:
+        body = json.loads(manifest.data)
+        if manifest.media_type in (OCI_INDEX, DOCKER_LIST):
+            body = json.loads(dest.get_manifest(body["manifests"][0]["digest"]).data)
+        with dest.open_blob(str(body["config"]["digest"])) as handle:
+            config = json.loads(handle.read())
+        labels = (config.get("config") or {}).get("Labels") or {}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise EnvironmentProblem(f"{manifest.digest}: the image's config cannot be read back") from None
+    return {str(k): str(v) for k, v in sorted(labels.items())} if isinstance(labels, dict) else {}
+

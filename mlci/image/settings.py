@@ -12,22 +12,27 @@ class ImageSettings:
     builder: Literal["native", "buildah", "kaniko", "docker"] = field(default="native", metadata={"doc": (
         "native (layers appended by mlci, no daemon), buildah (Dockerfile, chroot isolation), kaniko or "
         "docker (buildx): the last two are unverified on a real runner (docs/build.md).")})
-    dockerfile: str = field(default="Dockerfile", metadata={"doc": "Dockerfile for buildah/kaniko/docker."})
-    context: str = field(default=".", metadata={"doc": "Build context for buildah/kaniko/docker."})
+    dockerfile: str = field(default="Dockerfile", metadata={"doc": (
+        "Dockerfile for buildah/kaniko/docker (a path inside the repo).")})
+    context: str = field(default=".", metadata={"doc": "Build context for buildah/kaniko/docker (inside the repo)."})
     build_args: dict[str, str] = field(default_factory=dict, metadata={"doc": (
         "Build arguments (e.g. BASE_IMAGE, PIP_INDEX_URL) for buildah/kaniko/docker.")})
     kaniko_executor: str = field(default="/kaniko/executor", metadata={"doc": "Path of kaniko's executor."})
     name: str | None = field(default=None, metadata={"doc": (
-        "Where the image goes: docker://HOST/REPO or oci:DIR (the tag comes from --tag).")})
+        "Where the image goes: docker://HOST[:PORT]/REPO, oci:DIR or oci-archive:FILE, optionally with "
+        ":TAG (else --tag); empty: `mlci build` skips.")})
     base: str | None = field(default=None, metadata={"doc": (
-        "Base image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST]; default: empty (scratch).")})
+        "Base image: oci:DIR[:TAG] or docker://HOST/REPO[:TAG|@DIGEST] (a registry host is always "
+        "named); default: empty (scratch).")})
     lock: str | None = field(default=None, metadata={"doc": (
-        "Hash-pinned requirements installed into the dependency layer (/opt/mlci/site-packages).")})
+        "Requirements, every one pinned (==) and hashed (pip-compile/uv --generate-hashes), installed into "
+        "the dependency layer (/opt/mlci/site-packages).")})
     pip_args: tuple[str, ...] = field(default=(), metadata={"doc": (
         "Where pip finds wheels, e.g. [--no-index, --find-links, wheelhouse] or [--index-url, URL].")})
-    code: tuple[str, ...] = field(default=("src",), metadata={"doc": "Code paths, copied under workdir."})
+    code: tuple[str, ...] = field(default=("src",), metadata={"doc": (
+        "Code paths inside the repo, under workdir in the image (symlinks kept; none may leave the repo).")})
     artifacts: tuple[str, ...] = field(default=(), metadata={"doc": (
-        "Model weights and other DVC outputs, in their own layer under workdir.")})
+        "Model weights and other DVC outputs inside the repo, in their own layer under workdir.")})
     workdir: str = field(default="/app", metadata={"doc": "Working directory in the image."})
     entrypoint: tuple[str, ...] = field(default=(), metadata={"doc": "Entrypoint (exec form)."})
     cmd: tuple[str, ...] = field(default=(), metadata={"doc": "Command (exec form)."})
@@ -36,4 +41,5 @@ class ImageSettings:
     user: str | None = field(default=None, metadata={"doc": "User to run as (e.g. 10001)."})
     plain_http: tuple[str, ...] = field(default=(), metadata={"doc": (
         "Registry hosts spoken to over plain HTTP (loopback test registries only).")})
-    ca_bundle: str | None = field(default=None, metadata={"doc": "A PEM CA bundle for the registries."})
+    ca_bundle: str | None = field(default=None, metadata={"doc": (
+        "A PEM CA bundle for the registries (must exist; relative to the current directory).")})

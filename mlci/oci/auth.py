@@ -1,6 +1,10 @@
-"""Registry credentials (REGISTRY_AUTH_FILE or docker config.json, else GitLab's CI_REGISTRY_* variables;
-never argv) and the auth challenge
-of the distribution spec: `WWW-Authenticate: Basic realm=...` or `Bearer realm=...,service=...,scope=...`."""
+"""Registry credentials and the auth challenge of the distribution spec (`WWW-Authenticate: Basic
+realm=...` or `Bearer realm=...,service=...,scope=...`).
+
+Credentials are looked up, in order, in REGISTRY_AUTH_FILE, then `$DOCKER_CONFIG/config.json` (default
+`~/.docker/config.json`): the `auths` entry of the host (`auth`, or `username`/`password`, or
+`identitytoken`); then GitLab's CI_REGISTRY_USER / CI_REGISTRY_PASSWORD when the host is CI_REGISTRY.
+Credential helpers (`credsStore`, `credHelpers`) are not run. Never from argv."""
 from __future__ import annotations
 
 import base64
@@ -10,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlci.core import log
 from mlci.core.errors import ConfigError
@@ -55,26 +60,59 @@ def auth_files(env: Mapping[str, str]) -> list[Path]:
 def credentials_for(host: str, env: Mapping[str, str] | None = None) -> Credentials | None:
     """The credentials stored for `host` in the first auth file that has them (registered as secrets)."""
     environ = os.environ if env is None else env
+    explicit = environ.get("REGISTRY_AUTH_FILE")
+    if explicit and not Path(explicit).is_file():
+        raise ConfigError([f"REGISTRY_AUTH_FILE={explicit}: not found (or not a file)"])
     for path in auth_files(environ):
         if not path.is_file():
             continue
-        try:
-            auths = json.loads(path.read_text(encoding="utf-8")).get("auths", {})
-        except (ValueError, AttributeError):
-            raise ConfigError([f"{path}: not a valid auth file (expected JSON with `auths`)"]) from None
+        auths, helpers = _read_auth_file(path)
         entry = auths.get(host) or auths.get(f"https://{host}") or auths.get(f"http://{host}")
         if not entry:
+            if host in helpers:
+                log.logger.warning("mlci: %s names a credential helper for %s; mlci does not run credential "
+                                   "helpers (write the credentials into REGISTRY_AUTH_FILE)", path, host)
             continue
-        if entry.get("auth"):
-            user, _, password = base64.b64decode(entry["auth"]).decode("utf-8").partition(":")
-        else:
-            user, password = entry.get("username", ""), entry.get("password", "")
-        if entry.get("identitytoken"):
-            user, password = "<token>", entry["identitytoken"]
-        log.add_secret(password)
-        log.add_secret(entry.get("auth"))
-        return Credentials(user, password)
+        return _entry_credentials(entry, path, host)
     return _ci_registry(host, environ)
+
+
+def _read_auth_file(path: Path) -> tuple[dict[str, Any], set[str]]:
+    """(`auths`, hosts with a credential helper) of an auth file; ConfigError naming it when malformed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"{path}: not a readable auth file ({exc.__class__.__name__}; "
+                           "expected JSON with `auths`)"]) from None
+    auths = data.get("auths", {}) if isinstance(data, dict) else None
+    if not isinstance(auths, dict) or not all(isinstance(v, dict) for v in auths.values()):
+        raise ConfigError([f"{path}: not a valid auth file (expected JSON with `auths`: host -> mapping)"])
+    helpers = data.get("credHelpers")
+    hosts = set(helpers) if isinstance(helpers, dict) else set()
+    if data.get("credsStore"):
+        hosts.update(auths)
+    return auths, hosts
+
+
+def _entry_credentials(entry: dict[str, Any], path: Path, host: str) -> Credentials:
+    for value in (entry.get("auth"), entry.get("password"), entry.get("identitytoken")):
+        if isinstance(value, str):
+            log.add_secret(value)
+    if isinstance(entry.get("identitytoken"), str) and entry["identitytoken"]:
+        return Credentials("<token>", entry["identitytoken"])
+    if isinstance(entry.get("auth"), str) and entry["auth"]:
+        try:
+            user, colon, password = base64.b64decode(entry["auth"], validate=True).decode("utf-8").partition(":")
+        except ValueError:
+            colon = ""
+        if not colon:
+            raise ConfigError([f"{path}: auths.{host}.auth: not base64 of `user:password`"])
+        log.add_secret(password)
+        return Credentials(user, password)
+    name, secret = entry.get("username"), entry.get("password")
+    if not isinstance(name, str) or not isinstance(secret, str):
+        raise ConfigError([f"{path}: auths.{host}: no `auth`, `username`/`password` or `identitytoken`"])
+    return Credentials(name, secret)
 
 
 def _ci_registry(host: str, env: Mapping[str, str]) -> Credentials | None:

@@ -1,9 +1,11 @@
 """An OCI image layout directory (`oci:DIR[:TAG]`): blobs are written to a temp file in the layout,
 hashed while written, fsynced and renamed to `blobs/sha256/<hex>` only when the digest matches; the
-tag (index.json) is written last, atomically."""
+tag (index.json) is written last, atomically. One manifest may carry any number of tags (one index
+entry per tag, as the image-spec allows). Files get the mode the umask gives, like any new file."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -17,6 +19,14 @@ from mlci.oci.registry import OCI_INDEX, Manifest, sha256_digest
 LAYOUT_VERSION = '{"imageLayoutVersion":"1.0.0"}'
 REF_NAME = "org.opencontainers.image.ref.name"
 CHUNK = 1 << 20
+
+
+def published_mode() -> int:
+    """The mode `open()` gives a new file under the current umask (0644 under umask 022): for files a
+    user reads after mlci wrote them; temp files start at 0600 and get this before their rename."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 class Layout:
@@ -56,6 +66,7 @@ class Layout:
                     size += len(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
+                os.fchmod(handle.fileno(), published_mode())
             got = "sha256:" + hasher.hexdigest()
             if got != digest:
                 raise EnvironmentProblem(f"{self.root}: blob {digest}: digest did not match, got {got}")
@@ -72,29 +83,54 @@ class Layout:
     def get_manifest(self, tag: str | None) -> Manifest:
         """The manifest tagged `tag` (or the only one when tag is None)."""
         entries = self._index()["manifests"]
-        found = [e for e in entries if tag is None or e.get("annotations", {}).get(REF_NAME) == tag]
-        if len(found) != 1:
+        found = [e for e in entries if tag is None or _ref_name(e) == tag]
+        if len({e.get("digest") for e in found}) != 1:
             what = f"tag {tag!r}" if tag else "a single image"
-            raise EnvironmentProblem(f"{self.root}: {what} not found in index.json ({len(found)} matches)")
+            raise EnvironmentProblem(f"{self.root}: {what} not found in index.json "
+                                     f"({len({e.get('digest') for e in found})} matches)")
         entry = found[0]
-        data = self.blob_path(entry["digest"]).read_bytes()
+        try:
+            data = self.blob_path(str(entry["digest"])).read_bytes()
+            media_type = str(entry["mediaType"])
+        except (KeyError, OSError) as exc:
+            raise EnvironmentProblem(f"{self.root}: index.json entry for {tag or 'the image'} is broken: "
+                                     f"{exc.__class__.__name__}") from None
         if sha256_digest(data) != entry["digest"]:
             raise EnvironmentProblem(f"{self.root}: manifest {entry['digest']}: digest did not match")
-        return Manifest(data, entry["mediaType"], entry["digest"])
+        return Manifest(data, media_type, entry["digest"])
+
+    def check(self) -> None:
+        """index.json is a readable OCI image index (EnvironmentProblem naming it otherwise)."""
+        self._index()
+
+    def has_tag(self, tag: str) -> bool:
+        """Whether index.json names `tag` (False for a layout that does not exist yet)."""
+        if not (self.root / "index.json").exists():
+            return False
+        return any(_ref_name(e) == tag for e in self._index()["manifests"])
 
     def put_manifest(self, manifest: Manifest, tag: str | None) -> str:
-        """Store the manifest blob, then point the tag at it in index.json (last, atomically)."""
+        """Store the manifest blob, then point the tag at it in index.json (last, atomically). Other tags
+        of the same manifest stay; without a tag, the manifest is listed once (untagged) if not yet listed."""
         self.init()
         if not self.has_blob(manifest.digest):
-            atomic_write(self.blob_path(manifest.digest), manifest.data)
+            self.put_blob(manifest.digest, io.BytesIO(manifest.data))
         index = self._index()
-        entries = [e for e in index["manifests"]
-                   if not (tag and e.get("annotations", {}).get(REF_NAME) == tag) and e["digest"] != manifest.digest]
+        entries = index["manifests"]
+        if tag is None:
+            if any(e.get("digest") == manifest.digest for e in entries):
+                return manifest.digest
+            kept = entries
+        else:
+            if any(e.get("digest") == manifest.digest and _ref_name(e) == tag for e in entries):
+                return manifest.digest
+            kept = [e for e in entries if _ref_name(e) != tag
+                    and not (e.get("digest") == manifest.digest and _ref_name(e) is None)]
         entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest,
                                  "size": len(manifest.data)}
         if tag:
             entry["annotations"] = {REF_NAME: tag}
-        index["manifests"] = [*entries, entry]
+        index["manifests"] = [*kept, entry]
         self._write_index(index)
         return manifest.digest
 
@@ -102,8 +138,20 @@ class Layout:
         path = self.root / "index.json"
         if not path.is_file():
             raise EnvironmentProblem(f"{self.root}: not an OCI image layout (no index.json)")
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EnvironmentProblem(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list) \
+                or not all(isinstance(e, dict) for e in index["manifests"]):
+            raise EnvironmentProblem(f"{path}: not an OCI image index (expected `manifests`: a list of descriptors)")
+        return index
 
     def _write_index(self, index: dict[str, Any]) -> None:
         atomic_write(self.root / "index.json", json.dumps(index, separators=(",", ":")))
 
+
+def _ref_name(entry: dict[str, Any]) -> str | None:
+    annotations = entry.get("annotations")
+    name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+    return name if isinstance(name, str) else None

@@ -1,10 +1,16 @@
 """Image references in skopeo's transport syntax, parsed once into immutable values.
 
-    docker://HOST[:PORT]/REPO[:TAG][@DIGEST]   a registry (Docker Hub names are expanded)
+    docker://HOST[:PORT]/REPO[:TAG][@DIGEST]   a registry, always named: no short names
     oci:DIR[:TAG]                               an OCI image layout directory (no server needed)
     oci-archive:FILE[:TAG]                      a tar of an OCI image layout
 
 `str(ref)` round-trips; errors list the known transports.
+
+Short names (`docker://python:3.11`, `docker://bank/model`) are refused rather than expanded to Docker
+Hub: in an air gap a guessed docker.io is a hang, elsewhere it leaks the image name and may pull a
+look-alike public image instead of the bank's own (podman's `short-name-mode=enforcing` for the same
+reason). Nothing is rewritten either: Docker Hub is a registry like any other, named by its API host
+and full repository (`docker://registry-1.docker.io/library/python:3.11`).
 """
 from __future__ import annotations
 
@@ -16,9 +22,10 @@ from mlci.core.errors import UsageError
 TRANSPORTS = ("docker", "oci", "oci-archive")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the distribution spec's tag grammar, ASCII only
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                   r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-DOCKER_HUB = "docker.io"
 
 
 @dataclass(frozen=True)
@@ -73,25 +80,36 @@ def parse(text: str) -> ImageRef:
     return LayoutRef(transport, path, tag)
 
 
+def check_tag(tag: str, what: str) -> str:
+    """`tag` if it is a valid tag, else UsageError naming `what` (e.g. `--tag`)."""
+    if not _TAG.match(tag):
+        raise UsageError(f"{what}: {tag!r} is not a valid image tag (letters, digits, _ . -; at most 128; "
+                         "not starting with . or -)")
+    return tag
+
+
 def _docker(text: str, rest: str) -> DockerRef:
     if not rest.startswith("//"):
         raise UsageError(f"{text!r}: docker references start with docker://")
-    name, digest = rest[2:], None
+    host, slash, name = rest[2:].partition("/")
+    named_host = "." in host or ":" in host or host == "localhost"
+    if not slash or not name.partition("@")[0].partition(":")[0]:
+        raise UsageError(f"{text!r}: names no repository in a registry; write docker://HOST[:PORT]/REPO[:TAG]")
+    if not named_host:
+        raise UsageError(f"{text!r}: names no registry host; write docker://HOST[:PORT]/REPO[:TAG] "
+                         "(mlci never guesses Docker Hub)")
+    if not _HOST.match(host):
+        raise UsageError(f"{text!r}: invalid registry host {host!r}")
+    digest = None
     if "@" in name:
         name, digest = name.split("@", 1)
         if not _DIGEST.match(digest):
             raise UsageError(f"{text!r}: invalid digest {digest!r} (expected sha256:<64 hex>)")
     tag = None
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
+    if ":" in name.rsplit("/", 1)[-1]:
         name, tag = name.rsplit(":", 1)
         if not _TAG.match(tag):
             raise UsageError(f"{text!r}: invalid tag {tag!r}")
-    first, slash, remainder = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        registry, repository = first, remainder
-    else:
-        registry, repository = DOCKER_HUB, name if slash else f"library/{name}"
-    if not _NAME.match(repository):
-        raise UsageError(f"{text!r}: invalid repository name {repository!r} (lower-case, digits, . _ -)")
-    return DockerRef(registry, repository, tag, digest)
+    if not _NAME.match(name):
+        raise UsageError(f"{text!r}: invalid repository name {name!r} (lower-case, digits, . _ -)")
+    return DockerRef(host, name, tag, digest)

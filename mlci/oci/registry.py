@@ -10,13 +10,15 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urljoin
 
 import requests
 
-from mlci.core.errors import EnvironmentProblem
+from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.http import make_session, send
+from mlci.core.log import logger
 from mlci.oci.auth import Credentials, basic_header, parse_challenge
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -29,6 +31,10 @@ CHUNK = 1 << 20
 
 class RegistryError(EnvironmentProblem):
     """A registry call failed: one line with the call, the status and the registry's error codes."""
+
+
+class NotFound(EnvironmentProblem):
+    """The manifest (tag or digest) is not there: the one answer that means "not built yet"."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class Registry:
 
     def __init__(self, host: str, *, plain_http: bool = False, ca_bundle: str | None = None,
                  credentials: Credentials | None = None) -> None:
+        if ca_bundle and not Path(ca_bundle).is_file():
+            raise UsageError(f"CA bundle {ca_bundle}: not found (or not a file)")
         self.host = host
         self.base = f"{'http' if plain_http else 'https'}://{host}"
         self.credentials = credentials
@@ -95,6 +103,8 @@ class Registry:
             except requests.RequestException as exc:
                 raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: "
                                     f"{exc.__class__.__name__}") from None
+            except OSError as exc:  # requests' own checks, e.g. a CA bundle path that does not exist
+                raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: {exc}") from None
             if response.status_code == 401 and attempt == 0 and "WWW-Authenticate" in response.headers:
                 self._authenticate(response.headers["WWW-Authenticate"], scope)
                 continue
@@ -121,20 +131,39 @@ class Registry:
         headers = {"Authorization": basic_header(self.credentials)} if self.credentials else {}
         try:
             response = send(self.session, "GET", realm, idempotent=True, params=params, headers=headers)
-        except requests.RequestException as exc:
+        except OSError as exc:
             raise RegistryError(f"registry {self.host}: token service {realm}: {exc.__class__.__name__}") from None
         if response.status_code != 200:
             raise RegistryError(f"registry {self.host}: token service refused ({response.status_code}); "
                                 "check the credentials for this registry")
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
-        if not token:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not token or not isinstance(token, str):
             raise RegistryError(f"registry {self.host}: token service returned no token")
         self._auth[scope] = f"Bearer {token}"
 
     def ping(self) -> None:
-        """GET /v2/: the registry answers and the credentials are accepted."""
-        self._call("GET", "/v2/", "", ok=(200,))
+        """GET /v2/: the registry answers, speaks the distribution API, and accepts the credentials.
+        Sent once, not retried: this is the first contact, and a registry that is down fails the job now."""
+        response = self._call("GET", "/v2/", "", ok=(200,), idempotent=False)
+        if "Docker-Distribution-API-Version" not in response.headers \
+                and "json" not in response.headers.get("Content-Type", ""):
+            raise RegistryError(f"registry {self.host}: GET /v2/ answered, but not as a registry "
+                                f"({response.headers.get('Content-Type') or 'no content type'}); check the host")
+
+    def check_push(self, repo: str) -> None:
+        """Open an upload session and cancel it: the credentials may push to `repo` (before any build)."""
+        scope = _push(repo)
+        response = self._call("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,), idempotent=False)
+        location = response.headers.get("Location")
+        try:  # a registry that cannot cancel lets the session expire: not worth failing the build for
+            if location:
+                self._call("DELETE", location, scope, ok=(204, 404), idempotent=False)
+        except RegistryError as exc:
+            logger.debug("mlci: %s", exc)
 
     def blob_exists(self, repo: str, digest: str) -> bool:
         """HEAD the blob: True on 200, False on 404, an error otherwise."""
@@ -179,8 +208,10 @@ class Registry:
 
     def get_manifest(self, repo: str, reference: str) -> Manifest:
         """A manifest by tag or digest, in whatever OCI/Docker type the registry has; digests verified."""
-        response = self._call("GET", f"/v2/{repo}/manifests/{reference}", _pull(repo), ok=(200,),
+        response = self._call("GET", f"/v2/{repo}/manifests/{reference}", _pull(repo), ok=(200, 404),
                               headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if response.status_code == 404:
+            raise NotFound(f"registry {self.host}: {repo}:{reference} not found ({_errors(response)})")
         data = response.content
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:

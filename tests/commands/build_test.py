@@ -2,35 +2,14 @@
 and a code-only change that uploads only the code layer."""
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 
+from tests.image.support import wheel as _wheel
 from tests.testing import repos
 from tests.testing.gitlab_ci_local import make_git_repo
 from tests.testing.registry import Registry, blob_upload_count
-
-
-def _wheel(wheelhouse: Path) -> str:
-    """A tiny pure-Python wheel built by hand (no network, no build backend); returns its sha256."""
-    wheelhouse.mkdir(parents=True, exist_ok=True)
-    path = wheelhouse / "tinydep-1.0-py3-none-any.whl"
-    files = {"tinydep/__init__.py": b"VALUE = 42\n",
-             "tinydep-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n",
-             "tinydep-1.0.dist-info/WHEEL":
-                 b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    record = "".join(f"{n},sha256={b64(d)},{len(d)}\n"
-                     for n, d in files.items()) + "tinydep-1.0.dist-info/RECORD,,\n"
-    with zipfile.ZipFile(path, "w") as wheel:
-        for name, data in [*files.items(), ("tinydep-1.0.dist-info/RECORD", record.encode())]:
-            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-            wheel.writestr(info, data)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _model_repo(path: Path, registry_name: str, plain_http: str) -> Path:

@@ -7,7 +7,17 @@ import os
 import tarfile
 from pathlib import Path
 
-from mlci.image.layers import build_layer
+from mlci.image.entries import Collector
+from mlci.image.layers import Layer
+from mlci.image.layers import build_layer as _build_layer
+from mlci.image.scan import Scanner
+
+
+def build_layer(sources: list[tuple[Path, str]], out: Path, mtime: int) -> Layer:
+    """A layer of whole directories (root on disk, directory in the image), no secrets to look for."""
+    entries = [e for root, target in sources
+               for e in Collector(root.parent, dvc_cache=lambda: None).entries([(root.name, target)])]
+    return _build_layer(entries, out, mtime, Scanner([]))
 
 
 def _tree(root: Path, mtime: int, umask: int, owner: int) -> Path:

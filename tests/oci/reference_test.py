@@ -12,8 +12,10 @@ DIGEST = "sha256:" + "ab" * 32
     ("docker://127.0.0.1:5000/ml/credit:1.2", DockerRef("127.0.0.1:5000", "ml/credit", "1.2")),
     (f"docker://registry.bank/ml/credit@{DIGEST}", DockerRef("registry.bank", "ml/credit", None, DIGEST)),
     (f"docker://localhost/a:b@{DIGEST}", DockerRef("localhost", "a", "b", DIGEST)),
-    ("docker://python:3.11-slim", DockerRef("docker.io", "library/python", "3.11-slim")),
-    ("docker://bank/model", DockerRef("docker.io", "bank/model")),
+    ("docker://registry-1.docker.io/library/python:3.11-slim",
+     DockerRef("registry-1.docker.io", "library/python", "3.11-slim")),
+    ("docker://docker.io/python", DockerRef("docker.io", "python")),  # written as given, never rewritten
+    ("docker://[::1]:5000/a/b:T_1.x-y", DockerRef("[::1]:5000", "a/b", "T_1.x-y")),
     ("oci:/tmp/layout:v1", LayoutRef("oci", "/tmp/layout", "v1")),
     ("oci:relative/dir", LayoutRef("oci", "relative/dir")),
     ("oci-archive:/tmp/image.tar:latest", LayoutRef("oci-archive", "/tmp/image.tar", "latest")),
@@ -31,6 +33,11 @@ def test_parse_and_round_trip(text: str, expected: object) -> None:
     ("docker://reg.bank/x@sha256:zz", "invalid digest 'sha256:zz'"),
     ("docker://reg.bank/x:bad tag", "invalid tag 'bad tag'"),
     ("oci:", "oci: needs a path"),
+    ("docker://reg.bank/x:t\u00e4g", "invalid tag"),
+    ("docker://reg.bank/x:.hidden", "invalid tag"),
+    ("docker://reg.bank:5000/", "names no repository in a registry"),
+    ("docker://reg.bank:5000/:v1", "names no repository in a registry"),
+    ("docker://reg_bank!.x/y", "invalid registry host"),
 ])
 def test_errors_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
@@ -40,3 +47,23 @@ def test_errors_name_the_problem(text: str, message: str) -> None:
 def test_api_reference_prefers_the_digest() -> None:
     assert DockerRef("r", "x", "1", DIGEST).reference == DIGEST
     assert DockerRef("r", "x").reference == "latest"
+
+
+@pytest.mark.parametrize("text", [
+    "docker://127.0.0.1:5000", "docker://localhost:5000", "docker://registry.bank",
+    f"docker://127.0.0.1:5000@{DIGEST}", "docker://python:3.11", "docker://busybox",
+    "docker://bank/model", "docker://library/python:3.11", "docker://bank/team/model:1",
+])
+def test_a_reference_without_an_explicit_registry_and_repository_is_refused(text: str) -> None:
+    """Never an implicit docker.io: a registry with no repository, or a short name, is exit 2."""
+    with pytest.raises(UsageError, match=r"names no (repository in a registry|registry host)") as info:
+        parse(text)
+    assert info.value.exit_code == 2 and "docker.io/library" not in str(info.value)
+
+
+def test_tags_follow_the_distribution_grammar() -> None:
+    from mlci.oci.reference import check_tag
+    assert check_tag("v1.2_rc-3", "--tag") == "v1.2_rc-3" and check_tag("A" * 128, "--tag")
+    for bad in ("", "-x", ".x", "a/b", "a:b", "A" * 129, "t\u00e4g", "a b"):
+        with pytest.raises(UsageError, match=r"--tag: .* is not a valid image tag"):
+            check_tag(bad, "--tag")

@@ -120,6 +120,8 @@ def test_oci_archive_round_trip_keeps_the_digest(registry: Registry, tmp_path: P
     source, tag = open_endpoint(parse(f"docker://{registry.host}/dev/arch:2.0"), plain_http=(registry.host,))
     archive, archive_tag = open_endpoint(parse(f"oci-archive:{tmp_path / 'bundle.tar'}:2.0"))
     assert copy(source, tag, archive, archive_tag).digest == digest
+    assert not (tmp_path / "bundle.tar").exists()  # packed once, on commit
+    archive.commit()
     reread, _ = open_endpoint(parse(f"oci-archive:{tmp_path / 'bundle.tar'}:2.0"))
     back, _ = open_endpoint(parse(f"docker://{registry.host}/prod/arch:2.0"), plain_http=(registry.host,))
     assert copy(reread, "2.0", back, "2.0").digest == digest
@@ -127,6 +129,7 @@ def test_oci_archive_round_trip_keeps_the_digest(registry: Registry, tmp_path: P
     first = (tmp_path / "bundle.tar").read_bytes()
     again, _ = open_endpoint(parse(f"oci-archive:{tmp_path / 'again.tar'}:2.0"))
     copy(reread, "2.0", again, "2.0")
+    again.commit()
     assert (tmp_path / "again.tar").read_bytes() == first  # the archive itself is reproducible
 
 
@@ -158,3 +161,86 @@ def test_gitlab_ci_registry_variables_are_used_when_no_auth_file_has_the_host(re
     assert creds is not None and creds.username == registry_basic.username
     _client(registry_basic, credentials=creds).ping()
     assert credentials_for("other.registry:5000", env) is None
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[1, 2]", "expected JSON with `auths`: host -> mapping"),
+    (b'{"auths": ["x"]}', "expected JSON with `auths`: host -> mapping"),
+    (b'{"auths": {"h:1": "x"}}', "expected JSON with `auths`: host -> mapping"),
+    (b'{"auths": {"h:1": {"auth": "%%%"}}}', r"auths\.h:1\.auth: not base64 of `user:password`"),
+    (b'{"auths": {"h:1": {"auth": "bm9jb2xvbg=="}}}', r"auths\.h:1\.auth: not base64"),
+    (b'{"auths": {"h:1": {"username": 7}}}', "no `auth`, `username`/`password` or `identitytoken`"),
+    (b"\xff\xfe{", r"not a readable auth file \(UnicodeDecodeError"),
+    (b"{", r"not a readable auth file \(JSONDecodeError"),
+])
+def test_a_malformed_auth_file_is_one_line_naming_it(tmp_path: Path, content: bytes, message: str) -> None:
+    from mlci.core.errors import ConfigError
+    path = tmp_path / "auth.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        credentials_for("h:1", {"REGISTRY_AUTH_FILE": str(path), "HOME": str(tmp_path)})
+    assert str(path) in str(info.value) and info.value.exit_code == 2
+
+
+def test_an_explicit_auth_file_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    from mlci.core.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"REGISTRY_AUTH_FILE=.*nope\.json: not found"):
+        credentials_for("h:1", {"REGISTRY_AUTH_FILE": str(tmp_path / "nope.json"), "HOME": str(tmp_path)})
+    assert credentials_for("h:1", {"HOME": str(tmp_path)}) is None  # the default files may be absent
+
+
+def test_a_credential_helper_is_named_not_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text('{"auths": {}, "credHelpers": {"h:1": "ecr-login"}}')
+    with caplog.at_level("WARNING", logger="mlci"):
+        assert credentials_for("h:1", {"HOME": str(tmp_path)}) is None
+    assert "mlci does not run credential helpers" in caplog.text
+
+
+def test_a_missing_ca_bundle_is_exit_2_naming_it(tmp_path: Path) -> None:
+    from mlci.core.errors import UsageError
+    with pytest.raises(UsageError, match=r"CA bundle .*missing\.pem: not found") as info:
+        Client("127.0.0.1:1", ca_bundle=str(tmp_path / "missing.pem"))
+    assert info.value.exit_code == 2
+
+
+def test_a_wrong_password_and_a_down_registry_fail_at_the_first_call(registry_basic: Registry) -> None:
+    import time
+
+    from mlci.oci.auth import Credentials
+    assert registry_basic.username is not None
+    wrong = _client(registry_basic, credentials=Credentials(registry_basic.username, "not-the-password"))
+    with pytest.raises(RegistryError, match="401 on GET /v2/"):
+        wrong.ping()
+    from tests.testing.procs import free_port
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match="ConnectionError"):
+        Client(f"127.0.0.1:{free_port()}", plain_http=True).ping()
+    assert time.monotonic() - started < 2  # not retried into minutes
+
+
+def test_push_rights_are_checked_before_anything_is_built(registry_token: Registry, tmp_path: Path) -> None:
+    creds = credentials_for(registry_token.host, _auth_file(tmp_path, registry_token))
+    client = _client(registry_token, credentials=creds)
+    client.check_push("team/model")  # allowed: an upload session is opened and cancelled
+    assert registry_token.token_issuer is not None
+    registry_token.token_issuer.allowed_actions = {"pull"}
+    readonly = _client(registry_token, credentials=creds)
+    readonly.ping()
+    with pytest.raises(RegistryError, match=r"401 on POST /v2/team/model/blobs/uploads/"):
+        readonly.check_push("team/model")
+
+
+def test_only_a_missing_manifest_is_not_found(registry_basic: Registry) -> None:
+    from mlci.oci.auth import Credentials
+    from mlci.oci.registry import NotFound
+    assert registry_basic.username is not None and registry_basic.password is not None
+    push_random_image(registry_basic, "team/x", "v1", layers=[16])
+    client = _client(registry_basic, credentials=Credentials(registry_basic.username, registry_basic.password))
+    with pytest.raises(NotFound):
+        client.get_manifest("team/x", "v2")
+    with pytest.raises(NotFound):
+        client.get_manifest("team/never", "v1")
+    with pytest.raises(RegistryError) as info:
+        _client(registry_basic).get_manifest("team/x", "v2")
+    assert not isinstance(info.value, NotFound)  # a refusal is not "not built yet"

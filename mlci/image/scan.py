@@ -1,0 +1,75 @@
+"""Refuse, never rewrite: a registered secret (a token or password mlci knows from the environment or
+an auth file, mlci.core.log.registered_secrets()) found in anything going into an image stops the
+build, naming the file. Files are scanned on the stream that tars and hashes them, so a 6 GB weights
+file is read once; the last bytes of each chunk are kept so a secret spanning two chunks is found.
+
+Values shorter than MIN_LENGTH are not looked for: in gigabytes of binary weights a 4-byte value turns
+up by chance (about once per 4 GB), and a refusal must mean a leak."""
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from typing import Any, BinaryIO, cast
+
+from mlci.core.errors import UsageError
+
+MIN_LENGTH = 8
+
+
+class SecretInImage(UsageError):
+    """A registered secret was found in content bound for an image."""
+
+
+class Scanner:
+    """The secrets to look for, as bytes."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.needles = sorted({s.encode() for s in secrets if len(s) >= MIN_LENGTH}, key=len, reverse=True)
+        self.overlap = max((len(n) for n in self.needles), default=1) - 1
+
+    def find(self, data: bytes) -> bytes | None:
+        """The first secret `data` holds, if any."""
+        return next((needle for needle in self.needles if needle in data), None)
+
+    def check(self, data: bytes | str, shown: str) -> None:
+        """Refuse `data` (a whole small blob, a name, a label) if it holds a secret."""
+        found = self.find(data.encode() if isinstance(data, str) else data)
+        if found is not None:
+            raise _refusal(shown, found)
+
+    def reader(self, stream: BinaryIO, shown: str) -> BinaryIO:
+        """`stream`, scanned as it is read."""
+        if not self.needles:
+            return stream
+        return cast(BinaryIO, _ScanningReader(stream, self, shown))
+
+
+class _ScanningReader(io.RawIOBase):
+    def __init__(self, inner: BinaryIO, scanner: Scanner, shown: str) -> None:
+        super().__init__()
+        self.inner, self.scanner, self.shown, self.tail = inner, scanner, shown, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        window = self.tail + data
+        found = self.scanner.find(window) if data else None
+        if found is not None:
+            raise _refusal(self.shown, found)
+        self.tail = window[-self.scanner.overlap:] if self.scanner.overlap else b""
+        return data
+
+    def readinto(self, target: Any) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+
+def _refusal(shown: str, secret: bytes) -> SecretInImage:
+    names = sorted(name for name, value in os.environ.items() if value.encode() == secret)
+    origin = f"${', $'.join(names)}" if names else "a registry password or token mlci was given"
+    return SecretInImage(f"{shown}: holds the value of a secret ({origin}); it must not go into an image: "
+                         "remove it from the file (mlci never rewrites layer content)")

@@ -1,0 +1,105 @@
+"""OCI layouts and archives: many tags per manifest, an archive packed once per command, file modes
+from the umask, and broken layouts as one clear error."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlci.core.errors import EnvironmentProblem
+from mlci.oci.archive import ArchiveEndpoint
+from mlci.oci.copy import LayoutEndpoint
+from mlci.oci.layout import Layout
+from mlci.oci.registry import OCI_MANIFEST, Manifest, NotFound, sha256_digest
+
+
+def _manifest(text: str) -> Manifest:
+    data = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "note": text}).encode()
+    return Manifest(data, OCI_MANIFEST, sha256_digest(data))
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_one_manifest_keeps_every_tag_it_is_given(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "l")
+    first, second = _manifest("a"), _manifest("b")
+    for tag in ("v1", "mlci-key-abc", "latest"):
+        layout.put_manifest(first, tag)
+    assert {layout.get_manifest(t).digest for t in ("v1", "mlci-key-abc", "latest")} == {first.digest}
+    layout.put_manifest(second, "latest")  # moving one tag leaves the others
+    assert layout.get_manifest("latest").digest == second.digest
+    assert layout.get_manifest("v1").digest == layout.get_manifest("mlci-key-abc").digest == first.digest
+    layout.put_manifest(first, None)  # already listed: no untagged duplicate
+    layout.put_manifest(first, "v1")  # the same tag again: unchanged
+    entries = json.loads((tmp_path / "l" / "index.json").read_text())["manifests"]
+    assert len(entries) == 3
+
+
+def test_the_only_image_is_found_whatever_its_number_of_tags(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "l")
+    layout.put_manifest(_manifest("a"), "v1")
+    layout.put_manifest(_manifest("a"), "v2")
+    assert layout.get_manifest(None).digest == _manifest("a").digest
+
+
+def test_a_missing_tag_is_not_found_and_a_broken_layout_is_an_error(tmp_path: Path) -> None:
+    endpoint = LayoutEndpoint(Layout(tmp_path / "l"))
+    endpoint.put_manifest(_manifest("a"), "v1")
+    with pytest.raises(NotFound):
+        endpoint.get_manifest("v2")
+    with pytest.raises(NotFound):
+        endpoint.get_manifest("sha256:" + "0" * 64)
+    (tmp_path / "l" / "index.json").write_text("{not json")
+    with pytest.raises(EnvironmentProblem, match=r"index\.json: not valid JSON") as info:
+        endpoint.get_manifest("v2")
+    assert not isinstance(info.value, NotFound)  # only a missing tag means "not built yet"
+    (tmp_path / "l" / "index.json").write_text('{"manifests": {"a": 1}}')
+    with pytest.raises(EnvironmentProblem, match="not an OCI image index"):
+        endpoint.get_manifest("v1")
+
+
+def test_an_archive_is_packed_once_on_commit_and_holds_every_tag(tmp_path: Path, umask: None) -> None:
+    path = tmp_path / "image.tar"
+    archive = ArchiveEndpoint(path)
+    blob = b"layer"
+    archive.put_blob(sha256_digest(blob), io.BytesIO(blob), len(blob))
+    for tag in ("v1", "mlci-key-abc"):
+        archive.put_manifest(_manifest("a"), tag)
+    assert not path.exists()
+    archive.commit()
+    packed = path.stat()
+    archive.commit()  # nothing new: not packed again
+    assert path.stat().st_ino == packed.st_ino
+    reread = ArchiveEndpoint(path)
+    assert reread.get_manifest("v1").digest == reread.get_manifest("mlci-key-abc").digest
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+    assert "index.json" in names and not any(Path(n).name.startswith(".") for n in names)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_layout_blobs_and_archives_get_the_mode_of_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+    old = os.umask(mask)
+    try:
+        layout = Layout(tmp_path / "l")
+        layout.put_blob(sha256_digest(b"x"), io.BytesIO(b"x"))
+        layout.put_manifest(_manifest("a"), "v1")
+        archive = ArchiveEndpoint(tmp_path / "a.tar")
+        archive.put_manifest(_manifest("a"), "v1")
+        archive.commit()
+    finally:
+        os.umask(old)
+    blobs = list((tmp_path / "l" / "blobs" / "sha256").iterdir())
+    assert len(blobs) == 2
+    assert {stat.S_IMODE(p.stat().st_mode) for p in [*blobs, tmp_path / "a.tar"]} == {mode}
