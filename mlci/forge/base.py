@@ -1,4 +1,5 @@
-"""What mlci needs from a forge: who writes the report, the comments of one MR/PR, create and update."""
+"""What mlci needs from a forge: who writes the report, the comments of one MR/PR, create and update,
+and uploads for images in a comment."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -72,3 +73,7 @@ class Forge(Protocol):
 
     def update(self, comment_id: int, body: str) -> None:
         """Replace a comment's body (idempotent, retried)."""
+
+    def upload(self, filename: str, data: bytes) -> str | None:
+        """Store a file for use in a comment: the URL to put in Markdown, or None when the forge has no
+        upload API (GitHub)."""

@@ -73,6 +73,10 @@ class GitHub:
         """PATCH a comment's body."""
         self.api.call("PATCH", f"{self.repo}/issues/comments/{comment_id}", json={"body": body})
 
+    def upload(self, filename: str, data: bytes) -> None:
+        """GitHub has no API to attach a file to a comment: image plots are linked to the run's artifacts."""
+        return None
+
 
 def _comment(item: Fields) -> Comment:
     user = item.optional_child("user")  # null for a deleted account

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from mlci.forge.base import Author, Comment, Identity, Later
-from mlci.forge.http import Api, Fields
+from mlci.forge.http import Api, Fields, ForgeError
 
 HINTS = {
     401: "the token in {token_env} is missing, expired or revoked",
@@ -24,7 +24,8 @@ class GitLab:
 
     def __init__(self, api_url: str, project: str, mr_iid: int, token: str, token_env: str,
                  ca_bundle: str | None, bot_login: str | None = None) -> None:
-        self.notes = f"/projects/{quote(project, safe='')}/merge_requests/{mr_iid}/notes"
+        self.project = f"/projects/{quote(project, safe='')}"
+        self.notes = f"{self.project}/merge_requests/{mr_iid}/notes"
         self.bot_login = bot_login
         hints = {status: text.format(token_env=token_env) for status, text in HINTS.items()}
         self.api = Api(self.name, api_url, {"PRIVATE-TOKEN": token}, ca_bundle, hints, API_HINT)
@@ -55,6 +56,17 @@ class GitLab:
     def update(self, comment_id: int, body: str) -> None:
         """PUT a note's body."""
         self.api.call("PUT", f"{self.notes}/{comment_id}", json={"body": body})
+
+    def upload(self, filename: str, data: bytes) -> str:
+        """POST /projects/:id/uploads (multipart `file`): the project-relative URL (`/uploads/<secret>/<name>`)
+        that GitLab renders in the project's notes. Retried like an idempotent call: a repeated upload
+        only stores an unused copy, never a visible duplicate."""
+        path = f"{self.project}/uploads"
+        url = self.api.call("POST", path, files={"file": (filename, data)}).fields().text("url")
+        if not url.startswith(("/", "https://", "http://")):
+            raise ForgeError(self.name, "POST", path, None, f"the answer's `url` is not a URL: {url[:80]!r}",
+                             API_HINT)
+        return url
 
 
 def _note(note: Fields) -> Comment:
