@@ -16,7 +16,7 @@ from mlci.datatest.spec import DataTests, Suite, override_problems
 from mlci.dvcstage.settings import TrainConfig
 from mlci.forge.settings import ForgeSettings, forge_problems
 from mlci.image.settings import ImageSettings
-from mlci.report.settings import ReportSettings, gate_problems
+from mlci.report.settings import ReportSettings, report_problems
 
 SUPPORTED_VERSION = 1
 # Top-level sections fixed by the design; each becomes supported when its stage lands.
@@ -75,7 +75,7 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
     if problems:
         raise ConfigError(problems)
     config: Config = schema.build(Config, raw)
-    problems.extend(gate_problems(config.report.gates))
+    problems.extend(report_problems(config.report, shown))
     problems.extend(f"{shown}: {p}" for p in forge_problems(config.forge))
     if problems:
         raise ConfigError(problems)

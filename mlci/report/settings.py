@@ -1,6 +1,7 @@
 """The `report` section of mlci.yaml."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,12 +27,13 @@ class ReportSettings:
         "Report id: one comment per MR/PR per id (hidden marker `<!-- mlci-report:ID -->`).")})
     target_branch: str | None = field(default=None, metadata={"doc": (
         "Target branch when CI does not say (CI_MERGE_REQUEST_TARGET_BRANCH_NAME / GITHUB_BASE_REF win).")})
-    precision: int = field(default=4, metadata={"doc": "Significant digits shown for metric values."})
+    precision: int = field(default=4, metadata={"doc": "Significant digits shown for metric values (1 to 17)."})
     gates: dict[str, Gate] = field(default_factory=dict, metadata={"doc": (
         "Per metric (`file:dotted.key`): min, max, max_drop, max_rise (number or \"N%\"), better.")})
     plots: Literal["mermaid", "none"] = field(default="mermaid", metadata={"doc": (
-        "How DVC plots appear: Mermaid charts (rendered by GitLab and GitHub, no image host), or not at all.")})
-    plot_points: int = field(default=21, metadata={"doc": "Points per Mermaid line (plots are resampled)."})
+        "How DVC plots appear: `mermaid` draws them (line plots as Mermaid charts, confusion and bar plots as "
+        "tables, images uploaded to GitLab or linked to the GitHub run), `none` leaves them out.")})
+    plot_points: int = field(default=21, metadata={"doc": "Points per Mermaid line (plots are resampled; 2 to 500)."})
     template: str | None = field(default=None, metadata={"doc": (
         "A Jinja2 Markdown template replacing the built-in one (relative to mlci.yaml).")})
     sections: tuple[str, ...] = field(default=(), metadata={"doc": (
@@ -39,6 +41,19 @@ class ReportSettings:
 
 
 _PERCENT = re.compile(r"^\d+(\.\d+)?%$")
+PRECISION = (1, 17)  # significant digits: 17 is all a float has
+PLOT_POINTS = (2, 500)  # a line needs two points; Mermaid draws no more than a comment can show
+
+
+def report_problems(settings: ReportSettings, shown: str) -> list[str]:
+    """Everything in `report` that cannot work: numbers out of range, and the gates' own problems."""
+    problems = []
+    for name, (low, high) in (("precision", PRECISION), ("plot_points", PLOT_POINTS)):
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            problems.append(f"{shown}: report.{name} (or MLCI_REPORT_{name.upper()}): must be from {low} to "
+                            f"{high}, got {value}")
+    return problems + gate_problems(settings.gates)
 
 
 def gate_problems(gates: dict[str, Gate]) -> list[str]:
@@ -48,6 +63,10 @@ def gate_problems(gates: dict[str, Gate]) -> list[str]:
         at = f"{gate.where}: report.gates.{address}"
         if ":" not in address:
             problems.append(f"{at}: address a metric as path/to/file.json:dotted.key")
+        for name in ("min", "max", "max_drop", "max_rise"):
+            value = getattr(gate, name)
+            if isinstance(value, float) and math.isnan(value):
+                problems.append(f"{at}.{name}: must be a number, got NaN")
         for name in ("max_drop", "max_rise"):
             value = getattr(gate, name)
             if isinstance(value, str) and not _PERCENT.match(value.strip()):
