@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from mlci.core import log
-from mlci.core.errors import ExitCode
+from mlci.core.errors import EnvironmentProblem, ExitCode, UsageError
 
 DEFAULT_OUT = "mlci-report.md"
 
@@ -41,27 +41,44 @@ def _out(given: str | None, dry_run: bool) -> Path | None:
 def run(*, config_path: str | None, repo: Path, base: str | None, sections: list[str], out: Path | None,
         dry_run: bool, as_json: bool) -> int:
     """Build the report, write it, post it (first), then exit 1 if a gate failed."""
+    import functools
+    import tempfile
+
     from mlci import settings as cfg
     from mlci.core.fsutil import atomic_write
     from mlci.core.git import git
     from mlci.forge import sticky
     from mlci.forge.select import connect
-    from mlci.report import baseline, diff, gates
+    from mlci.report import baseline, diff, figures, gates
+    from mlci.report.images import Images
     from mlci.report.render import render
 
+    if out is not None:
+        _check_out(out)
     loaded = cfg.load(config_path, repo.resolve())
     settings = loaded.config.report
     root = loaded.path.parent if loaded.path else repo
     env = dict(os.environ)
     found = baseline.resolve(repo, base, settings.target_branch, env)
     head = git(repo, "rev-parse", "--short=12", "HEAD").stdout.strip() or "workspace"
-    changes = diff.compute(repo, found.sha, settings.plots != "none")
+    forge_of = functools.cache(lambda: None if dry_run else connect(loaded.config.forge, env))
+    with tempfile.TemporaryDirectory(prefix="mlci-plots-") as scratch:
+        changes = diff.compute(repo, found.sha, settings.plots != "none", Path(scratch))
+        beside = out or Path(DEFAULT_OUT)  # image files go beside the report (a dry run saves none)
+        images = Images(forge_of, dry_run, beside.parent / f"{beside.stem}-plots", env)
+        shown = figures.build(changes.plots, [found.sha, "workspace"], diff.revision_labels(found.sha),
+                              settings.plot_points, images)
+    for warning in (*changes.problems, *shown.warnings):
+        log.logger.warning("mlci: warning: %s", warning)
     verdicts = gates.check(settings.gates, changes.metrics)
     texts = [_section(Path(s)) for s in (*settings.sections, *sections)]
     template = root / settings.template if settings.template else None
-    body = render(changes, verdicts, found, head, settings, [t for t in texts if t], template)
+    body = render(changes, verdicts, found, head, settings, [t for t in texts if t], template, shown)
     if out is not None:
-        atomic_write(out, body)
+        try:
+            atomic_write(out, body)
+        except OSError as exc:
+            raise EnvironmentProblem(f"--out {out}: cannot write the report ({exc.strerror})") from None
     if env.get("GITHUB_STEP_SUMMARY") and not dry_run:
         with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
             summary.write(body)
@@ -70,7 +87,7 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     if dry_run:
         log.out(body)
     else:
-        forge = connect(loaded.config.forge, env)
+        forge = forge_of()
         if forge is None:
             log.logger.info("mlci: not a merge request pipeline: the report is only written to %s", out)
         else:
@@ -89,12 +106,35 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     return ExitCode.GATE_FAILED if failed else ExitCode.OK
 
 
+def _check_out(out: Path) -> None:
+    """`--out` must be a file path: not a directory, not under a file."""
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a directory; give a file name, e.g. {out / 'mlci-report.md'}")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"--out {out}: {parent} is not a directory")
+
+
 def _section(path: Path) -> str:
-    """A section file's text; a missing one (its job did not run) is a warning, not an error."""
+    """A section file's text; a missing one (its job did not run) is a warning, not an error. Bytes that
+    are not UTF-8 are shown as U+FFFD with a warning: a section is another job's appendix, and one bad
+    byte must not cost the MR its metric report."""
     if not path.is_file():
-        log.logger.warning("mlci: warning: section %s not found; left out", path)
+        log.logger.warning("mlci: warning: section %s %s; left out", path,
+                           "is not a file" if path.exists() else "not found")
         return ""
-    return path.read_text(encoding="utf-8").strip()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        log.logger.warning("mlci: warning: section %s cannot be read (%s); left out", path, exc.strerror)
+        return ""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        log.logger.warning("mlci: warning: section %s is not UTF-8 (byte %d); undecodable bytes shown as U+FFFD",
+                           path, exc.start)
+        text = data.decode("utf-8", errors="replace")
+    return text.strip()
 
 
 def _pointer(env: dict[str, str], out: Path) -> str:

@@ -2,14 +2,17 @@
 file, nested metrics and the plots the repo's dvc.yaml declares are covered)."""
 from __future__ import annotations
 
+import functools
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.dvcstage.dvc import dvc, last_error
+from mlci.report import availability
+from mlci.report.plots import Plot
+from mlci.report.plots import parse as parse_plots
 
 
 @dataclass(frozen=True)
@@ -35,23 +38,13 @@ class Change:
 
 
 @dataclass(frozen=True)
-class PlotSeries:
-    """One plot: x/y field names and, per revision, its points."""
-
-    path: str
-    title: str
-    x: str
-    y: str
-    points: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Diff:
-    """Everything the report shows."""
+    """Everything the report shows: `problems` are one line each (which file, at which revision, why)."""
 
     metrics: list[Change]
     params: list[Change]
-    plots: list[PlotSeries]
+    plots: list[Plot]
+    problems: list[str] = field(default_factory=list)
 
 
 def _number(value: Any) -> bool:
@@ -76,39 +69,29 @@ def changes(data: dict[str, Any]) -> list[Change]:
     return sorted(found, key=lambda c: c.address)  # stable: an unchanged report is not re-posted
 
 
-def plots(data: dict[str, Any]) -> list[PlotSeries]:
-    """`dvc plots diff --json` output (Vega-Lite specs with inline values) as per-revision points."""
-    found = []
-    for path, specs in (data.get("data") or {}).items():
-        for spec in specs:
-            content = spec.get("content") or {}
-            x, y = _field(content, "x"), _field(content, "y")
-            if not x or not y:
-                continue
-            series = PlotSeries(path, str(content.get("title") or path) if not isinstance(content.get("title"), dict)
-                                else str(content["title"].get("text", path)), x, y)
-            for row in (content.get("data") or {}).get("values", []):
-                if _number(row.get(x)) and _number(row.get(y)) and math.isfinite(row[x]) and math.isfinite(row[y]):
-                    series.points.setdefault(str(row.get("rev", "workspace")), []).append((row[x], row[y]))
-            found.append(series)
-    return found
-
-
-def _field(spec: dict[str, Any], axis: str) -> str | None:
-    """The data field on an axis, looking into layered specs (DVC's linear/smooth templates)."""
-    field_name = ((spec.get("encoding") or {}).get(axis) or {}).get("field")
-    if field_name:
-        return str(field_name)
-    for layer in spec.get("layer") or []:
-        found = _field(layer, axis)
-        if found:
-            return found
-    return None
-
-
-def compute(repo: Path, base: str, with_plots: bool) -> Diff:
-    """Metrics, params (all, changed or not) and plots of the workspace against `base`."""
-    metrics = changes(_dvc_json(repo, "metrics", "diff", base, "--all"))
+def compute(repo: Path, base: str, with_plots: bool, plots_dir: Path) -> Diff:
+    """Metrics, params (all, changed or not) and plots of the workspace against `base`; images of image
+    plots are written into `plots_dir`. Files DVC could not read become problems, never silence."""
+    metrics_data = _dvc_json(repo, "metrics", "diff", base, "--all")
+    metrics = changes(metrics_data)
     params = changes(_dvc_json(repo, "params", "diff", base, "--all"))
-    plot_data = plots(_dvc_json(repo, "plots", "diff", base)) if with_plots else []
-    return Diff(metrics, params, plot_data)
+    unreadable, check_problem = availability.metrics(repo, base, metrics_data)
+    problems = [check_problem] if check_problem else []
+    if not metrics:
+        problems.append("no metrics to compare" + (
+            ": DVC could not read the metrics files (below)" if unreadable else " (above)" if check_problem else
+            ": DVC finds no metrics in this repo (declare them under `metrics:` in dvc.yaml)"))
+    found: list[Plot] = []
+    if with_plots:
+        data = _dvc_json(repo, "plots", "diff", base, "-o", str(plots_dir))
+        found = parse_plots(data)
+        unreadable += availability.plots(data.get("errors") or [])
+    labels = revision_labels(base)
+    remote = functools.cache(lambda: availability.default_remote(repo))
+    problems += availability.describe(unreadable, labels, remote)
+    return Diff(metrics, params, found, problems)
+
+
+def revision_labels(base: str) -> dict[str, str]:
+    """How the report names the two revisions DVC compares."""
+    return {base: "baseline", "workspace": "this MR"}

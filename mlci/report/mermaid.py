@@ -1,52 +1,77 @@
-"""DVC plots as Mermaid `xychart-beta` charts: rendered by GitLab and GitHub in comments, no image host."""
+"""Line plots as Mermaid `xychart-beta` charts: rendered by GitLab and GitHub in comments, no image host.
+
+xychart-beta has one shared x axis and no legend, so every line is resampled onto the same x values and
+the chart is followed by a legend whose colour squares match the palette the chart is given."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+from collections.abc import Mapping, Sequence
 
-from mlci.report.diff import PlotSeries
+from mlci.report.plots import LinePlot, Series
+
+# Mermaid cycles through plotColorPalette; the legend cycles through the matching squares.
+PALETTE = ("#4285f4", "#f4a020", "#34a853", "#ea4335", "#9c27b0", "#8d6e63", "#fbc02d", "#212121")
+SQUARES = ("🟦", "🟧", "🟩", "🟥", "🟪", "🟫", "🟨", "⬛")
 
 
 def resample(points: Sequence[tuple[float, float]], xs: Sequence[float]) -> list[float]:
     """y at each of `xs` by linear interpolation over points sorted by x (clamped at the ends)."""
     pts = sorted(points)
+    keys = [x for x, _ in pts]
     out = []
     for x in xs:
-        if x <= pts[0][0]:
+        i = bisect.bisect_left(keys, x)
+        if i == 0:
             out.append(pts[0][1])
-        elif x >= pts[-1][0]:
+        elif i == len(pts):
             out.append(pts[-1][1])
         else:
-            i = next(k for k in range(1, len(pts)) if pts[k][0] >= x)
             (x0, y0), (x1, y1) = pts[i - 1], pts[i]
-            out.append(y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+            out.append(y1 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0))
     return out
 
 
-def chart(series: PlotSeries, revisions: Sequence[str], points: int) -> str:
-    """A Mermaid block with one line per revision (in `revisions` order) on a shared x range."""
-    present = [r for r in revisions if series.points.get(r)]
-    if not present:
-        return ""
-    all_x = [x for r in present for x, _ in series.points[r]]
+def ordered(plot: LinePlot, revisions: Sequence[str]) -> list[Series]:
+    """The plot's series: revisions in the given order (others after), then by y file, as DVC listed them."""
+    rank = {rev: i for i, rev in enumerate(revisions)}
+    return sorted(plot.lines, key=lambda s: rank.get(s.rev, len(rank)))
+
+
+def chart(plot: LinePlot, revisions: Sequence[str], labels: Mapping[str, str], points: int) -> str:
+    """A Mermaid block with one line per series on a shared x range, then its legend."""
+    series = ordered(plot, revisions)
+    all_x = [x for s in series for x, _ in plot.lines[s]]
     low, high = min(all_x), max(all_x)
-    xs = [low + (high - low) * i / (points - 1) for i in range(points)] if points > 1 else [low]
-    lines = [resample(series.points[r], xs) for r in present]
+    xs = [low + (high - low) * i / (points - 1) for i in range(points)]
+    lines = [resample(plot.lines[s], xs) for s in series]
     y_low, y_high = min(min(v) for v in lines), max(max(v) for v in lines)
+    palette = ", ".join(PALETTE)
     body = [
         "```mermaid",
+        f'%%{{init: {{"themeVariables": {{"xyChart": {{"plotColorPalette": "{palette}"}}}}}}}}%%',
         "xychart-beta",
-        f'  title "{_text(series.title)}"',
-        f'  x-axis "{_text(series.x)}" {_num(low)} --> {_num(high)}',
-        f'  y-axis "{_text(series.y)}" {_num(y_low)} --> {_num(y_high)}',
+        f'  title "{text(plot.title)}"',
+        f'  x-axis "{text(plot.x)}" {_num(low)} --> {_num(high)}',
+        f'  y-axis "{text(plot.y)}" {_num(y_low)} --> {_num(y_high)}',
         *(f"  line [{', '.join(_num(v) for v in values)}]" for values in lines),
         "```",
+        "",
+        " · ".join(f"{SQUARES[i % len(SQUARES)]} {legend(s, labels)}" for i, s in enumerate(series)),
     ]
     return "\n".join(body)
+
+
+def legend(series: Series, labels: Mapping[str, str]) -> str:
+    """`baseline train.csv`: who the line belongs to."""
+    who = labels.get(series.rev, series.rev[:12])
+    return f"{who} `{text(series.label)}`" if series.label else who
 
 
 def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _text(value: str) -> str:
-    return value.replace('"', "'")
+def text(value: str) -> str:
+    """A label safe inside a quoted Mermaid string and a code fence (no quotes, backticks, newlines)."""
+    return "".join(" " if ch in "\r\n\t" else "'" if ch in '"`' else ch for ch in value if ch.isprintable()
+                   or ch in "\r\n\t").strip()

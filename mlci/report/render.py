@@ -5,40 +5,80 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlci.report import mermaid
+from mlci.core.errors import ConfigError
 from mlci.report.baseline import Baseline
 from mlci.report.diff import Change, Diff
+from mlci.report.figures import Figures
 from mlci.report.gates import Verdict
 from mlci.report.settings import Gate, ReportSettings
 
 
 def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, settings: ReportSettings,
-           sections: Sequence[str], template_path: Path | None) -> str:
-    """Render the report body (without the sticky marker)."""
+           sections: Sequence[str], template_path: Path | None, figures: Figures) -> str:
+    """Render the report body (without the sticky marker). A repo's own template that is missing, not
+    UTF-8, or fails to compile or render is exit 2 naming the template and line."""
     import jinja2
+    import jinja2.sandbox
 
     loader: jinja2.BaseLoader
     if template_path is not None:
+        _check_template(template_path)
         loader = jinja2.FileSystemLoader(str(template_path.parent))
         name = template_path.name
     else:
         loader = jinja2.PackageLoader("mlci.report", "templates")
         name = "report.md.j2"
-    env = jinja2.Environment(loader=loader, autoescape=False, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined)
+    # Sandboxed: the template comes with the MR, and the job holds a forge token in its environment.
+    env = jinja2.sandbox.SandboxedEnvironment(loader=loader, autoescape=False, keep_trailing_newline=True,
+                                              undefined=jinja2.StrictUndefined)
     digits = settings.precision
     gates = settings.gates
-    charts = [c for c in (mermaid.chart(p, [base.sha, "workspace"], settings.plot_points) for p in diff.plots)
-              if c] if settings.plots == "mermaid" else []
     context: dict[str, Any] = {
         "metrics": diff.metrics, "params": diff.params,
         "changed_params": [p for p in diff.params if p.old != p.new],
         "gates": list(verdicts), "failed": [v for v in verdicts if not v.ok],
-        "base": base, "head": head, "charts": charts, "sections": list(sections),
+        "base": base, "head": head, "plots": list(figures.figures),
+        "charts": [f.markdown for f in figures.figures],
+        "warnings": [" ".join(w.split()) for w in (*diff.problems, *figures.warnings)],
+        "sections": list(sections),
         "fmt": lambda v: _fmt(v, digits), "change": lambda m: _change(m, digits),
         "arrow": lambda m: _arrow(m, gates.get(m.address)),
     }
-    return env.get_template(name).render(**context).strip() + "\n"
+    try:
+        return env.get_template(name).render(**context).strip() + "\n"
+    except jinja2.TemplateSyntaxError as exc:
+        if template_path is None:
+            raise
+        where = exc.filename or str(template_path)
+        raise ConfigError([f"{where}:{exc.lineno}: report.template: Jinja syntax error: {exc.message}"]) from None
+    except Exception as exc:  # the repo's own template: whatever it raises is its error, at its line
+        if template_path is None:
+            raise
+        where = _template_frame(exc, template_path)
+        raise ConfigError([f"{where}: report.template: {type(exc).__name__}: {exc}"]) from None
+
+
+def _check_template(path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError([f"{path}: report.template: " + ("not a file" if path.exists() else "not found")])
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: report.template: not UTF-8 (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: report.template: cannot read it ({exc.strerror})"]) from None
+
+
+def _template_frame(exc: BaseException, path: Path) -> str:
+    """`file:line` of the innermost template frame of a traceback (Jinja rewrites the frames of template
+    code to template lines and marks them), so an error in an included template names that one."""
+    found = str(path)
+    tb = exc.__traceback__
+    while tb is not None:
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            found = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
 
 
 def _fmt(value: Any, digits: int) -> str:

@@ -1,0 +1,76 @@
+"""The report's template: the built-in one's new parts, and a repo's own that is missing, broken, or
+hostile: always exit 2 naming the template and line, never an internal error."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlci import cli
+from mlci.core.errors import ConfigError
+from mlci.report.baseline import Baseline
+from mlci.report.diff import Change, Diff
+from mlci.report.figures import Figure, Figures
+from mlci.report.render import render
+from mlci.report.settings import ReportSettings
+from tests.testing import repos
+
+DIFF = Diff([Change("m.json:auc", 0.5, 0.75)], [], [], ["`eval/m.json` at baseline (abc): missing\nsecond line"])
+FIGURES = Figures([Figure("cm", "confusion", "| table |")], ["plot x: not drawn: because"])
+
+
+def _render(template: Path | None, settings: ReportSettings | None = None) -> str:
+    return render(DIFF, [], Baseline("a" * 40, "main"), "head123", settings or ReportSettings(), [], template,
+                  FIGURES)
+
+
+def test_builtin_template_shows_warnings_one_line_each_and_every_figure() -> None:
+    body = _render(None)
+    assert "> ⚠️ **Not everything could be shown:**\n> - `eval/m.json` at baseline (abc): missing second line\n" \
+           "> - plot x: not drawn: because\n" in body
+    assert "### Plots\n\n| table |\n" in body
+    assert "| `m.json:auc` | 0.5 | 0.75 | +0.25 (+50.00%) | ⬆️ 🟢 |" in body
+
+
+def test_own_template_gets_plots_charts_and_warnings(tmp_path: Path) -> None:
+    template = tmp_path / "own.md.j2"
+    template.write_text("{% for p in plots %}{{ p.name }}:{{ p.kind }}{% endfor %} {{ charts | join }} "
+                        "{{ warnings | length }} {{ fmt(metrics[0].new) }}")
+    assert _render(template, ReportSettings(precision=1)) == "cm:confusion | table | 2 0.8\n"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("ok\n{% if %}\n", r"own.md.j2:2: report.template: Jinja syntax error: Expected an expression"),
+    ("line 1\nline 2\n{{ nope.attr }}\n", r"own.md.j2:3: report.template: UndefinedError: 'nope' is undefined"),
+    ("{{ metrics[0].new / 0 }}", r"own.md.j2:1: report.template: ZeroDivisionError"),
+    ("\n{{ cycler.__init__.__globals__.os.environ }}", r"own.md.j2:2: report.template: SecurityError"),
+    ('{% include "part.j2" %}', r"part.j2:2: report.template: UndefinedError: 'gone' is undefined"),
+    ('{% include "absent.j2" %}', r"own.md.j2:1: report.template: TemplateNotFound: 'absent.j2' not found"),
+])
+def test_a_broken_template_names_itself_and_the_line(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "part.j2").write_text("fine\n{{ gone }}\n")
+    (tmp_path / "own.md.j2").write_text(text)
+    with pytest.raises(ConfigError, match=expected):
+        _render(tmp_path / "own.md.j2")
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: None, "report.template: not found"),
+    (lambda p: p.mkdir(), "report.template: not a file"),
+    (lambda p: p.write_bytes(b"ok \xff\xfe"), r"report.template: not UTF-8 \(byte 3\)"),
+])
+def test_a_missing_or_unreadable_template(tmp_path: Path, make: object, expected: str) -> None:
+    path = tmp_path / "own.md.j2"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(ConfigError, match=f"^{path}: {expected}"):
+        _render(path)
+
+
+def test_the_command_exits_2_on_a_broken_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = {"mlci.yaml": "version: 1\nreport:\n  template: report.j2\n", "report.j2": "a\nb\n{{ nope }}\n",
+             "metrics.json": '{"auc": 0.5}'}
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", "metrics:\n- metrics.json\n", files)
+    code = cli.main(["report", "--repo", str(repo), "--base", "HEAD", "--dry-run", "--out", str(tmp_path / "o.md")])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"{repo}/report.j2:3: report.template: UndefinedError: 'nope' is undefined")

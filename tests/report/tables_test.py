@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections import Counter
+
+from mlci.report.plots import BarPlot, ConfusionPlot, Series
+from mlci.report.tables import MAX_CLASSES, bars, classes, confusion
+
+LABELS = {"abc": "baseline", "workspace": "this MR"}
+
+
+def test_confusion_cells_hold_baseline_then_head_counts_per_y_file() -> None:
+    plot = ConfusionPlot("cm", "Confusion", "actual", "predicted", {
+        Series("workspace", "test.json"): Counter({("1", "1"): 9, ("0", "0"): 7, ("0", "1"): 2}),
+        Series("abc", "test.json"): Counter({("1", "1"): 8, ("0", "0"): 6, ("1", "0"): 1, ("10", "10"): 1}),
+        Series("workspace", "train.json"): Counter({("a|b", "a|b"): 3}),
+    })
+    assert confusion(plot, ["abc", "workspace"], LABELS) == "\n".join([
+        "**Confusion** · `test.json` · rows: actual, columns: predicted · baseline → this MR",
+        "",
+        "| actual \\\\ predicted | 0 | 1 | 10 |",
+        "|---|---:|---:|---:|",
+        "| **0** | 6 → 7 | 0 → 2 | 0 → 0 |",
+        "| **1** | 1 → 0 | 8 → 9 | 0 → 0 |",
+        "| **10** | 0 → 0 | 0 → 0 | 1 → 0 |",
+        "",
+        "**Confusion** · `train.json` · rows: actual, columns: predicted · this MR",
+        "",
+        "| actual \\\\ predicted | a\\|b |",
+        "|---|---:|",
+        "| **a\\|b** | 3 |",
+    ])
+
+
+def test_too_many_classes_is_no_table() -> None:
+    many = Counter({(str(i), str(i)): 1 for i in range(MAX_CLASSES + 1)})
+    assert confusion(ConfusionPlot("cm", "cm", "a", "p", {Series("workspace", ""): many}), [], LABELS) is None
+
+
+def test_bars_are_a_value_per_category_and_revision() -> None:
+    plot = BarPlot("imp", "Importance", "feature", "gain", {
+        Series("abc", ""): {"age": 0.5, "income": 1.25}, Series("workspace", ""): {"age": 0.75, "debt": 2.0}})
+    assert bars(plot, ["abc", "workspace"], LABELS).splitlines() == [
+        "**Importance** · gain · baseline → this MR", "", "| feature | baseline | this MR |", "|---|---:|---:|",
+        "| age | 0.5 | 0.75 |", "| debt | — | 2 |", "| income | 1.25 | — |"]
+
+
+def test_classes_sort_numbers_numerically() -> None:
+    assert classes(["10", "2", "1"]) == ["1", "2", "10"] and classes(["b", "10", "a"]) == ["10", "a", "b"]
