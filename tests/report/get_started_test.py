@@ -54,6 +54,7 @@ def test_both_revisions_metrics_and_plots_come_from_the_remote_and_nothing_else(
     assert f"`eval/plots/importance.png` (baseline, {get_started.base[:12]}): dry run, not uploaded" in body
     assert "warning" not in log and "Not everything" not in body
     assert not (clone / "eval").exists() and not (clone / "model" / "model.bin").exists()
+    assert not (clone / "dvc_plots").exists()  # DVC's copies of the images went to a temp dir, not the workspace
     assert not _objects(clone / ".dvc" / "cache") & _unwanted(get_started)
     assert _unwanted(get_started) <= _objects(get_started.remote)  # they were there to be fetched
 

@@ -152,7 +152,7 @@ SPECISH = st.fixed_dictionaries({"type": st.sampled_from(["vega", "image", "othe
     "url": st.text(max_size=5), "revisions": st.lists(st.text(max_size=3), max_size=2)})
 
 
-@settings(derandomize=True, max_examples=200)
+@settings(derandomize=True, max_examples=100)
 @given(st.dictionaries(st.text(max_size=5), st.lists(SPECISH | JSONISH, max_size=3) | JSONISH, max_size=3))
 def test_any_plot_data_parses_without_crashing(data: dict[str, Any]) -> None:
     for plot in parse({"data": data}):
