@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.core.errors import EnvironmentProblem
-from mlci.dvcstage.dvc import dvc, last_error
+from mlci.dvcstage.dvc import dvc
 from mlci.report import availability
 from mlci.report.plots import Plot
 from mlci.report.plots import parse as parse_plots
@@ -51,15 +51,20 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _dvc_json(repo: Path, *args: str) -> dict[str, Any]:
-    result = dvc(repo, *args, "--json")
+def _dvc_json(repo: Path, *args: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`dvc ARGS --json EXTRA` as a dict; errors name `dvc ARGS` (EXTRA is plumbing, e.g. a temp dir)."""
+    result = dvc(repo, *args, "--json", *extra)
     if result.returncode != 0:
-        raise EnvironmentProblem(f"`dvc {' '.join(args)}` failed: {last_error(result)}")
+        raise EnvironmentProblem(f"`dvc {' '.join(args)}` failed: {availability.error_line(result)}")
     text = result.stdout.strip()
     try:
-        return dict(json.loads(text)) if text else {}
+        data = json.loads(text) if text else {}
     except json.JSONDecodeError:
         raise EnvironmentProblem(f"`dvc {' '.join(args)}` printed no JSON: {text[:200]}") from None
+    if not isinstance(data, dict):
+        raise EnvironmentProblem(f"`dvc {' '.join(args)}` printed JSON that is not an object")
+    return data
+
 
 
 def changes(data: dict[str, Any]) -> list[Change]:
@@ -83,7 +88,11 @@ def compute(repo: Path, base: str, with_plots: bool, plots_dir: Path) -> Diff:
             ": DVC finds no metrics in this repo (declare them under `metrics:` in dvc.yaml)"))
     found: list[Plot] = []
     if with_plots:
-        data = _dvc_json(repo, "plots", "diff", base, "-o", str(plots_dir))
+        try:
+            data = _dvc_json(repo, "plots", "diff", base, extra=("-o", str(plots_dir)))
+        except EnvironmentProblem as exc:  # e.g. a plot naming a template that does not exist
+            problems.append(f"plots left out: {exc}")
+            data = {}
         found = parse_plots(data)
         unreadable += availability.plots(data.get("errors") or [])
     labels = revision_labels(base)

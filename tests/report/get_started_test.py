@@ -89,11 +89,15 @@ def test_a_remote_that_breaks_after_dvc_cached_a_commit_is_still_reported(
     assert f"at baseline ({get_started.base[:12]}): `eval/metrics.json`" in log
 
 
-def test_a_repo_without_metrics_says_so(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", "stages:\n  noop:\n    cmd: echo\n", {"params.yaml": "a: 1\n"})
+def test_a_repo_without_metrics_and_with_a_broken_plot_says_so(tmp_path: Path) -> None:
+    dvc_yaml = "plots:\n- loss.csv: {template: nosuch, x: step, y: loss}\n"
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", dvc_yaml, {"loss.csv": "step,loss\n1,2\n"})
     log = _report(repo, "HEAD", tmp_path / "report.md", "--dry-run")
-    line = "no metrics to compare: DVC finds no metrics in this repo (declare them under `metrics:` in dvc.yaml)"
-    assert f"mlci: warning: {line}" in log and line in (tmp_path / "report.md").read_text()
+    body = (tmp_path / "report.md").read_text()
+    for line in ("no metrics to compare: DVC finds no metrics in this repo (declare them under `metrics:` in dvc.yaml)",
+                 f"plots left out: `dvc plots diff {repos.git(repo, 'rev-parse', 'HEAD').strip()}` failed: "
+                 "ERROR: unexpected error - Template 'nosuch' not found."):
+        assert f"mlci: warning: {line}" in log and f"> - {line}" in body
 
 
 def _gitlab_env(forge: ForgeServer) -> dict[str, str]:
