@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,17 @@ class Change:
 
     @property
     def diff(self) -> float | None:
-        """new - old, when both are numbers."""
-        if _number(self.old) and _number(self.new):
-            return float(self.new) - float(self.old)
-        return None
+        """new - old, when both are numbers (and finite: inf - inf is no change to show)."""
+        old, new = as_float(self.old), as_float(self.new)
+        if old is None or new is None or not math.isfinite(new - old):
+            return None
+        return new - old
 
     @property
     def relative(self) -> float | None:
         """(new - old) / |old|, when defined."""
-        d = self.diff
-        return d / abs(float(self.old)) if d is not None and self.old not in (0, None) else None
+        d, old = self.diff, as_float(self.old)
+        return d / abs(old) if d is not None and old else None
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,15 @@ class Diff:
     problems: list[str] = field(default_factory=list)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def as_float(value: Any) -> float | None:
+    """A metric value as a float: None for what is not a number, or an integer too large for a float
+    (a metrics file may hold any JSON number)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _dvc_json(repo: Path, *args: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlci.report.diff import Change
+from mlci.report.diff import Change, as_float
 from mlci.report.settings import Gate
 
 
@@ -36,9 +36,11 @@ def check(gates: Mapping[str, Gate], metrics: list[Change]) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for address, gate in gates.items():
         change = by_address.get(address)
-        new = change.new if change else None
-        if not isinstance(new, (int, float)) or isinstance(new, bool):
-            verdicts.append(Verdict(address, False, "present", "missing from this MR's metrics"))
+        raw = change.new if change else None
+        new = as_float(raw)
+        if new is None:
+            verdicts.append(Verdict(address, False, "present", "missing from this MR's metrics") if raw is None
+                            else Verdict(address, False, "a number", f"not a float: {str(raw)[:40]}"))
             continue
         if math.isnan(new):
             verdicts.append(Verdict(address, False, "not NaN", "the value is NaN"))
@@ -47,9 +49,9 @@ def check(gates: Mapping[str, Gate], metrics: list[Change]) -> list[Verdict]:
             verdicts.append(Verdict(address, new >= gate.min, f"min {gate.min:g}", f"{new:g}"))
         if gate.max is not None:
             verdicts.append(Verdict(address, new <= gate.max, f"max {gate.max:g}", f"{new:g}"))
-        old = change.old if change else None
-        if not isinstance(old, (int, float)) or isinstance(old, bool) or math.isnan(old):
-            continue  # new metric: no baseline to drop or rise from
+        old = as_float(change.old) if change else None
+        if old is None or not math.isfinite(old):
+            continue  # new metric (or no usable baseline): nothing to drop or rise from
         if gate.max_drop is not None:
             allowed = limit(gate.max_drop, old)
             verdicts.append(Verdict(address, old - new <= allowed + 1e-12, f"max drop {gate.max_drop}",

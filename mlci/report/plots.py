@@ -85,7 +85,11 @@ def number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+        try:
+            parsed = float(value)  # an int beyond a float's range overflows
+        except OverflowError:
+            return None
+        return parsed if math.isfinite(parsed) else None
     if isinstance(value, str) and _NUMBER.match(value):
         parsed = float(value)
         return parsed if math.isfinite(parsed) else None
@@ -111,11 +115,12 @@ def parse(data: dict[str, Any]) -> list[Plot]:
         for entry in entries if isinstance(entries, list) else [entries]:
             kind = entry.get("type") if isinstance(entry, dict) else None
             if kind == "image" and isinstance(entry.get("url"), str):
-                revisions = entry.get("revisions") or [WORKSPACE]
+                revisions = entry.get("revisions")
+                rev = str(revisions[0]) if isinstance(revisions, list) and revisions else WORKSPACE
                 if name not in images:
                     images[name] = ImagePlot(name, {})
                     found.append(images[name])
-                images[name].files[str(revisions[0])] = Path(entry["url"])
+                images[name].files[rev] = Path(entry["url"])
             elif kind == "vega" and isinstance(entry.get("content"), dict):
                 found.append(vega(str(name), entry["content"]))
             else:

@@ -1,6 +1,7 @@
 """The report's Markdown, from a Jinja2 template (built-in, or the repo's own)."""
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ def _fmt(value: Any, digits: int) -> str:
         return "—"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**16:
+        return format(decimal.Decimal(value), f".{digits}g")  # beyond a float: no 400-digit cell
     return str(value)
 
 

@@ -30,3 +30,12 @@ def test_a_new_metric_gets_only_min_and_max() -> None:
 def test_nan_and_missing_fail() -> None:
     assert _verdicts(Gate(min=0.5), 0.6, math.nan) == [("not NaN", False)]
     assert [(v.rule, v.ok) for v in check({"m.json:gone": Gate(min=0)}, [])] == [("present", False)]
+
+
+def test_values_no_float_can_hold_fail_the_gate_and_show_no_change() -> None:
+    huge = 10**400  # a metrics file may hold any JSON number
+    assert _verdicts(Gate(min=0), 1.0, huge) == [("a number", False)]
+    assert _verdicts(Gate(min=0, max_drop=0.1), huge, 2.0) == [("min 0", True)]  # no usable baseline
+    assert _verdicts(Gate(min=0), 1.0, "n/a") == [("a number", False)]
+    assert Change("m:x", huge, huge + 1).diff is None and Change("m:x", math.inf, math.inf).diff is None
+    assert Change("m:x", 0, 1).relative is None and Change("m:x", 2, 3).relative == 0.5

@@ -127,7 +127,7 @@ def test_plots_that_cannot_be_drawn_say_why(shown: dict[str, Plot]) -> None:
 @pytest.mark.parametrize("value, expected", [
     ("0.5", 0.5), (" 1e-3 ", 0.001), ("-2", -2.0), (".5", 0.5), (3, 3.0), (2.5, 2.5),
     ("nan", None), ("inf", None), (math.inf, None), (math.nan, None), ("1_000", None), ("0x10", None),
-    (True, None), (None, None), ("", None), ("1e999", None), ([1], None),
+    (True, None), (None, None), ("", None), ("1e999", None), ([1], None), (10**400, None), (2**53, 2.0**53),
 ])
 def test_number(value: Any, expected: float | None) -> None:
     assert number(value) == expected
@@ -139,7 +139,7 @@ def test_every_finite_float_written_as_text_is_read_back(value: float) -> None:
     assert number(repr(value)) == value and number(str(value)) == value
 
 
-JSONISH = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+JSONISH = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.just(10**400) | st.text(max_size=5),
                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
                                                                                    max_size=4), max_leaves=30)
 SPECISH = st.fixed_dictionaries({"type": st.sampled_from(["vega", "image", "other"]), "content": st.fixed_dictionaries({
@@ -149,7 +149,7 @@ SPECISH = st.fixed_dictionaries({"type": st.sampled_from(["vega", "image", "othe
     "encoding": st.dictionaries(st.sampled_from(["x", "y", "color", "strokeDash"]),
                                 st.fixed_dictionaries({"field": st.sampled_from(["x", "y", "rev", "filename"]),
                                                        "type": st.sampled_from(["quantitative", "nominal"])}))}),
-    "url": st.text(max_size=5), "revisions": st.lists(st.text(max_size=3), max_size=2)})
+    "url": st.text(max_size=5), "revisions": st.lists(st.text(max_size=3), max_size=2) | JSONISH})
 
 
 @settings(derandomize=True, max_examples=100)
