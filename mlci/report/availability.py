@@ -55,7 +55,8 @@ def metrics(repo: Path, base: str, diff: Mapping[str, Any]) -> tuple[list[Unread
         if row.get("error"):
             found.append(_unreadable(f"(every metrics file: {row['error']})", rev, row["error"]))
         data = row.get("data") if isinstance(row.get("data"), dict) else {}
-        for path, entry in (data.get("metrics") or {}).items():
+        files = data.get("metrics")
+        for path, entry in (files if isinstance(files, dict) else {}).items():
             if isinstance(entry, dict) and entry.get("error"):
                 found.append(_unreadable(str(path), rev, entry["error"]))
             elif not _has_values(diff.get(path), side):

@@ -75,7 +75,6 @@ def _dvc_json(repo: Path, *args: str, extra: tuple[str, ...] = ()) -> dict[str, 
     return data
 
 
-
 def changes(data: dict[str, Any]) -> list[Change]:
     """`dvc metrics|params diff --json` output as Changes, file by file."""
     found = [Change(f"{path}:{key}", values.get("old"), values.get("new"))
