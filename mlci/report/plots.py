@@ -146,6 +146,8 @@ def vega(name: str, spec: dict[str, Any]) -> Plot:
         for row in rows:
             if x[0] in row and y[0] in row:
                 counts.setdefault(_series(row, series), Counter())[(category(row[x[0]]), category(row[y[0]]))] += 1
+        if not counts:
+            return Undrawable(name, f"no row has both {x[0]} and {y[0]}")
         return ConfusionPlot(name, title, x[1], y[1], counts)
     if marks & LINE_MARKS:
         return _lines(name, title, x, y, rows, series)
@@ -184,16 +186,17 @@ def _bars(name: str, title: str, spec: dict[str, Any], x: tuple[str, str], y: tu
     return BarPlot(name, title, label[1], value[1], values)
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    """Every mapping in a spec (layers, facets, nested specs), skipping inline data."""
-    if isinstance(node, dict):
-        yield node
-        for key, child in node.items():
-            if key not in ("data", "datasets"):
-                yield from _walk(child)
-    elif isinstance(node, list):
-        for child in node:
-            yield from _walk(child)
+def _walk(spec: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping in a spec (layers, facets, nested specs) in document order, skipping inline data;
+    iterative, so no nesting depth of a repo's own template can overflow the stack."""
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(reversed([child for key, child in node.items() if key not in ("data", "datasets")]))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
 
 
 def _encodings(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:

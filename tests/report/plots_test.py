@@ -157,3 +157,12 @@ SPECISH = st.fixed_dictionaries({"type": st.sampled_from(["vega", "image", "othe
 def test_any_plot_data_parses_without_crashing(data: dict[str, Any]) -> None:
     for plot in parse({"data": data}):
         assert isinstance(plot, (LinePlot, ConfusionPlot, BarPlot, ImagePlot, Undrawable))
+
+
+def test_a_deeply_nested_template_is_walked_without_recursion() -> None:
+    spec: dict[str, Any] = {"mark": "line", "encoding": {"x": {"field": "a"}, "y": {"field": "b"}}}
+    for _ in range(5000):
+        spec = {"layer": [spec]}
+    spec["data"] = {"values": [{"a": "1", "b": "2"}, {"a": 2, "b": 3}]}
+    (plot,) = parse({"data": {"deep": [{"type": "vega", "content": spec}]}})
+    assert isinstance(plot, LinePlot) and plot.lines == {Series("workspace", ""): [(1.0, 2.0), (2.0, 3.0)]}
