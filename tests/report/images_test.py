@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from mlci.core.errors import EnvironmentProblem
 from mlci.forge.base import Forge
 from mlci.forge.gitlab import GitLab
-from mlci.forge.http import ForgeError
 from mlci.report.images import MAX_BYTES, Images
 from tests.testing.forge import ForgeServer
 
@@ -36,15 +36,17 @@ def test_upload_returns_the_url_gitlab_renders(gitlab: GitLab, forge: ForgeServe
 
 
 @pytest.mark.parametrize("status, body, expected", [
-    (403, None, "GitLab 403 on POST /projects/bank%2Fmodel/uploads"),
-    (200, "<html>sign in</html>", "the answer is not an upload (no `url`): check the API URL"),
-    (201, {"id": 1}, "the answer is not an upload (no `url`)"),
+    (403, None, "GitLab 403 on POST /projects/bank%2Fmodel/uploads: 403 Forbidden"),
+    (200, "<html>sign in</html>", "uploads: answered 200 with text/plain, not JSON; is forge.api_url"),
+    (201, {"id": 1}, "uploads: answered without a string `url` (no such field); is forge.api_url"),
+    (201, {"url": "javascript:alert(1)"}, "the answer's `url` is not a URL: 'javascript:alert(1)'"),
 ])
-def test_a_failed_upload_is_a_forge_error(gitlab: GitLab, forge: ForgeServer, status: int, body: object,
-                                          expected: str) -> None:
+def test_a_failed_upload_is_one_line_exit_3(gitlab: GitLab, forge: ForgeServer, status: int, body: object,
+                                            expected: str) -> None:
     forge.fail_next("POST", r"/uploads$", status, body=body)  # type: ignore[arg-type]
-    with pytest.raises(ForgeError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(EnvironmentProblem) as raised:
         gitlab.upload("x.png", PNG)
+    assert expected in str(raised.value) and "\n" not in str(raised.value) and TOKEN not in str(raised.value)
 
 
 def test_a_failed_upload_saves_the_image_links_the_job_artifact_and_warns(
