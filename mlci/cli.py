@@ -13,6 +13,8 @@ from mlci import __version__
 from mlci.commands import build, config, data_test, report, repro
 from mlci.core import log
 from mlci.core.errors import ConfigError, ExitCode, MlciError
+from mlci.core.fsutil import append_text, cache_dir
+from mlci.core.signals import Terminated, sigterm_raises
 
 COMMANDS = (build, config, data_test, repro, report)
 
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlci", parents=[_global_options(True)],
         description="GitOps CI/CD for machine-learning repositories.",
         epilog="Exit codes: 0 ok, 1 gate failed, 2 usage/config error, 3 environment error, "
-               "4 pipeline command failed, 70 internal error, 130 interrupted.",
+               "4 pipeline command failed, 70 internal error, 130 interrupted, 143 terminated (SIGTERM).",
     )
     parser.add_argument("--version", action="version", version=f"mlci {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -55,23 +57,25 @@ def crash_log_path() -> Path:
     """Where an internal error's traceback goes: $MLCI_LOG_FILE, else the user cache dir."""
     if os.environ.get("MLCI_LOG_FILE"):
         return Path(os.environ["MLCI_LOG_FILE"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "mlci" / "mlci.log"
+    return cache_dir() / "mlci.log"
 
 
 def _log_crash(exc: BaseException) -> str:
-    """Append the redacted traceback to the crash log; returns where it went."""
+    """Append the traceback to the crash log (redacted, like every file mlci writes); returns where it went."""
     path = crash_log_path()
-    text = "".join(traceback.format_exception(exc))
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    text = f"--- {stamp} mlci {__version__} argv={' '.join(sys.argv)}\n" + "".join(traceback.format_exception(exc))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(f"--- {stamp} mlci {__version__} argv={log.redact(' '.join(sys.argv))}\n")
-            handle.write(log.redact(text))
+        append_text(path, text)
         return str(path)
-    except OSError:
+    except MlciError:
         return "nowhere (the log file is not writable)"
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text as one line: its first line, marked when more follow (all of it is in the log)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return (lines[0].strip() if lines else "") + (" [...]" if len(lines) > 1 else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,20 +83,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log.setup(-1 if args.quiet else args.verbose)
     log.register_env_secrets()
+    with sigterm_raises():
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
     except ConfigError as exc:
         for problem in exc.problems:
-            print(log.redact(problem), file=sys.stderr)
+            log.logger.error("%s", log.one_line(problem))
         return ExitCode.USAGE
     except MlciError as exc:
-        print(f"mlci: error: {log.redact(str(exc))}", file=sys.stderr)
+        log.logger.error("mlci: error: %s", exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("mlci: interrupted", file=sys.stderr)
+        log.logger.error("mlci: interrupted")
         return ExitCode.INTERRUPTED
+    except Terminated:
+        log.logger.error("mlci: terminated (SIGTERM)")
+        return ExitCode.TERMINATED
     except Exception as exc:  # noqa: BLE001 - the last-resort handler: one line out, traceback to the log
         where = _log_crash(exc)
-        print(f"mlci: internal error: {exc.__class__.__name__}: {log.redact(str(exc))} "
-              f"(traceback in {where}; please report it)", file=sys.stderr)
+        log.logger.error("mlci: internal error: %s: %s (traceback in %s; please report it)",
+                         exc.__class__.__name__, _one_line(exc), where)
         return ExitCode.INTERNAL

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mlci.core import config as core_config
-from mlci.core import schema
+from mlci.core import log, schema
 from mlci.core.errors import ConfigError
 from mlci.datatest.spec import HOOKS as DATATEST_HOOKS
 from mlci.datatest.spec import DataTests, Suite, override_problems
@@ -52,42 +55,67 @@ class Loaded:
 
 
 def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = None) -> Loaded:
-    """Load and validate the config: `--config` if given, else the nearest mlci.yaml, else defaults."""
+    """Load and validate the config: `--config` if given, else the nearest mlci.yaml, else defaults.
+    Registers the value of every variable a `*_env` key names as a secret (masked in all output)."""
     env = os.environ if environ is None else environ
     path = Path(explicit) if explicit is not None else core_config.find_config(cwd)
-    if explicit is not None and not Path(explicit).is_file():
+    if explicit is not None and not os.path.lexists(explicit):
         raise ConfigError([f"{explicit}: not found (--config)"])
     raw: dict[str, Any] = {}
     problems: list[str] = []
+    locations: dict[str, str] = {}
     shown = "(no mlci.yaml: defaults)"
     if path is not None:
         shown = core_config.display(path, cwd)
-        raw = _parse_file(path, shown, problems)
+        raw = _parse_file(path, shown, problems, locations)
     overrides = core_config.apply_env(raw, Config, env, problems, ignore=OUTPUT_VARIABLES)
     suite = raw.get("data_tests", {})
     if suite.get("file"):
+        at = _where("data_tests.file", overrides, locations, shown)
         if suite.get("datasets"):
-            problems.append(f"{shown}: data_tests: give `file` or inline `datasets`, not both")
+            problems.append(f"{at}: data_tests: give `file` or inline `datasets`, not both")
         base = path.parent if path is not None else cwd
-        suite["datasets"] = _suite_file(base / suite["file"], shown, suite["file"], problems)
+        suite["datasets"] = _suite_file(base, suite["file"], at, core_config.display(base / suite["file"], cwd),
+                                        problems)
     # The suite's own rules run while it is parsed (datatest/spec.py HOOKS); values from MLCI_* are checked here.
     problems.extend(override_problems(raw.get("data_tests", {}), overrides))
     if problems:
         raise ConfigError(problems)
     config: Config = schema.build(Config, raw)
-    problems.extend(report_problems(config.report, shown))
-    problems.extend(f"{shown}: {p}" for p in forge_problems(config.forge))
+    problems.extend(_located(p, shown, overrides, locations) for p in report_problems(config.report, shown))
+    problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}"
+                    for p in forge_problems(config.forge))
     if problems:
         raise ConfigError(problems)
+    for _key, name in core_config.env_references(config):
+        log.add_secret(env.get(name))
     return Loaded(config, path, shown, tuple(overrides))
 
 
-def _parse_file(path: Path, shown: str, problems: list[str]) -> dict[str, Any]:
+def _located(problem: str, shown: str, overrides: list[str], locations: dict[str, str]) -> str:
+    """A problem `SHOWN: key ...` with the line of its key (or the variable that set it) instead of SHOWN."""
+    prefix = f"{shown}: "
+    key = re.match(r"[\w.]+", problem[len(prefix):]) if problem.startswith(prefix) else None
+    if key is None:
+        return problem
+    return f"{_where(key[0], overrides, locations, shown)}: {problem[len(prefix):]}"
+
+
+def _where(key: str, overrides: list[str], locations: dict[str, str], shown: str) -> str:
+    """Where a key's value came from: its override variable, its `file:line`, or the file."""
+    variable = core_config.ENV_PREFIX + key.replace(".", "_").upper()
+    if variable in overrides:
+        return variable
+    return locations.get(key, shown)
+
+
+def _parse_file(path: Path, shown: str, problems: list[str], locations: dict[str, str]) -> dict[str, Any]:
     text = core_config.read_text(path, shown, problems)
     if text is None:
         return {}
     raw = core_config.parse_mapping(
-        text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, extra_known=NOT_YET_SUPPORTED,
+        text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, locations=locations,
+        extra_known=NOT_YET_SUPPORTED,
         extra_message="not supported yet (this mlci implements: data_tests, train, report, forge, image)")
     if raw is None and not problems:
         problems.append(f"{shown}:1: version: missing required key (write `version: {SUPPORTED_VERSION}`)")
@@ -95,7 +123,8 @@ def _parse_file(path: Path, shown: str, problems: list[str]) -> dict[str, Any]:
 
 
 def _check_version(validator: schema.Validator, root: Any, raw: dict[str, Any]) -> None:
-    version_nodes = [v for k, v in root.value if schema.scalar_key(k) == "version"]
+    pairs = root.value if isinstance(root, yaml.MappingNode) else []  # a null document validates as {}
+    version_nodes = [v for k, v in pairs if schema.scalar_key(k) == "version"]
     if not version_nodes:
         validator.problem(root, "version", f"missing required key (write `version: {SUPPORTED_VERSION}`)")
     elif raw.get("version", SUPPORTED_VERSION) != SUPPORTED_VERSION:
@@ -103,11 +132,16 @@ def _check_version(validator: schema.Validator, root: Any, raw: dict[str, Any]) 
                           f"unsupported version {raw['version']!r}; this mlci reads version 1")
 
 
-def _suite_file(path: Path, shown_config: str, name: str, problems: list[str]) -> Any:
-    """The datasets of a suite kept in its own file (data_tests.file)."""
-    shown = str(Path(shown_config).parent / name) if Path(shown_config).parent != Path(".") else name
-    if not path.is_file():
-        problems.append(f"{shown_config}: data_tests.file: {name} not found")
+def _suite_file(base: Path, name: str, at: str, shown: str, problems: list[str]) -> Any:
+    """The datasets of a suite kept in its own file (data_tests.file, inside `base`); `at` is where the
+    key is set. A file outside the repository is refused: its content would end up in error messages."""
+    path = base / name
+    if not os.path.lexists(path):
+        problems.append(f"{at}: data_tests.file: {name} not found")
+        return ()
+    if not path.resolve().is_relative_to(base.resolve()):
+        problems.append(f"{at}: data_tests.file: {name} is outside the directory of the config; "
+                        "keep the suite inside the repository")
         return ()
     text = core_config.read_text(path, shown, problems)
     if text is None:

@@ -87,4 +87,4 @@ def test_config_show_masks_passwords_in_urls(tmp_path: Path) -> None:
     (tmp_path / "mlci.yaml").write_text("version: 1\ndata_tests:\n  s3_endpoint_url: https://svc:s3cr3t-pw@s3.bank\n")
     done = mlci("config", "show", cwd=tmp_path)
     assert done.returncode == 0
-    assert "s3_endpoint_url: https://svc:[MASKED]@s3.bank" in done.stdout and "s3cr3t-pw" not in done.stdout
+    assert "s3_endpoint_url: https://[MASKED]@s3.bank" in done.stdout and "s3cr3t-pw" not in done.stdout

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from mlci.core import log
@@ -29,18 +28,18 @@ def run(*, action: str, config_path: str | None, as_json: bool) -> int:
     source = loaded.source
     if action == "check":
         if as_json:
-            log.out(json.dumps({"ok": True, "path": source, "overrides": list(loaded.overrides)}))
+            log.out_json({"ok": True, "path": source, "overrides": list(loaded.overrides)}, indent=None)
         else:
             log.out(f"{source}: ok")
         return 0
     data = as_dict(loaded.config)
     if as_json:
-        log.out(json.dumps({"path": source, "overrides": list(loaded.overrides), "config": data}, indent=2))
+        log.out_json({"path": source, "overrides": list(loaded.overrides), "config": data})
         return 0
     import yaml  # only `show` needs the dumper
 
     header = f"# effective config from {source}"
     if loaded.overrides:
         header += f"; overridden by {', '.join(loaded.overrides)}"
-    log.out(header + "\n" + yaml.safe_dump(data, sort_keys=False))
+    log.out(header + "\n" + yaml.safe_dump(log.redact_data(data), sort_keys=False))  # masked before dumping
     return 0

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlci.core import log
 from mlci.core.errors import ExitCode, UsageError
-from mlci.core.fsutil import atomic_write
+from mlci.core.fsutil import atomic_write_json
 
 if TYPE_CHECKING:  # the library imports DVC's Python API: kept out of CLI start-up
     from mlci.dvcstage.repro import Options, Outcome
@@ -71,15 +69,15 @@ def run(*, repo: Path, opts: Options, as_json: bool, summary_out: Path | None = 
     outcome = reproduce(repo, opts)
     for warning in outcome.warnings:
         log.logger.warning("mlci: warning: %s", warning)
-    data = json.dumps({**asdict(outcome), "ok": not outcome.failures}, indent=2)
+    data = {**asdict(outcome), "ok": not outcome.failures}
     if summary_out is not None:
-        atomic_write(summary_out, log.redact(data) + "\n")
+        atomic_write_json(summary_out, data)
     if as_json:
-        log.out(data)
+        log.out_json(data)
     else:
         log.out(_summary(outcome))
     for failure in outcome.failures:
-        print(f"mlci: {log.redact(failure)}", file=sys.stderr)
+        log.logger.error("mlci: %s", failure)
     return ExitCode.GATE_FAILED if outcome.failures else ExitCode.OK
 
 

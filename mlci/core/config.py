@@ -4,8 +4,12 @@ problems, and `MLCI_<SECTION>_<KEY>` environment overrides. Which sections exist
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import stat
+import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +17,15 @@ from mlci.core import schema
 
 CONFIG_NAME = "mlci.yaml"
 ENV_PREFIX = "MLCI_"
+MAX_CONFIG_BYTES = 8 << 20  # a config or suite file larger than this is refused, not read
 
 
 def find_config(start: Path) -> Path | None:
-    """The nearest mlci.yaml from `start` up to the enclosing git repository's root."""
+    """The nearest mlci.yaml from `start` up to the enclosing git repository's root. Anything by that
+    name counts (a directory, a FIFO, a dangling link): reading it then says what is wrong with it."""
     for directory in (start, *start.parents):
         candidate = directory / CONFIG_NAME
-        if candidate.is_file():
+        if os.path.lexists(candidate):
             return candidate
         if (directory / ".git").exists():
             return None
@@ -35,26 +41,53 @@ def display(path: Path, cwd: Path) -> str:
 
 
 def read_text(path: Path, shown: str, problems: list[str]) -> str | None:
-    """A config file's text, or None with one problem line."""
+    """A config file's text, or None with one problem line. Only a regular file of at most
+    MAX_CONFIG_BYTES of UTF-8 is read; a FIFO is opened without blocking and refused, never waited on."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{shown}: cannot read: {exc.__class__.__name__}")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        dangling = os.path.islink(path)
+        problems.append(f"{shown}: {'a dangling symlink (to ' + os.readlink(path) + ')' if dangling else 'not found'}")
+        return None
+    except OSError as exc:
+        problems.append(f"{shown}: cannot read: {exc.strerror or exc.__class__.__name__}")
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
+            problems.append(f"{shown}: is {what}, not a regular file")
+            return None
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        problems.append(f"{shown}: larger than {MAX_CONFIG_BYTES >> 20} MB; not read")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        problems.append(f"{shown}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})")
         return None
 
 
 def parse_mapping(text: str, shown: str, root: type, problems: list[str], *,
                   hooks: dict[Any, schema.Hook] | None = None,
                   check: Callable[[schema.Validator, Any, dict[str, Any]], None] | None = None,
+                  locations: dict[str, str] | None = None,
                   **mapping_options: Any) -> dict[str, Any] | None:
     """Validate YAML text against dataclass `root`: the raw values, or None when nothing could be read.
-    `check(validator, root_node, raw)` adds cross-field problems with line numbers."""
+    `check(validator, root_node, raw)` adds cross-field problems with line numbers; `locations` receives
+    `file:line` of every dotted key seen."""
     loader, node = schema.load_node(text, shown, problems)
+    if loader is None:
+        return None
     try:
         if node is None:
             return None
         validator = schema.Validator(loader, shown, problems, hooks)
         raw = validator.mapping(node, root, "", **mapping_options)
+        if locations is not None:
+            locations.update(validator.locations)
         if raw is schema.INVALID:
             return {}
         if check is not None:
@@ -73,7 +106,7 @@ def apply_env(raw: dict[str, Any], root: type, env: Mapping[str, str], problems:
     for section in (f.name for f in dataclasses.fields(root) if dataclasses.is_dataclass(hints[f.name])):
         section_schema = hints[section]
         prefix = f"{ENV_PREFIX}{section.upper()}_"
-        fields = {f.name.upper(): f.name for f in dataclasses.fields(section_schema)}
+        fields = {f.name.upper(): f.name for f in dataclasses.fields(section_schema) if f.name != "where"}
         section_hints = typing.get_type_hints(section_schema)
         for name in sorted(n for n in env if n.startswith(prefix) and n not in ignore):
             key = fields.get(name[len(prefix):])
@@ -81,44 +114,106 @@ def apply_env(raw: dict[str, Any], root: type, env: Mapping[str, str], problems:
                 problems.append(f"{name}: {section}.{name[len(prefix):].lower()}: unknown key"
                                 + schema.did_you_mean(name[len(prefix):].lower(), list(fields.values())))
                 continue
-            if not _env_settable(section_hints[key]):
+            if not env_settable(section_hints[key]):
                 problems.append(f"{name}: {section}.{key}: cannot be set from the environment; use mlci.yaml")
                 continue
             try:
-                value = _parse_env(env[name], section_hints[key])
+                value = parse_env(env[name], section_hints[key])
             except ValueError as exc:
                 problems.append(f"{name}: {section}.{key}: {exc}")
                 continue
-            raw.setdefault(section, {})[key] = value
+            if not isinstance(raw.get(section), dict):
+                raw[section] = {}
+            raw[section][key] = value
             applied.append(name)
     return applied
 
 
-def _env_settable(hint: Any) -> bool:
-    """Scalars and lists of strings can come from the environment; structures cannot."""
+def env_settable(hint: Any) -> bool:
+    """Scalars (bool, int, float, str, a Literal choice, unions of them) and lists of scalars can come from
+    the environment; structures (mappings, datasets) cannot."""
     base = schema.strip_optional(hint)
-    return base in (bool, int, float, str) or base == tuple[str, ...]
+    if typing.get_origin(base) is tuple:
+        return _scalar(typing.get_args(base)[0])
+    return _scalar(base)
 
 
-def _parse_env(text: str, hint: Any) -> Any:
+def _scalar(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(_scalar(arg) for arg in typing.get_args(hint))
+    return hint in (bool, int, float, str)
+
+
+def parse_env(text: str, hint: Any) -> Any:
+    """An environment variable's text as a value of `hint`: `null`/empty for None where allowed, lists
+    comma-separated; raises ValueError with the expected type."""
     base = schema.strip_optional(hint)
     if schema.is_optional(hint) and text.strip().lower() in ("", "null", "none"):
         return None
-    if base is bool:
+    if typing.get_origin(base) is tuple:
+        item = typing.get_args(base)[0]
+        return tuple(_parse_scalar(part.strip(), item) for part in text.split(",") if part.strip())
+    return _parse_scalar(text, base)
+
+
+def _parse_scalar(text: str, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    wrong = ValueError(f"expected {schema.type_name(hint)}, got {schema.short(text)}")
+    if origin is typing.Literal:
+        for choice in typing.get_args(hint):
+            if str(choice).lower() == text.strip().lower():
+                return choice
+        raise wrong
+    if origin in (typing.Union, types.UnionType):
+        for arg in sorted(typing.get_args(hint), key=lambda a: a is str):  # text is the last resort
+            try:
+                return _parse_scalar(text, arg)
+            except ValueError:
+                continue
+        raise wrong
+    if hint is bool:
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"expected true or false, got {schema.short(text)}")
-    if base is int:
+    if hint is int:
         try:
-            return int(text)
+            return int(text.strip())
         except ValueError:
             raise ValueError(f"expected an integer, got {schema.short(text)}") from None
-    if typing.get_origin(base) is tuple:
-        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if hint is float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {schema.short(text)}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {schema.short(text)}")
+        return value
     return text
+
+
+def env_references(config: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every `*_env` setting in a config tree, as (dotted key, variable name): the variables that hold
+    secrets (forge.token_env, each dataset's dsn_env, and any such key added later)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name)
+            key = f"{path}.{f.name}" if path else f.name
+            if f.name.endswith("_env") and isinstance(value, str):
+                yield key, value
+            else:
+                yield from env_references(value, key)
+    elif isinstance(config, (tuple, list)):
+        for i, item in enumerate(config):
+            yield from env_references(item, f"{path}[{i}]")
+    elif isinstance(config, dict):
+        for name, item in config.items():
+            yield from env_references(item, f"{path}.{name}")
 
 
 def as_dict(config: Any) -> dict[str, Any]:

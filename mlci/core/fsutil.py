@@ -1,18 +1,132 @@
-"""File helpers: atomic writes (temp file, fsync, rename), so a reader never sees half a file."""
+"""Writing files: atomically (temp file, fsync, rename) so a reader never sees half a file, with the
+permissions a plain write would give (the umask), text redacted, and a bad path a one-line error."""
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from mlci.core import log
+from mlci.core.errors import EnvironmentProblem, MlciError, UsageError
+
+_SPECIAL_ROOTS = ("/dev/", "/proc/")  # /dev/stdout, /dev/null, /proc/self/fd/N: written in place
+_fallback_umask: int | None = None
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write `data` (text as UTF-8) to `path` atomically: a temp file beside it, fsync, then rename."""
+    """Write `data` to `path` atomically: a temp file beside it, fsync, then rename.
+
+    Text is redacted (`log.redact`: no caller can leak a registered secret) and written as UTF-8;
+    bytes are written as given (binary and content-addressed data such as image blobs). A new file
+    gets 0666 minus the umask, a replaced regular file keeps its mode; a symlink is replaced, never
+    followed (a repo's `mlci-report.md -> /etc/passwd` stays harmless). A device, FIFO or /dev/stdout
+    is written in place. A path that cannot be written is an MlciError naming it (a directory: exit 2).
+    """
+    payload = log.redact(data).encode("utf-8") if isinstance(data, str) else data
+    try:
+        if _is_special(path):
+            _write_in_place(path, payload)
+        else:
+            _replace(path, payload)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+
+
+def atomic_write_json(path: Path, data: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
+    """Write `data` as JSON (secrets masked in its values, always valid JSON; see `log.dumps_json`)."""
+    atomic_write(path, (log.dumps_json(data, indent=indent, sort_keys=sort_keys) + "\n").encode("utf-8"))
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append redacted text to `path` (a log, GitHub's step summary), creating it per the umask."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
+        _write_fd(fd, log.redact(text).encode("utf-8"))
+    except OSError as exc:
+        raise write_error(path, exc) from None
+
+
+def write_error(path: Path, exc: OSError) -> MlciError:
+    """A failed write as one line naming the path: a path problem is a usage error, the rest environment."""
+    reasons = {errno.EISDIR: "is a directory; give a file name", errno.ENOTDIR: "a parent is not a directory",
+               errno.EEXIST: "a parent is not a directory", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
+               errno.ENAMETOOLONG: "name too long", errno.ENXIO: "a FIFO with no reader"}
+    if exc.errno in reasons:
+        return UsageError(f"cannot write {path}: {reasons[exc.errno]}")
+    return EnvironmentProblem(f"cannot write {path}: {exc.strerror or exc.__class__.__name__}")
+
+
+def cache_dir() -> Path:
+    """mlci's own cache directory: $XDG_CACHE_HOME/mlci (default ~/.cache/mlci)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlci"
+
+
+def umask() -> int:
+    """The process umask, read without changing it (/proc/self/status); elsewhere read once at first use."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    global _fallback_umask
+    if _fallback_umask is None:  # os.umask can only be read by setting it: done once, not per write
+        _fallback_umask = os.umask(0o022)
+        os.umask(_fallback_umask)
+    return _fallback_umask
+
+
+def _is_special(path: Path) -> bool:
+    """A target that a rename must not replace: a device, FIFO or socket, or a path under /dev or /proc
+    (/dev/stdout). Symlinks are never followed: a link is replaced, not the file it points to."""
+    if os.path.abspath(path).startswith(_SPECIAL_ROOTS):
+        return True
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
+def _write_in_place(path: Path, payload: bytes) -> None:
+    # O_NONBLOCK: a FIFO without a reader is an error (ENXIO), not a hang; O_APPEND: /dev/stdout redirected
+    # to a file keeps what was already written there.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC)
+    _write_fd(fd, payload)
+
+
+def _write_fd(fd: int, payload: bytes) -> None:
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _replace(path: Path, payload: bytes) -> None:
+    try:
+        current = os.lstat(path)
+    except FileNotFoundError:
+        current = None
+    if current is not None and stat.S_ISDIR(current.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    regular = current is not None and stat.S_ISREG(current.st_mode)
+    mode = stat.S_IMODE(current.st_mode) if current is not None and regular else 0o666 & ~umask()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            os.fchmod(handle.fileno(), mode)
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

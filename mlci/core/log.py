@@ -1,24 +1,60 @@
-"""Console output for mlci: stderr logging with secret redaction, and stdout for results."""
+"""Console output for mlci: stderr logging and stdout results, every line through the secret redactor.
+
+Secrets are registered values (`add_secret`: tokens, DSNs, passwords, the values of the environment
+variables the config names in `*_env` keys and of those whose names look secret) and the userinfo of
+URLs. Masking is linear in the text: one `str.replace` per registered form of a secret, and a URL scan
+whose patterns never re-read a character (a 1 MB line without spaces costs milliseconds).
+"""
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
 import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+from urllib.parse import quote, quote_plus
 
-_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|API_KEY|PRIVATE_KEY|AUTH", re.I)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I)
 MASK = "[MASKED]"
-_MIN_SECRET_LEN = 4
+_MIN_SECRET_LEN = 4  # a value registered explicitly (a token, the value of a `*_env` variable)
+_MIN_GUESSED_LEN = 8  # the value of a variable that only looks secret by its name
+# A variable looks secret when one `_`-separated part of its name is, or ends with, one of these words:
+# ACCESS_TOKEN, PGPASSWORD and APIKEY do; GIT_AUTHOR_NAME (AUTHOR) and KEYBOARD_LAYOUT do not.
+SECRET_WORDS = ("TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CREDENTIAL", "AUTH", "DSN")
+# ... unless its last part says the value names a place or another variable, not a secret:
+# MLCI_FORGE_TOKEN_ENV (a variable's name), REGISTRY_AUTH_FILE, SSH_AUTH_SOCK, OAUTH_TOKEN_URL.
+NOT_SECRET_SUFFIXES = ("ENV", "FILE", "PATH", "DIR", "SOCK", "URL")
+# URL userinfo without a password is kept for SSH, where the user name is a login (`ssh://git@host`) and
+# never a credential (SSH authenticates with keys); for every other scheme `TOKEN@host` is a credential.
+_SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git", "sftp"})
+# scheme://authority: the lookbehind starts a scheme only where no scheme character precedes, and the
+# possessive quantifiers never give characters back, so each character is read a bounded number of times.
+_URL = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*+)://"
+                  r"(?P<authority>[^/?#\s\"'<>\\^`{|}]*+)")
+_NAME_PARTS = re.compile(r"[^A-Z0-9]+")
 
-_secrets: set[str] = set()
+_secrets: set[str] = set()  # the values as registered
+_forms: list[str] = []  # every form that is masked (raw, URL-encoded, JSON-escaped), longest first
 logger = logging.getLogger("mlci")
 
 
 def add_secret(value: str | None) -> None:
-    """Register a value that must never be printed."""
-    if value and len(value) >= _MIN_SECRET_LEN:
-        _secrets.add(value)
+    """Register a value that must never be printed or written (also its URL-encoded and JSON-escaped forms)."""
+    if not value or len(value) < _MIN_SECRET_LEN or value in _secrets:
+        return
+    _secrets.add(value)
+    forms = set(_forms) | {f for f in _encoded_forms(value) if len(f) >= _MIN_SECRET_LEN}
+    _forms[:] = sorted(forms, key=lambda f: (-len(f), f))
+
+
+def _encoded_forms(value: str) -> set[str]:
+    url = quote(value, safe="")
+    return {
+        value, url, re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), url), quote_plus(value),
+        json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+    }
 
 
 def add_secret_env(name: str) -> None:
@@ -31,24 +67,77 @@ def registered_secrets() -> frozenset[str]:
     return frozenset(_secrets)
 
 
-def register_env_secrets(environ: dict[str, str] | None = None) -> None:
-    """Treat every environment variable whose name looks secret (TOKEN, PASSWORD, ...) as a secret."""
+def looks_secret(name: str) -> bool:
+    """Whether an environment variable's name says its value is a secret (see SECRET_WORDS)."""
+    parts = [p for p in _NAME_PARTS.split(name.upper()) if p]
+    if not parts or parts[-1] in NOT_SECRET_SUFFIXES:
+        return False
+    return any(part.endswith(word) for part in parts for word in SECRET_WORDS)
+
+
+def register_env_secrets(environ: Mapping[str, str] | None = None) -> None:
+    """Treat the value (8+ characters) of every environment variable whose name looks secret as a secret."""
     env = os.environ if environ is None else environ
     for name, value in env.items():
-        if _SECRET_NAME.search(name):
+        if len(value) >= _MIN_GUESSED_LEN and looks_secret(name):
             add_secret(value)
 
 
 def redact(text: str) -> str:
-    """Mask registered secrets and the password part of URLs in `text`."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    """`text` with every registered secret and the userinfo of every URL masked."""
+    for form in _forms:
+        if form in text:
+            text = text.replace(form, MASK)
+    return _URL.sub(_mask_userinfo, text) if "://" in text else text
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    authority = match["authority"]
+    at = authority.rfind("@")  # a raw `@` in a password: the host follows the last one
+    if at < 0:
+        return match[0]
+    userinfo = authority[:at]
+    if userinfo == MASK or (":" not in userinfo and match["scheme"].lower() in _SSH_SCHEMES):
+        return match[0]
+    return f"{match['scheme']}://{MASK}{authority[at:]}"
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters escaped (`\\n`, `\\x1b`): a problem line stays one line and cannot
+    drive the terminal, whatever a file's keys hold."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def redact_data(value: Any) -> Any:
+    """Plain data (dicts, lists, scalars) with secrets masked in every string, key or value, and numbers
+    that spell a secret replaced by the mask; the structure is untouched. NaN and infinities become None
+    (JSON has no such numbers)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {redact(str(k)) if not isinstance(k, str) else redact(k): redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (int, float)):
+        return MASK if redact(str(value)) != str(value) else value
+    return redact_data(str(value))
+
+
+def dumps_json(data: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """Valid JSON of `data` with secrets masked in its values and keys (never by a key's name)."""
+    plain = json.loads(json.dumps(data, default=str))  # dataclass fields, paths, dates: as their text
+    return json.dumps(redact_data(plain), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return _printable(redact(super().format(record)), sys.stderr)
 
 
 def setup(verbosity: int) -> None:
@@ -61,7 +150,31 @@ def setup(verbosity: int) -> None:
     logger.propagate = False
 
 
+def _printable(text: str, stream: TextIO) -> str:
+    """`text` as the stream can encode it (a file name that is not UTF-8 is shown escaped, never an error)."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+        return text
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(_printable(text, stream))
+    stream.flush()
+
+
 def out(text: str) -> None:
     """Print a command's result on stdout (redacted)."""
-    sys.stdout.write(redact(text) + ("" if text.endswith("\n") else "\n"))
-    sys.stdout.flush()
+    _write(sys.stdout, redact(text) + ("" if text.endswith("\n") else "\n"))
+
+
+def out_json(data: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
+    """Print a command's result as JSON on stdout: secrets masked in values, always valid JSON."""
+    _write(sys.stdout, dumps_json(data, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def stream(text: str) -> None:
+    """Echo a tool's output (or a progress bar) to stderr as it comes (redacted), whatever the verbosity."""
+    _write(sys.stderr, redact(text))

@@ -1,17 +1,24 @@
-"""The one way mlci runs a subprocess: argv only (never a shell), redacted errors, optional streaming."""
+"""The one way mlci runs a subprocess: argv only (never a shell), redacted errors, optional streaming,
+and a child (with everything it started) stopped when mlci is interrupted, terminated or times out."""
 from __future__ import annotations
 
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlci.core import log
 from mlci.core.errors import EnvironmentProblem, MlciError
 from mlci.core.log import redact
+from mlci.core.signals import Terminated
+
+# After asking a child to stop, how long it may clean up (DVC releasing its lock) before SIGKILL.
+STOP_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -61,35 +68,103 @@ def run(
     """Run `argv`; with `stream`, echo merged output line by line to stderr (redacted) while keeping it."""
     full_argv = (which(argv[0]), *argv[1:])
     merged_env = {**os.environ, **env} if env is not None else None
-    try:
-        if stream:
-            returncode, output = _run_streaming(full_argv, cwd, merged_env, timeout)
-            result = Result(tuple(argv), returncode, output, "")
-        else:
-            done = subprocess.run(
-                full_argv, cwd=cwd, env=merged_env, capture_output=True, text=True,
-                errors="replace", timeout=timeout, check=False,
-            )
-            result = Result(tuple(argv), done.returncode, done.stdout, done.stderr)
-    except subprocess.TimeoutExpired as exc:
-        raise EnvironmentProblem(f"`{redact(shlex.join(argv))}` timed out after {exc.timeout:.0f} s") from None
+    if stream:
+        returncode, output = _run_streaming(full_argv, cwd, merged_env, timeout)
+        result = Result(tuple(argv), returncode, output, "")
+    else:
+        returncode, out, err = _run_captured(full_argv, cwd, merged_env, timeout)
+        result = Result(tuple(argv), returncode, out, err)
     if check and result.returncode != 0:
         raise CommandFailed(result)
     return result
 
 
-def _run_streaming(
-    argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None, timeout: float | None
-) -> tuple[int, str]:
+def _timed_out(argv: Sequence[str], timeout: float | None) -> EnvironmentProblem:
+    return EnvironmentProblem(f"`{redact(shlex.join(argv))}` timed out after {timeout or 0:.0f} s")
+
+
+def _run_captured(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None,
+                  timeout: float | None) -> tuple[int, str, str]:
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, errors="replace") as child:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop(child, signal.SIGTERM)
+            raise _timed_out(argv, timeout) from None
+        except BaseException as exc:  # interrupted or terminated: stop the child, then let it propagate
+            stop(child, _signal_for(exc))
+            raise
+    return child.returncode, out, err
+
+
+def _run_streaming(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None,
+                   timeout: float | None) -> tuple[int, str]:
     lines: list[str] = []
-    with subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", bufsize=1,
-    ) as child:
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace", bufsize=1) as child:
         assert child.stdout is not None
-        for line in child.stdout:
-            lines.append(line)
-            sys.stderr.write(redact(line))
-            sys.stderr.flush()
-        returncode = child.wait(timeout=timeout)
+        try:
+            for line in child.stdout:
+                lines.append(line)
+                log.stream(line)
+            returncode = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop(child, signal.SIGTERM)
+            raise _timed_out(argv, timeout) from None
+        except BaseException as exc:  # interrupted or terminated: stop the child, then let it propagate
+            stop(child, _signal_for(exc))
+            raise
     return returncode, "".join(lines)
+
+
+def _signal_for(exc: BaseException) -> int:
+    return signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+
+
+def stop(child: subprocess.Popen[str], sig: int) -> None:
+    """Stop `child` and every process it started (DVC's stage commands, pip's builds): `sig` to all,
+    then SIGKILL to what is left after STOP_GRACE seconds."""
+    if child.poll() is not None:
+        return
+    tree = [child.pid, *_descendants(child.pid)]
+    _send(tree, sig)
+    try:
+        child.wait(timeout=STOP_GRACE)
+    except (subprocess.TimeoutExpired, Terminated, KeyboardInterrupt):
+        pass
+    _send([*tree, *_descendants(child.pid)], signal.SIGKILL)
+    child.wait()
+
+
+def _send(pids: Sequence[int], sig: int) -> None:
+    for pid in dict.fromkeys(pids):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, from /proc (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        if len(fields) > 1 and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found

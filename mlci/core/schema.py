@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Callable
@@ -15,7 +16,10 @@ from typing import Any
 
 import yaml
 
+from mlci.core import log, yamlsafe
+
 INVALID: Any = object()
+_KEY_SHOWN = 60  # keys longer than this get no "did you mean"; paths four times as long are cut in messages
 Hook = Callable[["Validator", yaml.Node, str], Any]
 
 
@@ -26,14 +30,16 @@ class Validator:
                  hooks: dict[Any, Hook] | None = None) -> None:
         self.loader, self.shown, self.problems = loader, shown, problems
         self.hooks = hooks or {}
+        self.locations: dict[str, str] = {}  # dotted key -> `file:line`, for cross-field problems
 
     def where(self, node: yaml.Node) -> str:
         """`file:line` of a node."""
         return f"{self.shown}:{node.start_mark.line + 1}"
 
     def problem(self, node: yaml.Node, path: str, message: str) -> None:
-        """Record a problem at `node`."""
-        self.problems.append(f"{self.where(node)}: {path}: {message}")
+        """Record a problem at `node` (a path made of huge keys is cut)."""
+        shown = path if len(path) <= 4 * _KEY_SHOWN else path[:4 * _KEY_SHOWN - 3] + "..."
+        self.problems.append(log.one_line(f"{self.where(node)}: {shown}: {message}"))
 
     def mapping(self, node: yaml.Node, schema: type, path: str, extra_known: tuple[str, ...] = (),
                 extra_message: str = "") -> Any:
@@ -44,7 +50,12 @@ class Validator:
             else:
                 self.problem(node, path or "(top level)", f"expected a mapping, got {kind(node)}")
                 return INVALID
-        hints = typing.get_type_hints(schema)
+        try:
+            self.loader.flatten_mapping(node)  # YAML merge keys: `<<: *defaults`
+        except yaml.YAMLError as exc:
+            self.problem(node, path or "(top level)", _reason(exc))
+            return INVALID
+        hints = _hints(schema)
         fields = {f.name: f for f in dataclasses.fields(schema) if f.name != "where"}
         prefix = f"{path}." if path else ""
         result: dict[str, Any] = {}
@@ -57,10 +68,12 @@ class Validator:
                 ok = False
                 continue
             seen.add(key)
+            self.locations.setdefault(prefix + key, self.where(key_node))
             if key in extra_known:
                 self.problem(key_node, prefix + key, extra_message)
             elif key not in fields:
-                self.problem(key_node, prefix + key, "unknown key" + did_you_mean(key, [*fields, *extra_known]))
+                self.problem(key_node, prefix + key, "unknown key" + did_you_mean(key, [*fields, *extra_known])
+                             if len(key) <= _KEY_SHOWN else "unknown key")
                 ok = False
             else:
                 value = self.value(value_node, hints[key], prefix + key)
@@ -93,11 +106,21 @@ class Validator:
         if not isinstance(node, yaml.ScalarNode) or is_null(node):
             self.problem(node, path, f"expected {type_name(base)}, got {kind(node)}")
             return INVALID
-        value = self.loader.construct_object(node, deep=True)
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail in many ways on explicit tags
+            self.problem(node, path, _reason(exc))  # (`!foo x`, `!!int abc`, `!!timestamp x`, 5000 digits)
+            return INVALID
         if not matches(value, base):
             self.problem(node, path, f"expected {type_name(base)}, got {kind(node)} {short(value)}")
             return INVALID
-        return float(value) if base is float else value
+        if base is float:
+            try:
+                return float(value)
+            except OverflowError:
+                self.problem(node, path, f"expected {type_name(base)}, got an integer too large for one")
+                return INVALID
+        return value
 
     def _sequence(self, node: yaml.Node, item: Any, path: str) -> Any:
         if not isinstance(node, yaml.SequenceNode):
@@ -110,10 +133,19 @@ class Validator:
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, path, f"expected a mapping, got {kind(node)}")
             return INVALID
+        try:
+            self.loader.flatten_mapping(node)
+        except yaml.YAMLError as exc:
+            self.problem(node, path, _reason(exc))
+            return INVALID
         result: dict[str, Any] = {}
         ok = True
         for key_node, value_node in node.value:
             key = scalar_key(key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(key_node, path, f"keys must be text, got {kind(key_node)}")
+                ok = False
+                continue
             if key in result:
                 self.problem(key_node, f"{path}.{key}", "named twice")
                 ok = False
@@ -123,10 +155,21 @@ class Validator:
         return result if ok else INVALID
 
 
+def _reason(exc: Exception) -> str:
+    """A YAML construction error as a message (PyYAML's own text without its position)."""
+    problem = getattr(exc, "problem", None)
+    return f"cannot read the value: {problem or exc}"
+
+
+@functools.cache
+def _hints(schema: type) -> dict[str, Any]:
+    return typing.get_type_hints(schema)
+
+
 def build(schema: Any, raw: Any) -> Any:
     """Construct (nested) dataclasses from validated plain data."""
     if dataclasses.is_dataclass(schema) and isinstance(raw, dict):
-        hints = typing.get_type_hints(schema)
+        hints = _hints(typing.cast(type, schema))
         return typing.cast(Any, schema)(**{k: build(hints[k], v) if k != "where" else v for k, v in raw.items()})
     base = strip_optional(schema)
     origin = typing.get_origin(base)
@@ -138,8 +181,8 @@ def build(schema: Any, raw: Any) -> Any:
 
 
 def scalar_key(node: yaml.Node) -> str:
-    """A mapping key as text."""
-    return str(node.value) if isinstance(node, yaml.ScalarNode) else repr(node)
+    """A mapping key as text; a list or mapping as a key is named by its kind."""
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else f"({kind(node)} as a key)"
 
 
 def is_null(node: yaml.Node) -> bool:
@@ -207,12 +250,10 @@ def did_you_mean(key: str, known: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
 
 
-def load_node(text: str, shown: str, problems: list[str]) -> tuple[yaml.SafeLoader, yaml.Node | None]:
-    """Compose YAML text into a node tree; a syntax error becomes one problem line."""
-    loader = yaml.SafeLoader(text)
+def load_node(text: str, shown: str, problems: list[str]) -> tuple[yaml.SafeLoader | None, yaml.Node | None]:
+    """Compose YAML text into a node tree within yamlsafe's bounds; a problem becomes one `file:line` line."""
     try:
-        return loader, loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problems.append(f"{shown}:{mark.line + 1 if mark else 1}: YAML syntax error: {exc.problem or exc.context}")
-        return loader, None
+        return yamlsafe.compose(text)
+    except yamlsafe.YamlProblem as exc:
+        problems.append(f"{shown}:{exc.line}: {exc.message}")
+        return None, None

@@ -39,7 +39,7 @@ def check(root: Path, targets: Sequence[str], tail_lines: int) -> list[Differenc
     try:
         outputs = {o.path for o in lock.outputs(recorded)}
         scratch_copy(root, scratch / "ws", skip=outputs)
-        result = dvc(scratch / "ws", "repro", "--force", "--no-commit", "--no-run-cache", *targets)
+        result = dvc(scratch / "ws", "repro", "--force", "--no-commit", "--no-run-cache", "--", *targets)
         if result.returncode != 0:
             raise PipelineFailed(
                 f"determinism re-run failed: {last_error(result)}\n{result.tail(tail_lines)}"

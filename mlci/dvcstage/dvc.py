@@ -2,26 +2,82 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci.core import proc
+from mlci.core import proc, yamlsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem
+from mlci.core.fsutil import cache_dir
 
-# DVC must never phone home, and must not write its site cache under /var/tmp (see TOOLCHAIN notes).
-DVC_ENV = {"DVC_NO_ANALYTICS": "1"}
+# DVC's words when another DVC process holds the repository lock (dvc/lock.py, after a 3 s wait).
+_LOCKED = "Unable to acquire lock"
+_SITE_CACHE_KEY = re.compile(r"^\s*site_cache_dir\s*=", re.MULTILINE)
+
+
+def dvc_env(root: Path) -> dict[str, str]:
+    """What every DVC call gets: no analytics, and a site cache under mlci's own cache dir instead of
+    /var/tmp/dvc (DVC's default, outside the repo and shared by every user), unless the environment or a
+    DVC config file (`core.site_cache_dir`) says where it goes."""
+    env = {"DVC_NO_ANALYTICS": "1"}
+    if not os.environ.get("DVC_SITE_CACHE_DIR") and not _site_cache_configured(root):
+        env["DVC_SITE_CACHE_DIR"] = str(cache_dir() / "dvc-site")
+    return env
+
+
+def _site_cache_configured(root: Path) -> bool:
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    files = (root / ".dvc" / "config", root / ".dvc" / "config.local", config_home / "dvc" / "config",
+             Path("/etc/xdg/dvc/config"))
+    for path in files:
+        try:
+            if _SITE_CACHE_KEY.search(path.read_text(encoding="utf-8", errors="replace")):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def dvc(root: Path, *args: str, stream: bool = False, check: bool = False) -> proc.Result:
-    """Run `dvc ARGS` in `root`."""
-    return proc.run(("dvc", *args), cwd=root, env=DVC_ENV, stream=stream, check=check)
+    """Run `dvc ARGS` in `root`. Positional arguments that users name (targets, paths) must come after a
+    `--` in `args`, so a name starting with `-` is never an option. A repository locked by another DVC
+    process is an environment problem (exit 3), whatever the command."""
+    result = proc.run(("dvc", *args), cwd=root, env=dvc_env(root), stream=stream, check=False)
+    if result.returncode != 0 and _LOCKED in result.stdout + result.stderr:
+        raise locked(root)
+    if check and result.returncode != 0:
+        raise proc.CommandFailed(result)
+    return result
+
+
+def locked(root: Path) -> EnvironmentProblem:
+    """The error for a repository whose lock another DVC process holds."""
+    return EnvironmentProblem(f"the DVC repository {root} is locked by another DVC process; wait for it to "
+                              "finish (if none is running, remove .dvc/tmp/lock)")
+
+
+def check_pipeline_files(root: Path) -> None:
+    """Read dvc.yaml and dvc.lock within yamlsafe's bounds before DVC does: a file nested too deeply or
+    full of aliases is exit 2 naming it, not a crash or a hang inside DVC."""
+    problems = []
+    for name in ("dvc.yaml", "dvc.lock"):
+        path = root / name
+        if not path.is_file():
+            continue
+        try:
+            yamlsafe.load(path.read_text(encoding="utf-8", errors="replace"))
+        except yamlsafe.YamlProblem as exc:
+            problems.append(f"{name}:{exc.line}: {exc.message}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def status(root: Path, targets: Sequence[str]) -> dict[str, Any]:
     """`dvc status --json`: per stage, what changed compared with dvc.lock."""
-    result = dvc(root, "status", "--json", *targets)
+    result = dvc(root, "status", "--json", "--", *targets)
     if result.returncode != 0:
         raise EnvironmentProblem(f"`dvc status` failed in {root}: {_last_line(result)}")
     text = result.stdout.strip()
@@ -39,7 +95,11 @@ class RepoInfo:
 
 def inspect(root: Path) -> RepoInfo:
     """Remotes (all config levels merged, as DVC sees them) and missing `cache: false` outputs."""
+    check_pipeline_files(root)
+    for name, value in dvc_env(root).items():  # the API in this process: the same site cache as the CLI
+        os.environ.setdefault(name, value)
     from dvc.exceptions import DvcException
+    from dvc.lock import LockError
     from dvc.repo import Repo  # heavy: imported only when the training stage runs
 
     try:
@@ -52,6 +112,8 @@ def inspect(root: Path) -> RepoInfo:
             )
             remote = repo.config["core"].get("remote")
             return RepoInfo(remote or None, tuple(repo.config.get("remote", {})), missing)
+    except LockError:
+        raise locked(root) from None
     except DvcException as exc:
         raise ConfigError([f"{root}: DVC cannot read this repository: {exc}"]) from None
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mlci.core import yamlsafe
 from mlci.core.errors import ConfigError
 
 LOCK_NAME = "dvc.lock"
@@ -28,22 +27,26 @@ def read_lock(root: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError([f"{LOCK_NAME}{line}: not valid YAML; regenerate it with `dvc repro`"]) from None
+        data = yamlsafe.load(path.read_text(encoding="utf-8", errors="replace")) or {}
+    except yamlsafe.YamlProblem as exc:
+        raise ConfigError([f"{LOCK_NAME}:{exc.line}: {exc.message}; regenerate it with `dvc repro`"]) from None
     stages = data.get("stages", {}) if isinstance(data, dict) else {}
-    return stages if isinstance(stages, dict) else {}
+    return {str(k): v for k, v in stages.items() if isinstance(v, dict)} if isinstance(stages, dict) else {}
 
 
 def outputs(stages: Mapping[str, Any]) -> list[Output]:
     """Every output recorded in a lock, in stage order."""
     found: list[Output] = []
     for name, stage in stages.items():
-        for out in stage.get("outs", []) or []:
+        for out in _entries(stage, "outs"):
             found.append(Output(name, str(out.get("path")), _hash(out)))
     return found
+
+
+def _entries(stage: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
+    """A stage's `deps` or `outs` entries (a hand-edited lock may hold anything else: it is skipped)."""
+    entries = stage.get(kind) if isinstance(stage, Mapping) else None
+    return [e for e in entries if isinstance(e, Mapping)] if isinstance(entries, list) else []
 
 
 def _hash(entry: Mapping[str, Any]) -> str:
@@ -89,7 +92,7 @@ def _inconsistencies(stages: Mapping[str, Any]) -> list[str]:
     produced = {o.path: o for o in outputs(stages)}
     reasons = []
     for name, stage in stages.items():
-        for dep in stage.get("deps", []) or []:
+        for dep in _entries(stage, "deps"):
             out = produced.get(str(dep.get("path")))
             if out is not None and out.stage != name and _hash(dep) != out.md5:
                 reasons.append(

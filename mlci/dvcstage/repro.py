@@ -70,7 +70,7 @@ def _run(root: Path, opts: Options, outcome: Outcome, info: RepoInfo) -> None:
         if outcome.failures:
             outcome.outputs = lock.outputs(committed)
             return
-    result = dvc(root, "repro", *opts.targets, stream=True)
+    result = dvc(root, "repro", "--", *opts.targets, stream=True)
     outcome.stages = stage_events(result.stdout)
     if result.returncode != 0:
         match = _FAILED_STAGE.search(result.stdout)
@@ -102,14 +102,14 @@ def _resolve_remote(info: RepoInfo, opts: Options) -> str | None:
 
 def _pull(root: Path, remote: str, targets: Sequence[str]) -> None:
     logger.info("mlci: pulling data and run-cache from DVC remote '%s'", remote)
-    result = dvc(root, "pull", "--run-cache", "--allow-missing", "-r", remote, *targets, stream=True)
+    result = dvc(root, "pull", "--run-cache", "--allow-missing", "-r", remote, "--", *targets, stream=True)
     if result.returncode != 0:
         raise EnvironmentProblem(f"cannot pull from DVC remote '{remote}': {last_error(result)}")
 
 
 def _push(root: Path, remote: str, targets: Sequence[str]) -> None:
     logger.info("mlci: pushing outputs and run-cache to DVC remote '%s'", remote)
-    result = dvc(root, "push", "--run-cache", "-r", remote, *targets, stream=True)
+    result = dvc(root, "push", "--run-cache", "-r", remote, "--", *targets, stream=True)
     if result.returncode != 0:
         raise EnvironmentProblem(f"cannot push to DVC remote '{remote}': {last_error(result)}")
 

@@ -64,5 +64,5 @@ def test_read_lock(tmp_path: Path) -> None:
     (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  a:\n    outs:\n    - path: x\n      md5: abc\n")
     assert lock.outputs(lock.read_lock(tmp_path)) == [lock.Output("a", "x", "abc")]
     (tmp_path / "dvc.lock").write_text("stages: [\n")
-    with pytest.raises(ConfigError, match=r"dvc.lock:2: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"dvc.lock:2: YAML syntax error: .*; regenerate it with `dvc repro`"):
         lock.read_lock(tmp_path)

@@ -1,0 +1,118 @@
+"""YAML from files anyone can commit (mlci.yaml, suites, dvc.yaml, dvc.lock), read with bounds: nesting
+depth, nodes after alias expansion ("billion laughs"), recursive aliases, control characters and unknown
+tags each become one `file:line: message` problem, never a crash, a hang or a memory blow-up."""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+# Deeper than any real config (mlci.yaml needs about 8 levels), shallow enough that nothing recurses far.
+MAX_DEPTH = 64
+# Nodes once every alias is expanded: a big suite has some 20,000; beyond this the work (validation,
+# `config show`) would grow without bound, so the file is refused.
+MAX_NODES = 100_000
+
+
+class YamlProblem(Exception):
+    """The text cannot be read as bounded YAML; `line` is 1-based."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than MAX_DEPTH while composing (PyYAML's composer recurses)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise YamlProblem(mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def compose(text: str) -> tuple[yaml.SafeLoader | None, yaml.Node | None]:
+    """The node tree of a one-document YAML text (None for an empty one), checked against the bounds.
+    Raises YamlProblem. The loader constructs scalars later; dispose() it when done."""
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses NUL and other control characters up front
+        raise _problem(exc, text) from None
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        loader.dispose()
+        raise _problem(exc, text) from None
+    except YamlProblem:
+        loader.dispose()
+        raise
+    if node is not None:
+        check_size(node)
+    return loader, node
+
+
+def load(text: str) -> Any:
+    """Plain data from a one-document YAML text, within the bounds. Raises YamlProblem."""
+    loader, node = compose(text)
+    if loader is None or node is None:
+        return None
+    try:
+        return loader.construct_document(node)
+    except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail in many ways on explicit tags
+        raise _problem(exc, text, node) from None  # (`!foo x`, `!!int abc`, `!!timestamp x`, 5000 digits)
+    finally:
+        loader.dispose()
+
+
+def check_size(root: yaml.Node) -> None:
+    """Refuse a recursive alias, or a tree that has more than MAX_NODES nodes once aliases are expanded.
+    Each distinct node is visited once (sizes are memoised), so the check is linear in the file."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            size = 1 + sum(sizes[id(c)] for c in _children(node))
+            if size > MAX_NODES:
+                raise YamlProblem(node.start_mark.line + 1, f"more than {MAX_NODES} values once its aliases "
+                                  "are expanded; use fewer nested aliases (`*name`)")
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise YamlProblem(node.start_mark.line + 1, "recursive alias: an anchor (`&name`) is used inside itself")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _problem(exc: Exception, text: str, node: yaml.Node | None = None) -> YamlProblem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        return YamlProblem(line, f"not allowed in YAML: the control character {character!r}")
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        return YamlProblem(mark.line + 1 if mark else 1, f"YAML syntax error: {exc.problem or exc.context}")
+    return YamlProblem(node.start_mark.line + 1 if node is not None else 1, f"not valid YAML: {exc}")
