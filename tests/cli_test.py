@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,6 @@ def test_config_check_and_show_json(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     (tmp_path / "mlci.yaml").write_text("version: 1\ntrain:\n  push: true\n")
     assert mlci("config", "check", cwd=tmp_path).stdout.strip() == "mlci.yaml: ok"
-    import json
     shown = json.loads(mlci("config", "show", "--json", cwd=tmp_path, env={"MLCI_TRAIN_PULL": "0"}).stdout)
     assert shown["config"]["train"]["push"] is True and shown["config"]["train"]["pull"] is False
     assert shown["overrides"] == ["MLCI_TRAIN_PULL"]
@@ -88,3 +88,89 @@ def test_config_show_masks_passwords_in_urls(tmp_path: Path) -> None:
     done = mlci("config", "show", cwd=tmp_path)
     assert done.returncode == 0
     assert "s3_endpoint_url: https://[MASKED]@s3.bank" in done.stdout and "s3cr3t-pw" not in done.stdout
+
+
+SECRETS = {"MY_FORGE": "glpat-EveryCommandToken1", "WAREHOUSE": "postgresql://etl:Dsn-pass-77@127.0.0.1:1/dwh"}
+EVERY_COMMAND_CONFIG = """\
+version: 1
+forge: {token_env: MY_FORGE}
+image:
+  build_args: {PIP_INDEX_URL: "https://etl:Dsn-pass-77@pypi.bank/simple"}
+data_tests:
+  datasets:
+    - name: d
+      path: data.csv
+      checks:
+        - row_count: {min: 1, name: "rows Dsn-pass-77 glpat-EveryCommandToken1"}
+    - {name: w, dsn_env: WAREHOUSE, table: loans}
+"""
+
+
+def test_a_token_and_a_dsn_in_the_environment_are_masked_by_every_command(tmp_path: Path) -> None:
+    from tests.testing import repos
+
+    stage = "import os\nprint(os.environ['MY_FORGE'], os.environ['WAREHOUSE'])\nopen('out.txt', 'w').write('x')\n"
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", "stages:\n  s:\n    cmd: python stage.py\n    outs: [out.txt]\n",
+                               {"stage.py": stage, "data.csv": "a\n1\n", "mlci.yaml": EVERY_COMMAND_CONFIG,
+                                "leak.md": "a section quoting glpat-EveryCommandToken1 and Dsn-pass-77\n"})
+    runs = {
+        "config show": mlci("config", "show", cwd=repo, env=SECRETS),
+        "config show --json": mlci("config", "show", "--json", cwd=repo, env=SECRETS),
+        "repro": mlci("repro", "--json", "--summary-out", "repro.json", cwd=repo, env=SECRETS),
+        "data-test": mlci("data-test", "--dataset", "d", "--json-out", "dt.json", "--md", "dt.md", "--junit",
+                          "dt.xml", cwd=repo, env=SECRETS),
+        "report": mlci("report", "--base", "HEAD", "--dry-run", "--section", "leak.md", "--out", "report.md",
+                       cwd=repo, env=SECRETS),
+    }
+    leaks = ("glpat-EveryCommandToken1", "EveryCommandToken1", "Dsn-pass-77", SECRETS["WAREHOUSE"])
+    for command, done in runs.items():
+        assert done.returncode == 0, (command, done.stderr)
+        assert "[MASKED]" in done.stdout + done.stderr, command
+        assert not [leak for leak in leaks if leak in done.stdout + done.stderr], command
+    for name in ("repro.json", "dt.json", "dt.md", "dt.xml", "report.md"):
+        assert not [leak for leak in leaks if leak in (repo / name).read_text()], name
+    json.loads(runs["config show --json"].stdout)
+    json.loads(runs["repro"].stdout)
+    json.loads((repo / "repro.json").read_text())
+
+
+def test_internal_error_with_a_many_line_message_is_still_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLCI_LOG_FILE", str(tmp_path / "crash.log"))
+    monkeypatch.setenv("SERVICE_PASSWORD", "pw-1234567890")
+
+    def boom(**_: object) -> int:
+        raise ValueError("first line\nsecond line with pw-1234567890\n\nthird")
+
+    monkeypatch.setattr(config_cmd, "run", boom)
+    assert cli.main(["config", "check"]) == 70
+    err = capsys.readouterr().err
+    assert err == (f"mlci: internal error: ValueError: first line [...] (traceback in {tmp_path / 'crash.log'}; "
+                   "please report it)\n")
+    logged = (tmp_path / "crash.log").read_text()
+    assert "second line with [MASKED]" in logged and "pw-1234567890" not in logged
+
+
+def test_sigterm_exits_143_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import signal
+
+    def terminated(**_: object) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(config_cmd, "run", terminated)
+    previous = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["config", "check"]) == 143
+    assert capsys.readouterr().err == "mlci: terminated (SIGTERM)\n"
+    assert signal.getsignal(signal.SIGTERM) == previous  # restored for whoever called main()
+
+
+def test_non_regular_config_is_exit_2_never_defaults_never_a_hang(tmp_path: Path) -> None:
+    import os
+    (tmp_path / ".git").mkdir()
+    os.mkfifo(tmp_path / "mlci.yaml")
+    done = subprocess.run([sys.executable, "-m", "mlci", "config", "check"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert (done.returncode, done.stderr, done.stdout) == (2, "mlci.yaml: is a FIFO, not a regular file\n", "")

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
+import os
+import time
+import types
+import typing
 from pathlib import Path
 
 import pytest
 
 from mlci import settings as cfg
 from mlci.core import config as core_config
+from mlci.core import log, schema
 from mlci.core.errors import ConfigError
 
 
@@ -119,3 +125,164 @@ def test_docs_describe_every_key() -> None:
         assert doc
     for section in cfg.NOT_YET_SUPPORTED:
         assert f"`{section}`" in docs
+
+
+def _env_text(hint: object) -> tuple[str, object]:
+    """A valid environment text for a settable key's type, and the value it must give."""
+    base = schema.strip_optional(hint)
+    if typing.get_origin(base) is tuple:
+        item_text, item = _env_text(typing.get_args(base)[0])
+        return f"{item_text}, {item_text}", (item, item)
+    if typing.get_origin(base) is typing.Literal:
+        choice = typing.get_args(base)[-1]
+        return str(choice).upper(), choice  # choices are matched without case: GitLab, NONE
+    if typing.get_origin(base) in (typing.Union, types.UnionType):
+        return _env_text(typing.get_args(base)[0])
+    return {bool: ("on", True), int: ("7", 7), float: ("0.25", 0.25), str: ("some-text", "some-text")}[base]
+
+
+def _sections() -> list[tuple[str, str, object]]:
+    hints = typing.get_type_hints(cfg.Config)
+    return [(section, f.name, typing.get_type_hints(hints[section])[f.name])
+            for section in (f.name for f in dataclasses.fields(cfg.Config) if dataclasses.is_dataclass(hints[f.name]))
+            for f in dataclasses.fields(hints[section]) if f.name != "where"]
+
+
+@pytest.mark.parametrize("section, key, hint", _sections(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_settable_key_can_be_set_from_the_environment(section: str, key: str, hint: object) -> None:
+    name = f"MLCI_{section.upper()}_{key.upper()}"
+    raw: dict[str, object] = {}
+    problems: list[str] = []
+    if not core_config.env_settable(hint):
+        core_config.apply_env(raw, cfg.Config, {name: "x"}, problems)
+        assert problems == [f"{name}: {section}.{key}: cannot be set from the environment; use mlci.yaml"]
+        return
+    text, expected = _env_text(hint)
+    assert core_config.apply_env(raw, cfg.Config, {name: text}, problems) == [name] and problems == []
+    assert getattr(getattr(schema.build(cfg.Config, raw), section), key) == expected
+    if schema.is_optional(hint):
+        core_config.apply_env(raw, cfg.Config, {name: "null"}, problems)
+        assert getattr(getattr(schema.build(cfg.Config, raw), section), key) is None
+
+
+def test_structures_are_the_only_keys_not_settable_from_the_environment() -> None:
+    unsettable = {f"{s}.{k}" for s, k, hint in _sections() if not core_config.env_settable(hint)}
+    assert unsettable == {"data_tests.datasets", "report.gates", "image.build_args", "image.env"}
+    assert schema.is_optional(typing.get_type_hints(cfg.ForgeSettings)["kind"])  # Literal | None: typing.Union
+
+
+@pytest.mark.parametrize("name, text, key, expected", [
+    ("MLCI_REPORT_PLOTS", "none", "report.plots", "none"),
+    ("MLCI_FORGE_KIND", "github", "forge.kind", "github"),
+    ("MLCI_IMAGE_BUILDER", "buildah", "image.builder", "buildah"),
+])
+def test_enum_valued_keys_work_from_the_environment(tmp_path: Path, name: str, text: str, key: str,
+                                                    expected: str) -> None:
+    loaded = _load(tmp_path, "version: 1\n", {name: text})
+    section, field_name = key.split(".")
+    assert getattr(getattr(loaded.config, section), field_name) == expected and loaded.overrides == (name,)
+
+
+def test_an_enum_value_that_is_no_choice_names_the_choices(tmp_path: Path) -> None:
+    assert _problems(tmp_path, "version: 1\n", {"MLCI_REPORT_PLOTS": "png"}) == [
+        "MLCI_REPORT_PLOTS: report.plots: expected one of mermaid, none, got 'png'"]
+
+
+def test_the_values_of_every_env_key_are_registered_as_secrets(tmp_path: Path) -> None:
+    env = {"FORGE_ACCESS": "forge-value-1", "WAREHOUSE": "host=db password=pw-in-dsn-9", "UNUSED": "u-value-1"}
+    _load(tmp_path, "version: 1\nforge: {token_env: FORGE_ACCESS}\ndata_tests:\n  datasets:\n"
+                    "    - {name: w, dsn_env: WAREHOUSE, table: t}\n", env)
+    assert log.registered_secrets() >= {"forge-value-1", "host=db password=pw-in-dsn-9", "pw-in-dsn-9"}
+    assert "u-value-1" not in log.registered_secrets()
+    found = list(core_config.env_references(cfg.load(None, tmp_path, environ=env).config))
+    assert found == [("data_tests.datasets[0].dsn_env", "WAREHOUSE"), ("forge.token_env", "FORGE_ACCESS")]
+
+
+def test_cross_field_problems_name_the_line_or_the_variable(tmp_path: Path) -> None:
+    assert _problems(tmp_path, "version: 1\n\nforge:\n  token_env: glpat-pasted-token\n") == [
+        "mlci.yaml:4: forge.token_env: must be the NAME of the environment variable holding the token, not the token"]
+    assert _problems(tmp_path, "version: 1\n", {"MLCI_FORGE_TOKEN_ENV": "glpat-x"})[0].startswith(
+        "MLCI_FORGE_TOKEN_ENV: forge.token_env: must be the NAME")
+    assert _problems(tmp_path, "version: 1\ndata_tests:\n  file: nope.yaml\n") == [
+        "mlci.yaml:3: data_tests.file: nope.yaml not found"]
+
+
+def test_a_suite_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (tmp_path / "secret.yaml").write_text("password: hunter2\n")
+    (repo / "link.yaml").symlink_to(tmp_path / "secret.yaml")
+    for name in ("../secret.yaml", "link.yaml", str(tmp_path / "secret.yaml")):
+        problems = _problems(repo, f"version: 1\ndata_tests:\n  file: {name}\n")
+        assert problems == [f"mlci.yaml:3: data_tests.file: {name} is outside the directory of the config; keep "
+                            "the suite inside the repository"]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dangling symlink", "too large"])
+def test_a_config_that_is_not_a_readable_file_is_an_error_never_the_defaults(tmp_path: Path, kind: str) -> None:
+    (tmp_path / ".git").mkdir()
+    config = tmp_path / "mlci.yaml"
+    expected = {"directory": "mlci.yaml: is a directory, not a regular file",
+                "fifo": "mlci.yaml: is a FIFO, not a regular file",  # opened without blocking: never a hang
+                "dangling symlink": "mlci.yaml: a dangling symlink (to gone.yaml)",
+                "too large": "mlci.yaml: larger than 8 MB; not read"}[kind]
+    if kind == "directory":
+        config.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(config)
+    elif kind == "dangling symlink":
+        config.symlink_to("gone.yaml")
+    else:
+        config.write_bytes(b"#" * (core_config.MAX_CONFIG_BYTES + 1))
+    for explicit in (None, str(config)):
+        with pytest.raises(ConfigError) as caught:
+            cfg.load(explicit, tmp_path, environ={})
+        assert caught.value.problems == [expected]
+
+
+def test_yaml_merge_keys_and_anchors_work(tmp_path: Path) -> None:
+    loaded = _load(tmp_path, "version: 1\ntrain:\n  <<: &base {push: true, pull: false}\n  output_tail: 5\n"
+                             "report:\n  sections: &s [a.md, b.md]\nimage:\n  code: *s\n")
+    assert (loaded.config.train.push, loaded.config.train.pull) == (True, False)
+    assert loaded.config.image.code == ("a.md", "b.md")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("version: 1\ntrain:\n  push: !foo true\n",
+     "mlci.yaml:3: train.push: cannot read the value: could not determine a constructor for the tag '!foo'"),
+    ("version: 1\ntrain:\n  remote: !!python/object/apply:os.system [id]\n",
+     "mlci.yaml:3: train.remote: expected a string, got a list"),
+    ("version: 1\ntrain:\n  remote: !!timestamp main\n",
+     "mlci.yaml:3: train.remote: cannot read the value: 'NoneType' object has no attribute 'groupdict'"),
+    ("version: 1\ntrain:\n  output_tail: " + "9" * 5000 + "\n",
+     "mlci.yaml:3: train.output_tail: cannot read the value: Exceeds the limit (4300 digits) for integer string "
+     "conversion: value has 5000 digits; use sys.set_int_max_str_digits() to increase the limit"),
+    ("version: 1\ntrain:\n  push: tr\x00ue\n", "mlci.yaml:3: not allowed in YAML: the control character '\\x00'"),
+    ("version: 1\ntrain:\n  \"a\\nb\\e[2J\": 1\n",
+     "mlci.yaml:3: train.a\\nb\\x1b[2J: unknown key (known: remote, pull, push, check_lock, check_determinism, "
+     "targets, output_tail)"),
+    ("~\n", "mlci.yaml:1: version: missing required key (write `version: 1`)"),
+    ("version: 1\n---\nversion: 1\n", "mlci.yaml:2: YAML syntax error: but found another document"),
+    ("version: 1\ntrain:\n  targets: &a [*a]\n",
+     "mlci.yaml:3: recursive alias: an anchor (`&name`) is used inside itself"),
+    ("version: 1\ntrain:\n  targets: " + "[" * 100 + "]" * 100 + "\n", "mlci.yaml:3: nested deeper than 64 levels"),
+    (b"version: 1\n# caf\xe9\n".decode("latin-1"), None),
+])
+def test_hostile_yaml_is_one_problem_line(tmp_path: Path, text: str, expected: str | None) -> None:
+    if expected is None:  # not UTF-8: the bytes, not the text
+        (tmp_path / "mlci.yaml").write_bytes(text.encode("latin-1"))
+        with pytest.raises(ConfigError) as caught:
+            cfg.load(None, tmp_path, environ={})
+        assert caught.value.problems == ["mlci.yaml:2: not UTF-8 text (byte 0xe9)"]
+        return
+    assert _problems(tmp_path, text) == [expected]
+
+
+def test_billion_laughs_is_refused_in_milliseconds(tmp_path: Path) -> None:
+    laughs = "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else 'x, x, x, x, x, x, x, x, x'}]\n"
+                     for i in range(9))
+    started = time.perf_counter()
+    problems = _problems(tmp_path, f"version: 1\n{laughs}train:\n  targets: *a8\n")
+    assert time.perf_counter() - started < 1.0
+    assert problems == ["mlci.yaml:7: more than 100000 values once its aliases are expanded; use fewer nested "
+                        "aliases (`*name`)"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from mlci.core import log
 from mlci.core.errors import ExitCode, UsageError
-from mlci.core.fsutil import atomic_write_json
+from mlci.core.fsutil import atomic_write_json, check_writable
 
 if TYPE_CHECKING:  # the library imports DVC's Python API: kept out of CLI start-up
     from mlci.dvcstage.repro import Options, Outcome
@@ -66,6 +66,8 @@ def run(*, repo: Path, opts: Options, as_json: bool, summary_out: Path | None = 
 
     if not (repo / ".dvc").is_dir():
         raise UsageError(f"{repo.resolve()}: not a DVC repository (no .dvc directory); run `dvc init` first")
+    if summary_out is not None:
+        check_writable(summary_out)  # before training, not after
     outcome = reproduce(repo, opts)
     for warning in outcome.warnings:
         log.logger.warning("mlci: warning: %s", warning)

@@ -34,8 +34,8 @@ def find_config(start: Path) -> Path | None:
 
 def display(path: Path, cwd: Path) -> str:
     """A path as error messages show it: relative to `cwd` when inside it."""
-    try:
-        return str(path.resolve().relative_to(cwd.resolve()))
+    try:  # the file's own name is kept: a symlink is shown as the link, not as its target
+        return str((path.parent.resolve() / path.name).relative_to(cwd.resolve()))
     except ValueError:
         return str(path)
 
@@ -52,12 +52,13 @@ def read_text(path: Path, shown: str, problems: list[str]) -> str | None:
     except OSError as exc:
         problems.append(f"{shown}: cannot read: {exc.strerror or exc.__class__.__name__}")
         return None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
+        problems.append(f"{shown}: is {what}, not a regular file")
+        return None
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
-            problems.append(f"{shown}: is {what}, not a regular file")
-            return None
         data = handle.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
         problems.append(f"{shown}: larger than {MAX_CONFIG_BYTES >> 20} MB; not read")

@@ -51,6 +51,19 @@ def append_text(path: Path, text: str) -> None:
         raise write_error(path, exc) from None
 
 
+def check_writable(path: Path) -> None:
+    """Refuse before any work a path that can never be written: a directory, or below a file."""
+    if _is_special(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise write_error(path, IsADirectoryError(errno.EISDIR, "is a directory"))
+    for parent in path.parents:
+        if os.path.exists(parent):
+            if not os.path.isdir(parent):
+                raise write_error(path, NotADirectoryError(errno.ENOTDIR, "not a directory"))
+            return
+
+
 def write_error(path: Path, exc: OSError) -> MlciError:
     """A failed write as one line naming the path: a path problem is a usage error, the rest environment."""
     reasons = {errno.EISDIR: "is a directory; give a file name", errno.ENOTDIR: "a parent is not a directory",

@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 MASK = "[MASKED]"
 _MIN_SECRET_LEN = 4  # a value registered explicitly (a token, the value of a `*_env` variable)
@@ -34,6 +34,7 @@ _SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git", "sftp"})
 _URL = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*+)://"
                   r"(?P<authority>[^/?#\s\"'<>\\^`{|}]*+)")
 _NAME_PARTS = re.compile(r"[^A-Z0-9]+")
+_DSN_PASSWORD = re.compile(r"\bpassword\s*=\s*(?:'(?P<quoted>(?:[^'\\]|\\.)*)'|(?P<plain>[^\s']+))", re.I)
 
 _secrets: set[str] = set()  # the values as registered
 _forms: list[str] = []  # every form that is masked (raw, URL-encoded, JSON-escaped), longest first
@@ -41,12 +42,26 @@ logger = logging.getLogger("mlci")
 
 
 def add_secret(value: str | None) -> None:
-    """Register a value that must never be printed or written (also its URL-encoded and JSON-escaped forms)."""
+    """Register a value that must never be printed or written: also its URL-encoded and JSON-escaped
+    forms, and the password inside it when it is a URL or DSN (`scheme://user:PASSWORD@host`,
+    `password=PASSWORD`), which a program may print on its own."""
     if not value or len(value) < _MIN_SECRET_LEN or value in _secrets:
         return
     _secrets.add(value)
     forms = set(_forms) | {f for f in _encoded_forms(value) if len(f) >= _MIN_SECRET_LEN}
     _forms[:] = sorted(forms, key=lambda f: (-len(f), f))
+    for password in _embedded_passwords(value):
+        add_secret(password)
+
+
+def _embedded_passwords(value: str) -> list[str]:
+    found = [m["quoted"].replace("\\'", "'").replace("\\\\", "\\") if m["quoted"] is not None else m["plain"]
+             for m in _DSN_PASSWORD.finditer(value)]
+    for match in _URL.finditer(value):
+        userinfo = match["authority"].rpartition("@")[0]
+        if ":" in userinfo:
+            found.append(unquote(userinfo.split(":", 1)[1]))
+    return [p for p in found if p != value]
 
 
 def _encoded_forms(value: str) -> set[str]:

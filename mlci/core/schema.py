@@ -190,17 +190,22 @@ def is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
+def _union_args(hint: Any) -> tuple[Any, ...] | None:
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else None
+
+
 def is_optional(hint: Any) -> bool:
-    """Whether a hint admits None."""
-    return isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    """Whether a hint admits None (`str | None`, and `Literal[...] | None`, a typing.Union)."""
+    return type(None) in (_union_args(hint) or ())
 
 
 def strip_optional(hint: Any) -> Any:
     """The hint without None (a union of several scalars stays a union)."""
-    if isinstance(hint, types.UnionType):
-        rest = tuple(a for a in typing.get_args(hint) if a is not type(None))
-        return rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007 - built dynamically
-    return hint
+    args = _union_args(hint)
+    if args is None:
+        return hint
+    rest = tuple(a for a in args if a is not type(None))
+    return rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007 - built dynamically
 
 
 def matches(value: Any, base: Any) -> bool:

@@ -114,5 +114,6 @@ def _problem(exc: Exception, text: str, node: yaml.Node | None = None) -> YamlPr
         return YamlProblem(line, f"not allowed in YAML: the control character {character!r}")
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
-        return YamlProblem(mark.line + 1 if mark else 1, f"YAML syntax error: {exc.problem or exc.context}")
-    return YamlProblem(node.start_mark.line + 1 if node is not None else 1, f"not valid YAML: {exc}")
+        what = "cannot read a value" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        return YamlProblem(mark.line + 1 if mark else 1, f"{what}: {exc.problem or exc.context}")
+    return YamlProblem(node.start_mark.line + 1 if node is not None else 1, f"cannot read a value: {exc}")

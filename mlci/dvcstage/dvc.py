@@ -13,8 +13,10 @@ from mlci.core import proc, yamlsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.core.fsutil import cache_dir
 
-# DVC's words when another DVC process holds the repository lock (dvc/lock.py, after a 3 s wait).
-_LOCKED = "Unable to acquire lock"
+# DVC's words when another DVC process holds the repository lock (dvc/lock.py, after a 3 s wait) or the
+# lock on a stage's outputs (dvc/rwlock.py: `dvc repro` holds it while the stage runs), and whom it names.
+_LOCKED = ("Unable to acquire lock", "is busy, it is being blocked by:")
+_HOLDER = re.compile(r"^\s*\(PID (?P<pid>\d+)\): (?P<cmd>.+)$", re.MULTILINE)
 _SITE_CACHE_KEY = re.compile(r"^\s*site_cache_dir\s*=", re.MULTILINE)
 
 
@@ -46,17 +48,20 @@ def dvc(root: Path, *args: str, stream: bool = False, check: bool = False) -> pr
     `--` in `args`, so a name starting with `-` is never an option. A repository locked by another DVC
     process is an environment problem (exit 3), whatever the command."""
     result = proc.run(("dvc", *args), cwd=root, env=dvc_env(root), stream=stream, check=False)
-    if result.returncode != 0 and _LOCKED in result.stdout + result.stderr:
-        raise locked(root)
+    output = result.stdout + result.stderr
+    if result.returncode != 0 and any(words in output for words in _LOCKED):
+        holder = _HOLDER.search(output)
+        raise locked(root, f"PID {holder['pid']}: {holder['cmd'].strip()}" if holder else None)
     if check and result.returncode != 0:
         raise proc.CommandFailed(result)
     return result
 
 
-def locked(root: Path) -> EnvironmentProblem:
+def locked(root: Path, holder: str | None = None) -> EnvironmentProblem:
     """The error for a repository whose lock another DVC process holds."""
-    return EnvironmentProblem(f"the DVC repository {root} is locked by another DVC process; wait for it to "
-                              "finish (if none is running, remove .dvc/tmp/lock)")
+    who = f" ({holder})" if holder else ""  # redacted where it is printed
+    return EnvironmentProblem(f"the DVC repository {root.resolve()} is locked by another DVC process{who}; wait for "
+                              "it to finish (if none is running, remove .dvc/tmp/lock and .dvc/tmp/rwlock)")
 
 
 def check_pipeline_files(root: Path) -> None:

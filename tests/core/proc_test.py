@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from mlci.core import log, proc
+from mlci.core import log, proc, signals
 from mlci.core.errors import EnvironmentProblem
 
 
@@ -27,3 +32,47 @@ def test_streaming_keeps_the_output_and_echoes_it(capsys: pytest.CaptureFixture[
     assert result.returncode == 0 and result.stdout.splitlines() == ["out", "err"]
     assert capsys.readouterr().err.splitlines() == ["out", "err"]
     assert result.tail(1) == "err"
+
+
+TREE = """\
+import subprocess, sys, time
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+open(sys.argv[1], "w").write(f"{grandchild.pid}")
+print("started", flush=True)
+time.sleep(60)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_sigterm_stops_the_child_and_everything_it_started(tmp_path: Path, stream: bool) -> None:
+    pid_file = tmp_path / "grandchild"
+
+    def terminate_when_started() -> None:
+        while not pid_file.exists() or not pid_file.read_text():
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_when_started, daemon=True).start()
+    started = time.monotonic()
+    with signals.sigterm_raises(), pytest.raises(signals.Terminated):
+        proc.run([sys.executable, "-c", TREE, str(pid_file)], stream=stream)
+    assert time.monotonic() - started < 20
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(grandchild)
+
+
+def test_a_timeout_stops_the_child_and_is_an_environment_problem() -> None:
+    started = time.monotonic()
+    with pytest.raises(EnvironmentProblem, match=r"timed out after 1 s"):
+        proc.run([sys.executable, "-c", "import time; time.sleep(60)"], timeout=1)
+    assert time.monotonic() - started < 10

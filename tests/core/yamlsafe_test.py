@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mlci.core import yamlsafe
+
+LAUGHS = "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else 'x, x, x, x, x, x, x, x, x'}]\n"
+                 for i in range(9))
+
+
+def test_plain_yaml_loads_with_anchors_aliases_and_merge_keys() -> None:
+    assert yamlsafe.load("a: &x {k: 1}\nb: *x\nc: {<<: *x, j: 2}\n") == {"a": {"k": 1}, "b": {"k": 1},
+                                                                        "c": {"k": 1, "j": 2}}
+    assert yamlsafe.load("") is None
+
+
+@pytest.mark.parametrize("text, line, message", [
+    (LAUGHS, 6, "more than 100000 values once its aliases are expanded; use fewer nested aliases (`*name`)"),
+    ("a: &a [*a]\n", 1, "recursive alias: an anchor (`&name`) is used inside itself"),
+    ("a: &a {b: *a}\n", 1, "recursive alias: an anchor (`&name`) is used inside itself"),
+    ("a:\n  b: " + "[" * 10_000 + "]" * 10_000 + "\n", 2, "nested deeper than 64 levels"),
+    ("a: 1\nb: \x07\n", 2, "not allowed in YAML: the control character '\\x07'"),
+    ("a: !!timestamp x\n", 1, "cannot read a value: 'NoneType' object has no attribute 'groupdict'"),
+    ("a: !foo x\n", 1, "cannot read a value: could not determine a constructor for the tag '!foo'"),
+    ("a: [\n", 2, "YAML syntax error: expected the node content, but found '<stream end>'"),
+])
+def test_bombs_and_bad_input_are_one_problem_fast(text: str, line: int, message: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(yamlsafe.YamlProblem) as caught:
+        yamlsafe.load(text)
+    assert (caught.value.line, caught.value.message) == (line, message)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_shared_subtrees_within_the_bound_are_fine() -> None:
+    text = "base: &b [1, 2, 3]\n" + "".join(f"k{i}: *b\n" for i in range(1000))
+    assert len(yamlsafe.load(text)) == 1001
+
