@@ -156,13 +156,21 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def setup(verbosity: int) -> None:
-    """Send mlci's log to stderr: -q shows warnings and errors, default adds info, -v adds debug."""
+    """Send mlci's log to stderr: -q shows warnings and errors, default adds info, -v adds debug. Libraries
+    that log in this process (DVC's API, urllib3) and Python warnings go through the redactor too."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(message)s"))
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    others = logging.StreamHandler(sys.stderr)
+    others.setFormatter(_RedactingFormatter("%(name)s: %(levelname)s: %(message)s"))
+    others.setLevel(logging.WARNING)
+    others.set_name("mlci-redacting")
+    logging.root.handlers[:] = [h for h in logging.root.handlers if h.get_name() != "mlci-redacting"] + [others]
+    logging.captureWarnings(False)  # re-installed on each set-up (a caller may have swapped showwarning)
+    logging.captureWarnings(True)
 
 
 def _printable(text: str, stream: TextIO) -> str:

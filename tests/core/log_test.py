@@ -114,3 +114,18 @@ def test_log_lines_are_masked_and_never_fail_on_unencodable_text(capsys: pytest.
     log.add_secret("tok-abcdefgh")
     log.logger.info("using tok-abcdefgh on %s", "caf\udce9.md")  # a non-UTF-8 file name, as argv gives it
     assert capsys.readouterr().err == "using [MASKED] on caf\\udce9.md\n"
+
+
+def test_libraries_logging_in_process_and_python_warnings_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+    import warnings
+
+    log.setup(0)
+    log.add_secret("tok-abcdefgh")
+    logging.getLogger("dvc").warning("remote https://u:pw@host failed with tok-abcdefgh")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("careful with tok-abcdefgh", UserWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert "dvc: WARNING: remote https://[MASKED]@host failed with [MASKED]" in err
+    assert "UserWarning: careful with [MASKED]" in err and "tok-abcdefgh" not in err
