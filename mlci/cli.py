@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO, cast
 
 from mlci import __version__
 from mlci.commands import build, config, data_test, report, repro
@@ -16,12 +17,24 @@ from mlci.core.errors import ConfigError, ExitCode, MlciError
 from mlci.core.fsutil import append_text, cache_dir
 from mlci.core.signals import Terminated, sigterm_raises
 
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
 COMMANDS = (build, config, data_test, repro, report)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose help and usage errors go out through mlci's redacting output (an unknown flag
+    is echoed back, and it may be a pasted token)."""
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            log.print_to(cast(TextIO, file), message) if file is not None else log.out(message)
 
 
 def _global_options(defaults: bool) -> argparse.ArgumentParser:
     """Options accepted before and after the subcommand (only the top level sets defaults)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = _Parser(add_help=False)
     suppress = None if defaults else argparse.SUPPRESS
 
     def default(value: object) -> object:
@@ -40,11 +53,12 @@ def _global_options(defaults: bool) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; each command module adds its own subparser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlci", parents=[_global_options(True)],
         description="GitOps CI/CD for machine-learning repositories.",
         epilog="Exit codes: 0 ok, 1 gate failed, 2 usage/config error, 3 environment error, "
-               "4 pipeline command failed, 70 internal error, 130 interrupted, 143 terminated (SIGTERM).",
+               "4 pipeline command failed, 70 internal error, 130 interrupted, 141 output pipe closed, "
+               "143 terminated (SIGTERM).",
     )
     parser.add_argument("--version", action="version", version=f"mlci {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -80,9 +94,9 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and map every failure to one documented exit code."""
+    log.register_env_secrets()
     args = build_parser().parse_args(argv)
     log.setup(-1 if args.quiet else args.verbose)
-    log.register_env_secrets()
     with sigterm_raises():
         return _dispatch(args)
 
@@ -103,6 +117,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     except Terminated:
         log.logger.error("mlci: terminated (SIGTERM)")
         return ExitCode.TERMINATED
+    except BrokenPipeError:  # `mlci data-test | head`: the reader left; nothing more can be shown
+        log.discard_stdout()
+        return ExitCode.BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - the last-resort handler: one line out, traceback to the log
         where = _log_crash(exc)
         log.logger.error("mlci: internal error: %s: %s (traceback in %s; please report it)",

@@ -174,3 +174,20 @@ def test_non_regular_config_is_exit_2_never_defaults_never_a_hang(tmp_path: Path
     done = subprocess.run([sys.executable, "-m", "mlci", "config", "check"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=30, check=False)
     assert (done.returncode, done.stderr, done.stdout) == (2, "mlci.yaml: is a FIFO, not a regular file\n", "")
+
+
+def test_a_closed_output_pipe_is_141_not_an_internal_error(tmp_path: Path) -> None:
+    import os
+    read, write = os.pipe()
+    os.close(read)  # the reader (`| head`) is gone before mlci prints
+    done = subprocess.run([sys.executable, "-m", "mlci", "config", "show"], cwd=tmp_path, stdout=write,
+                          stderr=subprocess.PIPE, text=True, check=False, timeout=60)
+    os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_usage_errors_are_masked_too() -> None:
+    token = "glpat-pasted-0123456789"
+    done = mlci("config", "check", "--token", token, env={"GITLAB_TOKEN": token})
+    assert done.returncode == 2
+    assert "unrecognized arguments: --token [MASKED]" in done.stderr and "glpat-pasted" not in done.stderr

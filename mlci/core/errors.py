@@ -14,6 +14,7 @@ class ExitCode(enum.IntEnum):
     PIPELINE = 4
     INTERNAL = 70
     INTERRUPTED = 130
+    BROKEN_PIPE = 141  # stdout closed early (`| head`), like SIGPIPE's 128 + 13
     TERMINATED = 143  # SIGTERM: what CI sends on cancel
 
 

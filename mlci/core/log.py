@@ -152,7 +152,15 @@ def dumps_json(data: Any, *, indent: int | None = 2, sort_keys: bool = False) ->
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return _printable(redact(super().format(record)), sys.stderr)
+        return _printable(_controls_escaped(redact(super().format(record))), sys.stderr)
+
+
+def _controls_escaped(text: str) -> str:
+    """mlci's own messages never need a control character: one in a file name or key is shown escaped,
+    so it cannot drive the terminal. Line breaks and tabs stay."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else ascii(ch)[1:-1] for ch in text)
 
 
 def setup(verbosity: int) -> None:
@@ -196,6 +204,19 @@ def out(text: str) -> None:
 def out_json(data: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
     """Print a command's result as JSON on stdout: secrets masked in values, always valid JSON."""
     _write(sys.stdout, dumps_json(data, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def print_to(stream: TextIO, text: str) -> None:
+    """Write redacted text to a stream handed over by a library (argparse's help and usage errors)."""
+    _write(stream, redact(text))
+
+
+def discard_stdout() -> None:
+    """After the reader of stdout has gone (a broken pipe): send what is left to /dev/null, so the
+    interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def stream(text: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlci.core.proc import _descendants
+from mlci.dvcstage.dvc import dvc_env
 from mlci.dvcstage.fetch import pull_missing
 from tests.testing import repos
 
@@ -27,11 +28,9 @@ stages:
 MAKE = "open('out.txt', 'w').write('x')\n"
 
 
-def _mlci(repo: Path, *args: str, env: dict[str, str] | None = None, umask: int | None = None
-          ) -> subprocess.CompletedProcess[str]:
+def _mlci(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mlci", *args], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, check=False, timeout=120,
-                          preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+                          env={**os.environ, **(env or {})}, check=False, timeout=120)
 
 
 def _wait_for(path: Path, seconds: float = 60) -> None:
@@ -127,10 +126,21 @@ open("out.txt", "w").write("x")
 """
 
 
-def test_a_repository_locked_by_another_dvc_is_exit_3_with_a_plain_message(tmp_path: Path) -> None:
+HOLD_REPO_LOCK = """\
+import os, time
+from dvc.repo import Repo
+Repo(".").lock.lock()  # DVC's repository lock (.dvc/tmp/lock), as `dvc pull` or `dvc gc` hold it
+open(os.environ["STARTED"], "w").write("1")
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("holder", ["dvc repro", "repository lock"])
+def test_a_repository_locked_by_another_dvc_is_exit_3_with_a_plain_message(tmp_path: Path, holder: str) -> None:
     repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE.replace("make.py", "hold.py"), {"hold.py": HOLD})
     started = tmp_path / "started"
-    other = subprocess.Popen(["dvc", "repro"], cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    argv = ["dvc", "repro"] if holder == "dvc repro" else [sys.executable, "-c", HOLD_REPO_LOCK]
+    other = subprocess.Popen(argv, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env={**os.environ, "STARTED": str(started)}, start_new_session=True)
     try:
         _wait_for(started)
@@ -139,10 +149,10 @@ def test_a_repository_locked_by_another_dvc_is_exit_3_with_a_plain_message(tmp_p
         os.killpg(other.pid, signal.SIGKILL)
         other.wait()
     assert done.returncode == 3, done.stderr
+    who = f" (PID {other.pid}: {Path(sys.executable).parent / 'dvc'} repro)" if holder == "dvc repro" else ""
     assert done.stderr.splitlines()[-1] == (
-        f"mlci: error: the DVC repository {repo} is locked by another DVC process (PID {other.pid}: "
-        f"{Path(sys.executable).parent / 'dvc'} repro); wait for it to finish (if none is running, remove "
-        ".dvc/tmp/lock and .dvc/tmp/rwlock)")
+        f"mlci: error: the DVC repository {repo} is locked by another DVC process{who}; wait for it to finish "
+        "(if none is running, remove .dvc/tmp/lock and .dvc/tmp/rwlock)")
 
 
 def test_targets_starting_with_a_dash_are_targets_not_options(tmp_path: Path) -> None:
@@ -191,23 +201,26 @@ def test_a_directory_as_summary_out_is_exit_2_before_anything_runs(tmp_path: Pat
     assert not (repo / "out.txt").exists()
 
 
-def test_written_files_honour_the_umask(tmp_path: Path) -> None:
+def test_repro_writes_files_per_the_umask_and_dvcs_site_cache_under_mlcis_cache(tmp_path: Path) -> None:
     repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE, {"make.py": MAKE})
-    done = _mlci(repo, "repro", "--summary-out", "summary.json", umask=0o027)
-    assert done.returncode == 0, done.stderr
-    assert stat.S_IMODE((repo / "summary.json").stat().st_mode) == 0o640
-
-
-@pytest.mark.parametrize("configured", [False, True])
-def test_dvc_site_cache_goes_under_mlcis_cache_unless_configured(tmp_path: Path, configured: bool) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE, {"make.py": MAKE})
-    if configured:
-        repos.dvc(repo, "config", "--local", "core.site_cache_dir", str(tmp_path / "own-site"))
     env = {k: v for k, v in os.environ.items() if k != "DVC_SITE_CACHE_DIR"}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    done = subprocess.run([sys.executable, "-m", "mlci", "repro"], cwd=repo, capture_output=True, text=True,
-                          env=env, check=False)
+    done = subprocess.run([sys.executable, "-m", "mlci", "repro", "--summary-out", "summary.json"], cwd=repo,
+                          capture_output=True, text=True, env=env, check=False, timeout=120,
+                          preexec_fn=lambda: os.umask(0o027))
     assert done.returncode == 0, done.stderr
-    ours = tmp_path / "cache" / "mlci" / "dvc-site"
-    assert (ours.exists(), (tmp_path / "own-site").exists()) == (not configured, configured)
-    assert any((ours if not configured else tmp_path / "own-site").rglob("*.db"))
+    assert stat.S_IMODE((repo / "summary.json").stat().st_mode) == 0o640  # not mkstemp's 0600
+    assert any((tmp_path / "cache" / "mlci" / "dvc-site").rglob("*.db"))  # not /var/tmp/dvc
+
+
+def test_a_site_cache_set_by_the_environment_or_dvc_config_is_left_alone(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DVC_SITE_CACHE_DIR")
+    assert dvc_env(tmp_path) == {"DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "cache/mlci/dvc-site")}
+    (tmp_path / ".dvc" / "config.local").write_text("[core]\n    site_cache_dir = /srv/dvc-site\n")
+    assert dvc_env(tmp_path) == {"DVC_NO_ANALYTICS": "1"}
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", "/srv/elsewhere")
+    (tmp_path / ".dvc" / "config.local").unlink()
+    assert dvc_env(tmp_path) == {"DVC_NO_ANALYTICS": "1"}
