@@ -114,7 +114,6 @@ def test_a_token_and_a_dsn_in_the_environment_are_masked_by_every_command(tmp_pa
                                {"stage.py": stage, "data.csv": "a\n1\n", "mlci.yaml": EVERY_COMMAND_CONFIG,
                                 "leak.md": "a section quoting glpat-EveryCommandToken1 and Dsn-pass-77\n"})
     runs = {
-        "config show": mlci("config", "show", cwd=repo, env=SECRETS),
         "config show --json": mlci("config", "show", "--json", cwd=repo, env=SECRETS),
         "repro": mlci("repro", "--json", "--summary-out", "repro.json", cwd=repo, env=SECRETS),
         "data-test": mlci("data-test", "--dataset", "d", "--json-out", "dt.json", "--md", "dt.md", "--junit",

@@ -281,8 +281,8 @@ def test_hostile_yaml_is_one_problem_line(tmp_path: Path, text: str, expected: s
 def test_billion_laughs_is_refused_in_milliseconds(tmp_path: Path) -> None:
     laughs = "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else 'x, x, x, x, x, x, x, x, x'}]\n"
                      for i in range(9))
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: what the work costs, not how busy the machine is
     problems = _problems(tmp_path, f"version: 1\n{laughs}train:\n  targets: *a8\n")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert problems == ["mlci.yaml:7: more than 100000 values once its aliases are expanded; use fewer nested "
                         "aliases (`*name`)"]

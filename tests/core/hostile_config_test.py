@@ -27,7 +27,7 @@ SUITE = {"datasets": [
 ]}
 INLINE = {**{k: v for k, v in CONFIG.items() if k != "data_tests"}, "data_tests": {"datasets": SUITE["datasets"]}}
 PROBLEM = re.compile(r"^(mlci\.yaml|suite\.yaml):\d+: \S")
-PROPERTY = settings(derandomize=True, max_examples=200, deadline=None, database=None,
+PROPERTY = settings(derandomize=True, max_examples=100, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 scalars = st.one_of(

@@ -86,9 +86,9 @@ def test_url_encoded_and_json_escaped_forms_are_masked() -> None:
 def test_redaction_is_linear_a_1_mb_line_without_spaces_takes_under_a_second(line: str) -> None:
     for i in range(20):
         log.add_secret(f"registered-secret-{i:02d}")
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: what the work costs, not how busy the machine is
     log.redact(line)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_json_output_masks_values_never_keys_by_name_and_stays_valid() -> None:

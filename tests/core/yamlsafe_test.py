@@ -27,11 +27,11 @@ def test_plain_yaml_loads_with_anchors_aliases_and_merge_keys() -> None:
     ("a: [\n", 2, "YAML syntax error: expected the node content, but found '<stream end>'"),
 ])
 def test_bombs_and_bad_input_are_one_problem_fast(text: str, line: int, message: str) -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: what the work costs, not how busy the machine is
     with pytest.raises(yamlsafe.YamlProblem) as caught:
         yamlsafe.load(text)
     assert (caught.value.line, caught.value.message) == (line, message)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_shared_subtrees_within_the_bound_are_fine() -> None:

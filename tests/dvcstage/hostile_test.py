@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -70,17 +71,44 @@ data_tests:
 """
 
 
-def test_repro_never_echoes_a_token_or_a_dsn_password_from_a_stage(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE.replace("make.py", "leaky.py"),
+@dataclass(frozen=True)
+class LeakyRun:
+    repo: Path
+    cache: Path
+    done: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def leaky_run(tmp_path_factory: pytest.TempPathFactory) -> LeakyRun:
+    """One `mlci repro` of a stage that prints secrets, run under umask 027 with no DVC_SITE_CACHE_DIR."""
+    tmp = tmp_path_factory.mktemp("leaky")
+    repo = repos.tiny_dvc_repo(tmp / "repo", ONE_STAGE.replace("make.py", "leaky.py"),
                                {"leaky.py": LEAKY, "mlci.yaml": LEAKY_CONFIG})
-    done = _mlci(repo, "repro", "--json", "--summary-out", "summary.json", env=SECRETS)
+    env = {**{k: v for k, v in os.environ.items() if k != "DVC_SITE_CACHE_DIR"}, **SECRETS,
+           "XDG_CACHE_HOME": str(tmp / "cache")}
+    done = subprocess.run([sys.executable, "-m", "mlci", "repro", "--json", "--summary-out", "summary.json"],
+                          cwd=repo, capture_output=True, text=True, env=env, check=False, timeout=120,
+                          preexec_fn=lambda: os.umask(0o027))
     assert done.returncode == 0, done.stderr
-    written = done.stdout + done.stderr + (repo / "summary.json").read_text()
+    return LeakyRun(repo, tmp / "cache", done)
+
+
+def test_repro_never_echoes_a_token_or_a_dsn_password_from_a_stage(leaky_run: LeakyRun) -> None:
+    done = leaky_run.done
+    written = done.stdout + done.stderr + (leaky_run.repo / "summary.json").read_text()
     for leak in (*SECRETS.values(), "Wh-pass-42!", "Wh-pass-42%21", "Secr3tForgeToken99", "NameBasedToken77"):
         assert leak not in written, leak
     assert "token [MASKED] dsn [MASKED] password [MASKED]" in done.stderr
     assert "clone https://[MASKED]@gitlab.bank/g/p.git" in done.stderr
     json.loads(done.stdout)
+
+
+def test_repro_writes_files_per_the_umask(leaky_run: LeakyRun) -> None:
+    assert stat.S_IMODE((leaky_run.repo / "summary.json").stat().st_mode) == 0o640  # not mkstemp's 0600
+
+
+def test_dvcs_site_cache_goes_under_mlcis_cache(leaky_run: LeakyRun) -> None:
+    assert any((leaky_run.cache / "mlci" / "dvc-site").rglob("*.db"))  # not /var/tmp/dvc
 
 
 SLEEPY = """\
@@ -179,13 +207,14 @@ def test_pull_finds_literal_bracket_names_and_names_starting_with_a_dash(tmp_pat
 
 
 def test_nesting_and_alias_bombs_in_dvc_files_are_exit_2_naming_the_file(tmp_path: Path) -> None:
-    deep = ONE_STAGE + "    params: " + "[" * 3000 + "]" * 3000 + "\n"
-    repo = repos.tiny_dvc_repo(tmp_path / "deep", deep, {"make.py": MAKE})
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE + "    params: " + "[" * 3000 + "]" * 3000 + "\n",
+                               {"make.py": MAKE})
     done = _mlci(repo, "repro")
     assert (done.returncode, done.stderr.splitlines()) == (2, ["dvc.yaml:6: nested deeper than 64 levels"])
-    laughs = "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else 'x, x, x, x, x, x, x, x, x'}]\n"
-                     for i in range(9)) + "stages: {make: {outs: *a8}}\n"
-    repo = repos.tiny_dvc_repo(tmp_path / "laughs", ONE_STAGE, {"make.py": MAKE, "dvc.lock": laughs})
+    (repo / "dvc.yaml").write_text(ONE_STAGE)
+    (repo / "dvc.lock").write_text("".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else 'x, x, x, x, x, x, x, x, x'}]\n" for i in range(9))
+        + "stages: {make: {outs: *a8}}\n")
     started = time.monotonic()
     done = _mlci(repo, "repro")
     assert done.returncode == 2 and done.stderr.startswith("dvc.lock:6: more than 100000 values once its aliases")
@@ -199,18 +228,6 @@ def test_a_directory_as_summary_out_is_exit_2_before_anything_runs(tmp_path: Pat
     assert (done.returncode, done.stderr) == (2, "mlci: error: cannot write out-dir: is a directory; give a file "
                                                  "name\n")
     assert not (repo / "out.txt").exists()
-
-
-def test_repro_writes_files_per_the_umask_and_dvcs_site_cache_under_mlcis_cache(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE, {"make.py": MAKE})
-    env = {k: v for k, v in os.environ.items() if k != "DVC_SITE_CACHE_DIR"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    done = subprocess.run([sys.executable, "-m", "mlci", "repro", "--summary-out", "summary.json"], cwd=repo,
-                          capture_output=True, text=True, env=env, check=False, timeout=120,
-                          preexec_fn=lambda: os.umask(0o027))
-    assert done.returncode == 0, done.stderr
-    assert stat.S_IMODE((repo / "summary.json").stat().st_mode) == 0o640  # not mkstemp's 0600
-    assert any((tmp_path / "cache" / "mlci" / "dvc-site").rglob("*.db"))  # not /var/tmp/dvc
 
 
 def test_a_site_cache_set_by_the_environment_or_dvc_config_is_left_alone(tmp_path: Path,
