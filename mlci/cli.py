@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import Any
 
 from mlci import __version__
 from mlci.commands import build, config, data_test, report, repro
@@ -17,9 +17,6 @@ from mlci.core.errors import ConfigError, ExitCode, MlciError
 from mlci.core.fsutil import append_text, cache_dir
 from mlci.core.signals import Terminated, sigterm_raises
 
-if TYPE_CHECKING:
-    from _typeshed import SupportsWrite
-
 COMMANDS = (build, config, data_test, repro, report)
 
 
@@ -27,9 +24,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose help and usage errors go out through mlci's redacting output (an unknown flag
     is echoed back, and it may be a pasted token)."""
 
-    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+    def _print_message(self, message: str, file: Any = None) -> None:  # argparse passes sys.stdout/stderr
         if message:
-            log.print_to(cast(TextIO, file), message) if file is not None else log.out(message)
+            log.print_to(file, message) if file is not None else log.out(message)
 
 
 def _global_options(defaults: bool) -> argparse.ArgumentParser:
