@@ -162,9 +162,6 @@ def test_layout_blobs_and_archives_have_the_umasks_mode(tmp_path: Path, capsys: 
     assert {m for p, m in modes.items() if (tmp_path / "out" / p).is_dir()} == {0o777 & ~mask}
 
 
-@pytest.mark.xfail(strict=True, reason="index.json, oci-layout, dotenv and digest file are written by "
-                                       "core/fsutil.atomic_write, whose mode fix is the core helper's (issue 8): "
-                                       "remove this mark when it is merged")
 def test_every_file_build_leaves_has_the_umasks_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     modes = _build_all_outputs(tmp_path, capsys, 0o022)
     files = {p: m for p, m in modes.items() if not (tmp_path / "out" / p).is_dir()}
