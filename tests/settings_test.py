@@ -205,6 +205,8 @@ def test_cross_field_problems_name_the_line_or_the_variable(tmp_path: Path) -> N
         "MLCI_FORGE_TOKEN_ENV: forge.token_env: must be the NAME")
     assert _problems(tmp_path, "version: 1\ndata_tests:\n  file: nope.yaml\n") == [
         "mlci.yaml:3: data_tests.file: nope.yaml not found"]
+    assert _problems(tmp_path, "version: 1\nreport:\n  precision: -1\n") == [
+        "mlci.yaml:3: report.precision (or MLCI_REPORT_PRECISION): must be from 1 to 17, got -1"]
 
 
 def test_a_suite_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
