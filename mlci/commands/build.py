@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +35,10 @@ def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: st
 
     loaded = cfg.load(config_path, repo.resolve())
     if not loaded.config.image.name:
-        log.out(json.dumps({"skipped": "no image.name"}) if as_json else "skipped: no image.name")
+        if as_json:
+            log.out_json({"skipped": "no image.name"})
+        else:
+            log.out("skipped: no image.name")
         return 0
     try:
         return _build(loaded.config.image, loaded.path.parent if loaded.path else repo, tag,
@@ -49,7 +51,8 @@ def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: st
 def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[str, str | None],
            as_json: bool) -> int:
     from mlci.core import git
-    from mlci.core.errors import EnvironmentProblem, UsageError
+    from mlci.core.errors import EnvironmentProblem
+    from mlci.core.fsutil import check_writable
     from mlci.dvcstage.fetch import pull_missing
     from mlci.image import build as image
     from mlci.image import labels as image_labels
@@ -58,8 +61,8 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
     from mlci.oci.reference import check_tag
 
     for flag, value in outputs.items():
-        if value is not None and Path(value).is_dir():
-            raise UsageError(f"{flag} {value}: is a directory; name a file")
+        if value is not None:
+            check_writable(Path(value), flag)
     collector = Collector(root)
     plan = image.plan(settings, root, tag, collector)
     epoch = image_labels.source_date_epoch(os.environ)
@@ -95,5 +98,8 @@ def _report(result: BuildResult, outputs: dict[str, str | None], as_json: bool) 
         atomic_write(Path(outputs["--digest-file"]), result.digest + "\n")
     if outputs["--dotenv"]:
         atomic_write(Path(outputs["--dotenv"]), f"MLCI_IMAGE={result.reference}\nMLCI_IMAGE_DIGEST={result.digest}\n")
-    log.out(json.dumps({"image": pinned, "digest": result.digest, "key": result.key, "reused": result.reused,
-                        "uploaded": result.uploaded, "labels": result.labels}, indent=2) if as_json else pinned)
+    if as_json:
+        log.out_json({"image": pinned, "digest": result.digest, "key": result.key, "reused": result.reused,
+                      "uploaded": result.uploaded, "labels": result.labels})
+    else:
+        log.out(pinned)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from mlci.core import log
-from mlci.core.errors import ConfigError, EnvironmentProblem, ExitCode, UsageError
+from mlci.core.errors import ConfigError, EnvironmentProblem, ExitCode
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -90,7 +89,7 @@ def profile(*, config_path: str | None, data: str, output: Path, as_json: bool) 
     write("--output", output, result.to_json())
     kinds_by_column = {name: col.kind for name, col in result.columns.items()}
     if as_json:
-        log.out(json.dumps({"output": str(output), "rows": result.rows, "columns": kinds_by_column}, indent=2))
+        log.out_json({"output": str(output), "rows": result.rows, "columns": kinds_by_column})
     else:
         kinds = ", ".join(f"{n} ({k})" for n, k in kinds_by_column.items())
         log.out(f"profiled {result.rows} rows of {data} -> {output}\ncolumns: {kinds}")
@@ -99,12 +98,10 @@ def profile(*, config_path: str | None, data: str, output: Path, as_json: bool) 
 
 def check_outputs(outputs: dict[str, Path]) -> None:
     """Exit 2 before any work when a file to write cannot be one: a directory, or under a file."""
+    from mlci.core.fsutil import check_writable
+
     for flag, path in outputs.items():
-        if path.is_dir():
-            raise UsageError(f"{flag} {path}: is a directory; name a file")
-        parent = next((p for p in path.parents if p.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise UsageError(f"{flag} {path}: {parent} is not a directory")
+        check_writable(path, flag)
 
 
 def write(flag: str, path: Path, text: str) -> None:

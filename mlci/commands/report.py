@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from mlci.core import log
-from mlci.core.errors import EnvironmentProblem, ExitCode, UsageError
+from mlci.core.errors import EnvironmentProblem, ExitCode
 
 DEFAULT_OUT = "mlci-report.md"
 
@@ -45,7 +44,7 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     import tempfile
 
     from mlci import settings as cfg
-    from mlci.core.fsutil import atomic_write
+    from mlci.core.fsutil import append_text, atomic_write, check_writable
     from mlci.core.git import git
     from mlci.forge import sticky
     from mlci.forge.select import connect
@@ -54,7 +53,7 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     from mlci.report.render import render
 
     if out is not None:
-        _check_out(out)
+        check_writable(out, "--out")
     loaded = cfg.load(config_path, repo.resolve())
     settings = loaded.config.report
     root = loaded.path.parent if loaded.path else repo
@@ -73,15 +72,15 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     verdicts = gates.check(settings.gates, changes.metrics)
     texts = [_section(Path(s)) for s in (*settings.sections, *sections)]
     template = root / settings.template if settings.template else None
-    body = render(changes, verdicts, found, head, settings, [t for t in texts if t], template, shown)
+    # Masked once here: the file, the step summary and the comment the forge stores all carry this text.
+    body = log.redact(render(changes, verdicts, found, head, settings, [t for t in texts if t], template, shown))
     if out is not None:
         try:
             atomic_write(out, body)
         except OSError as exc:
             raise EnvironmentProblem(f"--out {out}: cannot write the report ({exc.strerror})") from None
     if env.get("GITHUB_STEP_SUMMARY") and not dry_run:
-        with open(env["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
-            summary.write(body)
+        append_text(Path(env["GITHUB_STEP_SUMMARY"]), body)
     failed = [v for v in verdicts if not v.ok]
     posted = None
     if dry_run:
@@ -96,23 +95,14 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     summary_line = (f"report: {len(changes.metrics)} metrics, {sum(p.old != p.new for p in changes.params)} "
                     f"params changed, {len(failed)} of {len(verdicts)} gate checks failed; written to {out}")
     if as_json:
-        log.out(json.dumps({"ok": not failed, "base": found.sha, "out": out and str(out), "failed_gates": [
+        log.out_json({"ok": not failed, "base": found.sha, "out": out and str(out), "failed_gates": [
             {"metric": v.address, "rule": v.rule, "observed": v.detail} for v in failed],
-            "comment": posted.__dict__ if posted else None}, indent=2))
+            "comment": posted.__dict__ if posted else None})
     elif not dry_run:
         log.out(summary_line)
     for verdict in failed:
         log.logger.error("mlci: gate failed: %s %s (observed %s)", verdict.address, verdict.rule, verdict.detail)
     return ExitCode.GATE_FAILED if failed else ExitCode.OK
-
-
-def _check_out(out: Path) -> None:
-    """`--out` must be a file path: not a directory, not under a file."""
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a directory; give a file name, e.g. {out / 'mlci-report.md'}")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"--out {out}: {parent} is not a directory")
 
 
 def _section(path: Path) -> str:

@@ -51,32 +51,38 @@ def append_text(path: Path, text: str) -> None:
         raise write_error(path, exc) from None
 
 
-def check_writable(path: Path) -> None:
-    """Refuse before any work a path that can never be written: a directory, or below a file."""
+def check_writable(path: Path, label: str | None = None) -> None:
+    """Refuse before any work a path that can never be written: a directory, or below a file. `label`
+    names where the path came from in the message (a flag such as `--out`)."""
     if _is_special(path):
         return
     if os.path.isdir(path) and not os.path.islink(path):
-        raise write_error(path, IsADirectoryError(errno.EISDIR, "is a directory"))
+        raise write_error(path, IsADirectoryError(errno.EISDIR, "is a directory"), label)
     for parent in path.parents:
         if os.path.exists(parent):
             if not os.path.isdir(parent):
-                raise write_error(path, NotADirectoryError(errno.ENOTDIR, "not a directory"))
+                raise write_error(path, NotADirectoryError(errno.ENOTDIR, "not a directory"), label)
             return
 
 
-def write_error(path: Path, exc: OSError) -> MlciError:
-    """A failed write as one line naming the path: a path problem is a usage error, the rest environment."""
+def write_error(path: Path, exc: OSError, label: str | None = None) -> MlciError:
+    """A failed write as one line naming the path (and its flag): a path problem is a usage error, the rest
+    environment."""
     reasons = {errno.EISDIR: "is a directory; give a file name", errno.ENOTDIR: "a parent is not a directory",
                errno.EEXIST: "a parent is not a directory", errno.EACCES: "permission denied",
                errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
                errno.ENAMETOOLONG: "name too long", errno.ENXIO: "a FIFO with no reader"}
+    where = f"{label} {path}" if label else f"cannot write {path}"
     if exc.errno in reasons:
-        return UsageError(f"cannot write {path}: {reasons[exc.errno]}")
-    return EnvironmentProblem(f"cannot write {path}: {exc.strerror or exc.__class__.__name__}")
+        return UsageError(f"{where}: {reasons[exc.errno]}")
+    return EnvironmentProblem(f"{where}: {exc.strerror or exc.__class__.__name__}")
 
 
 def cache_dir() -> Path:
-    """mlci's own cache directory: $XDG_CACHE_HOME/mlci (default ~/.cache/mlci)."""
+    """mlci's own cache directory (in CI, cache it between jobs): $MLCI_CACHE_DIR, else
+    $XDG_CACHE_HOME/mlci, else ~/.cache/mlci."""
+    if os.environ.get("MLCI_CACHE_DIR"):
+        return Path(os.environ["MLCI_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlci"
 
 

@@ -219,6 +219,11 @@ def discard_stdout() -> None:
     os.close(devnull)
 
 
+def interactive() -> bool:
+    """stderr is a terminal a person watches (not CI, not a pipe): progress may redraw there."""
+    return sys.stderr.isatty() and os.environ.get("CI") != "true"
+
+
 def stream(text: str) -> None:
     """Echo a tool's output (or a progress bar) to stderr as it comes (redacted), whatever the verbosity."""
     _write(sys.stderr, redact(text))

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from mlci.core import log
 from mlci.datatest.run import Result
 
 ICONS = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
@@ -79,8 +80,8 @@ def junit(results: Sequence[Result]) -> str:
 
 def as_json(results: Sequence[Result]) -> str:
     """Machine-readable results with totals."""
-    return json.dumps({"ok": counts(results)["fail"] == 0, "counts": counts(results),
-                       "results": [asdict(r) for r in results]}, indent=2, allow_nan=False) + "\n"
+    return log.dumps_json({"ok": counts(results)["fail"] == 0, "counts": counts(results),
+                           "results": [asdict(r) for r in results]}) + "\n"
 
 
 def markdown(results: Sequence[Result]) -> str:

@@ -2,17 +2,11 @@
 from __future__ import annotations
 
 import io
-import os
-import sys
 import time
 from typing import Any, BinaryIO, cast
 
+from mlci.core import log
 from mlci.core.log import logger
-
-
-def interactive() -> bool:
-    """A terminal a person watches (not CI, not a pipe)."""
-    return sys.stderr.isatty() and os.environ.get("CI") != "true"
 
 
 class Progress(io.RawIOBase):
@@ -22,7 +16,7 @@ class Progress(io.RawIOBase):
         super().__init__()
         self.inner, self.label, self.size = inner, digest[7:19], size
         self.done, self.started, self.drawn = 0, time.monotonic(), 0.0
-        if not interactive():
+        if not log.interactive():
             logger.info("mlci: copying blob %s (%.1f MB)", self.label, size / 1e6)
 
     def readable(self) -> bool:
@@ -33,12 +27,11 @@ class Progress(io.RawIOBase):
         target[: len(data)] = data
         self.done += len(data)
         now = time.monotonic()
-        if interactive() and (now - self.drawn > 0.2 or not data):
+        if log.interactive() and (now - self.drawn > 0.2 or not data):
             share = self.done / self.size if self.size else 1.0
             bar = "#" * int(share * 30)
-            sys.stderr.write(f"\r  {self.label} [{bar:<30}] {share:4.0%} {self.done / 1e6:8.1f} MB")
-            sys.stderr.write("\n" if not data else "")
-            sys.stderr.flush()
+            log.stream(f"\r  {self.label} [{bar:<30}] {share:4.0%} {self.done / 1e6:8.1f} MB"
+                       + ("\n" if not data else ""))
             self.drawn = now
         return len(data)
 

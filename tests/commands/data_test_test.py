@@ -304,7 +304,7 @@ def test_an_output_path_that_is_a_directory_is_exit_2_naming_it(
     args = ["data-test", "profile", "d", "-o", "out"] if flag == "-o" else ["data-test", flag, "out"]
     code, _, err = _main(repo, monkeypatch, capsys, *args)
     shown = "--output" if flag == "-o" else flag
-    assert (code, err) == (2, f"mlci: error: {shown} out: is a directory; name a file\n")
+    assert (code, err) == (2, f"mlci: error: {shown} out: is a directory; give a file name\n")
 
 
 PROFILE = {"format": "mlci-profile/1", "rows": 10, "source": "x",
