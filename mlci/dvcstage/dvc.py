@@ -129,6 +129,7 @@ def _last_line(result: proc.Result) -> str:
 
 
 def last_error(result: proc.Result) -> str:
-    """DVC's own last `ERROR:` line from a failed run (or its last line)."""
-    errors = [line for line in result.stdout.splitlines() if line.startswith("ERROR")]
+    """DVC's own last `ERROR:` line from a failed run (or its last line). DVC writes it to stderr, which a
+    streamed run folds into stdout: both are read."""
+    errors = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line.startswith("ERROR")]
     return errors[-1] if errors else _last_line(result)

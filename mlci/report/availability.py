@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci.core import proc
 from mlci.dvcstage.dvc import dvc, last_error
 
 # DVC's words for a DVC output in neither the local cache nor the remote: a file of it, or its directory
@@ -41,7 +40,7 @@ def metrics(repo: Path, base: str, diff: Mapping[str, Any]) -> tuple[list[Unread
     """
     result = dvc(repo, "exp", "show", "--rev", base, "-n", "1", "--json", "--hide-queued", "--hide-failed")
     if result.returncode != 0:
-        return [], f"cannot check which metrics DVC could read: `dvc exp show` failed: {error_line(result)}"
+        return [], f"cannot check which metrics DVC could read: `dvc exp show` failed: {last_error(result)}"
     try:
         rows = json.loads(result.stdout or "[]")
     except json.JSONDecodeError:
@@ -62,12 +61,6 @@ def metrics(repo: Path, base: str, diff: Mapping[str, Any]) -> tuple[list[Unread
             elif not _has_values(diff.get(path), side):
                 found.append(Unreadable(str(path), rev, "", False))
     return found, None
-
-
-def error_line(result: proc.Result) -> str:
-    """DVC's last `ERROR:` line, which it writes to stderr (else what `last_error` finds)."""
-    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
-    return errors[-1] if errors else last_error(result)
 
 
 def _has_values(keys: Any, side: str) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.core.errors import EnvironmentProblem
-from mlci.dvcstage.dvc import dvc
+from mlci.dvcstage.dvc import dvc, last_error
 from mlci.report import availability
 from mlci.report.plots import Plot
 from mlci.report.plots import parse as parse_plots
@@ -64,7 +64,7 @@ def _dvc_json(repo: Path, *args: str, extra: tuple[str, ...] = ()) -> dict[str, 
     """`dvc ARGS --json EXTRA` as a dict; errors name `dvc ARGS` (EXTRA is plumbing, e.g. a temp dir)."""
     result = dvc(repo, *args, "--json", *extra)
     if result.returncode != 0:
-        raise EnvironmentProblem(f"`dvc {' '.join(args)}` failed: {availability.error_line(result)}")
+        raise EnvironmentProblem(f"`dvc {' '.join(args)}` failed: {last_error(result)}")
     text = result.stdout.strip()
     try:
         data = json.loads(text) if text else {}
