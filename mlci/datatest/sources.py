@@ -347,9 +347,6 @@ def postgres(ds: Dataset) -> Iterator[Source]:
     dsn = os.environ.get(ds.dsn_env)
     if not dsn:
         raise EnvironmentProblem(f"dataset {ds.name!r}: environment variable {ds.dsn_env} (dsn_env) is not set")
-    log.add_secret(dsn)
-    for password in re.findall(r"password\s*=\s*'?([^'\s]+)", dsn):
-        log.add_secret(password)
     try:
         import psycopg
     except ImportError:

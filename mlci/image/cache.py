@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from mlci.core import fsutil
 from mlci.core.fsutil import atomic_write
 from mlci.image.layers import Layer
 
 
 def cache_dir() -> Path:
-    """$MLCI_CACHE_DIR, else the user cache dir (in CI, cache this path between jobs)."""
-    if os.environ.get("MLCI_CACHE_DIR"):
-        return Path(os.environ["MLCI_CACHE_DIR"]) / "layers"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlci" / "layers"
+    """The layer index, in mlci's cache dir (core.fsutil.cache_dir)."""
+    return fsutil.cache_dir() / "layers"
 
 
 def lookup(key: str) -> Layer | None:

@@ -3,7 +3,7 @@ and mlci's content digests of dvc.lock and of the metrics files dvc.yaml declare
 
 Labels never carry credentials: the source URL is CI_PROJECT_URL, else GITHUB_SERVER_URL +
 GITHUB_REPOSITORY, else the `origin` remote URL, always with any userinfo, query and fragment removed
-(not masked: removed). dvc.yaml is read node by node without constructing it (no alias expansion)."""
+(not masked: removed). dvc.yaml is read node by node without constructing it, within core.yamlsafe's bounds."""
 from __future__ import annotations
 
 import datetime
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mlci.core import git
+from mlci.core import git, yamlsafe
 from mlci.core.errors import ConfigError, UsageError
 from mlci.core.log import logger
 from mlci.image.entries import Collector
@@ -117,17 +117,19 @@ def _file_sha256(root: Path, rel: str, collector: Collector) -> str | None:
 def metrics_files(root: Path, collector: Collector) -> list[str]:
     """The metrics files dvc.yaml declares (top-level `metrics` and each stage's), relative to the repo,
     sorted; templated paths (`${...}`) are skipped with a warning. Exit 2 for one outside the repo."""
-    import yaml
-
     path = root / "dvc.yaml"
     if not os.path.lexists(path):
         return []
     collector.entries([("dvc.yaml", "dvc.yaml")])  # a dvc.yaml linked from outside the repo is refused
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        loader, node = yamlsafe.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"dvc.yaml: cannot read ({exc.__class__.__name__}); `dvc repro` would fail too"]) \
             from None
+    except yamlsafe.YamlProblem as exc:
+        raise ConfigError([f"dvc.yaml:{exc.line}: {exc.message}"]) from None
+    if loader is not None:
+        loader.dispose()  # only the node tree is read: nothing is constructed
     found: set[str] = set()
     for item in _sequence(_get(node, "metrics")):
         _add(found, _metric_path(item), ".")

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -108,8 +109,8 @@ def test_the_metrics_label_covers_the_metrics_files_dvc_yaml_declares(tmp_path: 
 @pytest.mark.parametrize("dvc_yaml, message", [
     ("metrics: [../../etc/passwd]\n", "dvc.yaml: metrics path ../../etc/passwd: must be inside the repo"),
     ("stages: {s: {cmd: x, wdir: /etc, metrics: [shadow]}}\n", "must be inside the repo"),
-    ("[" * 5000 + "]" * 5000 + "\n", "dvc.yaml: cannot read (RecursionError)"),
-    ("metrics: [a: {b: [\n", "dvc.yaml: cannot read (ParserError)"),
+    ("[" * 5000 + "]" * 5000 + "\n", "dvc.yaml:1: nested deeper than"),
+    ("metrics: [a: {b: [\n", "dvc.yaml:2: "),
 ])
 def test_a_hostile_dvc_yaml_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], dvc_yaml: str,
                                       message: str) -> None:
@@ -119,14 +120,16 @@ def test_a_hostile_dvc_yaml_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert run.code == 2 and message in run.err and "Traceback" not in run.err
 
 
-def test_aliases_in_dvc_yaml_are_not_expanded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_alias_bomb_in_dvc_yaml_is_exit_2_and_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same bound as every other YAML file mlci reads (core/yamlsafe.py): dvc repro refuses it too."""
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
     repo = model_repo(tmp_path / "repo", {"name": f"oci:{tmp_path / 'out'}", "code": ["src"]},
                       {"dvc.yaml": bomb + "metrics: [m.json]\n", "m.json": "{}"})
-    run = build(repo, capsys, "--tag", "v1", "--json")  # 10**9 items if constructed
-    assert run.code == 0, run.err
-    assert json.loads(run.out)["labels"]["io.mlci.metrics.files"] == "m.json"
+    started = time.monotonic()
+    run = build(repo, capsys, "--tag", "v1", "--json")  # 10**9 items if expanded
+    assert run.code == 2 and "dvc.yaml:" in run.err and "Traceback" not in run.err, run.err
+    assert time.monotonic() - started < 5
 
 
 def test_a_metrics_link_out_of_the_repo_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
