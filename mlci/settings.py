@@ -36,7 +36,7 @@ def _see(section: str) -> dict[str, Any]:
 class Config:
     """The whole effective configuration."""
 
-    version: int = field(default=SUPPORTED_VERSION, metadata={"doc": "Schema version; must be 1."})
+    version: int = field(default=SUPPORTED_VERSION, metadata={"doc": "Schema version: required, must be 1."})
     data_tests: DataTests = field(default_factory=DataTests, metadata=_see("data_tests"))
     train: TrainConfig = field(default_factory=TrainConfig, metadata=_see("train"))
     report: ReportSettings = field(default_factory=ReportSettings, metadata=_see("report"))
@@ -154,3 +154,16 @@ def schema_keys() -> list[tuple[str, str, str]]:
     """Every documented key of mlci.yaml as (dotted path, type, doc), for docs/config.md."""
     return core_config.schema_keys(Config)
 
+
+
+def key_tables() -> dict[str, str]:
+    """docs/config.md's table of each section's keys (the top level under "top"), generated from the schema."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(Config)
+    tables = {"top": core_config.key_table(Config, "")}
+    for spec in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(hints[spec.name]):
+            tables[spec.name] = core_config.key_table(hints[spec.name], f"{spec.name}.")
+    return tables

@@ -118,6 +118,16 @@ def test_explicit_missing_config_is_a_config_error(tmp_path: Path) -> None:
     assert caught.value.problems == [f"{tmp_path / 'nope.yaml'}: not found (--config)"]
 
 
+def test_docs_config_tables_are_the_generated_ones() -> None:
+    """docs/config.md's key tables come from the schema (scripts/config-docs): they cannot drift."""
+    import runpy
+
+    docs = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
+    render = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "config-docs"))["render"]
+    assert docs.count("<!-- keys: ") == len(cfg.key_tables())
+    assert render(docs) == docs, "docs/config.md is stale: run .venv/bin/python scripts/config-docs"
+
+
 def test_docs_describe_every_key() -> None:
     docs = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
     for key, _type, doc in cfg.schema_keys():

@@ -241,3 +241,54 @@ def schema_keys(root: type) -> list[tuple[str, str, str]]:
                 rows.append((prefix + f.name, str(hints[f.name]), f.metadata.get("doc", "")))
     walk(root, "")
     return rows
+
+
+def type_text(hint: Any) -> str:
+    """How a key's type reads in docs/config.md."""
+    base = schema.strip_optional(hint)
+    text: str
+    if typing.get_origin(base) is typing.Literal:
+        choices = [f"`{a}`" for a in typing.get_args(base)]
+        text = " or ".join(choices) if len(choices) < 3 else ", ".join(choices[:-1]) + " or " + choices[-1]
+    elif typing.get_origin(base) is tuple:
+        item = typing.get_args(base)[0]
+        names = {str: "strings", int: "integers", float: "numbers"}
+        text = f"list of {names[item] if item in names else _plural(item)}"
+    elif typing.get_origin(base) is dict:
+        text = "mapping"
+    else:
+        text = {bool: "bool", int: "int", float: "number", str: "string"}.get(base, schema.type_name(base))
+    return f"{text} or null" if schema.is_optional(hint) else text
+
+
+def _plural(item: Any) -> str:
+    name = getattr(item, "__name__", str(item)).lower()
+    return name if name.endswith("s") else name + "s"
+
+
+def default_text(spec: dataclasses.Field[Any]) -> str:
+    """How a key's default reads in docs/config.md (YAML spelling)."""
+    if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+        return "— (required)"
+    value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[operator]
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{}" if not value else str(value)
+    return str(value)
+
+
+def key_table(section: type, prefix: str) -> str:
+    """The Markdown table of one section's keys (key, type, default, meaning), from the schema itself."""
+    hints = typing.get_type_hints(section)
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for spec in dataclasses.fields(section):
+        if spec.name == "where" or dataclasses.is_dataclass(hints[spec.name]):
+            continue
+        doc = str(spec.metadata.get("doc", "")).replace("|", "\\|")
+        rows.append(f"| `{prefix}{spec.name}` | {type_text(hints[spec.name])} | {default_text(spec)} | {doc} |")
+    return "\n".join(rows)
