@@ -10,8 +10,6 @@ set -euo pipefail
 GCL_VERSION="4.73.0"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX="$REPO/.tools/gcl"
-BIN="$PREFIX/node_modules/.bin/gitlab-ci-local"
-PKG_JSON="$PREFIX/node_modules/gitlab-ci-local/package.json"
 
 log() { echo "install-gitlab-ci-local: $*" >&2; }
 
@@ -29,31 +27,11 @@ if ! command -v rsync >/dev/null 2>&1; then
     apt_install rsync
 fi
 
-for tool in node npm git; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        log "'$tool' is not on PATH; gitlab-ci-local $GCL_VERSION needs Node >= 20 with npm, and git"
-        exit 1
-    fi
-done
-
-installed_version() {
-    [ -f "$PKG_JSON" ] || return 0
-    node -e 'process.stdout.write(require(process.argv[1]).version)' "$PKG_JSON" 2>/dev/null || true
-}
-
-if [ "$(installed_version)" = "$GCL_VERSION" ] && [ -x "$BIN" ]; then
-    log "gitlab-ci-local $GCL_VERSION already installed at $BIN"
-    exit 0
-fi
-
-log "installing gitlab-ci-local@$GCL_VERSION into $PREFIX"
-mkdir -p "$PREFIX"
-npm install --prefix "$PREFIX" --save-exact --no-audit --no-fund --loglevel=error \
-    "gitlab-ci-local@$GCL_VERSION" >&2
-
-got="$(installed_version)"
-if [ "$got" != "$GCL_VERSION" ] || [ ! -x "$BIN" ]; then
-    log "install failed: found version '${got:-none}' at $BIN"
+if ! command -v git >/dev/null 2>&1; then
+    log "'git' is not on PATH; gitlab-ci-local needs it"
     exit 1
 fi
-log "installed gitlab-ci-local $got at $BIN"
+
+# shellcheck source=.ci/npm-tool.sh
+source "$REPO/.ci/npm-tool.sh"
+install_npm_tool install-gitlab-ci-local gitlab-ci-local "$GCL_VERSION" "$PREFIX" gitlab-ci-local

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.testing import repos
 from tests.testing.forge import forge, forge_tls  # noqa: F401 - fixtures for every test module
@@ -51,3 +52,11 @@ def trained_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def example(trained_example: Path, tmp_path: Path) -> Path:
     """A private copy of the trained example (workspace, git history and DVC cache)."""
     return repos.copy_repo(trained_example, tmp_path / "example")
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """A plain HTTP session that ignores proxy and CA environment variables (for poking the stand-ins)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        yield session

@@ -8,7 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,15 +87,8 @@ def _timed_out(argv: Sequence[str], timeout: float | None) -> EnvironmentProblem
 def _run_captured(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None,
                   timeout: float | None) -> tuple[int, str, str]:
     with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, errors="replace") as child:
-        try:
-            out, err = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            stop(child, signal.SIGTERM)
-            raise _timed_out(argv, timeout) from None
-        except BaseException as exc:  # interrupted or terminated: stop the child, then let it propagate
-            stop(child, _signal_for(exc))
-            raise
+                          text=True, errors="replace") as child, _stopped_on_exit(child, argv, timeout):
+        out, err = child.communicate(timeout=timeout)
     return child.returncode, out, err
 
 
@@ -102,20 +96,26 @@ def _run_streaming(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str]
                    timeout: float | None) -> tuple[int, str]:
     lines: list[str] = []
     with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace", bufsize=1) as child:
+                          text=True, errors="replace", bufsize=1) as child, _stopped_on_exit(child, argv, timeout):
         assert child.stdout is not None
-        try:
-            for line in child.stdout:
-                lines.append(line)
-                log.stream(line)
-            returncode = child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            stop(child, signal.SIGTERM)
-            raise _timed_out(argv, timeout) from None
-        except BaseException as exc:  # interrupted or terminated: stop the child, then let it propagate
-            stop(child, _signal_for(exc))
-            raise
+        for line in child.stdout:
+            lines.append(line)
+            log.stream(line)
+        returncode = child.wait(timeout=timeout)
     return returncode, "".join(lines)
+
+
+@contextmanager
+def _stopped_on_exit(child: subprocess.Popen[str], argv: Sequence[str], timeout: float | None) -> Iterator[None]:
+    """A timeout stops the child's tree and is exit 3; Ctrl-C or SIGTERM stop it too, then propagate."""
+    try:
+        yield
+    except subprocess.TimeoutExpired:
+        stop(child, signal.SIGTERM)
+        raise _timed_out(argv, timeout) from None
+    except BaseException as exc:
+        stop(child, _signal_for(exc))
+        raise
 
 
 def _signal_for(exc: BaseException) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -41,12 +40,7 @@ def upstream(tmp_path: Path) -> Path:
 def _push(repo: Path, lr: str, auc: float) -> None:
     """A push to the PR branch: a commit, then GitHub's refs/pull/5/head and test merge refs/pull/5/merge."""
     repos.git(repo, "checkout", "-q", "faster-learning")
-    params = repo / "params.yaml"
-    params.write_text(re.sub(r"learning_rate: \S+", f"learning_rate: {lr}", params.read_text()))
-    metrics = json.loads((repo / "metrics.json").read_text())
-    metrics["roc_auc"] = auc
-    (repo / "metrics.json").write_text(json.dumps(metrics))
-    repos.commit_all(repo, f"lr {lr}")
+    repos.commit_model_change(repo, lr, auc)
     repos.git(repo, "update-ref", f"refs/pull/{PR}/head", "HEAD")
     repos.git(repo, "checkout", "-q", "--detach", "main")
     repos.git(repo, "merge", "-q", "--no-ff", "-m", f"Merge {lr} into main", "faster-learning")

@@ -2,7 +2,6 @@
 retries, limits, TLS with a test CA, and tokens that never show."""
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -22,17 +21,8 @@ def mr_repo(tmp_path: Path) -> Path:
     """The example repo with an MR branch that changes a param and the committed metrics."""
     repo = repos.example_repo(tmp_path / "credit-model")
     repos.git(repo, "checkout", "-q", "-b", "faster-learning")
-    _change(repo, lr="0.2", auc=0.781)
+    repos.commit_model_change(repo, lr="0.2", auc=0.781)
     return repo
-
-
-def _change(repo: Path, lr: str, auc: float) -> None:
-    params = repo / "params.yaml"
-    params.write_text(re.sub(r"learning_rate: \S+", f"learning_rate: {lr}", params.read_text()))
-    metrics = json.loads((repo / "metrics.json").read_text())
-    metrics["roc_auc"] = auc
-    (repo / "metrics.json").write_text(json.dumps(metrics))
-    repos.commit_all(repo, f"lr {lr}")
 
 
 def _gitlab_env(forge: ForgeServer, **extra: str) -> dict[str, str]:
@@ -61,7 +51,7 @@ def test_one_comment_found_among_hundreds_and_updated_in_place(mr_repo: Path, gi
     assert first.returncode == 0, first.stderr
     assert "created report comment" in first.stderr
     gitlab.add_notes("bank/credit-model", 7, [f"more review {i}" for i in range(250)], author="carol")
-    _change(mr_repo, lr="0.3", auc=0.779)
+    repos.commit_model_change(mr_repo, lr="0.3", auc=0.779)
     second = repos.run_mlci(mr_repo, "report", env=_gitlab_env(gitlab))
     assert second.returncode == 0, second.stderr
     assert "updated report comment" in second.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -21,20 +20,6 @@ from tests.testing.forge import ForgeServer
 MARK = sticky.marker("metrics")
 NOTES = r"/merge_requests/7/notes$"
 COMMENTS = r"/issues/5/comments$"
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        yield session
-
-
-@pytest.fixture
-def gitlab(forge: ForgeServer) -> GitLab:
-    forge.add_user("glpat-bot", "mlci-bot")
-    forge.add_merge_request("bank/credit-model", 7)
-    return GitLab(forge.gitlab_api, "bank/credit-model", 7, "glpat-bot", "GITLAB_TOKEN", None)
 
 
 @pytest.fixture

@@ -19,13 +19,6 @@ LOGIN_PAGE = "<!DOCTYPE html><html><head><title>Sign in · GitLab</title></head>
 
 
 @pytest.fixture
-def gitlab(forge: ForgeServer) -> GitLab:
-    forge.add_user("glpat-bot", "mlci-bot")
-    forge.add_merge_request("bank/credit-model", 7)
-    return GitLab(forge.gitlab_api, "bank/credit-model", 7, "glpat-bot", "GITLAB_TOKEN", None)
-
-
-@pytest.fixture
 def github(forge: ForgeServer) -> GitHub:
     forge.add_user("ghp_pat", "ml-bot")
     forge.add_pull_request("bank", "credit-model", 5)

@@ -6,7 +6,6 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ MARKER = "<!-- mlci-report -->"
 BOT_TOKEN = "glpat-bot-token"
 OTHER_TOKEN = "glpat-alice-token"
 JOB_TOKEN = "glcbt-job-token"
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    """A session that ignores proxy/CA environment variables."""
-    with requests.Session() as session:
-        session.trust_env = False
-        yield session
 
 
 @pytest.fixture

@@ -68,3 +68,16 @@ def tiny_dvc_repo(dest: Path, dvc_yaml: str, files: dict[str, str]) -> Path:
 def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `dvc ARGS` in `repo` (raises on failure)."""
     return subprocess.run(["dvc", *args], cwd=repo, capture_output=True, text=True, check=True)
+
+
+def commit_model_change(repo: Path, lr: str, auc: float) -> str:
+    """An MR's kind of commit on the example: a new learning rate and the roc_auc it gave; returns the sha."""
+    import json
+    import re
+
+    params = repo / "params.yaml"
+    params.write_text(re.sub(r"learning_rate: \S+", f"learning_rate: {lr}", params.read_text()))
+    metrics = json.loads((repo / "metrics.json").read_text())
+    metrics["roc_auc"] = auc
+    (repo / "metrics.json").write_text(json.dumps(metrics))
+    return commit_all(repo, f"lr {lr}")
