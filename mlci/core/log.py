@@ -7,6 +7,7 @@ whose patterns never re-read a character (a 1 MB line without spaces costs milli
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -21,11 +22,16 @@ MASK = "[MASKED]"
 _MIN_SECRET_LEN = 4  # a value registered explicitly (a token, the value of a `*_env` variable)
 _MIN_GUESSED_LEN = 8  # the value of a variable that only looks secret by its name
 # A variable looks secret when one `_`-separated part of its name is, or ends with, one of these words:
-# ACCESS_TOKEN, PGPASSWORD and APIKEY do; GIT_AUTHOR_NAME (AUTHOR) and KEYBOARD_LAYOUT do not.
-SECRET_WORDS = ("TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CREDENTIAL", "AUTH", "DSN")
+# ACCESS_TOKEN, PGPASSWORD, DB_PASS and APIKEY do; GIT_AUTHOR_NAME (AUTHOR) and KEYBOARD_LAYOUT do not.
+SECRET_WORDS = ("TOKEN", "PASSWORD", "PASSWD", "PASS", "PASSPHRASE", "SECRET", "KEY", "CREDENTIAL", "AUTH", "DSN",
+                "JWT")
+# ... or when one part of a name of two parts or more is one of these (GH_PAT, DB_PWD; not PWD, the shell's
+# working directory, nor COMPAT or PATH).
+SECRET_PARTS = ("PAT", "PWD")
 # ... unless its last part says the value names a place or another variable, not a secret:
-# MLCI_FORGE_TOKEN_ENV (a variable's name), REGISTRY_AUTH_FILE, SSH_AUTH_SOCK, OAUTH_TOKEN_URL.
-NOT_SECRET_SUFFIXES = ("ENV", "FILE", "PATH", "DIR", "SOCK", "URL")
+# MLCI_FORGE_TOKEN_ENV (a variable's name), REGISTRY_AUTH_FILE, SSH_AUTH_SOCK, OAUTH_TOKEN_URL, GIT_ASKPASS
+# (the program that asks for a password).
+NOT_SECRET_SUFFIXES = ("ENV", "FILE", "PATH", "DIR", "SOCK", "URL", "ASKPASS")
 # URL userinfo without a password is kept for SSH, where the user name is a login (`ssh://git@host`) and
 # never a credential (SSH authenticates with keys); for every other scheme `TOKEN@host` is a credential.
 _SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git", "sftp"})
@@ -57,19 +63,31 @@ def add_secret(value: str | None) -> None:
 def _embedded_passwords(value: str) -> list[str]:
     found = [m["quoted"].replace("\\'", "'").replace("\\\\", "\\") if m["quoted"] is not None else m["plain"]
              for m in _DSN_PASSWORD.finditer(value)]
-    for match in _URL.finditer(value):
-        userinfo = match["authority"].rpartition("@")[0]
-        if ":" in userinfo:
-            found.append(unquote(userinfo.split(":", 1)[1]))
-    return [p for p in found if p != value]
+    return [p for p in [*found, *_url_credentials(value, users=False)] if p != value]
 
 
 def _encoded_forms(value: str) -> set[str]:
     url = quote(value, safe="")
     return {
         value, url, re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), url), quote_plus(value),
-        json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1],
+        *_base64_forms(value),
     }
+
+
+def _base64_forms(value: str) -> set[str]:
+    """The base64 text that `value` becomes inside any base64-encoded string (`Authorization: Basic` of
+    `user:TOKEN`, a docker config's `auth`, a JWT), standard and URL-safe: for each of the three offsets the
+    value can start at, the 4-character groups made of its bytes alone. Masking them leaves at most the two
+    bytes at either end of the value undecodable from what is shown."""
+    raw = value.encode("utf-8")
+    forms = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode("ascii")
+        core = encoded[4 if offset else 0: 4 * ((offset + len(raw)) // 3)]
+        if len(core) >= _MIN_GUESSED_LEN:
+            forms |= {core, core.replace("+", "-").replace("/", "_")}
+    return forms
 
 
 def add_secret_env(name: str) -> None:
@@ -87,15 +105,36 @@ def looks_secret(name: str) -> bool:
     parts = [p for p in _NAME_PARTS.split(name.upper()) if p]
     if not parts or parts[-1] in NOT_SECRET_SUFFIXES:
         return False
-    return any(part.endswith(word) for part in parts for word in SECRET_WORDS)
+    return (any(part.endswith(word) for part in parts for word in SECRET_WORDS)
+            or (len(parts) > 1 and any(part in SECRET_PARTS for part in parts)))
 
 
 def register_env_secrets(environ: Mapping[str, str] | None = None) -> None:
-    """Treat the value (8+ characters) of every environment variable whose name looks secret as a secret."""
+    """Treat the value (8+ characters) of every environment variable whose name looks secret as a secret,
+    and the credentials (8+ characters) in the URLs any variable holds (DATABASE_URL, CI_REPOSITORY_URL,
+    https_proxy): a program may print a password without its URL."""
     env = os.environ if environ is None else environ
     for name, value in env.items():
         if len(value) >= _MIN_GUESSED_LEN and looks_secret(name):
             add_secret(value)
+        elif "://" in value:
+            for credential in _url_credentials(value, users=True):
+                if len(credential) >= _MIN_GUESSED_LEN:
+                    add_secret(credential)
+
+
+def _url_credentials(value: str, *, users: bool) -> list[str]:
+    """The passwords in the userinfo of the URLs in `value`, decoded; with `users`, also a password-less user
+    of a non-SSH URL (`https://TOKEN@host`)."""
+    found = []
+    for match in _URL.finditer(value):
+        userinfo = match["authority"].rpartition("@")[0]
+        user, colon, password = userinfo.partition(":")
+        if colon:
+            found.append(unquote(password))
+        elif users and user and match["scheme"].lower() not in _SSH_SCHEMES:
+            found.append(unquote(user))
+    return found
 
 
 def redact(text: str) -> str:

@@ -45,6 +45,9 @@ def test_url_masking_keeps_json_valid() -> None:
     ("DSNAME", False), ("TOKENIZER_MODEL", False), ("PATH", False), ("HOME", False),
     ("MLCI_FORGE_TOKEN_ENV", False), ("REGISTRY_AUTH_FILE", False), ("SSH_AUTH_SOCK", False),
     ("OAUTH_TOKEN_URL", False), ("SECRETS_DIR", False), ("GOOGLE_APPLICATION_CREDENTIALS", False),
+    ("DB_PASS", True), ("SMTP_PASS", True), ("KEYSTORE_PASS", True), ("GPG_PASSPHRASE", True),
+    ("CI_JOB_JWT", True), ("CI_JOB_JWT_V2", True), ("GH_PAT", True), ("DB_PWD", True),
+    ("PWD", False), ("OLDPWD", False), ("PGPASSFILE", False), ("PYTHON_COMPAT", False), ("GIT_ASKPASS", False),
 ])
 def test_which_variable_names_look_secret(name: str, secret: bool) -> None:
     assert log.looks_secret(name) is secret
@@ -71,6 +74,32 @@ def test_url_encoded_and_json_escaped_forms_are_masked() -> None:
     for text in texts:
         assert "[MASKED]" in log.redact(f"<{text}>"), text
         assert log.redact(f"<{text}>").strip("<>\"") == "[MASKED]", text
+
+
+def test_base64_and_repr_forms_are_masked_wherever_the_value_starts() -> None:
+    import base64
+
+    token = "glpat-Abc123xyz789DEFghi0"
+    log.add_secret(token)
+    for prefix in ("", "oauth2:", "u:", "gitlab-ci-token:"):  # each offset of the token in the encoded bytes
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode((prefix + token).encode()).decode()
+            shown = log.redact(f"Authorization: Basic {encoded}")
+            assert "[MASKED]" in shown, prefix
+            decodable = shown.split("Basic ")[1].split("[MASKED]")
+            assert all(len(part) <= 4 for part in decodable[1:]), shown  # at most one group after the mask
+    quoted = "pa'ss\"word"
+    log.add_secret(quoted)
+    assert log.redact(repr({"dsn": quoted})) == "{'dsn': '[MASKED]'}"
+
+
+def test_credentials_in_the_urls_of_any_variable_are_secrets() -> None:
+    log.register_env_secrets({"DATABASE_URL": "postgresql://app:Wh1te-Rabbit@db:5432/dwh",
+                              "CI_REPOSITORY_URL": "https://gitlab-ci-token:glcbt-64_abcdefgh@gitlab.bank/g/p.git",
+                              "PIP_INDEX_URL": "https://__token__abcd@pypi.bank/simple",
+                              "GIT_REMOTE": "ssh://git-login@gitlab.bank/g/p.git", "HOME": "/root"})
+    text = "auth Wh1te-Rabbit glcbt-64_abcdefgh __token__abcd failed for git-login in /root"
+    assert log.redact(text) == "auth [MASKED] [MASKED] [MASKED] failed for git-login in /root"
 
 
 @pytest.mark.parametrize("line", [
