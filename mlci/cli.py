@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import errno
 import os
 import sys
 import traceback
@@ -13,7 +14,7 @@ from typing import Any
 from mlci import __version__
 from mlci.commands import build, config, data_test, report, repro
 from mlci.core import log
-from mlci.core.errors import ConfigError, ExitCode, MlciError
+from mlci.core.errors import ConfigError, EnvironmentProblem, ExitCode, MlciError, UsageError
 from mlci.core.fsutil import append_text, cache_dir
 from mlci.core.signals import Terminated, sigterm_raises
 
@@ -89,6 +90,16 @@ def _one_line(exc: BaseException) -> str:
     return (lines[0].strip() if lines else "") + (" [...]" if len(lines) > 1 else "")
 
 
+def os_problem(exc: OSError) -> MlciError:
+    """An operating-system error no command handled, as one line naming its file: a name too long or a
+    symlink loop is the input's problem (exit 2), anything else the environment's (exit 3)."""
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None) or "a file"
+    reason = exc.strerror or str(exc) or exc.__class__.__name__
+    if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+        return UsageError(f"{where}: {reason}")
+    return EnvironmentProblem(f"{where}: {reason}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and map every failure to one documented exit code."""
     log.register_env_secrets()
@@ -117,6 +128,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `mlci data-test | head`: the reader left; nothing more can be shown
         log.discard_stdout()
         return ExitCode.BROKEN_PIPE
+    except OSError as exc:  # a path too long, a permission, a full disk, a file gone: the input or the machine
+        log.logger.debug("mlci: %s", exc, exc_info=True)
+        failure = os_problem(exc)
+        log.logger.error("mlci: error: %s", log.one_line(str(failure)))
+        return failure.exit_code
     except Exception as exc:  # noqa: BLE001 - the last-resort handler: one line out, traceback to the log
         where = _log_crash(exc)
         log.logger.error("mlci: internal error: %s: %s (traceback in %s; please report it)",

@@ -109,10 +109,15 @@ data_tests:
 def test_a_token_and_a_dsn_in_the_environment_are_masked_by_every_command(tmp_path: Path) -> None:
     from tests.testing import repos
 
-    stage = "import os\nprint(os.environ['MY_FORGE'], os.environ['WAREHOUSE'])\nopen('out.txt', 'w').write('x')\n"
+    import base64
+
+    basic = base64.b64encode(b"oauth2:glpat-EveryCommandToken1").decode()  # an Authorization: Basic header
+    stage = ("import base64, os\nprint(os.environ['MY_FORGE'], os.environ['WAREHOUSE'])\n"
+             "print('Basic', base64.b64encode(b'oauth2:' + os.environ['MY_FORGE'].encode()).decode())\n"
+             "open('out.txt', 'w').write('x')\n")
     repo = repos.tiny_dvc_repo(tmp_path / "repo", "stages:\n  s:\n    cmd: python stage.py\n    outs: [out.txt]\n",
                                {"stage.py": stage, "data.csv": "a\n1\n", "mlci.yaml": EVERY_COMMAND_CONFIG,
-                                "leak.md": "a section quoting glpat-EveryCommandToken1 and Dsn-pass-77\n"})
+                                "leak.md": f"a section quoting glpat-EveryCommandToken1 and Dsn-pass-77, {basic}\n"})
     runs = {
         "config show --json": mlci("config", "show", "--json", cwd=repo, env=SECRETS),
         "repro": mlci("repro", "--json", "--summary-out", "repro.json", cwd=repo, env=SECRETS),
@@ -121,7 +126,7 @@ def test_a_token_and_a_dsn_in_the_environment_are_masked_by_every_command(tmp_pa
         "report": mlci("report", "--base", "HEAD", "--dry-run", "--section", "leak.md", "--out", "report.md",
                        cwd=repo, env=SECRETS),
     }
-    leaks = ("glpat-EveryCommandToken1", "EveryCommandToken1", "Dsn-pass-77", SECRETS["WAREHOUSE"])
+    leaks = ("glpat-EveryCommandToken1", "EveryCommandToken1", "Dsn-pass-77", SECRETS["WAREHOUSE"], basic[12:24])
     for command, done in runs.items():
         assert done.returncode == 0, (command, done.stderr)
         assert "[MASKED]" in done.stdout + done.stderr, command
@@ -190,3 +195,31 @@ def test_usage_errors_are_masked_too() -> None:
     done = mlci("config", "check", "--token", token, env={"GITLAB_TOKEN": token})
     assert done.returncode == 2
     assert "unrecognized arguments: --token [MASKED]" in done.stderr and "glpat-pasted" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["report", "--dry-run"], ["build"], ["repro"]])
+def test_a_repo_that_is_no_directory_is_exit_2_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    (tmp_path / "file").write_text("")
+    for repo, why in ((tmp_path / "gone", "not found"), (tmp_path / "file", "not a directory")):
+        with pytest.raises(SystemExit) as exited:  # argparse's own exit, before any command runs
+            cli.main([*command, "--repo", str(repo)])
+        assert exited.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: argument --repo: {repo}: {why}")
+
+
+def test_an_os_error_no_command_handled_is_one_line_never_an_internal_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.testing import repos
+
+    monkeypatch.chdir(repos.tiny_dvc_repo(tmp_path / "repo", "metrics:\n- m.json\n", {"m.json": '{"a": 1}'}))
+    long_name = "s" * 5000
+    assert cli.main(["report", "--base", "HEAD", "--dry-run", "--section", long_name]) == 2
+    assert capsys.readouterr().err == f"mlci: error: {long_name}: File name too long\n"
+
+    def full_disk(**_: object) -> int:
+        raise OSError(28, "No space left on device", str(tmp_path / "out.json"))
+
+    monkeypatch.setattr(config_cmd, "run", full_disk)
+    assert cli.main(["config", "check"]) == 3
+    assert capsys.readouterr().err == f"mlci: error: {tmp_path / 'out.json'}: No space left on device\n"

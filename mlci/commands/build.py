@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlci.commands import directory
 from mlci.core import log
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
                                       "else the short git sha)")
     parser.add_argument("--digest-file", metavar="PATH", help="write the manifest digest here")
     parser.add_argument("--dotenv", metavar="PATH", help="write MLCI_IMAGE=... and MLCI_IMAGE_DIGEST=... here")
-    parser.add_argument("--repo", default=".", help="the model repository (default: the current directory)")
+    parser.add_argument("--repo", default=".", type=directory,
+                        help="the model repository (default: the current directory)")
     parser.set_defaults(handler=lambda a: run(config_path=a.config, repo=Path(a.repo), tag=a.tag,
                                               digest_file=a.digest_file, dotenv=a.dotenv, as_json=a.json))
 
@@ -31,7 +33,6 @@ def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: st
         as_json: bool) -> int:
     """Build or reuse; print `ref@digest`; write the digest file and dotenv for later jobs."""
     from mlci import settings as cfg
-    from mlci.core.errors import EnvironmentProblem
 
     loaded = cfg.load(config_path, repo.resolve())
     if not loaded.config.image.name:
@@ -40,12 +41,9 @@ def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: st
         else:
             log.out("skipped: no image.name")
         return 0
-    try:
-        return _build(loaded.config.image, loaded.path.parent if loaded.path else repo, tag,
-                      {"--digest-file": digest_file, "--dotenv": dotenv}, as_json)
-    except OSError as exc:  # a full disk, a permission, a file gone: the environment, never a crash
-        where = exc.filename or "a file"
-        raise EnvironmentProblem(f"{where}: {exc.strerror or exc.__class__.__name__}") from None
+    # An OSError (a full disk, a permission, a file gone) is one line from the CLI's handler, never a crash.
+    return _build(loaded.config.image, loaded.path.parent if loaded.path else repo, tag,
+                  {"--digest-file": digest_file, "--dotenv": dotenv}, as_json)
 
 
 def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[str, str | None],

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlci.commands import directory
 from mlci.core import log
 from mlci.core.errors import ExitCode, UsageError
 from mlci.core.fsutil import atomic_write_json, check_writable
@@ -30,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
                         help="exit 1 if dvc.lock is stale before or changed after the run (default: on when CI=true)")
     parser.add_argument("--check-determinism", action=argparse.BooleanOptionalAction, default=None,
                         help="re-run every stage forced in a scratch copy; exit 1 on any differing output")
-    parser.add_argument("--repo", default=".", help="the DVC repository (default: the current directory)")
+    parser.add_argument("--repo", default=".", type=directory,
+                        help="the DVC repository (default: the current directory)")
     parser.add_argument("--summary-out", metavar="PATH", help="also write the JSON summary to PATH (a CI artifact)")
     parser.set_defaults(handler=_handle)
 
