@@ -14,6 +14,7 @@ import yaml
 from mlci.core import config as core_config
 from mlci.core import log, schema
 from mlci.core.errors import ConfigError
+from mlci.core.fsutil import outside
 from mlci.datatest.spec import HOOKS as DATATEST_HOOKS
 from mlci.datatest.spec import DataTests, Suite, override_problems
 from mlci.dvcstage.settings import TrainConfig
@@ -67,6 +68,10 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
     shown = "(no mlci.yaml: defaults)"
     if path is not None:
         shown = core_config.display(path, cwd)
+        target = None if explicit is not None else outside(core_config.repository_root(path.parent), path)
+        if target is not None and target.exists():  # its content would be quoted in the problems: not read
+            raise ConfigError([f"{shown}: a symlink out of the repository (to {target}); mlci reads the mlci.yaml "
+                               "of the repository only (another file: --config PATH)"])
         raw = _parse_file(path, shown, problems, locations)
     overrides = core_config.apply_env(raw, Config, env, problems, ignore=OUTPUT_VARIABLES)
     suite = raw.get("data_tests", {})

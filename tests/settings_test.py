@@ -106,6 +106,26 @@ def test_config_is_searched_upwards_to_the_git_root(tmp_path: Path) -> None:
     assert core_config.find_config(inner) is None
 
 
+def test_a_found_mlci_yaml_that_links_out_of_the_repository_is_refused_unread(tmp_path: Path) -> None:
+    outside = tmp_path / "host-secrets.yaml"
+    outside.write_text("root: $6$hash-of-a-password\n")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "mlci.yaml").symlink_to(outside)
+    with pytest.raises(ConfigError) as caught:
+        cfg.load(None, repo / "src", environ={})  # found from a subdirectory, like every command does
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{repo / 'mlci.yaml'}: a symlink out of the repository (to {outside})")
+    assert "hash-of-a-password" not in problem and "root" not in problem.replace(str(tmp_path), "")
+    (repo / "config").mkdir()
+    (repo / "config" / "mlci.yaml").write_text("version: 1\ntrain: {push: true}\n")
+    (repo / "mlci.yaml").unlink()
+    (repo / "mlci.yaml").symlink_to("config/mlci.yaml")  # a link inside the repository is read
+    assert cfg.load(None, repo, environ={}).config.train.push is True
+    with pytest.raises(ConfigError, match="root: unknown key"):  # named with --config: the user's own choice
+        cfg.load(str(outside), repo, environ={})
+
+
 def test_no_config_file_means_defaults(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     loaded = cfg.load(None, tmp_path, environ={})

@@ -5,6 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
+from mlci.commands import directory
 from mlci.core import log
 from mlci.core.errors import EnvironmentProblem, ExitCode
 
@@ -24,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
                              "none with --dry-run)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the body instead of posting it; writes no file unless --out is given")
-    parser.add_argument("--repo", default=".", help="the repository (default: the current directory)")
+    parser.add_argument("--repo", default=".", type=directory,
+                        help="the repository (default: the current directory)")
     parser.set_defaults(handler=lambda a: run(
         config_path=a.config, repo=Path(a.repo), base=a.base, sections=a.section, out=_out(a.out, a.dry_run),
         dry_run=a.dry_run, as_json=a.json))
@@ -70,8 +72,9 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     for warning in (*changes.problems, *shown.warnings):
         log.logger.warning("mlci: warning: %s", warning)
     verdicts = gates.check(settings.gates, changes.metrics)
-    texts = [_section(Path(s)) for s in (*settings.sections, *sections)]
-    template = root / settings.template if settings.template else None
+    texts = [*(_section(root / s, root, named_by_config=True) for s in settings.sections),
+             *(_section(Path(s), root) for s in sections)]
+    template = _template(root, settings.template, loaded.source) if settings.template else None
     # Masked once here: the file, the step summary and the comment the forge stores all carry this text.
     body = log.redact(render(changes, verdicts, found, head, settings, [t for t in texts if t], template, shown))
     if out is not None:
@@ -105,10 +108,30 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     return ExitCode.GATE_FAILED if failed else ExitCode.OK
 
 
-def _section(path: Path) -> str:
+def _template(root: Path, name: str, source: str) -> Path:
+    """The repo's own template, which must stay inside the repository (it is rendered into the comment)."""
+    from mlci.core.errors import ConfigError
+    from mlci.core.fsutil import outside
+
+    target = outside(root, Path(name))
+    if target is not None:
+        raise ConfigError([f"{source}: report.template: {name} leads out of the repository (to {target}); "
+                           "keep the template in the repository"])
+    return root / name
+
+
+def _section(path: Path, root: Path, *, named_by_config: bool = False) -> str:
     """A section file's text; a missing one (its job did not run) is a warning, not an error. Bytes that
     are not UTF-8 are shown as U+FFFD with a warning: a section is another job's appendix, and one bad
-    byte must not cost the MR its metric report."""
+    byte must not cost the MR its metric report. A section that `report.sections` names must be in the
+    repository `root`; one named on the command line may be anywhere, but not through a symlink that
+    leads out of the repository (a committed `mlci-data-test.md -> /etc/shadow` when its job did not run)."""
+    from mlci.core.fsutil import linked_out, outside
+
+    target = outside(root, path) if named_by_config else linked_out(root, path)
+    if target is not None and os.path.lexists(path):
+        log.logger.warning("mlci: warning: section %s leads out of the repository (to %s); left out", path, target)
+        return ""
     if not path.is_file():
         log.logger.warning("mlci: warning: section %s %s; left out", path,
                            "is not a file" if path.exists() else "not found")

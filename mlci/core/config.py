@@ -32,6 +32,14 @@ def find_config(start: Path) -> Path | None:
     return None
 
 
+def repository_root(start: Path) -> Path:
+    """The enclosing git repository's root (the nearest directory with `.git`), else `start` itself."""
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return start
+
+
 def display(path: Path, cwd: Path) -> str:
     """A path as error messages show it: relative to `cwd` when inside it."""
     try:  # the file's own name is kept: a symlink is shown as the link, not as its target

@@ -42,10 +42,13 @@ def atomic_write_json(path: Path, data: Any, *, indent: int | None = 2, sort_key
 
 
 def append_text(path: Path, text: str) -> None:
-    """Append redacted text to `path` (a log, GitHub's step summary), creating it per the umask."""
+    """Append redacted text to `path` (a log, GitHub's step summary), creating it per the umask. A symlink is
+    never followed (a cache dir inside the checkout may hold a committed `mlci.log -> ~/.ssh/authorized_keys`);
+    /dev/stderr and other paths under /dev and /proc are written as they are."""
+    nofollow = 0 if _is_special(path) else os.O_NOFOLLOW
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | nofollow, 0o666)
         _write_fd(fd, log.redact(text).encode("utf-8"))
     except OSError as exc:
         raise write_error(path, exc) from None
@@ -58,11 +61,23 @@ def check_writable(path: Path, label: str | None = None) -> None:
         return
     if os.path.isdir(path) and not os.path.islink(path):
         raise write_error(path, IsADirectoryError(errno.EISDIR, "is a directory"), label)
+    check_not_linked_out(path, label)
     for parent in path.parents:
         if os.path.exists(parent):
             if not os.path.isdir(parent):
                 raise write_error(path, NotADirectoryError(errno.ENOTDIR, "not a directory"), label)
             return
+
+
+def check_not_linked_out(path: Path, label: str | None = None) -> None:
+    """Refuse (exit 2) a file to write inside the working directory whose directory is a symlink out of it
+    (a committed `out -> /etc`): nothing is written outside the checkout except where the user points.
+    The file itself may be a symlink: it is replaced, never followed."""
+    target = linked_out(Path.cwd(), path.parent)
+    if target is not None:
+        where = f"{label} {path}" if label else f"cannot write {path}"
+        raise UsageError(f"{where}: {path.parent} is a symlink out of the working directory (to {target}); "
+                         "mlci writes nothing there")
 
 
 def write_error(path: Path, exc: OSError, label: str | None = None) -> MlciError:
@@ -71,11 +86,35 @@ def write_error(path: Path, exc: OSError, label: str | None = None) -> MlciError
     reasons = {errno.EISDIR: "is a directory; give a file name", errno.ENOTDIR: "a parent is not a directory",
                errno.EEXIST: "a parent is not a directory", errno.EACCES: "permission denied",
                errno.EPERM: "permission denied", errno.EROFS: "read-only file system",
-               errno.ENAMETOOLONG: "name too long", errno.ENXIO: "a FIFO with no reader"}
+               errno.ENAMETOOLONG: "name too long", errno.ENXIO: "a FIFO with no reader",
+               errno.ELOOP: "a symlink, which mlci does not write through"}
     where = f"{label} {path}" if label else f"cannot write {path}"
     if exc.errno in reasons:
         return UsageError(f"{where}: {reasons[exc.errno]}")
     return EnvironmentProblem(f"{where}: {exc.strerror or exc.__class__.__name__}")
+
+
+def outside(root: Path, path: Path) -> Path | None:
+    """Where `path` (relative to `root`, or absolute) leads once every symlink on the way is resolved, when
+    that is outside `root` (a symlink loop counts as outside); None when it stays inside. mlci reads a file
+    that the repository names only inside the repository: the content of a repo's `params.yaml ->
+    ~/.docker/config.json` or `report.template: /etc/shadow` would end up in a report or an error."""
+    try:
+        base, target = root.resolve(), (root / path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        return root / path
+    return None if target.is_relative_to(base) else target
+
+
+def linked_out(root: Path, path: Path) -> Path | None:
+    """Where `path` (as given: relative to the working directory, or absolute) leads when it lies inside
+    `root` as written but leaves it through a symlink (a committed `mlci-data-test.md -> /etc/shadow`, an
+    `out -> /etc` directory); None otherwise, also for a path that is named outside `root` to begin with
+    (the user's own choice)."""
+    written = Path(os.path.abspath(path))
+    if not (written.is_relative_to(os.path.abspath(root)) or written.is_relative_to(root.resolve())):
+        return None
+    return outside(root, written)
 
 
 def cache_dir() -> Path:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlci.core.errors import EnvironmentProblem
+from mlci.core.fsutil import outside
 from mlci.dvcstage.dvc import dvc, last_error
 from mlci.report import availability
 from mlci.report.plots import Plot
@@ -85,9 +88,10 @@ def changes(data: dict[str, Any]) -> list[Change]:
 def compute(repo: Path, base: str, with_plots: bool, plots_dir: Path) -> Diff:
     """Metrics, params (all, changed or not) and plots of the workspace against `base`; images of image
     plots are written into `plots_dir`. Files DVC could not read become problems, never silence."""
-    metrics_data = _dvc_json(repo, "metrics", "diff", base, "--all")
+    linked: list[str] = []
+    metrics_data = _inside(repo, _dvc_json(repo, "metrics", "diff", base, "--all"), linked)
     metrics = changes(metrics_data)
-    params = changes(_dvc_json(repo, "params", "diff", base, "--all"))
+    params = changes(_inside(repo, _dvc_json(repo, "params", "diff", base, "--all"), linked))
     unreadable, check_problem = availability.metrics(repo, base, metrics_data)
     problems = [check_problem] if check_problem else []
     if not metrics:
@@ -101,12 +105,42 @@ def compute(repo: Path, base: str, with_plots: bool, plots_dir: Path) -> Diff:
         except EnvironmentProblem as exc:  # e.g. a plot naming a template that does not exist
             problems.append(f"plots left out: {exc}")
             data = {}
+        if isinstance(data.get("data"), dict):
+            data = {**data, "data": _inside(repo, data["data"], linked, _plot_files)}
         found = parse_plots(data)
         unreadable += availability.plots(data.get("errors") or [])
     labels = revision_labels(base)
     remote = functools.cache(lambda: availability.default_remote(repo))
     problems += availability.describe(unreadable, labels, remote)
-    return Diff(metrics, params, found, problems)
+    return Diff(metrics, params, found, [*dict.fromkeys(linked), *problems])
+
+
+def _inside(repo: Path, data: dict[str, Any], problems: list[str],
+            files: Callable[[str, Any], set[str]] = lambda name, _: {name}) -> dict[str, Any]:
+    """`data` (DVC's JSON by file or plot) without the entries whose workspace files are symlinks out of the
+    repository (a `params.yaml -> ~/.docker/config.json`): their values would be shown in the comment."""
+    kept = {}
+    for name, values in data.items():
+        out = sorted((f, target) for f in files(str(name), values) if os.path.lexists(repo / f)
+                     and (target := outside(repo, Path(f))) is not None)
+        if out:
+            problems.extend(f"`{f}` is a symlink out of the repository (to {target}); not shown" for f, target in out)
+        else:
+            kept[name] = values
+    return kept
+
+
+def _plot_files(name: str, entries: Any) -> set[str]:
+    """The files a plot of `dvc plots diff --json` shows: its name (a file, for a plot of one file) and the
+    `filename` of every row (a top-level plot over several files)."""
+    found = {name}
+    for entry in entries if isinstance(entries, list) else [entries]:
+        content = entry.get("content") if isinstance(entry, dict) else None
+        data = content.get("data") if isinstance(content, dict) else None
+        values = data.get("values") if isinstance(data, dict) else None
+        if isinstance(values, list):
+            found.update(str(row["filename"]) for row in values if isinstance(row, dict) and "filename" in row)
+    return found
 
 
 def revision_labels(base: str) -> dict[str, str]:

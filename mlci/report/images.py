@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlci.core.errors import MlciError
-from mlci.core.fsutil import atomic_write
+from mlci.core.fsutil import atomic_write, check_not_linked_out
 from mlci.forge.base import Forge
 from mlci.report.mermaid import text
 
@@ -55,6 +55,10 @@ class Images:
             self.warnings.append(f"plot {name} at {rev_label}: not uploaded: {exc}")
             why = "the upload failed"
         saved = self.artifact_dir / filename
+        try:
+            check_not_linked_out(saved)
+        except MlciError as exc:
+            return self._warn(f"plot {name} at {rev_label}: not saved: {exc}", where)
         atomic_write(saved, data)
         link = artifact_url(self.env, saved)
         if link:

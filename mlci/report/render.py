@@ -24,7 +24,7 @@ def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, s
     loader: jinja2.BaseLoader
     if template_path is not None:
         _check_template(template_path)
-        loader = jinja2.FileSystemLoader(str(template_path.parent))
+        loader = _repo_loader(template_path.parent)
         name = template_path.name
     else:
         loader = jinja2.PackageLoader("mlci.report", "templates")
@@ -57,6 +57,23 @@ def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, s
             raise
         where = _template_frame(exc, template_path)
         raise ConfigError([f"{where}: report.template: {type(exc).__name__}: {exc}"]) from None
+
+
+def _repo_loader(directory: Path) -> Any:
+    """A FileSystemLoader for the repo's templates whose includes stay in `directory`: one that is a
+    symlink out of it is not found (never read: its content would be rendered into the comment)."""
+    import jinja2
+
+    from mlci.core.fsutil import outside
+
+    class RepoLoader(jinja2.FileSystemLoader):
+        def get_source(self, environment: jinja2.Environment, template: str) -> Any:
+            pieces = jinja2.loaders.split_template_path(template)
+            if outside(directory, directory.joinpath(*pieces)) is not None:
+                raise jinja2.TemplateNotFound(template, f"{template!r} leads out of the template's directory")
+            return super().get_source(environment, template)
+
+    return RepoLoader(str(directory))
 
 
 def _check_template(path: Path) -> None:

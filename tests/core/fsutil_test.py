@@ -75,6 +75,38 @@ def test_a_symlink_is_replaced_never_followed(tmp_path: Path) -> None:
     assert not (tmp_path / "mlci-report.md").is_symlink() and (tmp_path / "mlci-report.md").read_text() == "report"
 
 
+def test_a_log_that_is_a_symlink_is_never_appended_through(tmp_path: Path) -> None:
+    victim = tmp_path / "authorized_keys"
+    victim.write_text("ssh-ed25519 AAAA owner\n")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "mlci.log").symlink_to(victim)  # a cache dir inside the checkout, as GitLab caches it
+    with pytest.raises(UsageError, match="mlci.log: a symlink, which mlci does not write through"):
+        fsutil.append_text(tmp_path / "cache" / "mlci.log", "ssh-ed25519 BBBB attacker\n")
+    assert victim.read_text() == "ssh-ed25519 AAAA owner\n"
+    fsutil.append_text(Path("/dev/stderr"), "")  # /dev/stderr is a symlink too, and a log users choose
+
+
+def test_an_output_whose_directory_links_out_of_the_working_directory_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "out").symlink_to(tmp_path / "etc")  # a committed `out -> /etc`
+    (tmp_path / "repo" / "inner").mkdir()
+    (tmp_path / "repo" / "here").symlink_to("inner")
+    monkeypatch.chdir(tmp_path / "repo")
+    with pytest.raises(UsageError, match=f"--out out/report.md: out is a symlink out of the working directory "
+                                         f"\\(to {tmp_path / 'etc'}\\)"):
+        fsutil.check_writable(Path("out/report.md"), "--out")
+    fsutil.check_writable(Path("here/report.md"), "--out")  # a link that stays inside
+    fsutil.check_writable(tmp_path / "etc" / "report.md", "--out")  # named outside: the user's own choice
+    assert fsutil.outside(tmp_path / "repo", Path("out/x")) == tmp_path / "etc" / "x"
+    assert fsutil.outside(tmp_path / "repo", Path("here/x")) is None
+    assert fsutil.linked_out(tmp_path / "repo", Path("out")) == tmp_path / "etc"
+    assert fsutil.linked_out(tmp_path / "repo", tmp_path / "etc") is None
+    (tmp_path / "repo" / "loop").symlink_to("loop")
+    assert fsutil.outside(tmp_path / "repo", Path("loop")) is not None  # a loop leads nowhere inside
+
+
 def test_devices_and_fifos_are_written_in_place_and_a_fifo_without_reader_is_an_error(tmp_path: Path) -> None:
     fsutil.atomic_write(Path("/dev/null"), "discarded")
     assert Path("/dev/null").is_char_device()

@@ -8,6 +8,7 @@ import pytest
 from mlci import cli
 from mlci.commands.report import _section
 from mlci.core import log
+from tests.testing import repos
 
 
 @pytest.mark.parametrize("make, expected", [
@@ -29,12 +30,50 @@ def test_a_section_that_is_not_utf8_is_shown_with_replacement_characters_and_a_w
     log.setup(0)
     section = tmp_path / "latin1.md"
     section.write_bytes("### Données\nrésumé".encode("latin-1"))
-    assert _section(section) == "### Donn\ufffdes\nr\ufffdsum\ufffd"
+    assert _section(section, tmp_path) == "### Donn\ufffdes\nr\ufffdsum\ufffd"
     assert capsys.readouterr().err == (f"mlci: warning: section {section} is not UTF-8 (byte 8); undecodable bytes "
                                        "shown as U+FFFD\n")
 
 
 def test_a_section_that_is_a_directory_is_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log.setup(0)
-    assert _section(tmp_path) == ""
+    assert _section(tmp_path, tmp_path) == ""
     assert capsys.readouterr().err == f"mlci: warning: section {tmp_path} is not a file; left out\n"
+
+
+def test_files_that_link_out_of_the_repository_never_reach_the_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A merge request can commit symlinks: a params file, a plot, a section or the template leading to a
+    host file (a docker config's `auth`, /etc/shadow) must not put its content into the comment."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "config.json").write_text('{"auths": {"registry.bank": {"auth": "cm9ib3Q6SG9zdFNlY3JldA=="}}}')
+    (host / "plot.json").write_text('[{"x": 1, "host_value": 424242}]')
+    (host / "shadow.md").write_text("root:$6$hash-of-a-password\n")
+    files = {"mlci.yaml": "version: 1\nreport:\n  sections: [section.md]\n", "metrics.json": '{"auc": 0.5}',
+             "plots/ok.json": '[{"x": 1, "y": 2}]', "section.md": "fine\n"}
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", "metrics:\n- metrics.json\nplots:\n- plots/ok.json\n"
+                                                  "- plots/host.json\nstages:\n  s:\n    cmd: echo\n    params: [x]\n",
+                               files)
+    (repo / "params.yaml").symlink_to(host / "config.json")
+    (repo / "plots" / "host.json").symlink_to(host / "plot.json")
+    (repo / "linked.md").symlink_to(host / "shadow.md")
+    (repo / "section.md").unlink()
+    (repo / "section.md").symlink_to(host / "shadow.md")
+    log.setup(0)
+    code = cli.main(["report", "--repo", str(repo), "--base", "HEAD", "--dry-run", "--section", str(repo / "linked.md"),
+                     "--section", str(host / "shadow.md")])  # named outside the repo on purpose: the user's choice
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "cm9ib3Q6" not in out + err and "auths" not in out and "424242" not in out + err
+    assert out.count("hash-of-a-password") == 1  # only the section named outside the repository
+    for warning in (f"`params.yaml` is a symlink out of the repository (to {host / 'config.json'}); not shown",
+                    f"`plots/host.json` is a symlink out of the repository (to {host / 'plot.json'}); not shown",
+                    f"section {repo / 'linked.md'} leads out of the repository (to {host / 'shadow.md'}); left out",
+                    f"section {repo / 'section.md'} leads out of the repository (to {host / 'shadow.md'}); left out"):
+        assert warning in err
+    (repo / "mlci.yaml").write_text(f"version: 1\nreport:\n  template: {host / 'shadow.md'}\n")
+    assert cli.main(["report", "--repo", str(repo), "--base", "HEAD", "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert f"report.template: {host / 'shadow.md'} leads out of the repository" in err
+    assert "hash-of-a-password" not in out + err

@@ -54,6 +54,16 @@ def test_a_broken_template_names_itself_and_the_line(tmp_path: Path, text: str, 
         _render(tmp_path / "own.md.j2")
 
 
+def test_an_include_that_links_out_of_the_templates_directory_is_not_found(tmp_path: Path) -> None:
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "shadow").write_text("root:$6$hash-of-a-password\n")
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "part.j2").symlink_to(tmp_path / "host" / "shadow")
+    (tmp_path / "repo" / "own.md.j2").write_text('{% include "part.j2" %}')
+    with pytest.raises(ConfigError, match="TemplateNotFound: 'part.j2' leads out of the template's directory"):
+        _render(tmp_path / "repo" / "own.md.j2")
+
+
 @pytest.mark.parametrize("make, expected", [
     (lambda p: None, "report.template: not found"),
     (lambda p: p.mkdir(), "report.template: not a file"),
