@@ -107,9 +107,9 @@ data_tests:
 
 
 def test_a_token_and_a_dsn_in_the_environment_are_masked_by_every_command(tmp_path: Path) -> None:
-    from tests.testing import repos
-
     import base64
+
+    from tests.testing import repos
 
     basic = base64.b64encode(b"oauth2:glpat-EveryCommandToken1").decode()  # an Authorization: Basic header
     stage = ("import base64, os\nprint(os.environ['MY_FORGE'], os.environ['WAREHOUSE'])\n"

@@ -80,7 +80,7 @@ def test_a_log_that_is_a_symlink_is_never_appended_through(tmp_path: Path) -> No
     victim.write_text("ssh-ed25519 AAAA owner\n")
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "mlci.log").symlink_to(victim)  # a cache dir inside the checkout, as GitLab caches it
-    with pytest.raises(UsageError, match="mlci.log: a symlink, which mlci does not write through"):
+    with pytest.raises(UsageError, match=r"mlci\.log: a symlink, which mlci does not write through"):
         fsutil.append_text(tmp_path / "cache" / "mlci.log", "ssh-ed25519 BBBB attacker\n")
     assert victim.read_text() == "ssh-ed25519 AAAA owner\n"
     fsutil.append_text(Path("/dev/stderr"), "")  # /dev/stderr is a symlink too, and a log users choose
