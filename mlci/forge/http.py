@@ -157,8 +157,9 @@ class Api:
             response = send(self.session, method, full, idempotent=idempotent, **kwargs)
         except UnhonouredWait as exc:
             raise ForgeError(self.name, method, path, exc.status, exc.reason) from None
-        except requests.RequestException as exc:
-            raise ForgeError(self.name, method, path, None, exc.__class__.__name__) from None
+        except requests.RequestException as exc:  # no answer: say where mlci tried to go and what to check
+            raise ForgeError(self.name, method, path, None, f"{exc.__class__.__name__} reaching {self.base}",
+                             self.api_hint) from None
         return full, path, response
 
     def _check(self, method: str, full: str, path: str, response: requests.Response) -> Reply:

@@ -30,12 +30,14 @@ LOGIN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}(\[bot\])?"
 
 
 def forge_problems(settings: ForgeSettings) -> list[str]:
-    """A token_env that is not an environment variable's name (a pasted token, say) or a bot_login that is
-    not a login; values are never echoed."""
+    """A token_env that is not an environment variable's name (a pasted token, say), an api_url that is no
+    http(s) URL, or a bot_login that is not a login; values are never echoed."""
     problems = []
     if settings.token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", settings.token_env):
         problems.append("forge.token_env: must be the NAME of the environment variable holding the token, "
                         "not the token")
+    if settings.api_url is not None and not re.match(r"https?://[^/?#\s]", settings.api_url, re.I):
+        problems.append("forge.api_url: must be an http(s):// URL (the API root, e.g. https://gitlab.bank/api/v4)")
     if settings.bot_login is not None and not re.fullmatch(LOGIN, settings.bot_login):
         problems.append("forge.bot_login: not a login (letters, digits, `.`, `_`, `-`, optionally ending in "
                         "`[bot]`)")

@@ -87,3 +87,10 @@ def test_every_forge_body_is_read_through_the_checked_accessors() -> None:
             if re.search(r"\.json\(\)|\.response\.(content|text)\b", line) and path.name != "http.py":
                 unchecked.append(f"{path.name}:{number}: {line.strip()}")
     assert unchecked == [], "read forge bodies through Reply/Fields (forge/http.py):\n" + "\n".join(unchecked)
+
+
+def test_no_answer_names_the_api_url_and_what_to_check() -> None:
+    api = "gitlab.bank/api/v4"  # no scheme: requests cannot even send it (a refused connection reads the same)
+    gitlab = GitLab(api, "bank/credit-model", 7, "glpat-bot", "GITLAB_TOKEN", None)
+    _fails(gitlab.whoami, rf"GitLab: GET /user failed: MissingSchema reaching {re.escape(api)} \(is forge.api_url "
+                          r"\(or CI_API_V4_URL\) GitLab's API root")

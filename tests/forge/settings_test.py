@@ -22,3 +22,12 @@ def test_a_bot_login_that_is_not_a_login_is_a_config_error(tmp_path: Path, value
         cfg.load(None, tmp_path, environ={"MLCI_FORGE_BOT_LOGIN": value})
     assert any("forge.bot_login: not a login" in problem for problem in caught.value.problems)
     assert all(value not in problem for problem in caught.value.problems)
+
+
+@pytest.mark.parametrize("value", ["gitlab.bank/api/v4", "ftp://gitlab.bank/api/v4", "https://", "file:///etc/x"])
+def test_an_api_url_that_is_no_http_url_is_a_config_error(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        cfg.load(None, tmp_path, environ={"MLCI_FORGE_API_URL": value})
+    assert caught.value.problems == ["MLCI_FORGE_API_URL: forge.api_url: must be an http(s):// URL (the API root, "
+                                     "e.g. https://gitlab.bank/api/v4)"]
+    assert cfg.load(None, tmp_path, environ={"MLCI_FORGE_API_URL": "HTTPS://gitlab.bank/api/v4"}).config.forge.api_url
