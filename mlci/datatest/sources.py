@@ -217,9 +217,12 @@ class DuckSession:
         """`read_csv(...` with the dialect and every column's type fixed: nothing is guessed from a sample
         (a few bad rows at the top would change the guess). The delimiter is the dataset's, else the most
         frequent of `, ; TAB |` in the header line. Also returns the columns whose values must parse."""
+        # The header line read as Latin-1 (every byte is a character) and decoded here: a byte that is not UTF-8
+        # anywhere in DuckDB's first buffer makes a malformed row below, never an unreadable file.
         found = self.rows(f"SELECT * FROM read_csv({literal(_no_glob(first))}, auto_detect=false, header=false, "
-                          f"delim={literal(chr(31))}, quote='', escape='', columns={{'line': 'VARCHAR'}}) LIMIT 1")
-        line = str(found[0][0] or "").lstrip("\ufeff") if found else ""
+                          f"delim={literal(chr(31))}, quote='', escape='', columns={{'line': 'VARCHAR'}}, "
+                          "encoding='latin-1') LIMIT 1")
+        line = str(found[0][0] or "").encode("latin-1").decode("utf-8", "replace").lstrip("\ufeff") if found else ""
         delimiter = delimiter or max(DELIMITERS, key=line.count)
         names = _unique(next(csv.reader([line], delimiter=delimiter, quotechar='"'), []))
         head = (f"read_csv({files}, auto_detect=false, header=true, delim={literal(delimiter)}, quote='\"', "

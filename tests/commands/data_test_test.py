@@ -57,6 +57,19 @@ def test_malformed_rows_are_a_failed_check(tmp_path: Path) -> None:
     assert result["well_formed"]["observed"] == {"malformed_rows": 2, "first_line": 4}
 
 
+def test_bytes_that_are_not_utf8_make_a_malformed_row_not_an_unreadable_file(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_bytes("id,Données\n1,ok\n2,\xff\xfeZelda\n3,fine\n".encode("latin-1")
+                                     .replace(b"Donn\xe9es", "Données".encode()))
+    suite = ("    - name: d\n      path: d.csv\n      checks: [{row_count: {min: 1}}]\n"
+             "      columns: {Données: [not_null]}\n")
+    repo = _repo(tmp_path, suite)
+    done = repos.run_mlci(repo, "data-test", "--json")
+    assert done.returncode == 1, done.stderr
+    result = {(r.get("column"), r["check"]): r for r in json.loads(done.stdout)["results"]}
+    assert result[(None, "well_formed")]["observed"] == {"malformed_rows": 1, "first_line": 3}
+    assert result[("Données", "not_null")]["status"] == "pass" and "Zelda" not in done.stdout + done.stderr
+
+
 def test_jsonl_and_parquet_files_are_read(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text('{"a": 1}\n{"a": 2}\n{"a": null}\n')
     import duckdb
