@@ -111,11 +111,14 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
 def _template(root: Path, name: str, source: str) -> Path:
     """The repo's own template, which must stay inside the repository (it is rendered into the comment)."""
     from mlci.core.errors import ConfigError
-    from mlci.core.fsutil import outside
+    from mlci.core.fsutil import outside, private_state
 
     target = outside(root, Path(name))
     if target is not None:
         raise ConfigError([f"{source}: report.template: {name} leads out of the repository (to {target}); "
+                           "keep the template in the repository"])
+    if private_state(root, Path(name)):
+        raise ConfigError([f"{source}: report.template: {name} is in git's or DVC's own state (.git, .dvc); "
                            "keep the template in the repository"])
     return root / name
 
@@ -125,12 +128,16 @@ def _section(path: Path, root: Path, *, named_by_config: bool = False) -> str:
     are not UTF-8 are shown as U+FFFD with a warning: a section is another job's appendix, and one bad
     byte must not cost the MR its metric report. A section that `report.sections` names must be in the
     repository `root`; one named on the command line may be anywhere, but not through a symlink that
-    leads out of the repository (a committed `mlci-data-test.md -> /etc/shadow` when its job did not run)."""
-    from mlci.core.fsutil import linked_out, outside
+    leads out of the repository (a committed `mlci-data-test.md -> /etc/shadow` when its job did not run).
+    Git's and DVC's own state (.git, .dvc: remote credentials) is never a section."""
+    from mlci.core.fsutil import linked_out, outside, private_state
 
     target = outside(root, path) if named_by_config else linked_out(root, path)
     if target is not None and os.path.lexists(path):
         log.logger.warning("mlci: warning: section %s leads out of the repository (to %s); left out", path, target)
+        return ""
+    if private_state(root, Path(os.path.abspath(path))):  # .git/config, .dvc/config.local: credentials
+        log.logger.warning("mlci: warning: section %s is in git's or DVC's own state (.git, .dvc); left out", path)
         return ""
     if not path.is_file():
         log.logger.warning("mlci: warning: section %s %s; left out", path,

@@ -14,6 +14,7 @@ from mlci.core import log
 from mlci.core.errors import EnvironmentProblem, MlciError, UsageError
 
 _SPECIAL_ROOTS = ("/dev/", "/proc/")  # /dev/stdout, /dev/null, /proc/self/fd/N: written in place
+PRIVATE_DIRS = (".git", ".dvc")  # a checkout's own state, where credentials are kept (see private_state)
 _fallback_umask: int | None = None
 
 
@@ -104,6 +105,17 @@ def outside(root: Path, path: Path) -> Path | None:
     except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
         return root / path
     return None if target.is_relative_to(base) else target
+
+
+def private_state(root: Path, path: Path) -> bool:
+    """Whether `path` (relative to `root`, or absolute) is inside git's or DVC's own state of the checkout
+    `root` (`.git/config` with a remote's token, `.dvc/config.local` with a remote's password): not a file
+    of the repository, and never shown in a report."""
+    try:
+        target = (root / path).resolve()
+        return any(target.is_relative_to((root / name).resolve()) for name in PRIVATE_DIRS)
+    except (OSError, RuntimeError):
+        return False
 
 
 def linked_out(root: Path, path: Path) -> Path | None:

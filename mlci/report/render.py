@@ -61,16 +61,19 @@ def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, s
 
 def _repo_loader(directory: Path) -> Any:
     """A FileSystemLoader for the repo's templates whose includes stay in `directory`: one that is a
-    symlink out of it is not found (never read: its content would be rendered into the comment)."""
+    symlink out of it, or in git's or DVC's own state (`.git/config`), is not found (never read: its content
+    would be rendered into the comment)."""
     import jinja2
 
-    from mlci.core.fsutil import outside
+    from mlci.core.fsutil import outside, private_state
 
     class RepoLoader(jinja2.FileSystemLoader):
         def get_source(self, environment: jinja2.Environment, template: str) -> Any:
             pieces = jinja2.loaders.split_template_path(template)
             if outside(directory, directory.joinpath(*pieces)) is not None:
                 raise jinja2.TemplateNotFound(template, f"{template!r} leads out of the template's directory")
+            if private_state(directory, directory.joinpath(*pieces)):
+                raise jinja2.TemplateNotFound(template, f"{template!r} is in git's or DVC's own state (.git, .dvc)")
             return super().get_source(environment, template)
 
     return RepoLoader(str(directory))

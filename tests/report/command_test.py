@@ -61,11 +61,14 @@ def test_files_that_link_out_of_the_repository_never_reach_the_report(
     (repo / "section.md").unlink()
     (repo / "section.md").symlink_to(host / "shadow.md")
     log.setup(0)
+    repos.git(repo, "config", "http.extraheader", "AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46Z2hzX3Rvaw==")
     code = cli.main(["report", "--repo", str(repo), "--base", "HEAD", "--dry-run", "--section", str(repo / "linked.md"),
-                     "--section", str(host / "shadow.md")])  # named outside the repo on purpose: the user's choice
+                     "--section", str(host / "shadow.md"),  # named outside the repo on purpose: the user's choice
+                     "--section", str(repo / ".git" / "config")])  # a checkout's own state: never a section
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "cm9ib3Q6" not in out + err and "auths" not in out and "424242" not in out + err
+    assert "extraheader" not in out and f"section {repo / '.git' / 'config'} is in git's or DVC's own state" in err
     assert out.count("hash-of-a-password") == 1  # only the section named outside the repository
     for warning in (f"`params.yaml` is a symlink out of the repository (to {host / 'config.json'}); not shown",
                     f"`plots/host.json` is a symlink out of the repository (to {host / 'plot.json'}); not shown",

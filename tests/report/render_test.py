@@ -62,6 +62,11 @@ def test_an_include_that_links_out_of_the_templates_directory_is_not_found(tmp_p
     (tmp_path / "repo" / "own.md.j2").write_text('{% include "part.j2" %}')
     with pytest.raises(ConfigError, match=r"TemplateNotFound: 'part\.j2' leads out of the template's directory"):
         _render(tmp_path / "repo" / "own.md.j2")
+    (tmp_path / "repo" / ".git").mkdir()
+    (tmp_path / "repo" / ".git" / "config").write_text("[remote]\n  url = https://oauth2:tok@gitlab.bank/x\n")
+    (tmp_path / "repo" / "own.md.j2").write_text('{% include ".git/config" %}')
+    with pytest.raises(ConfigError, match=r"TemplateNotFound: '\.git/config' is in git's or DVC's own state"):
+        _render(tmp_path / "repo" / "own.md.j2")
 
 
 @pytest.mark.parametrize("make, expected", [
