@@ -63,7 +63,7 @@ def add_secret(value: str | None) -> None:
 def _embedded_passwords(value: str) -> list[str]:
     found = [m["quoted"].replace("\\'", "'").replace("\\\\", "\\") if m["quoted"] is not None else m["plain"]
              for m in _DSN_PASSWORD.finditer(value)]
-    return [p for p in [*found, *_url_credentials(value, users=False)] if p != value]
+    return [p for p in [*found, *_url_passwords(value)] if p != value]
 
 
 def _encoded_forms(value: str) -> set[str]:
@@ -111,29 +111,26 @@ def looks_secret(name: str) -> bool:
 
 def register_env_secrets(environ: Mapping[str, str] | None = None) -> None:
     """Treat the value (8+ characters) of every environment variable whose name looks secret as a secret,
-    and the credentials (8+ characters) in the URLs any variable holds (DATABASE_URL, CI_REPOSITORY_URL,
+    and the passwords (8+ characters) in the URLs any variable holds (DATABASE_URL, CI_REPOSITORY_URL,
     https_proxy): a program may print a password without its URL."""
     env = os.environ if environ is None else environ
     for name, value in env.items():
         if len(value) >= _MIN_GUESSED_LEN and looks_secret(name):
             add_secret(value)
         elif "://" in value:
-            for credential in _url_credentials(value, users=True):
-                if len(credential) >= _MIN_GUESSED_LEN:
-                    add_secret(credential)
+            for password in _url_passwords(value):
+                if len(password) >= _MIN_GUESSED_LEN:
+                    add_secret(password)
 
 
-def _url_credentials(value: str, *, users: bool) -> list[str]:
-    """The passwords in the userinfo of the URLs in `value`, decoded; with `users`, also a password-less user
-    of a non-SSH URL (`https://TOKEN@host`)."""
+def _url_passwords(value: str) -> list[str]:
+    """The passwords in the userinfo of the URLs in `value`, decoded. A password-less user is not one: it is
+    often a login (`__token__`, `deploy-bot`), and a build refuses content that holds a registered value."""
     found = []
     for match in _URL.finditer(value):
         userinfo = match["authority"].rpartition("@")[0]
-        user, colon, password = userinfo.partition(":")
-        if colon:
-            found.append(unquote(password))
-        elif users and user and match["scheme"].lower() not in _SSH_SCHEMES:
-            found.append(unquote(user))
+        if ":" in userinfo:
+            found.append(unquote(userinfo.split(":", 1)[1]))
     return found
 
 

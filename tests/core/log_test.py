@@ -93,13 +93,13 @@ def test_base64_and_repr_forms_are_masked_wherever_the_value_starts() -> None:
     assert log.redact(repr({"dsn": quoted})) == "{'dsn': '[MASKED]'}"
 
 
-def test_credentials_in_the_urls_of_any_variable_are_secrets() -> None:
+def test_passwords_in_the_urls_of_any_variable_are_secrets() -> None:
     log.register_env_secrets({"DATABASE_URL": "postgresql://app:Wh1te-Rabbit@db:5432/dwh",
                               "CI_REPOSITORY_URL": "https://gitlab-ci-token:glcbt-64_abcdefgh@gitlab.bank/g/p.git",
-                              "PIP_INDEX_URL": "https://__token__abcd@pypi.bank/simple",
-                              "GIT_REMOTE": "ssh://git-login@gitlab.bank/g/p.git", "HOME": "/root"})
-    text = "auth Wh1te-Rabbit glcbt-64_abcdefgh __token__abcd failed for git-login in /root"
-    assert log.redact(text) == "auth [MASKED] [MASKED] [MASKED] failed for git-login in /root"
+                              "https_proxy": "http://proxy-user:Pr0xy%40pass@proxy.bank:3128",
+                              "PIP_INDEX_URL": "https://__token__@pypi.bank/simple", "HOME": "/root"})
+    text = "auth Wh1te-Rabbit glcbt-64_abcdefgh Pr0xy@pass failed for __token__ and proxy-user in /root"
+    assert log.redact(text) == "auth [MASKED] [MASKED] [MASKED] failed for __token__ and proxy-user in /root"
 
 
 @pytest.mark.parametrize("line", [
