@@ -103,7 +103,11 @@ def os_problem(exc: OSError) -> MlciError:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and map every failure to one documented exit code."""
     log.register_env_secrets()
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BrokenPipeError:  # `mlci --help` with stdout closed, or its reader gone
+        log.discard_stdout()
+        return ExitCode.BROKEN_PIPE
     log.setup(-1 if args.quiet else args.verbose)
     with sigterm_raises():
         return _dispatch(args)

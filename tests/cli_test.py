@@ -190,6 +190,14 @@ def test_a_closed_output_pipe_is_141_not_an_internal_error(tmp_path: Path) -> No
     assert (done.returncode, done.stderr) == (141, "")
 
 
+@pytest.mark.parametrize("args", [("config", "check"), ("--help",), ("--version",)])
+def test_stdout_closed_before_mlci_starts_is_141_not_an_internal_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # `mlci ... >&-`: no descriptor 1 at all, so Python has no sys.stdout (a closed pipe is the test above)
+    done = subprocess.run(["sh", "-c", 'exec "$0" -m mlci "$@" >&-', sys.executable, *args], cwd=tmp_path,
+                          stderr=subprocess.PIPE, text=True, check=False, timeout=60)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
 def test_usage_errors_are_masked_too() -> None:
     token = "glpat-pasted-0123456789"
     done = mlci("config", "check", "--token", token, env={"GITLAB_TOKEN": token})

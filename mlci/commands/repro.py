@@ -67,7 +67,7 @@ def run(*, repo: Path, opts: Options, as_json: bool, summary_out: Path | None = 
     from mlci.dvcstage.repro import reproduce
 
     if not (repo / ".dvc").is_dir():
-        raise UsageError(f"{repo.resolve()}: not a DVC repository (no .dvc directory); run `dvc init` first")
+        raise UsageError(_not_a_root(repo))
     if summary_out is not None:
         check_writable(summary_out)  # before training, not after
     outcome = reproduce(repo, opts)
@@ -83,6 +83,22 @@ def run(*, repo: Path, opts: Options, as_json: bool, summary_out: Path | None = 
     for failure in outcome.failures:
         log.logger.error("mlci: %s", failure)
     return ExitCode.GATE_FAILED if outcome.failures else ExitCode.OK
+
+
+def _not_a_root(repo: Path) -> str:
+    """Why `repo` cannot be reproduced, and what to run: a model's directory inside a DVC repository is
+    reproduced from that repository's root, naming its pipeline (its dvc.yaml) and its mlci.yaml."""
+    import shlex
+
+    from mlci.dvcstage.files import dvc_root
+
+    root = dvc_root(repo)
+    if root is None:
+        return f"{repo.resolve()}: not a DVC repository (no .dvc directory); run `dvc init` first"
+    rel = Path(os.path.relpath(repo.resolve(), root))
+    config = f" --config {shlex.quote(str(rel / 'mlci.yaml'))}" if (repo / "mlci.yaml").is_file() else ""
+    return (f"{repo.resolve()} is a directory of the DVC repository {root}: run mlci repro at its root and name "
+            f"this pipeline: cd {shlex.quote(str(root))} && mlci repro{config} -- {shlex.quote(str(rel / 'dvc.yaml'))}")
 
 
 def _summary(outcome: Outcome) -> str:

@@ -8,6 +8,7 @@ whose patterns never re-read a character (a 1 MB line without spaces costs milli
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import math
@@ -227,19 +228,29 @@ def _printable(text: str, stream: TextIO) -> str:
         return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
-def _write(stream: TextIO, text: str) -> None:
+def _write(stream: TextIO | None, text: str) -> None:
+    if stream is None:  # stderr closed before mlci started (`2>&-`): nowhere to say it
+        return
     stream.write(_printable(text, stream))
     stream.flush()
 
 
+def _stdout() -> TextIO:
+    """Where results go. Started with stdout closed (`mlci ... >&-`), Python has none: that is a reader
+    that left before the first line (exit 141), never a crash."""
+    if sys.stdout is None:
+        raise BrokenPipeError(errno.EPIPE, "stdout is closed")
+    return sys.stdout
+
+
 def out(text: str) -> None:
     """Print a command's result on stdout (redacted)."""
-    _write(sys.stdout, redact(text) + ("" if text.endswith("\n") else "\n"))
+    _write(_stdout(), redact(text) + ("" if text.endswith("\n") else "\n"))
 
 
 def out_json(data: Any, *, indent: int | None = 2, sort_keys: bool = False) -> None:
     """Print a command's result as JSON on stdout: secrets masked in values, always valid JSON."""
-    _write(sys.stdout, dumps_json(data, indent=indent, sort_keys=sort_keys) + "\n")
+    _write(_stdout(), dumps_json(data, indent=indent, sort_keys=sort_keys) + "\n")
 
 
 def print_to(stream: TextIO, text: str) -> None:
@@ -250,6 +261,8 @@ def print_to(stream: TextIO, text: str) -> None:
 def discard_stdout() -> None:
     """After the reader of stdout has gone (a broken pipe): send what is left to /dev/null, so the
     interpreter's final flush does not fail again."""
+    if sys.stdout is None:
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)

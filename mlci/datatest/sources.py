@@ -255,7 +255,7 @@ class DuckSession:
         if os.path.isfile(pattern) or not glob.has_magic(pattern):  # a file named `data[1].csv` is that file
             found = [pattern]
         else:
-            found = sorted(glob.glob(pattern))
+            found = sorted(glob.glob(pattern, recursive=True))  # `**` spans directories, as in DuckDB
         if not found or not all(os.path.isfile(p) for p in found):
             raise EnvironmentProblem(f"dataset {ds.name!r}: no file at {ds.path}")
         return found

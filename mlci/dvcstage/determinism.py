@@ -11,7 +11,7 @@ from typing import Any
 
 from mlci.core.errors import PipelineFailed
 from mlci.dvcstage import lock
-from mlci.dvcstage.dvc import dvc, last_error
+from mlci.dvcstage.dvc import RepoInfo, dvc, last_error
 
 # Files at least this large are hard-linked into the scratch copy, not copied (datasets, weights).
 LINK_THRESHOLD = 1 << 20
@@ -30,24 +30,34 @@ class Difference:
     got: str
 
 
-def check(root: Path, targets: Sequence[str], tail_lines: int) -> list[Difference]:
-    """Re-run the pipeline forced in a scratch copy of `root`; return the outputs that came out different."""
-    recorded = lock.read_lock(root)
+def check(root: Path, targets: Sequence[str], tail_lines: int, info: RepoInfo) -> list[Difference]:
+    """Re-run the pipeline forced in a scratch copy of `root`; return the outputs that came out different.
+    Outputs the re-run needs are kept: a frozen stage's (verified, never made) and persistent ones, which
+    are real copies (their stage writes them in place) and not compared."""
+    recorded = lock.read_lock(root, info.wdirs)
+    kept = {o.path for o in info.outputs if o.frozen or o.persist}
+    persistent = frozenset(o.path for o in info.outputs if o.persist)
     scratch_parent = root / ".dvc" / "tmp"
     scratch_parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="mlci-determinism-", dir=scratch_parent))
     try:
-        outputs = {o.path for o in lock.outputs(recorded)}
-        scratch_copy(root, scratch / "ws", skip=outputs)
+        outputs = {o.path for o in lock.outputs(recorded)} | {o.path for o in info.outputs if o.stage in info.wdirs}
+        scratch_copy(root, scratch / "ws", skip=outputs - kept, copied=persistent)
         result = dvc(scratch / "ws", "repro", "--force", "--no-commit", "--no-run-cache", "--", *targets)
         if result.returncode != 0:
             raise PipelineFailed(
                 f"determinism re-run failed: {last_error(result)}\n{result.tail(tail_lines)}"
             )
-        rerun = lock.read_lock(scratch / "ws")
+        rerun = lock.read_lock(scratch / "ws", info.wdirs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return compare(recorded, rerun)
+    return [d for d in compare(recorded, rerun) if d.path not in persistent]
+
+
+def unprovable(info: RepoInfo) -> list[str]:
+    """Warnings for the outputs a forced re-run cannot judge: persistent ones start from their last content."""
+    return [f"stage '{o.stage}': output {o.path} has `persist: true` (its stage starts from its last content), so "
+            "a re-run cannot show it deterministic: not compared" for o in info.outputs if o.persist]
 
 
 def compare(recorded: Mapping[str, Any], rerun: Mapping[str, Any]) -> list[Difference]:
@@ -60,9 +70,11 @@ def compare(recorded: Mapping[str, Any], rerun: Mapping[str, Any]) -> list[Diffe
     ]
 
 
-def scratch_copy(src: Path, dst: Path, skip: set[str]) -> None:
-    """Copy a workspace cheaply: large data files are hard-linked, outputs and DVC's cache are skipped."""
+def scratch_copy(src: Path, dst: Path, skip: set[str], copied: frozenset[str] = frozenset()) -> None:
+    """Copy a workspace cheaply: large data files are hard-linked, outputs and DVC's cache are skipped;
+    the files in (or under) `copied` are real copies, whatever their size."""
     skip_paths = {os.path.normpath(p) for p in skip} | _SKIP_DIRS
+    copy_paths = {os.path.normpath(p) for p in copied}
     for dirpath, dirnames, filenames in os.walk(src):
         rel_dir = os.path.relpath(dirpath, src)
         target_dir = dst / rel_dir
@@ -72,7 +84,8 @@ def scratch_copy(src: Path, dst: Path, skip: set[str]) -> None:
             rel = os.path.normpath(os.path.join(rel_dir, name))
             if rel in skip_paths:
                 continue
-            _place(Path(dirpath) / name, target_dir / name, linkable=_linkable(rel, name))
+            private = any(rel == p or rel.startswith(p + os.sep) for p in copy_paths)
+            _place(Path(dirpath) / name, target_dir / name, linkable=not private and _linkable(rel, name))
 
 
 def _linkable(rel: str, name: str) -> bool:

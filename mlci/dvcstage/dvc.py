@@ -1,17 +1,20 @@
 """The DVC command line, as mlci drives it: every DVC action is one `dvc` subprocess (see ARCHITECTURE.md)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci.core import proc, yamlsafe
+from mlci.core import proc
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.core.fsutil import cache_dir
+from mlci.core.log import logger
+from mlci.dvcstage.files import check_pipeline_files
 
 # DVC's words when another DVC process holds the repository lock (dvc/lock.py, after a 3 s wait) or the
 # lock on a stage's outputs (dvc/rwlock.py: `dvc repro` holds it while the stage runs), and whom it names.
@@ -23,11 +26,29 @@ _SITE_CACHE_KEY = re.compile(r"^\s*site_cache_dir\s*=", re.MULTILINE)
 def dvc_env(root: Path) -> dict[str, str]:
     """What every DVC call gets: no analytics, and a site cache under mlci's own cache dir instead of
     /var/tmp/dvc (DVC's default, outside the repo and shared by every user), unless the environment or a
-    DVC config file (`core.site_cache_dir`) says where it goes."""
+    DVC config file (`core.site_cache_dir`) says where it goes, or mlci's cache dir cannot be written (a
+    read-only HOME on a runner: DVC's default then, with one warning)."""
     env = {"DVC_NO_ANALYTICS": "1"}
     if not os.environ.get("DVC_SITE_CACHE_DIR") and not _site_cache_configured(root):
-        env["DVC_SITE_CACHE_DIR"] = str(cache_dir() / "dvc-site")
+        site = cache_dir() / "dvc-site"
+        if _writable(str(site)):
+            env["DVC_SITE_CACHE_DIR"] = str(site)
     return env
+
+
+@functools.cache
+def _writable(directory: str) -> bool:
+    """Whether `directory` exists or can be made, and can be written (warns once when not)."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if os.access(directory, os.W_OK):
+            return True
+        reason = "permission denied"
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+    logger.warning("mlci: warning: cannot write mlci's cache dir %s (%s): DVC's site cache stays in its "
+                   "default place; set MLCI_CACHE_DIR to a writable directory", directory, reason.lower())
+    return False
 
 
 def _site_cache_configured(root: Path) -> bool:
@@ -64,22 +85,6 @@ def locked(root: Path, holder: str | None = None) -> EnvironmentProblem:
                               "it to finish (if none is running, remove .dvc/tmp/lock and .dvc/tmp/rwlock)")
 
 
-def check_pipeline_files(root: Path) -> None:
-    """Read dvc.yaml and dvc.lock within yamlsafe's bounds before DVC does: a file nested too deeply or
-    full of aliases is exit 2 naming it, not a crash or a hang inside DVC."""
-    problems = []
-    for name in ("dvc.yaml", "dvc.lock"):
-        path = root / name
-        if not path.is_file():
-            continue
-        try:
-            yamlsafe.load(path.read_text(encoding="utf-8", errors="replace"))
-        except yamlsafe.YamlProblem as exc:
-            problems.append(f"{name}:{exc.line}: {exc.message}")
-    if problems:
-        raise ConfigError(problems)
-
-
 def status(root: Path, targets: Sequence[str]) -> dict[str, Any]:
     """`dvc status --json`: per stage, what changed compared with dvc.lock."""
     result = dvc(root, "status", "--json", "--", *targets)
@@ -90,16 +95,31 @@ def status(root: Path, targets: Sequence[str]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Tracked:
+    """One output DVC knows in the repo (a stage's, or a `.dvc` file's), as the index resolves it."""
+
+    stage: str  # its address from the repo root: `name`, `sub/dvc.yaml:name`, `data.csv.dvc`
+    path: str  # relative to the repo root (posix)
+    cached: bool  # False for `cache: false`: never pushed, so never pulled
+    is_dir: bool
+    persist: bool
+    frozen: bool  # of a frozen stage: `dvc repro` verifies it and never makes it
+
+
+@dataclass(frozen=True)
 class RepoInfo:
     """Read-only facts about a DVC repo, from DVC's Python API (one import, no subprocess)."""
 
     default_remote: str | None
     remotes: tuple[str, ...]
     uncached_missing: tuple[tuple[str, str], ...]  # (stage, output) with `cache: false`, not on disk
+    outputs: tuple[Tracked, ...] = ()
+    wdirs: dict[str, str] = field(default_factory=dict)  # pipeline stage address -> its wdir from the root
 
 
 def inspect(root: Path) -> RepoInfo:
-    """Remotes (all config levels merged, as DVC sees them) and missing `cache: false` outputs."""
+    """Remotes (all config levels merged, as DVC sees them), every output with its stage (each dvc.yaml in
+    any directory, templating and `wdir` resolved by DVC) and missing `cache: false` outputs."""
     check_pipeline_files(root)
     for name, value in dvc_env(root).items():  # the API in this process: the same site cache as the CLI
         os.environ.setdefault(name, value)
@@ -109,18 +129,33 @@ def inspect(root: Path) -> RepoInfo:
 
     try:
         with Repo(str(root)) as repo:
-            missing = tuple(
-                (stage.addressing, str(out.def_path))
-                for stage in repo.index.stages
-                for out in stage.outs
-                if not out.use_cache and not Path(out.fs_path).exists()
-            )
+            outputs, wdirs = _index(repo, root)
             remote = repo.config["core"].get("remote")
-            return RepoInfo(remote or None, tuple(repo.config.get("remote", {})), missing)
+            remotes = tuple(repo.config.get("remote", {}))
     except LockError:
         raise locked(root) from None
     except DvcException as exc:
         raise ConfigError([f"{root}: DVC cannot read this repository: {exc}"]) from None
+    except OSError as exc:  # DVC making its site cache or tmp dir
+        raise EnvironmentProblem(f"DVC cannot open {root}: {exc.strerror or exc} ({exc.filename})") from None
+    missing = tuple((o.stage, o.path) for o in outputs if not o.cached and not os.path.lexists(root / o.path))
+    return RepoInfo(remote or None, remotes, missing, outputs, wdirs)
+
+
+def _index(repo: Any, root: Path) -> tuple[tuple[Tracked, ...], dict[str, str]]:
+    outputs: list[Tracked] = []
+    wdirs: dict[str, str] = {}
+    for stage in repo.index.stages:
+        where = Path(os.path.relpath(stage.path, root)).as_posix()
+        name = getattr(stage, "name", None)
+        address = where if not name else name if where == "dvc.yaml" else f"{where}:{name}"
+        if name:
+            wdirs[address] = Path(os.path.relpath(stage.wdir, root)).as_posix()
+        outputs.extend(
+            Tracked(address, Path(os.path.relpath(out.fs_path, root)).as_posix(), bool(out.use_cache),
+                    bool(out.hash_info and out.hash_info.isdir), bool(out.persist), bool(stage.frozen))
+            for out in stage.outs)
+    return tuple(outputs), wdirs
 
 
 def _last_line(result: proc.Result) -> str:

@@ -1,6 +1,8 @@
 """dvc.lock: reading recorded hashes, finding a stale lock before running, and diffing two locks."""
 from __future__ import annotations
 
+import os
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +23,45 @@ class Output:
     md5: str
 
 
-def read_lock(root: Path) -> dict[str, Any]:
-    """The parsed dvc.lock's `stages` mapping ({} when the repo has no lock yet)."""
-    path = root / LOCK_NAME
+def read_lock(root: Path, wdirs: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The `stages` of the repo's dvc.lock files ({} when there is none yet): the root's, and, for each
+    nested dvc.yaml that `wdirs` names, the lock beside it. Keyed by the stage's address from the root, as
+    `dvc status` and `dvc repro` name it (`name`, `sub/dvc.yaml:name`); each dep and out path made relative
+    to the root from the stage's wdir (`wdirs`: address -> wdir; default: the lock's directory)."""
+    wdirs = wdirs or {}
+    dirs = dict.fromkeys(["", *(a.rsplit(":", 1)[0].rpartition("/")[0] for a in wdirs if ":" in a)])
+    stages: dict[str, Any] = {}
+    for where in dirs:
+        for name, stage in _stages(root, where).items():
+            address = f"{where}/dvc.yaml:{name}" if where else name
+            stages[address] = _rebased(stage, wdirs.get(address, where or "."))
+    return stages
+
+
+def _stages(root: Path, where: str) -> dict[str, Any]:
+    shown = f"{where}/{LOCK_NAME}" if where else LOCK_NAME
+    path = root / shown
     if not path.is_file():
         return {}
     try:
         data = yamlsafe.load(path.read_text(encoding="utf-8", errors="replace")) or {}
     except yamlsafe.YamlProblem as exc:
-        raise ConfigError([f"{LOCK_NAME}:{exc.line}: {exc.message}; regenerate it with `dvc repro`"]) from None
+        raise ConfigError([f"{shown}:{exc.line}: {exc.message}; regenerate it with `dvc repro`"]) from None
     stages = data.get("stages", {}) if isinstance(data, dict) else {}
     return {str(k): v for k, v in stages.items() if isinstance(v, dict)} if isinstance(stages, dict) else {}
+
+
+def _rebased(stage: dict[str, Any], wdir: str) -> dict[str, Any]:
+    """A lock stage whose deps and outs paths are relative to the repo root instead of the stage's wdir."""
+    if wdir in ("", "."):
+        return stage
+    rebased = dict(stage)
+    for kind in ("deps", "outs"):
+        if isinstance(stage.get(kind), list):
+            rebased[kind] = [{**e, "path": posixpath.normpath(posixpath.join(wdir, e["path"]))}
+                             if isinstance(e, Mapping) and isinstance(e.get("path"), str) else e
+                             for e in stage[kind]]
+    return rebased
 
 
 def outputs(stages: Mapping[str, Any]) -> list[Output]:
@@ -53,36 +83,41 @@ def _hash(entry: Mapping[str, Any]) -> str:
     return str(entry.get("md5") or entry.get("etag") or entry.get("checksum") or "")
 
 
-def stale_reasons(dvc_status: Mapping[str, Any], stages: Mapping[str, Any]) -> list[str]:
+def stale_reasons(dvc_status: Mapping[str, Any], stages: Mapping[str, Any], root: Path | None = None) -> list[str]:
     """Why the committed dvc.lock does not match the committed deps, params and commands.
 
     Missing files are not staleness (a fresh CI clone has no outputs): only modified or new deps and
     params, changed commands, stages absent from the lock, and a lock whose stages disagree with each
-    other about a file (an upstream stage re-run without its downstream stages).
+    other about a file (an upstream stage re-run without its downstream stages). With the workspace `root`,
+    a directory dep that DVC calls modified because outputs recorded under it are missing (a `models/`
+    that holds only DVC's .gitignore) is not stale either: their stages make them, and the lock-changed
+    gate judges what comes out.
     """
+    absent = [o.path for o in outputs(stages) if root is not None and not os.path.lexists(root / o.path)]
     reasons: list[str] = []
-    for stage, entries in dvc_status.items():
-        if stage.endswith(".dvc"):
+    for name, entries in dvc_status.items():
+        if name.endswith(".dvc"):
             continue  # `dvc add`ed data: not a pipeline stage
-        name = stage.rsplit(":", 1)[-1]
-        if ":" not in stage and name not in stages:  # root dvc.yaml; nested files keep their own lock
+        if name not in stages:
             reasons.append(f"stage '{name}': not recorded in {LOCK_NAME}")
             continue
         for entry in entries:
             if entry == "changed command":
                 reasons.append(f"stage '{name}': command changed since {LOCK_NAME} was written")
             elif isinstance(entry, dict):
-                reasons.extend(_changed_deps(name, entry.get("changed deps", {})))
+                reasons.extend(_changed_deps(name, entry.get("changed deps", {}), absent))
     reasons.extend(_inconsistencies(stages))
     return reasons
 
 
-def _changed_deps(stage: str, deps: Mapping[str, Any]) -> list[str]:
+def _changed_deps(stage: str, deps: Mapping[str, Any], absent: list[str]) -> list[str]:
     reasons = []
     for path, change in deps.items():
         if isinstance(change, dict):  # a params file: {param: "modified"|"new"|"deleted"}
             for param, how in change.items():
                 reasons.append(f"stage '{stage}': param {param} in {path} {how} since {LOCK_NAME} was written")
+        elif change == "modified" and any(out.startswith(f"{path.rstrip('/')}/") for out in absent):
+            continue  # a directory whose recorded outputs are missing: made again by their stages
         elif change != "deleted":
             reasons.append(f"stage '{stage}': dependency {path} {change} since {LOCK_NAME} was written")
     return reasons

@@ -63,10 +63,11 @@ def _run(root: Path, opts: Options, outcome: Outcome, info: RepoInfo) -> None:
     if opts.pull and outcome.remote:
         _pull(root, outcome.remote, opts.targets)
         outcome.pulled = True
-    outcome.warnings.extend(uncached_output_warnings(inspect(root) if outcome.pulled else info))
-    committed = lock.read_lock(root)
+    info = inspect(root) if outcome.pulled else info
+    outcome.warnings.extend(uncached_output_warnings(info))
+    committed = lock.read_lock(root, info.wdirs)
     if opts.check_lock:
-        outcome.failures.extend(lock.stale_reasons(status(root, opts.targets), committed))
+        outcome.failures.extend(lock.stale_reasons(status(root, opts.targets), committed, root))
         if outcome.failures:
             outcome.outputs = lock.outputs(committed)
             return
@@ -76,16 +77,17 @@ def _run(root: Path, opts: Options, outcome: Outcome, info: RepoInfo) -> None:
         match = _FAILED_STAGE.search(result.stdout)
         where = f"stage '{match['stage']}' failed" if match else "dvc repro failed"
         raise PipelineFailed(f"{where}: {last_error(result)}\n{result.tail(opts.output_tail)}")
-    after = lock.read_lock(root)
+    after = lock.read_lock(root, info.wdirs)
     outcome.outputs = lock.outputs(after)
     if opts.check_lock and after != committed:
         outcome.failures.extend(
             f"{line} by this run: commit the updated dvc.lock" for line in lock.changed_outputs(committed, after)
         )
     if opts.check_determinism:
+        outcome.warnings.extend(determinism.unprovable(info))
         outcome.failures.extend(
             f"stage '{d.stage}': output {d.path} is not deterministic (md5 {d.expected} vs {d.got} on a re-run)"
-            for d in determinism.check(root, opts.targets, opts.output_tail)
+            for d in determinism.check(root, opts.targets, opts.output_tail, info)
         )
     if opts.push and outcome.remote and not outcome.failures:
         _push(root, outcome.remote, opts.targets)

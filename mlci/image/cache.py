@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 from mlci.core import fsutil
+from mlci.core.errors import MlciError
 from mlci.core.fsutil import atomic_write
+from mlci.core.log import logger
 from mlci.image.layers import Layer
 
 
@@ -28,9 +30,24 @@ def lookup(key: str) -> Layer | None:
 
 
 def store(key: str, layer: Layer) -> None:
-    """Record a built layer's descriptor under its input hash."""
-    atomic_write(cache_dir() / f"{key}.json",
-                 json.dumps({"digest": layer.digest, "size": layer.size, "diff_id": layer.diff_id}))
+    """Record a built layer's descriptor under its input hash (a hint: a cache that cannot be written is a
+    warning, never a failed build)."""
+    _hint(cache_dir() / f"{key}.json",
+          json.dumps({"digest": layer.digest, "size": layer.size, "diff_id": layer.diff_id}))
+
+
+_unwritable: list[str] = []  # said once per command
+
+
+def _hint(path: Path, text: str) -> None:
+    try:
+        atomic_write(path, text)
+    except MlciError as exc:
+        if _unwritable:
+            return
+        _unwritable.append(str(exc))
+        logger.warning("mlci: warning: build cache not updated (%s); set MLCI_CACHE_DIR to a writable directory",
+                       exc)
 
 
 _stat_index: dict[str, list[object]] | None = None
@@ -66,4 +83,4 @@ def file_sha256(path: Path) -> str:
 def save_file_hashes() -> None:
     """Persist the file-hash index (atomically)."""
     if _stat_index is not None:
-        atomic_write(_index_path(), json.dumps(_stat_index, sort_keys=True))
+        _hint(_index_path(), json.dumps(_stat_index, sort_keys=True))

@@ -53,12 +53,15 @@ def repo_path(value: str, key: str) -> str:
 
 
 def dvc_cache_dir(root: Path) -> Path | None:
-    """The DVC cache directory as DVC itself resolves it (`dvc cache dir`), or None outside a DVC repo."""
-    if not (root / ".dvc").is_dir():
-        return None
+    """The DVC cache directory as DVC itself resolves it (`dvc cache dir`), or None outside a DVC repo
+    (`root` may be a model's directory inside one)."""
     from mlci.dvcstage.dvc import dvc, last_error
+    from mlci.dvcstage.files import dvc_root
 
-    result = dvc(root, "cache", "dir")
+    repo = dvc_root(root)
+    if repo is None:
+        return None
+    result = dvc(repo, "cache", "dir")
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         raise EnvironmentProblem(f"`dvc cache dir` failed in {root}: {last_error(result)}")

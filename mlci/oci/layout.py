@@ -1,14 +1,18 @@
 """An OCI image layout directory (`oci:DIR[:TAG]`): blobs are written to a temp file in the layout,
 hashed while written, fsynced and renamed to `blobs/sha256/<hex>` only when the digest matches; the
-tag (index.json) is written last, atomically. One manifest may carry any number of tags (one index
-entry per tag, as the image-spec allows). Files get the mode the umask gives, like any new file."""
+tag (index.json) is written last, atomically, under a lock on the layout (jobs may share one). One
+manifest may carry any number of tags (one index entry per tag, as the image-spec allows). Files get the
+mode the umask gives, like any new file."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,10 +42,11 @@ class Layout:
     def init(self) -> None:
         """Create the layout if it does not exist (oci-layout, empty index.json, blobs/sha256/)."""
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        if not (self.root / "oci-layout").exists():
-            atomic_write(self.root / "oci-layout", LAYOUT_VERSION)
-        if not (self.root / "index.json").exists():
-            self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+        with _locked(self.root):
+            if not (self.root / "oci-layout").exists():
+                atomic_write(self.root / "oci-layout", LAYOUT_VERSION)
+            if not (self.root / "index.json").exists():
+                self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
 
     def blob_path(self, digest: str) -> Path:
         """Where a blob lives."""
@@ -115,24 +120,25 @@ class Layout:
         self.init()
         if not self.has_blob(manifest.digest):
             self.put_blob(manifest.digest, io.BytesIO(manifest.data))
-        index = self._index()
-        entries = index["manifests"]
-        if tag is None:
-            if any(e.get("digest") == manifest.digest for e in entries):
-                return manifest.digest
-            kept = entries
-        else:
-            if any(e.get("digest") == manifest.digest and _ref_name(e) == tag for e in entries):
-                return manifest.digest
-            kept = [e for e in entries if _ref_name(e) != tag
-                    and not (e.get("digest") == manifest.digest and _ref_name(e) is None)]
-        entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest,
-                                 "size": len(manifest.data)}
-        if tag:
-            entry["annotations"] = {REF_NAME: tag}
-        index["manifests"] = [*kept, entry]
-        self._write_index(index)
-        return manifest.digest
+        with _locked(self.root):  # another job may tag into the same layout: no tag of either is lost
+            index = self._index()
+            entries = index["manifests"]
+            if tag is None:
+                if any(e.get("digest") == manifest.digest for e in entries):
+                    return manifest.digest
+                kept = entries
+            else:
+                if any(e.get("digest") == manifest.digest and _ref_name(e) == tag for e in entries):
+                    return manifest.digest
+                kept = [e for e in entries if _ref_name(e) != tag
+                        and not (e.get("digest") == manifest.digest and _ref_name(e) is None)]
+            entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest,
+                                     "size": len(manifest.data)}
+            if tag:
+                entry["annotations"] = {REF_NAME: tag}
+            index["manifests"] = [*kept, entry]
+            self._write_index(index)
+            return manifest.digest
 
     def _index(self) -> dict[str, Any]:
         path = self.root / "index.json"
@@ -149,6 +155,18 @@ class Layout:
 
     def _write_index(self, index: dict[str, Any]) -> None:
         atomic_write(self.root / "index.json", json.dumps(index, separators=(",", ":")))
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on a layout while index.json is read, changed and written (flock on its directory,
+    so the layout holds no extra file); released when the block ends, or the process does."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _ref_name(entry: dict[str, Any]) -> str | None:

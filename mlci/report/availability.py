@@ -8,12 +8,14 @@ mlci asks `dvc exp show` (per revision, per file, with DVC's error) and `dvc plo
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlci.dvcstage.dvc import dvc, last_error
+from mlci.dvcstage.files import dvc_root
 
 # DVC's words for a DVC output in neither the local cache nor the remote: a file of it, or its directory
 NOT_STORED = "No storage files available"
@@ -55,12 +57,22 @@ def metrics(repo: Path, base: str, diff: Mapping[str, Any]) -> tuple[list[Unread
             found.append(_unreadable(f"(every metrics file: {row['error']})", rev, row["error"]))
         data = row.get("data") if isinstance(row.get("data"), dict) else {}
         files = data.get("metrics")
-        for path, entry in (files if isinstance(files, dict) else {}).items():
+        for listed, entry in (files if isinstance(files, dict) else {}).items():
+            path = _as_diff_names(repo, str(listed))
             if isinstance(entry, dict) and entry.get("error"):
                 found.append(_unreadable(str(path), rev, entry["error"]))
             elif not _has_values(diff.get(path), side):
                 found.append(Unreadable(str(path), rev, "", False))
     return found, None
+
+
+def _as_diff_names(repo: Path, path: str) -> str:
+    """A file as `dvc metrics diff` names it, relative to the directory DVC runs in (`repo`, which may be a
+    model's subdirectory), from the repo-root-relative name `dvc exp show` gives."""
+    root = dvc_root(repo)
+    if root is None or os.path.isabs(path):
+        return path
+    return Path(os.path.relpath(root / path, os.path.abspath(repo))).as_posix()
 
 
 def _has_values(keys: Any, side: str) -> bool:

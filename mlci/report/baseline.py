@@ -41,10 +41,11 @@ def resolve(repo: Path, explicit: str | None, target: str | None, env: Mapping[s
     """`--base` if given; else the MR's diff base (GitLab); else merge-base(HEAD, origin/target)."""
     _check_checkout(repo)
     if explicit:
-        sha = _commit(repo, explicit)
+        # A CI checkout has no local branches: `--base main` is origin's main there (as `git checkout main`).
+        sha = _commit(repo, explicit) or _commit(repo, f"refs/remotes/origin/{explicit}")
         if sha is None:
-            raise UsageError(f"--base {explicit}: no such commit or ref in {repo} (in a shallow clone, fetch it "
-                             f"first: git fetch origin {explicit})")
+            raise UsageError(f"--base {explicit}: no such commit or ref in {repo.resolve()} (a CI clone is shallow "
+                             f"and has few refs): {_fetch_hint(explicit)}, or pass --base with a ref it has")
         return Baseline(sha, explicit)
     chosen = next((_Target(env[name], name) for name in CI_TARGETS if env.get(name)),
                   _Target(target, "report.target_branch"))
@@ -121,6 +122,15 @@ def _fetch(repo: Path, target: _Target, depth_flag: str | None) -> None:
     what = f"the target branch {branch!r} ({target.source})" if branch else "more history"
     raise EnvironmentProblem(f"cannot fetch {what} from origin ({reason}): fetch it before mlci report "
                              f"(git fetch origin{' ' + branch if branch else ''}) or pass --base REF")
+
+
+def _fetch_hint(ref: str) -> str:
+    """The git command that brings `ref` into a CI clone."""
+    if re.search(r"[~^@{:]", ref):  # relative to a commit (HEAD~1): more history is what is missing
+        return "deepen the clone first (git fetch --deepen=50)"
+    if re.fullmatch(r"[0-9a-f]{7,64}", ref):
+        return f"fetch it first (git fetch origin {ref})"
+    return f"fetch it first (git fetch origin {ref}:refs/remotes/origin/{ref})"
 
 
 def _check_checkout(repo: Path) -> None:

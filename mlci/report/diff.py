@@ -14,6 +14,7 @@ from typing import Any
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import outside
 from mlci.dvcstage.dvc import dvc, last_error
+from mlci.dvcstage.files import check_pipeline_files, dvc_root
 from mlci.report import availability
 from mlci.report.plots import Plot
 from mlci.report.plots import parse as parse_plots
@@ -87,7 +88,11 @@ def changes(data: dict[str, Any]) -> list[Change]:
 
 def compute(repo: Path, base: str, with_plots: bool, plots_dir: Path) -> Diff:
     """Metrics, params (all, changed or not) and plots of the workspace against `base`; images of image
-    plots are written into `plots_dir`. Files DVC could not read become problems, never silence."""
+    plots are written into `plots_dir`. Files DVC could not read become problems, never silence. The
+    MR's pipeline files are read within bounds first (exit 2 naming one that would blow DVC up)."""
+    root = dvc_root(repo)
+    if root is not None:
+        check_pipeline_files(root)
     linked: list[str] = []
     metrics_data = _inside(repo, _dvc_json(repo, "metrics", "diff", base, "--all"), linked)
     metrics = changes(metrics_data)

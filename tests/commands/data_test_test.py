@@ -82,6 +82,16 @@ def test_jsonl_and_parquet_files_are_read(tmp_path: Path) -> None:
         ("j", "fail", {"nulls": 1}), ("p", "pass", {"rows": 5})]
 
 
+def test_a_double_star_glob_reads_files_at_any_depth(tmp_path: Path) -> None:
+    for part, rows in (("events/a.csv", 1), ("events/2024/b.csv", 2), ("events/2024/01/c.csv", 3)):
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / part).write_text("id\n" + "".join(f"{i}\n" for i in range(rows)))
+    repo = _repo(tmp_path, "    - name: e\n      path: 'events/**/*.csv'\n      checks: [{row_count: {min: 1}}]\n")
+    done = repos.run_mlci(repo, "data-test", "--json")
+    assert done.returncode == 0, done.stderr  # as DuckDB and s3fs read `**`; Python's glob did one level only
+    assert json.loads(done.stdout)["results"][0]["observed"] == {"rows": 6}
+
+
 def test_custom_sql_that_does_not_parse_is_exit_2_with_its_line(tmp_path: Path) -> None:
     data.write(tmp_path / "d.csv", 10)
     repo = _repo(tmp_path, "    - name: d\n      path: d.csv\n      checks:\n"

@@ -103,3 +103,23 @@ def test_layout_blobs_and_archives_get_the_mode_of_the_umask(tmp_path: Path, mas
     blobs = list((tmp_path / "l" / "blobs" / "sha256").iterdir())
     assert len(blobs) == 2
     assert {stat.S_IMODE(p.stat().st_mode) for p in [*blobs, tmp_path / "a.tar"]} == {mode}
+
+
+def _tag_many(root: str, worker: int) -> None:
+    layout = Layout(Path(root))
+    for n in range(15):
+        layout.put_manifest(_manifest(f"{worker}-{n}"), f"w{worker}-{n}")
+
+
+def test_builds_tagging_into_one_layout_at_once_lose_no_tag(tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # two CI jobs on one runner writing the same oci: directory
+    workers = [context.Process(target=_tag_many, args=(str(tmp_path / "l"), w)) for w in range(6)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+    assert [p.exitcode for p in workers] == [0] * 6
+    index = json.loads((tmp_path / "l" / "index.json").read_text())
+    assert len(index["manifests"]) == 6 * 15

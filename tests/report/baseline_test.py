@@ -58,3 +58,19 @@ def test_github_base_ref_and_explicit_base(upstream: tuple[Path, str]) -> None:
         resolve(repo, "nope", None, {})
     with pytest.raises(UsageError, match="not a merge request pipeline"):
         resolve(repo, None, None, {})
+
+
+def test_explicit_base_is_origins_branch_in_a_ci_clone_and_a_missing_one_says_what_to_fetch(
+        tmp_path: Path, upstream: tuple[Path, str]) -> None:
+    repo, _ = upstream
+    main = git(repo, "rev-parse", "main").strip()
+    clone = tmp_path / "clone"  # as a runner checks out: one branch, shallow, detached, no local `main`
+    git(tmp_path, "clone", "-q", "--depth", "1", "--branch", "feature", f"file://{repo}", str(clone))
+    git(clone, "checkout", "-q", "--detach")
+    with pytest.raises(UsageError) as missing:
+        resolve(clone, "main", None, {})
+    assert "git fetch origin main:refs/remotes/origin/main" in str(missing.value)
+    git(clone, "fetch", "-q", "--depth", "1", "origin", "main:refs/remotes/origin/main")  # what it said
+    assert resolve(clone, "main", None, {}).sha == main
+    with pytest.raises(UsageError, match=r"HEAD~3: .*git fetch --deepen=50"):
+        resolve(clone, "HEAD~3", None, {})
