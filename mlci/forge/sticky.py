@@ -56,8 +56,11 @@ def upsert(forge: Forge, report_id: str, body: str, pointer: str,
         if existing is not None:
             if existing.body == text:
                 return Posted("unchanged" if attempt == 0 else "created", existing.id)
-            forge.update(existing.id, text)
-            return Posted("updated" if attempt == 0 else "created", existing.id)
+            if forge.update(existing.id, text):
+                return Posted("updated" if attempt == 0 else "created", existing.id)
+            logger.info("mlci: %s: comment %d was deleted after it was listed; posting the report anew", forge.name,
+                        existing.id)
+            continue
         made = forge.create(text)
         if isinstance(made, Comment):
             _check_author(forge, me, made)
@@ -69,7 +72,8 @@ def upsert(forge: Forge, report_id: str, body: str, pointer: str,
         wait = 2.0 * (attempt + 1) if made.wait is None else made.wait
         logger.info("mlci: %s: posting the report: %s; looking again in %.1f s", forge.name, why, wait)
         sleep(wait)
-    raise AssertionError("unreachable")
+    raise EnvironmentProblem(f"{forge.name}: could not post the report after {CREATE_ATTEMPTS} attempts (the comment "
+                             "it found was deleted each time before it could be updated)")
 
 
 def _check_author(forge: Forge, me: Identity, made: Comment) -> None:

@@ -124,7 +124,8 @@ def test_github_over_tls_with_a_test_ca_truncates_to_the_limit(
            "GITHUB_REF": "refs/pull/5/merge", "GITHUB_BASE_REF": "main", "GITHUB_TOKEN": "ghs-token-77",
            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_RUN_ID": "99"}
     untrusted = repos.run_mlci(mr_repo, "report", env=env)
-    assert untrusted.returncode == 3 and "SSLError" in untrusted.stderr
+    assert untrusted.returncode == 3 and "TLS: certificate verify failed" in untrusted.stderr
+    assert "set forge.ca_bundle (or REQUESTS_CA_BUNDLE)" in untrusted.stderr
     done = repos.run_mlci(mr_repo, "report", "--section", str(big),
                           env={**env, "MLCI_FORGE_CA_BUNDLE": str(forge_tls.ca_bundle)})
     assert done.returncode == 0, done.stderr
