@@ -3,6 +3,7 @@ comment written by the report's own identity (system notes, quoted copies by rev
 comments never match)."""
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from mlci.core.log import logger
 from mlci.forge.base import Comment, Forge, Identity
 
 CREATE_ATTEMPTS = 3
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")  # a CommonMark code fence opening (or closing) line
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,27 @@ def marker(report_id: str) -> str:
 
 
 def fit(body: str, limit: int, pointer: str) -> str:
-    """The body cut to the forge's limit, ending with a pointer to the full report."""
+    """The body cut to the forge's limit, ending with a pointer to the full report. The cut is at the end of a
+    line outside any code fence: a table keeps whole rows and a Mermaid chart is kept whole or left out, so the
+    pointer is never swallowed by an unclosed fence. The marker (the first line) always stays."""
     if len(body) <= limit:
         return body
     tail = f"\n\n… truncated: {pointer}\n"
-    return body[: limit - len(tail)] + tail
+    room = limit - len(tail)
+    cut = end = 0
+    fence: str | None = None
+    for line in body.split("\n"):
+        end += len(line) + 1
+        if end > room:
+            break
+        opening = _FENCE.match(line)
+        if fence is None and opening:
+            fence = opening[1]
+        elif fence is not None and re.fullmatch(rf" {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*", line):
+            fence = None
+        if fence is None:
+            cut = end
+    return body[:cut].rstrip("\n") + tail
 
 
 def find(forge: Forge, me: Identity, mark: str) -> Comment | None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from mlci.report.mermaid import text
+from mlci.report import markdown
 from mlci.report.plots import BarPlot, ConfusionPlot, Series, number
 
 MAX_CLASSES = 30  # a wider confusion matrix is unreadable in a comment
 
 
 def cell(value: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text(value).replace("\\", "\\\\").replace("|", "\\|")
+    """Text safe inside a Markdown table cell: one line, no Markdown or HTML of its own."""
+    return markdown.text(value)
 
 
 def classes(values: Iterable[str]) -> list[str]:
@@ -34,7 +34,7 @@ def _groups(series: Iterable[Series], revisions: Sequence[str]) -> dict[str, lis
 
 def _heading(title: str, label: str, revs: Sequence[str], labels: Mapping[str, str], extra: str) -> str:
     who = " → ".join(labels.get(r, r[:12]) for r in revs)
-    parts = [f"**{cell(title)}**", *([f"`{cell(label)}`"] if label else []), extra, who]
+    parts = [f"**{cell(title)}**", *([markdown.code(label)] if label else []), extra, who]
     return " · ".join(p for p in parts if p)
 
 
