@@ -67,6 +67,10 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     forge_of = functools.cache(lambda: None if dry_run else connect(loaded.config.forge, env))
     with tempfile.TemporaryDirectory(prefix="mlci-plots-") as scratch:
         changes = diff.compute(repo, found.sha, settings.plots != "none", Path(scratch))
+        if git(repo, "rev-parse", "HEAD").stdout.strip() == found.sha:
+            changes.problems.insert(0, f"the baseline ({found.label}) is the commit checked out: only uncommitted "
+                                       "changes can show; a pull_request_target or push job checks out the target "
+                                       "branch, not the MR/PR's head")
         beside = out or Path(DEFAULT_OUT)  # image files go beside the report (a dry run saves none)
         images = Images(forge_of, dry_run, beside.parent / f"{beside.stem}-plots", env)
         shown = figures.build(changes.plots, [found.sha, "workspace"], diff.revision_labels(found.sha),
