@@ -8,6 +8,7 @@ from mlci.report import markdown
 from mlci.report.plots import BarPlot, ConfusionPlot, Series, number
 
 MAX_CLASSES = 30  # a wider confusion matrix is unreadable in a comment
+MAX_CATEGORIES = 100  # bar rows: thousands (feature importances) would push the rest out of the comment
 
 
 def cell(value: str) -> str:
@@ -38,6 +39,23 @@ def _heading(title: str, label: str, revs: Sequence[str], labels: Mapping[str, s
     return " · ".join(p for p in parts if p)
 
 
+def _largest(values: Sequence[Mapping[str, float]]) -> list[str]:
+    """The categories of a bar table: all, or the MAX_CATEGORIES largest by |value| in the last revision."""
+    names = list(dict.fromkeys(k for v in values for k in v))
+    if len(names) <= MAX_CATEGORIES:
+        return names
+    last = values[-1]
+    return sorted(names, key=lambda n: -abs(last.get(n, 0.0)))[:MAX_CATEGORIES]
+
+
+def hidden(plot: BarPlot) -> int:
+    """How many categories of the plot's largest table bars() leaves out."""
+    groups: dict[str, set[str]] = {}
+    for series, values in plot.values.items():
+        groups.setdefault(series.label, set()).update(values)
+    return max((len(names) - MAX_CATEGORIES for names in groups.values()), default=0)
+
+
 def confusion(plot: ConfusionPlot, revisions: Sequence[str], labels: Mapping[str, str]) -> str | None:
     """One table per y file; each cell holds the counts of the revisions, baseline first. None when there
     are more than MAX_CLASSES classes."""
@@ -58,11 +76,12 @@ def confusion(plot: ConfusionPlot, revisions: Sequence[str], labels: Mapping[str
 
 
 def bars(plot: BarPlot, revisions: Sequence[str], labels: Mapping[str, str]) -> str:
-    """One table per y file: a row per category, a column per revision."""
+    """One table per y file: a row per category, a column per revision; at most MAX_CATEGORIES rows, the
+    largest by the last revision's value (see `hidden`)."""
     blocks = []
     for label, revs in _groups(plot.values, revisions).items():
         values = [plot.values[Series(rev, label)] for rev in revs]
-        names = classes(k for v in values for k in v)
+        names = classes(_largest(values))
         header = f"| {cell(plot.category)} | " + " | ".join(cell(labels.get(r, r[:12])) for r in revs) + " |"
         rows = [header, "|---|" + "---:|" * len(revs)]
         for name in names:
