@@ -187,6 +187,10 @@ class Api:
         return full, path, response
 
     def _check(self, method: str, full: str, path: str, response: requests.Response) -> Reply:
+        if response.history and _origin(response.url) != _origin(self.base):
+            raise ForgeError(self.name, method, path, response.history[0].status_code,
+                             f"redirected to {response.url.split('?')[0]}, another origin, where mlci does not "
+                             "send the token", "set forge.api_url to the API's own URL")
         if response.status_code >= 400:
             raise ForgeError(self.name, method, path, response.status_code, server_message(response),
                              self.hints.get(response.status_code, ""))
