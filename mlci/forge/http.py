@@ -182,7 +182,7 @@ class Api:
         except UnhonouredWait as exc:
             raise ForgeError(self.name, method, path, exc.status, exc.reason) from None
         except requests.RequestException as exc:
-            raise ForgeError(self.name, method, path, None, f"{urlsplit(full).netloc}: {no_answer(exc)}",
+            raise ForgeError(self.name, method, path, None, f"{_origin(full)[1]}: {no_answer(exc)}",
                              _no_answer_hint(exc, self.api_hint)) from None
         return full, path, response
 

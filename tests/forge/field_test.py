@@ -175,11 +175,13 @@ def test_an_untrusted_certificate_says_so_at_once(forge_tls: ForgeServer) -> Non
         send(make_session({}, None), "GET", f"{forge_tls.gitlab_api}/user", idempotent=True, verify=True,
              sleep=waits.append)
     assert waits == []  # not retried: a certificate does not change in 7 seconds
-    client = GitLab(forge_tls.gitlab_api, "1", 7, "glpat-bot", "GITLAB_TOKEN", None)
+    with_userinfo = forge_tls.gitlab_api.replace("https://", "https://alice:s3cret-pw@")  # never shown
+    client = GitLab(with_userinfo, "1", 7, "glpat-bot", "GITLAB_TOKEN", None)
     client.api.session.verify = True  # the system's CAs (the machine's REQUESTS_CA_BUNDLE), not the forge's
     with pytest.raises(ForgeError, match=r"GitLab: GET /user failed: 127.0.0.1:\d+: TLS: certificate verify failed: "
-                                         r"unable to get local issuer certificate .*set forge.ca_bundle"):
+                                         r"unable to get local issuer certificate .*set forge.ca_bundle") as caught:
         client.whoami()
+    assert "s3cret" not in str(caught.value)
 
 
 class _Proxy(BaseHTTPRequestHandler):
