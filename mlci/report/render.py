@@ -84,6 +84,9 @@ def _template_frame(exc: BaseException, path: Path) -> str:
     return found
 
 
+MAX_VALUE = 200  # characters of a non-numeric value shown in a table cell
+
+
 def _fmt(value: Any, digits: int) -> str:
     """A metric or param value for a table cell: numbers as numbers, anything else (strings, lists, objects)
     as JSON in a code span, so no value can be Markdown or HTML."""
@@ -97,7 +100,10 @@ def _fmt(value: Any, digits: int) -> str:
         if abs(value) >= 10**16:
             return format(decimal.Decimal(value), f".{digits}g")  # beyond a float: no 400-digit cell
         return str(value)
-    return code(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if len(shown) > MAX_VALUE:  # a long feature list in params.yaml: one readable cell, not 50 KB of comment
+        shown = f"{shown[:MAX_VALUE]}… ({len(shown)} characters)"
+    return code(shown)
 
 
 def _change(m: Change, digits: int) -> str:
