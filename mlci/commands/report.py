@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlci.commands import directory
 from mlci.core import log
-from mlci.core.errors import EnvironmentProblem, ExitCode
+from mlci.core.errors import EnvironmentProblem, ExitCode, MlciError
+
+if TYPE_CHECKING:
+    from mlci.report.gates import Verdict
 
 DEFAULT_OUT = "mlci-report.md"
 
@@ -65,6 +69,10 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     forge_of = functools.cache(lambda: None if dry_run else connect(loaded.config.forge, env))
     with tempfile.TemporaryDirectory(prefix="mlci-plots-") as scratch:
         changes = diff.compute(repo, found.sha, settings.plots != "none", Path(scratch))
+        if git(repo, "rev-parse", "HEAD").stdout.strip() == found.sha:
+            changes.problems.insert(0, f"the baseline ({found.label}) is the commit checked out: only uncommitted "
+                                       "changes can show; a pull_request_target or push job checks out the target "
+                                       "branch, not the MR/PR's head")
         beside = out or Path(DEFAULT_OUT)  # image files go beside the report (a dry run saves none)
         images = Images(forge_of, dry_run, beside.parent / f"{beside.stem}-plots", env)
         shown = figures.build(changes.plots, [found.sha, "workspace"], diff.revision_labels(found.sha),
@@ -89,11 +97,18 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     if dry_run:
         log.out(body)
     else:
-        forge = forge_of()
+        try:
+            forge = forge_of()
+            if forge is not None:
+                posted = sticky.upsert(forge, settings.id, body, _pointer(env, out or Path(DEFAULT_OUT)))
+        except MlciError:  # the job fails on this error, but the gates' verdicts and the report are not lost
+            _log_failed(failed)
+            summary = " and the step summary" if env.get("GITHUB_STEP_SUMMARY") else ""
+            log.logger.error("mlci: the report was not posted; it is in %s%s", out, summary)
+            raise
         if forge is None:
             log.logger.info("mlci: not a merge request pipeline: the report is only written to %s", out)
-        else:
-            posted = sticky.upsert(forge, settings.id, body, _pointer(env, out or Path(DEFAULT_OUT)))
+        elif posted is not None:
             log.logger.info("mlci: %s report comment %s on %s", posted.action, posted.comment_id, forge.name)
     summary_line = (f"report: {len(changes.metrics)} metrics, {sum(p.old != p.new for p in changes.params)} "
                     f"params changed, {len(failed)} of {len(verdicts)} gate checks failed; written to {out}")
@@ -103,9 +118,13 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
             "comment": posted.__dict__ if posted else None})
     elif not dry_run:
         log.out(summary_line)
+    _log_failed(failed)
+    return ExitCode.GATE_FAILED if failed else ExitCode.OK
+
+
+def _log_failed(failed: list[Verdict]) -> None:
     for verdict in failed:
         log.logger.error("mlci: gate failed: %s %s (observed %s)", verdict.address, verdict.rule, verdict.detail)
-    return ExitCode.GATE_FAILED if failed else ExitCode.OK
 
 
 def _template(root: Path, name: str, source: str) -> Path:

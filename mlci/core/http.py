@@ -28,6 +28,7 @@ TIMEOUT = 30.0
 RESET_HEADERS = (("x-ratelimit-remaining", "x-ratelimit-reset"), ("RateLimit-Remaining", "RateLimit-Reset"))
 _SECONDS = re.compile(r"\d{1,9}(\.\d{1,6})?")
 _EPOCH = re.compile(r"\d{1,12}")
+_PROXY_REFUSED = re.compile(r"Tunnel connection failed: 4\d\d")
 
 
 class UnhonouredWait(EnvironmentProblem):
@@ -38,9 +39,27 @@ class UnhonouredWait(EnvironmentProblem):
         super().__init__(redact(f"{status} on {method} {url.split('?')[0]}: {reason}"))
 
 
+class _Session(requests.Session):
+    """A session whose own headers (credentials: PRIVATE-TOKEN, Authorization, ...) never follow a redirect to
+    another origin. requests strips only `Authorization` there; any other header would reach the new host."""
+
+    def __init__(self, credentials: tuple[str, ...]) -> None:
+        super().__init__()
+        self.credentials = credentials
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        """requests' own rule (Authorization, netrc), then every credential header when the origin changes."""
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        old, new = response.request.url, prepared_request.url
+        if old is not None and new is not None and self.should_strip_auth(old, new):  # type: ignore[no-untyped-call]
+            for name in self.credentials:
+                prepared_request.headers.pop(name, None)
+
+
 def make_session(headers: dict[str, str], ca_bundle: str | None) -> requests.Session:
-    """A session sending `headers` (auth) on every request, verifying TLS with `ca_bundle` if given."""
-    session = requests.Session()
+    """A session sending `headers` (auth) on every request, and only to its origin (not after a redirect to
+    another host, port or scheme), verifying TLS with `ca_bundle` if given."""
+    session = _Session(tuple(headers))
     session.headers.update({"User-Agent": f"mlci/{__version__}", "Accept": "application/json", **headers})
     if ca_bundle:
         session.verify = ca_bundle
@@ -111,12 +130,19 @@ def send(session: requests.Session, method: str, url: str, *, idempotent: bool,
     for attempt in range(attempts):
         try:
             response = session.request(method, url, timeout=TIMEOUT, **kwargs)
+        except requests.exceptions.SSLError:
+            raise  # a certificate problem does not clear on retry
         except requests.ConnectionError as exc:
-            if attempt + 1 == attempts:
-                raise
+            if attempt + 1 == attempts or _PROXY_REFUSED.search(str(exc)):
+                raise  # the last attempt, or a proxy that answered 4xx (407: it wants credentials)
             logger.debug("mlci: %s %s: %s; retrying", method, url, redact(str(exc)))
             sleep(backoff(attempt))
             continue
+        except requests.RequestException:
+            raise
+        except OSError as exc:  # requests' CA bundle lookup: a REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE path that is not there
+            raise EnvironmentProblem(redact(f"{method} {url.split('?')[0]}: {exc} (a CA bundle named by a ca_bundle "
+                                            "setting, REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE)")) from None
         if attempt + 1 == attempts:
             return response
         wait = wait_for(response, method, url, attempt)
@@ -128,6 +154,24 @@ def send(session: requests.Session, method: str, url: str, *, idempotent: bool,
                     response.status_code, wait)
         sleep(wait)
     raise AssertionError("unreachable")
+
+
+def no_answer(exc: requests.RequestException) -> str:
+    """Why a request got no answer, in one line: the TLS, proxy, connection or timeout reason, not a class name."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        found = re.search(r"\[[A-Z0-9_]+: [A-Z0-9_]+\] (.+?) \(_ssl\.c:\d+\)", text)
+        return f"TLS: {found[1] if found else 'the handshake failed'}"
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {TIMEOUT:.0f} s"
+    errno = re.search(r"\[Errno -?\d+\] ([^'\"()]+)", text)
+    tunnel = re.search(r"Tunnel connection failed: ([^'\"()]+)", text)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        reason = tunnel[1] if tunnel else errno[1] if errno else "unable to connect to the proxy"
+        return f"the proxy: {reason.strip()}"
+    if isinstance(exc, requests.ConnectionError):
+        return f"cannot connect: {errno[1].strip() if errno else 'the connection failed'}"
+    return exc.__class__.__name__
 
 
 def _server_error_wait(response: requests.Response, method: str, url: str, attempt: int) -> float:

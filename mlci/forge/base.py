@@ -71,8 +71,8 @@ class Forge(Protocol):
     def create(self, body: str) -> Comment | Later:
         """Post a comment once (never retried here)."""
 
-    def update(self, comment_id: int, body: str) -> None:
-        """Replace a comment's body (idempotent, retried)."""
+    def update(self, comment_id: int, body: str) -> bool:
+        """Replace a comment's body (idempotent, retried); False when it is gone (deleted since it was listed)."""
 
     def upload(self, filename: str, data: bytes) -> str | None:
         """Store a file for use in a comment: the URL to put in Markdown, or None when the forge has no

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 from mlci.core.log import logger
 from mlci.forge.base import Author, Comment, Identity, Later
-from mlci.forge.http import Api, Fields, ForgeError
+from mlci.forge.http import Api, Fields, ForgeError, Reply
 
 HINTS = {
     401: "the token in {token_env} is missing, expired or revoked",
@@ -57,21 +57,18 @@ class GitHub:
 
     def comments(self) -> Iterator[Comment]:
         """All comments, oldest first, following the Link header."""
-        url: str | None = f"{self.issue}/comments?per_page=100"
-        while url:
-            reply = self.api.call("GET", url)
+        for reply in self.api.pages(f"{self.issue}/comments?per_page=100", Reply.next_link):
             for item in reply.items():
                 yield _comment(item)
-            url = reply.next_link()
 
     def create(self, body: str) -> Comment | Later:
         """POST a comment once."""
         made = self.api.post_once(f"{self.issue}/comments", body)
         return made if isinstance(made, Later) else _comment(made.fields())
 
-    def update(self, comment_id: int, body: str) -> None:
-        """PATCH a comment's body."""
-        self.api.call("PATCH", f"{self.repo}/issues/comments/{comment_id}", json={"body": body})
+    def update(self, comment_id: int, body: str) -> bool:
+        """PATCH a comment's body; False for a comment that is gone (404)."""
+        return self.api.update("PATCH", f"{self.repo}/issues/comments/{comment_id}", body)
 
     def upload(self, filename: str, data: bytes) -> None:
         """GitHub has no API to attach a file to a comment: image plots are linked to the run's artifacts."""

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from mlci.forge.base import Author, Comment, Identity, Later
-from mlci.forge.http import Api, Fields, ForgeError
+from mlci.forge.http import Api, Fields, ForgeError, Reply
 
 HINTS = {
     401: "the token in {token_env} is missing, expired or revoked",
@@ -39,23 +39,29 @@ class GitLab:
         return Identity(id=user.number("id"), login=user.text("username"))
 
     def comments(self) -> Iterator[Comment]:
-        """All notes, oldest first, following X-Next-Page."""
-        page = "1"
-        while page:
-            reply = self.api.call("GET", self.notes, params={
-                "per_page": 100, "page": page, "sort": "asc", "order_by": "created_at"})
+        """All notes, oldest first, following X-Next-Page (or the Link header when a proxy dropped X-Next-Page)."""
+        for reply in self.api.pages(self._page("1"), self._following):
             for note in reply.items():
                 yield _note(note)
-            page = reply.headers.get("X-Next-Page", "").strip()
+
+    def _page(self, page: str) -> str:
+        return f"{self.notes}?{urlencode({'per_page': 100, 'page': page, 'sort': 'asc', 'order_by': 'created_at'})}"
+
+    def _following(self, reply: Reply) -> str | None:
+        """The next page: X-Next-Page (empty on the last page), else rel="next" of the Link header."""
+        page = reply.headers.get("X-Next-Page")
+        if page is None:
+            return reply.next_link()
+        return self._page(page.strip()) if page.strip() else None
 
     def create(self, body: str) -> Comment | Later:
         """POST a note once."""
         made = self.api.post_once(self.notes, body)
         return made if isinstance(made, Later) else _note(made.fields())
 
-    def update(self, comment_id: int, body: str) -> None:
-        """PUT a note's body."""
-        self.api.call("PUT", f"{self.notes}/{comment_id}", json={"body": body})
+    def update(self, comment_id: int, body: str) -> bool:
+        """PUT a note's body; False for a note that is gone (404)."""
+        return self.api.update("PUT", f"{self.notes}/{comment_id}", body)
 
     def upload(self, filename: str, data: bytes) -> str:
         """POST /projects/:id/uploads (multipart `file`): the project-relative URL (`/uploads/<secret>/<name>`)

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from mlci.core.errors import EnvironmentProblem
-from mlci.core.http import UnhonouredWait, make_session, send, wait_for
+from mlci.core.http import UnhonouredWait, make_session, no_answer, send, wait_for
 from mlci.core.log import redact
 from mlci.forge.base import Later
+
+MAX_PAGES = 1000  # 100,000 comments at per_page=100
 
 
 class ForgeError(EnvironmentProblem):
@@ -20,6 +24,7 @@ class ForgeError(EnvironmentProblem):
 
     def __init__(self, forge: str, method: str, path: str, status: int | None, message: str, hint: str = "") -> None:
         self.status, self.message = status, message
+        path = path.split("?")[0]  # the query (pagination) says nothing the reader needs
         where = f"{forge} {status} on {method} {path}" if status else f"{forge}: {method} {path} failed"
         super().__init__(redact(f"{where}: {message}" + (f" ({hint})" if hint else "")))
 
@@ -46,6 +51,24 @@ def server_message(response: requests.Response) -> str:
         if message:
             return _one_line(str(message))[:500]
     return response.reason or "no message"
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """Scheme and host:port, lower-cased, without userinfo: where a request goes (a URL without a scheme
+    has no netloc to urlsplit, so its host is what comes before the first '/')."""
+    parts = urlsplit(url)
+    host = parts.netloc or (url.split("/", 1)[0] if not parts.scheme else "")
+    return parts.scheme.lower(), host.lower().rpartition("@")[2]
+
+
+def _no_answer_hint(exc: requests.RequestException, api_hint: str) -> str:
+    """What to check when the forge gave no answer at all."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ("behind an internal CA, set forge.ca_bundle (or REQUESTS_CA_BUNDLE) to the PEM bundle of the CA that "
+                "signed the forge's certificate")
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "check HTTPS_PROXY / HTTP_PROXY (and the proxy's credentials), or add the forge's host to NO_PROXY"
+    return api_hint + " Is it reachable from the runner?"
 
 
 class Fields:
@@ -152,17 +175,24 @@ class Api:
     def _send(self, method: str, url: str, idempotent: bool, **kwargs: Any) -> tuple[str, str, requests.Response]:
         full = url if url.startswith(("http://", "https://")) else self.base + url
         path = full.removeprefix(self.base)
+        if _origin(full) != _origin(self.base):  # a pagination link to another host: the token is not sent there
+            raise ForgeError(self.name, method, full.split("?")[0], None, f"the API's link points away from "
+                             f"{_origin(self.base)}; mlci sends the token only there", self.api_hint)
         kwargs.setdefault("allow_redirects", method in ("GET", "HEAD"))  # a redirected write would turn into a GET
         try:
             response = send(self.session, method, full, idempotent=idempotent, **kwargs)
         except UnhonouredWait as exc:
             raise ForgeError(self.name, method, path, exc.status, exc.reason) from None
-        except requests.RequestException as exc:  # no answer: say where mlci tried to go and what to check
-            raise ForgeError(self.name, method, path, None, f"{exc.__class__.__name__} reaching {self.base}",
-                             self.api_hint) from None
+        except requests.RequestException as exc:
+            raise ForgeError(self.name, method, path, None, f"{_origin(full)[1]}: {no_answer(exc)}",
+                             _no_answer_hint(exc, self.api_hint)) from None
         return full, path, response
 
     def _check(self, method: str, full: str, path: str, response: requests.Response) -> Reply:
+        if response.history and _origin(response.url) != _origin(self.base):
+            raise ForgeError(self.name, method, path, response.history[0].status_code,
+                             f"redirected to {response.url.split('?')[0]}, another origin, where mlci does not "
+                             "send the token", "set forge.api_url to the API's own URL")
         if response.status_code >= 400:
             raise ForgeError(self.name, method, path, response.status_code, server_message(response),
                              self.hints.get(response.status_code, ""))
@@ -175,6 +205,33 @@ class Api:
         """`url` is a path under the base or a full URL (pagination links); 3xx/4xx/5xx raise ForgeError."""
         full, path, response = self._send(method, url, True, **kwargs)
         return self._check(method, full, path, response)
+
+    def update(self, method: str, url: str, body: str) -> bool:
+        """Replace a comment's body (retried like every idempotent call); False when it answers 404: the comment
+        was deleted after it was listed."""
+        try:
+            self.call(method, url, json={"body": body})
+        except ForgeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def pages(self, url: str, following: Callable[[Reply], str | None]) -> Iterator[Reply]:
+        """GET `url` and every page `following` names after it; a page named twice, or more than MAX_PAGES, is
+        ForgeError (a cache that ignores the query string would otherwise repeat one page forever)."""
+        seen: set[str] = set()
+        next_url: str | None = url
+        while next_url is not None:
+            if next_url in seen or len(seen) == MAX_PAGES:
+                why = (f"more than {MAX_PAGES} pages" if next_url not in seen else
+                       "the same page again: the pages do not end (a cache or proxy in front of the API that ignores "
+                       "the query string?)")
+                raise ForgeError(self.name, "GET", next_url.removeprefix(self.base), None, why, self.api_hint)
+            seen.add(next_url)
+            reply = self.call("GET", next_url)
+            yield reply
+            next_url = following(reply)
 
     def post_once(self, url: str, body: str) -> Reply | Later:
         """POST a new comment without retrying: Later(wait) for a rate limit (not processed), Later(None) when

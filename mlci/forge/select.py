@@ -17,6 +17,9 @@ from mlci.forge.base import Forge
 from mlci.forge.settings import ForgeSettings
 
 MAX_EVENT_BYTES = 64 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+# GitLab 17+ job tokens: `glcbt-`, after an instance prefix if the instance sets one.
+JOB_TOKEN = re.compile(r"([A-Za-z0-9]{1,20}-)?glcbt-")
+GITLAB_PROJECT = ("CI_MERGE_REQUEST_PROJECT_ID", "CI_MERGE_REQUEST_PROJECT_PATH", "CI_PROJECT_ID", "CI_PROJECT_PATH")
 
 
 def detect_kind(settings: ForgeSettings, env: Mapping[str, str]) -> str | None:
@@ -93,12 +96,17 @@ def connect(settings: ForgeSettings, env: Mapping[str, str]) -> Forge | None:
         hint = " (CI_JOB_TOKEN cannot post merge request notes)" if kind == "gitlab" else ""
         raise EnvironmentProblem(f"no token to post the report: set {token_env} (forge.token_env){hint}")
     log.add_secret(token)
-    ca_bundle = settings.ca_bundle or env.get("REQUESTS_CA_BUNDLE") or None
+    if kind == "gitlab" and (token == env.get("CI_JOB_TOKEN") or JOB_TOKEN.match(token)):
+        raise EnvironmentProblem(f"{token_env} holds a CI job token (CI_JOB_TOKEN), which cannot post merge request "
+                                 f"notes: store a project access token (Reporter, `api` scope) or a personal one in "
+                                 f"{token_env}, as a masked CI/CD variable")
+    ca_bundle = _ca_bundle(settings, env)
     if kind == "gitlab":
         from mlci.forge.gitlab import GitLab
 
         api = settings.api_url or env.get("CI_API_V4_URL")
-        project = settings.project or env.get("CI_PROJECT_ID") or env.get("CI_PROJECT_PATH")
+        # The MR's own project: a fork's pipeline runs in the fork (CI_PROJECT_ID), but its MR is in the target.
+        project = settings.project or next((env[name] for name in GITLAB_PROJECT if env.get(name)), None)
         if not api or not project:
             raise ConfigError(["forge: set forge.api_url and forge.project (or run in GitLab CI)"])
         return GitLab(api, project, number, token, token_env, ca_bundle, settings.bot_login)
@@ -109,3 +117,17 @@ def connect(settings: ForgeSettings, env: Mapping[str, str]) -> Forge | None:
     if not project:
         raise ConfigError(["forge: set forge.project (owner/repo) or run in GitHub Actions"])
     return GitHub(api, project, number, token, token_env, ca_bundle, settings.bot_login)
+
+
+def _ca_bundle(settings: ForgeSettings, env: Mapping[str, str]) -> str | None:
+    """forge.ca_bundle, else REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (as requests reads them), checked to exist: a
+    PEM file or a directory of hashed certificates."""
+    for name, value in (("forge.ca_bundle", settings.ca_bundle), ("REQUESTS_CA_BUNDLE", env.get("REQUESTS_CA_BUNDLE")),
+                        ("CURL_CA_BUNDLE", env.get("CURL_CA_BUNDLE"))):
+        if not value:
+            continue
+        if not Path(value).exists():
+            problem = f"{name} {value}: no such file: name the PEM bundle of the CA that signed the forge's certificate"
+            raise ConfigError([problem]) if name == "forge.ca_bundle" else EnvironmentProblem(problem)
+        return value
+    return None

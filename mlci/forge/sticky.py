@@ -3,6 +3,7 @@ comment written by the report's own identity (system notes, quoted copies by rev
 comments never match)."""
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from mlci.core.log import logger
 from mlci.forge.base import Comment, Forge, Identity
 
 CREATE_ATTEMPTS = 3
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")  # a CommonMark code fence opening (or closing) line
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,27 @@ def marker(report_id: str) -> str:
 
 
 def fit(body: str, limit: int, pointer: str) -> str:
-    """The body cut to the forge's limit, ending with a pointer to the full report."""
+    """The body cut to the forge's limit, ending with a pointer to the full report. The cut is at the end of a
+    line outside any code fence: a table keeps whole rows and a Mermaid chart is kept whole or left out, so the
+    pointer is never swallowed by an unclosed fence. The marker (the first line) always stays."""
     if len(body) <= limit:
         return body
     tail = f"\n\n… truncated: {pointer}\n"
-    return body[: limit - len(tail)] + tail
+    room = limit - len(tail)
+    cut = end = 0
+    fence: str | None = None
+    for line in body.split("\n"):
+        end += len(line) + 1
+        if end > room:
+            break
+        opening = _FENCE.match(line)
+        if fence is None and opening:
+            fence = opening[1]
+        elif fence is not None and re.fullmatch(rf" {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*", line):
+            fence = None
+        if fence is None:
+            cut = end
+    return body[:cut].rstrip("\n") + tail
 
 
 def find(forge: Forge, me: Identity, mark: str) -> Comment | None:
@@ -56,8 +74,11 @@ def upsert(forge: Forge, report_id: str, body: str, pointer: str,
         if existing is not None:
             if existing.body == text:
                 return Posted("unchanged" if attempt == 0 else "created", existing.id)
-            forge.update(existing.id, text)
-            return Posted("updated" if attempt == 0 else "created", existing.id)
+            if forge.update(existing.id, text):
+                return Posted("updated" if attempt == 0 else "created", existing.id)
+            logger.info("mlci: %s: comment %d was deleted after it was listed; posting the report anew", forge.name,
+                        existing.id)
+            continue
         made = forge.create(text)
         if isinstance(made, Comment):
             _check_author(forge, me, made)
@@ -69,7 +90,8 @@ def upsert(forge: Forge, report_id: str, body: str, pointer: str,
         wait = 2.0 * (attempt + 1) if made.wait is None else made.wait
         logger.info("mlci: %s: posting the report: %s; looking again in %.1f s", forge.name, why, wait)
         sleep(wait)
-    raise AssertionError("unreachable")
+    raise EnvironmentProblem(f"{forge.name}: could not post the report after {CREATE_ATTEMPTS} attempts (the comment "
+                             "it found was deleted each time before it could be updated)")
 
 
 def _check_author(forge: Forge, me: Identity, made: Comment) -> None:

@@ -38,7 +38,8 @@ class _Target:
 
 
 def resolve(repo: Path, explicit: str | None, target: str | None, env: Mapping[str, str]) -> Baseline:
-    """`--base` if given; else the MR's diff base (GitLab); else merge-base(HEAD, origin/target)."""
+    """`--base` if given; else, on GitLab, the target branch head a merged result is built on, or the MR's diff
+    base; else merge-base(HEAD, origin/target)."""
     _check_checkout(repo)
     if explicit:
         # A CI checkout has no local branches: `--base main` is origin's main there (as `git checkout main`).
@@ -49,9 +50,16 @@ def resolve(repo: Path, explicit: str | None, target: str | None, env: Mapping[s
         return Baseline(sha, explicit)
     chosen = next((_Target(env[name], name) for name in CI_TARGETS if env.get(name)),
                   _Target(target, "report.target_branch"))
-    diff_base = env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA")
+    # A merged results (or merge train) pipeline checks out the MR merged into the target branch's head: the
+    # baseline is that head, else the target branch's own changes since the diff base count as the MR's.
+    merged_onto = env.get("CI_MERGE_REQUEST_TARGET_BRANCH_SHA", "").strip()
+    if merged_onto:
+        return _ci_commit(repo, merged_onto, "CI_MERGE_REQUEST_TARGET_BRANCH_SHA", chosen,
+                          f"the head of {chosen.branch or 'the target branch'} this merged result is built on")
+    diff_base = env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA", "").strip()
     if diff_base:
-        return _diff_base(repo, diff_base.strip(), chosen)
+        return _ci_commit(repo, diff_base, "CI_MERGE_REQUEST_DIFF_BASE_SHA", chosen,
+                          f"merge base with {chosen.branch}" if chosen.branch else diff_base[:12])
     if not chosen.branch:
         raise UsageError("no baseline: not a merge request pipeline; pass --base REF or set report.target_branch")
     branch = chosen.branch
@@ -71,16 +79,14 @@ def resolve(repo: Path, explicit: str | None, target: str | None, env: Mapping[s
     return Baseline(sha, f"merge base with {branch}")
 
 
-def _diff_base(repo: Path, diff_base: str, target: _Target) -> Baseline:
-    """GitLab's CI_MERGE_REQUEST_DIFF_BASE_SHA, deepening the clone until it is there."""
-    if not re.fullmatch(r"[0-9a-f]{7,64}", diff_base):
-        raise EnvironmentProblem(f"CI_MERGE_REQUEST_DIFF_BASE_SHA={diff_base[:40]!r}: not a commit sha")
-    if not _deepen_until(repo, target, lambda: _commit(repo, diff_base) is not None):
-        raise EnvironmentProblem(f"the merge request's diff base {diff_base[:12]} (CI_MERGE_REQUEST_DIFF_BASE_SHA) "
-                                 f"is not in this clone, even with all history fetched: fetch it (git fetch origin "
-                                 f"{diff_base}) or pass --base REF")
-    label = f"merge base with {target.branch}" if target.branch else diff_base[:12]
-    return Baseline(diff_base, label)
+def _ci_commit(repo: Path, sha: str, variable: str, target: _Target, label: str) -> Baseline:
+    """A commit GitLab names in `variable`, deepening the clone until it is there."""
+    if not re.fullmatch(r"[0-9a-f]{7,64}", sha):
+        raise EnvironmentProblem(f"{variable}={sha[:40]!r}: not a commit sha")
+    if not _deepen_until(repo, target, lambda: _commit(repo, sha) is not None):
+        raise EnvironmentProblem(f"the merge request's baseline {sha[:12]} ({variable}) is not in this clone, even "
+                                 f"with all history fetched: fetch it (git fetch origin {sha}) or pass --base REF")
+    return Baseline(sha, label)
 
 
 def _deepen_until(repo: Path, target: _Target, check: Callable[[], bool]) -> bool:

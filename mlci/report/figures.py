@@ -44,6 +44,9 @@ def build(plots: Sequence[Plot], revisions: Sequence[str], labels: Mapping[str, 
                 shown.figures.append(Figure(plot.name, "confusion", table))
         elif isinstance(plot, BarPlot):
             shown.figures.append(Figure(plot.name, "bars", tables.bars(plot, revisions, labels)))
+            if tables.hidden(plot) > 0:
+                shown.warnings.append(f"plot {plot.name}: {tables.hidden(plot)} categories left out: the "
+                                      f"{tables.MAX_CATEGORIES} largest by this MR's value are shown")
         elif isinstance(plot, ImagePlot):
             shown.figures.append(Figure(plot.name, "image", _images(plot, revisions, labels, images)))
         elif isinstance(plot, Undrawable):

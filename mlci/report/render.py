@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import decimal
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from mlci.report.baseline import Baseline
 from mlci.report.diff import Change, Diff
 from mlci.report.figures import Figures
 from mlci.report.gates import Verdict
+from mlci.report.markdown import code, text
 from mlci.report.settings import Gate, ReportSettings
 
 
@@ -42,7 +44,7 @@ def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, s
         "charts": [f.markdown for f in figures.figures],
         "warnings": [" ".join(w.split()) for w in (*diff.problems, *figures.warnings)],
         "sections": list(sections),
-        "fmt": lambda v: _fmt(v, digits), "change": lambda m: _change(m, digits),
+        "fmt": lambda v: _fmt(v, digits), "change": lambda m: _change(m, digits), "code": code, "text": text,
         "arrow": lambda m: _arrow(m, gates.get(m.address)),
     }
     try:
@@ -102,14 +104,26 @@ def _template_frame(exc: BaseException, path: Path) -> str:
     return found
 
 
+MAX_VALUE = 200  # characters of a non-numeric value shown in a table cell
+
+
 def _fmt(value: Any, digits: int) -> str:
+    """A metric or param value for a table cell: numbers as numbers, anything else (strings, lists, objects)
+    as JSON in a code span, so no value can be Markdown or HTML."""
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**16:
-        return format(decimal.Decimal(value), f".{digits}g")  # beyond a float: no 400-digit cell
-    return str(value)
+    if isinstance(value, int):
+        if abs(value) >= 10**16:
+            return format(decimal.Decimal(value), f".{digits}g")  # beyond a float: no 400-digit cell
+        return str(value)
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if len(shown) > MAX_VALUE:  # a long feature list in params.yaml: one readable cell, not 50 KB of comment
+        shown = f"{shown[:MAX_VALUE]}… ({len(shown)} characters)"
+    return code(shown)
 
 
 def _change(m: Change, digits: int) -> str:

@@ -24,7 +24,8 @@ class ReportSettings:
     """`report` in mlci.yaml: how `mlci report` diffs and renders."""
 
     id: str = field(default="metrics", metadata={"doc": (
-        "Report id: one comment per MR/PR per id (hidden marker `<!-- mlci-report:ID -->`).")})
+        "Report id: one comment per MR/PR per id (hidden marker `<!-- mlci-report:ID -->`); letters, digits, `.`, "
+        "`_`, `-`.")})
     target_branch: str | None = field(default=None, metadata={"doc": (
         "Target branch when CI does not say (CI_MERGE_REQUEST_TARGET_BRANCH_NAME / GITHUB_BASE_REF win).")})
     precision: int = field(default=4, metadata={"doc": "Significant digits shown for metric values (1 to 17)."})
@@ -42,6 +43,7 @@ class ReportSettings:
 
 _PERCENT = re.compile(r"^\d+(\.\d+)?%$")
 PRECISION = (1, 17)  # significant digits: 17 is all a float has
+REPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # nothing that could close the marker's HTML comment
 PLOT_POINTS = (2, 500)  # a line needs two points; Mermaid draws no more than a comment can show
 
 
@@ -53,6 +55,9 @@ def report_problems(settings: ReportSettings, shown: str) -> list[str]:
         if not low <= value <= high:
             problems.append(f"{shown}: report.{name} (or MLCI_REPORT_{name.upper()}): must be from {low} to "
                             f"{high}, got {value}")
+    if not REPORT_ID.fullmatch(settings.id):
+        problems.append(f"{shown}: report.id (or MLCI_REPORT_ID): letters, digits, `.`, `_` and `-` only (at most 64): "
+                        "it goes into the comment's hidden marker <!-- mlci-report:ID -->")
     return problems + gate_problems(settings.gates)
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from mlci.report.mermaid import text
+from mlci.report import markdown
 from mlci.report.plots import BarPlot, ConfusionPlot, Series, number
 
 MAX_CLASSES = 30  # a wider confusion matrix is unreadable in a comment
+MAX_CATEGORIES = 100  # bar rows: thousands (feature importances) would push the rest out of the comment
 
 
 def cell(value: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text(value).replace("\\", "\\\\").replace("|", "\\|")
+    """Text safe inside a Markdown table cell: one line, no Markdown or HTML of its own."""
+    return markdown.text(value)
 
 
 def classes(values: Iterable[str]) -> list[str]:
@@ -34,8 +35,25 @@ def _groups(series: Iterable[Series], revisions: Sequence[str]) -> dict[str, lis
 
 def _heading(title: str, label: str, revs: Sequence[str], labels: Mapping[str, str], extra: str) -> str:
     who = " → ".join(labels.get(r, r[:12]) for r in revs)
-    parts = [f"**{cell(title)}**", *([f"`{cell(label)}`"] if label else []), extra, who]
+    parts = [f"**{cell(title)}**", *([markdown.code(label)] if label else []), extra, who]
     return " · ".join(p for p in parts if p)
+
+
+def _largest(values: Sequence[Mapping[str, float]]) -> list[str]:
+    """The categories of a bar table: all, or the MAX_CATEGORIES largest by |value| in the last revision."""
+    names = list(dict.fromkeys(k for v in values for k in v))
+    if len(names) <= MAX_CATEGORIES:
+        return names
+    last = values[-1]
+    return sorted(names, key=lambda n: -abs(last.get(n, 0.0)))[:MAX_CATEGORIES]
+
+
+def hidden(plot: BarPlot) -> int:
+    """How many categories of the plot's largest table bars() leaves out."""
+    groups: dict[str, set[str]] = {}
+    for series, values in plot.values.items():
+        groups.setdefault(series.label, set()).update(values)
+    return max((len(names) - MAX_CATEGORIES for names in groups.values()), default=0)
 
 
 def confusion(plot: ConfusionPlot, revisions: Sequence[str], labels: Mapping[str, str]) -> str | None:
@@ -58,11 +76,12 @@ def confusion(plot: ConfusionPlot, revisions: Sequence[str], labels: Mapping[str
 
 
 def bars(plot: BarPlot, revisions: Sequence[str], labels: Mapping[str, str]) -> str:
-    """One table per y file: a row per category, a column per revision."""
+    """One table per y file: a row per category, a column per revision; at most MAX_CATEGORIES rows, the
+    largest by the last revision's value (see `hidden`)."""
     blocks = []
     for label, revs in _groups(plot.values, revisions).items():
         values = [plot.values[Series(rev, label)] for rev in revs]
-        names = classes(k for v in values for k in v)
+        names = classes(_largest(values))
         header = f"| {cell(plot.category)} | " + " | ".join(cell(labels.get(r, r[:12])) for r in revs) + " |"
         rows = [header, "|---|" + "---:|" * len(revs)]
         for name in names:

@@ -156,3 +156,27 @@ def test_a_broken_event_payload_is_one_line_exit_3_naming_it(
     assert done.stderr.splitlines()[-1].startswith(f"mlci: error: GITHUB_EVENT_PATH {env['GITHUB_EVENT_PATH']}: "
                                                    "not valid JSON")
     assert github.request_count("POST") == 0
+
+
+def test_a_pull_request_from_a_fork_fails_clearly_and_keeps_the_report_and_the_gates(
+        mlci: Path, forge: ForgeServer, upstream: Path, tmp_path: Path) -> None:
+    """A pull_request run from a fork gets a read-only GITHUB_TOKEN: the POST is 403 "Resource not accessible by
+    integration". Exit 3 with what it means; the failed gate is still logged; the report is in the step
+    summary and --out."""
+    forge.add_installation_token(TOKEN, read_only=True)
+    forge.add_pull_request("bank", "credit-model", PR)
+    runner = tmp_path / "runner"
+    runner.mkdir()
+    sha = _checkout(upstream, tmp_path / "run")
+    config = tmp_path / "run" / "mlci.yaml"
+    config.write_text(config.read_text().replace("max_drop: 0.01", "max_drop: 0.0001"))
+    done = _run(mlci, tmp_path / "run", _actions_env(forge, tmp_path / "run", sha, runner, 9))
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[-1] == ("mlci: error: GitHub 403 on POST /repos/bank/credit-model/issues/5/comments: Resource not "
+                         "accessible by integration (the token needs `pull-requests: write` (or `issues: write`) "
+                         "permission; a pull request from a fork gets a read-only GITHUB_TOKEN)")
+    assert "mlci: gate failed: metrics.json:roc_auc max drop 0.0001 (observed 0.785338 → 0.781 (-0.004338))" in lines
+    assert "mlci: the report was not posted; it is in mlci-report.md and the step summary" in lines
+    assert (tmp_path / "run" / "mlci-report.md").read_text() == (runner / "summary-9.md").read_text()
+    assert forge.comments("bank", "credit-model", PR) == []

@@ -124,7 +124,8 @@ def test_github_over_tls_with_a_test_ca_truncates_to_the_limit(
            "GITHUB_REF": "refs/pull/5/merge", "GITHUB_BASE_REF": "main", "GITHUB_TOKEN": "ghs-token-77",
            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_RUN_ID": "99"}
     untrusted = repos.run_mlci(mr_repo, "report", env=env)
-    assert untrusted.returncode == 3 and "SSLError" in untrusted.stderr
+    assert untrusted.returncode == 3 and "TLS: certificate verify failed" in untrusted.stderr
+    assert "set forge.ca_bundle (or REQUESTS_CA_BUNDLE)" in untrusted.stderr
     done = repos.run_mlci(mr_repo, "report", "--section", str(big),
                           env={**env, "MLCI_FORGE_CA_BUNDLE": str(forge_tls.ca_bundle)})
     assert done.returncode == 0, done.stderr
@@ -224,3 +225,13 @@ def test_a_missing_target_branch_or_a_failed_fetch_says_what_to_fetch(mr_repo: P
     assert re.search(r"cannot fetch the target branch 'main' \(GITHUB_BASE_REF\) from origin \(unable to access "
                      r"'http://127\.0\.0\.1:9/.*'.*\): fetch it before mlci report \(git fetch origin main\)", failed)
     assert "fatal:" not in failed
+
+
+def test_a_baseline_that_is_the_checkout_itself_is_said(mr_repo: Path) -> None:
+    """A pull_request_target (or push) job checks out the target branch: merge base = HEAD, an empty diff."""
+    repos.git(mr_repo, "checkout", "-q", "main")
+    done = repos.run_mlci(mr_repo, "report", "--dry-run", env={"GITHUB_BASE_REF": "main"})
+    assert done.returncode == 0, done.stderr
+    assert "mlci: warning: the baseline (merge base with main) is the commit checked out: only uncommitted " \
+           "changes can show; a pull_request_target or push job checks out the target branch" in done.stderr
+    assert "> - the baseline (merge base with main) is the commit checked out" in done.stdout

@@ -92,5 +92,5 @@ def test_every_forge_body_is_read_through_the_checked_accessors() -> None:
 def test_no_answer_names_the_api_url_and_what_to_check() -> None:
     api = "gitlab.bank/api/v4"  # no scheme: requests cannot even send it (a refused connection reads the same)
     gitlab = GitLab(api, "bank/credit-model", 7, "glpat-bot", "GITLAB_TOKEN", None)
-    _fails(gitlab.whoami, rf"GitLab: GET /user failed: MissingSchema reaching {re.escape(api)} \(is forge.api_url "
+    _fails(gitlab.whoami, r"GitLab: GET /user failed: gitlab\.bank: MissingSchema \(is forge.api_url "
                           r"\(or CI_API_V4_URL\) GitLab's API root")

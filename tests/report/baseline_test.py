@@ -74,3 +74,27 @@ def test_explicit_base_is_origins_branch_in_a_ci_clone_and_a_missing_one_says_wh
     assert resolve(clone, "main", None, {}).sha == main
     with pytest.raises(UsageError, match=r"HEAD~3: .*git fetch --deepen=50"):
         resolve(clone, "HEAD~3", None, {})
+
+
+def test_a_merged_results_pipeline_compares_with_the_target_head_it_is_built_on(
+        tmp_path: Path, upstream: tuple[Path, str]) -> None:
+    """GitLab checks out the MR merged into the target branch's head (refs/merge-requests/7/merge), in a
+    depth-1 clone; the diff base is older, and main's own changes since then are not the MR's."""
+    repo, fork_point = upstream
+    target_head = git(repo, "rev-parse", "main").strip()
+    git(repo, "checkout", "-q", "--detach", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "merged result", "feature")
+    git(repo, "update-ref", "refs/merge-requests/7/merge", "HEAD")
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    git(clone, "init", "-q")
+    git(clone, "remote", "add", "origin", f"file://{repo}")
+    git(clone, "fetch", "-q", "--depth", "1", "origin", "refs/merge-requests/7/merge")
+    git(clone, "checkout", "-q", "FETCH_HEAD")
+    env = {"CI_MERGE_REQUEST_EVENT_TYPE": "merged_result", "CI_MERGE_REQUEST_DIFF_BASE_SHA": fork_point,
+           "CI_MERGE_REQUEST_TARGET_BRANCH_SHA": target_head, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"}
+    found = resolve(clone, None, None, env)
+    assert found.sha == target_head != fork_point
+    assert found.label == "the head of main this merged result is built on"
+    detached = {k: v for k, v in env.items() if k != "CI_MERGE_REQUEST_TARGET_BRANCH_SHA"}  # "detached": empty
+    assert resolve(clone, None, None, {**detached, "CI_MERGE_REQUEST_TARGET_BRANCH_SHA": ""}).sha == fork_point

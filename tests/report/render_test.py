@@ -93,6 +93,17 @@ def test_the_command_exits_2_on_a_broken_template(tmp_path: Path, capsys: pytest
 
 def test_values_beyond_a_float_are_shown_short_and_without_a_change() -> None:
     from mlci.report.render import _change, _fmt
-    assert _fmt(10**400, 4) == "1.000e+400" and _fmt(12345, 4) == "12345" and _fmt(True, 4) == "True"
+    assert _fmt(10**400, 4) == "1.000e+400" and _fmt(12345, 4) == "12345" and _fmt(True, 4) == "true"
     assert _change(Change("m:x", 10**400, 10**401), 4) == "changed"
     assert _change(Change("m:x", float("inf"), 1.0), 4) == "changed"
+
+
+def test_a_long_value_is_one_short_cell() -> None:
+    import json
+
+    from mlci.report.render import MAX_VALUE, _fmt
+    features = [f"feature_{i}" for i in range(2000)]
+    shown = _fmt(features, 4)
+    assert shown.startswith('`["feature_0", "feature_1",')
+    assert shown.endswith(f"… ({len(json.dumps(features))} characters)`")
+    assert len(shown) < MAX_VALUE + 40 and _fmt("x" * MAX_VALUE, 4) == f"`{'x' * MAX_VALUE}`"

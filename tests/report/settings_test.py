@@ -17,6 +17,8 @@ from mlci import cli
     ("plot_points: 100000", "report.plot_points (or MLCI_REPORT_PLOT_POINTS): must be from 2 to 500, got 100000"),
     ("gates: {'m.json:auc': {min: .nan}}", "report.gates.m.json:auc.min: must be a number, got NaN"),
     ("gates: {'m.json:auc': {max_drop: .nan}}", "report.gates.m.json:auc.max_drop: must be a number, got NaN"),
+    ("id: 'a --> <b>'", "report.id (or MLCI_REPORT_ID): letters, digits, `.`, `_` and `-` only (at most 64)"),
+    ("id: ''", "report.id (or MLCI_REPORT_ID): letters, digits"),
 ])
 def test_report_numbers_out_of_range_are_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str], line: str,

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
+from mlci.report import figures
+from mlci.report.images import Images
 from mlci.report.plots import BarPlot, ConfusionPlot, Series
-from mlci.report.tables import MAX_CLASSES, bars, classes, confusion
+from mlci.report.tables import MAX_CATEGORIES, MAX_CLASSES, bars, classes, confusion
 
 LABELS = {"abc": "baseline", "workspace": "this MR"}
 
@@ -46,3 +49,14 @@ def test_bars_are_a_value_per_category_and_revision() -> None:
 
 def test_classes_sort_numbers_numerically() -> None:
     assert classes(["10", "2", "1"]) == ["1", "2", "10"] and classes(["b", "10", "a"]) == ["10", "a", "b"]
+
+
+def test_thousands_of_bars_keep_the_largest_and_say_how_many_are_left_out() -> None:
+    values = {f"f{i}": float(i % 997) for i in range(3000)}
+    plot = BarPlot("importance", "Feature importance", "feature", "gain", {Series("workspace", ""): values})
+    rows = bars(plot, ["workspace"], LABELS).splitlines()[4:]
+    assert len(rows) == MAX_CATEGORIES
+    assert min(float(row.split("|")[2]) for row in rows) >= 960  # the 100 largest (three of each of 963..996)
+    shown = figures.build([plot], ["workspace"], LABELS, 21, Images(lambda: None, True, Path("plots")))
+    assert shown.warnings == [f"plot importance: {3000 - MAX_CATEGORIES} categories left out: the "
+                              f"{MAX_CATEGORIES} largest by this MR's value are shown"]

@@ -72,7 +72,9 @@ GitHub
     ``GITHUB_TOKEN``, GitHub App tokens) get ``403`` with exactly
     :data:`GITHUB_INTEGRATION_403` there, and act as the app's bot user
     ``<slug>[bot]`` (``type: Bot``; ``github-actions[bot]`` is id 41898282, app 15368,
-    as on github.com); their comments carry ``performed_via_github_app``.
+    as on github.com); their comments carry ``performed_via_github_app``. A ``pull_request`` run from
+    a fork gets a read-only ``GITHUB_TOKEN`` (``read_only=True``): its writes get the same 403
+    "Resource not accessible by integration".
   * comment ``user``: simple-user objects with ``login``, ``id`` and ``type``.
 
 Rate limits (:meth:`ForgeServer.fail_next` with ``rate_limit=``; the request is not
@@ -234,6 +236,7 @@ class _Fault:
     delay: float
     rate_limit: str | None = None
     reset_after: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -379,6 +382,7 @@ class ForgeServer:
         self._users_by_name: dict[str, User] = {}
         self._job_tokens: dict[str, User] = {}
         self._installation_tokens: dict[str, App] = {}
+        self._read_only_tokens: set[str] = set()
         self._projects: dict[int, _Project] = {}
         self._merge_requests: dict[tuple[int, int], _MergeRequest] = {}
         self._uploads: list[Upload] = []
@@ -415,10 +419,12 @@ class ForgeServer:
             return user
 
     def add_installation_token(self, token: str, app_slug: str = "github-actions", *,
-                               app_id: int | None = None, bot_id: int | None = None) -> User:
+                               app_id: int | None = None, bot_id: int | None = None, read_only: bool = False) -> User:
         """Register a GitHub installation token (Actions' GITHUB_TOKEN by default, else a GitHub App's): it
         acts as the app's bot ``<slug>[bot]`` (``type: Bot``; github-actions[bot] is id 41898282 as on
-        github.com) and gets 403 "Resource not accessible by integration" on ``GET /user``."""
+        github.com) and gets 403 "Resource not accessible by integration" on ``GET /user``. ``read_only``: the
+        GITHUB_TOKEN of a ``pull_request`` run from a fork, whose writes (POST, PATCH, DELETE of comments) get
+        that same 403 with the route's documentation URL."""
         with self._lock:
             login = f"{app_slug}[bot]"
             bot = self._users_by_name.get(login.lower())
@@ -432,6 +438,8 @@ class ForgeServer:
             identifier = app_id if app_id is not None else (
                 ACTIONS_APP_ID if app_slug == "github-actions" else self._next_id("app"))
             self._installation_tokens[token] = App(identifier, app_slug, bot.name, bot)
+            if read_only:
+                self._read_only_tokens.add(token)
             return bot
 
     def add_job_token(self, token: str, username: str) -> None:
@@ -516,7 +524,8 @@ class ForgeServer:
     def fail_next(self, method: str, path_regex: str, status: int, times: int = 1,
                   retry_after: float | str | dt.datetime | None = None, store_first: bool = False, *,
                   body: bytes | str | dict[str, Any] | list[Any] | None = None, content_type: str | None = None,
-                  delay: float = 0.0, rate_limit: str | None = None, reset_after: float | None = None) -> None:
+                  delay: float = 0.0, rate_limit: str | None = None, reset_after: float | None = None,
+                  headers: dict[str, str] | None = None) -> None:
         """Answer the next ``times`` ``method`` requests whose raw path matches ``path_regex`` with ``status``.
 
         ``retry_after``: seconds, a raw header value (str), or a moment sent as an HTTP date. ``rate_limit``
@@ -530,6 +539,8 @@ class ForgeServer:
         * ``gitlab-throttle`` (Rack::Attack): ``Retry later`` as text/plain with ``RateLimit-Name``,
           ``RateLimit-Limit``, ``RateLimit-Observed``, ``RateLimit-Remaining: 0``, ``RateLimit-Reset`` (epoch),
           ``RateLimit-ResetTime`` (HTTP date) and ``Retry-After`` (seconds; default 60).
+
+        ``headers`` are added to the answer (e.g. ``Location`` for a 301/302 from a proxy or a moved API).
         """
         if times < 1:
             raise ValueError("times must be at least 1")
@@ -544,7 +555,7 @@ class ForgeServer:
         with self._lock:
             self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, times, retry,
                                        store_first, payload, content_type or default_type, delay, rate_limit,
-                                       reset_after))
+                                       reset_after, dict(headers or {})))
 
     def pending_faults(self) -> int:
         """How many injected failures are still armed."""
@@ -889,6 +900,12 @@ class ForgeServer:
             raise _HttpError(_github_error(401, "Bad credentials", GITHUB_DOCS))
         return user
 
+    def _github_check_write(self, request: _Request, docs: str) -> None:
+        """403 "Resource not accessible by integration" for a read-only installation token (a fork's PR run)."""
+        scheme, _, credential = (request.header("authorization") or "").strip().partition(" ")
+        if scheme.lower() in ("bearer", "token") and credential.strip() in self._read_only_tokens:
+            raise _HttpError(_github_error(403, "Resource not accessible by integration", docs))
+
     def _github_app(self, request: _Request) -> App | None:
         """The app whose installation token authenticates the request, if any."""
         scheme, _, credential = (request.header("authorization") or "").strip().partition(" ")
@@ -905,6 +922,8 @@ class ForgeServer:
             raise _HttpError(_github_error(404, "Not Found", docs))
         if user is None and write:
             raise _HttpError(_github_error(401, "Requires authentication", docs))
+        if write:
+            self._github_check_write(request, docs)
         pull = self._pulls.get((found.id, int(number))) if number.isdigit() else None
         if pull is None:
             raise _HttpError(_github_error(404, "Not Found", docs))
@@ -960,6 +979,7 @@ class ForgeServer:
             return _json(200, self._comment_json(comment, api), github=True)
         if user is None:
             raise _HttpError(_github_error(401, "Requires authentication", docs))
+        self._github_check_write(request, docs)
         body = _github_body(request, docs) if request.method == "PATCH" else comment.body
         if comment.author.id != user.id:
             raise _HttpError(_github_error(403, "Resource not accessible by personal access token", docs))
@@ -1417,6 +1437,7 @@ def _fault_response(fault: _Fault) -> _Response:
     if fault.rate_limit is not None:
         return _rate_limit_response(fault)
     headers = {"Retry-After": _retry_after_value(fault.retry_after)} if fault.retry_after is not None else {}
+    headers.update(fault.headers)
     if fault.body is not None:
         return _Response(fault.status, fault.body, {"Content-Type": fault.content_type or "", **headers})
     phrase = HTTPStatus(fault.status).phrase if fault.status in HTTPStatus._value2member_map_ else "Error"
