@@ -69,7 +69,10 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     forge_of = functools.cache(lambda: None if dry_run else connect(loaded.config.forge, env))
     with tempfile.TemporaryDirectory(prefix="mlci-plots-") as scratch:
         changes = diff.compute(repo, found.sha, settings.plots != "none", Path(scratch))
-        if git(repo, "rev-parse", "HEAD").stdout.strip() == found.sha:
+        checked_out = git(repo, "rev-parse", "HEAD").stdout.strip()
+        named_itself = base is not None and git(repo, "rev-parse", "--verify", "-q",
+                                                 f"{base}^{{commit}}").stdout.strip() == checked_out
+        if checked_out == found.sha and not named_itself:  # `--base HEAD` asks for the uncommitted changes
             changes.problems.insert(0, f"the baseline ({found.label}) is the commit checked out: only uncommitted "
                                        "changes can show; a pull_request_target or push job checks out the target "
                                        "branch, not the MR/PR's head")
