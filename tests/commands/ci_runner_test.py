@@ -13,14 +13,6 @@ import pytest
 from mlci.dvcstage import dvc
 from tests.testing import repos
 
-ONE_STAGE = """\
-stages:
-  make:
-    cmd: python make.py
-    deps: [make.py]
-    outs: [out.txt]
-"""
-
 
 def test_an_unwritable_cache_dir_leaves_dvcs_site_cache_where_dvc_puts_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
@@ -36,7 +28,7 @@ def test_an_unwritable_cache_dir_leaves_dvcs_site_cache_where_dvc_puts_it(
 
 
 def test_an_unwritable_cache_dir_is_a_warning_for_build(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE, {"make.py": "open('out.txt', 'w').write('x')\n"})
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE, {"make.py": repos.MAKE})
     (tmp_path / "a-file").write_text("")
     env = {**os.environ, "MLCI_CACHE_DIR": str(tmp_path / "a-file" / "cache"), "MLCI_IMAGE_CODE": "make.py",
            "MLCI_IMAGE_NAME": f"oci:{tmp_path / 'layout'}", "MLCI_LOG_FILE": str(tmp_path / "crash.log")}

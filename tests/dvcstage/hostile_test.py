@@ -19,15 +19,6 @@ from mlci.dvcstage.dvc import dvc_env
 from mlci.dvcstage.fetch import pull_missing
 from tests.testing import repos
 
-ONE_STAGE = """\
-stages:
-  make:
-    cmd: python make.py
-    deps: [make.py]
-    outs: [out.txt]
-"""
-MAKE = "open('out.txt', 'w').write('x')\n"
-
 
 def _mlci(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mlci", *args], cwd=repo, capture_output=True, text=True,
@@ -82,7 +73,7 @@ class LeakyRun:
 def leaky_run(tmp_path_factory: pytest.TempPathFactory) -> LeakyRun:
     """One `mlci repro` of a stage that prints secrets, run under umask 027 with no DVC_SITE_CACHE_DIR."""
     tmp = tmp_path_factory.mktemp("leaky")
-    repo = repos.tiny_dvc_repo(tmp / "repo", ONE_STAGE.replace("make.py", "leaky.py"),
+    repo = repos.tiny_dvc_repo(tmp / "repo", repos.ONE_STAGE.replace("make.py", "leaky.py"),
                                {"leaky.py": LEAKY, "mlci.yaml": LEAKY_CONFIG})
     env = {**{k: v for k, v in os.environ.items() if k != "DVC_SITE_CACHE_DIR"}, **SECRETS,
            "XDG_CACHE_HOME": str(tmp / "cache")}
@@ -121,7 +112,8 @@ if "mlci-determinism-" in os.getcwd():  # only the determinism re-run hangs
 
 
 def test_sigterm_mid_run_cleans_up_stops_children_and_exits_143(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE.replace("make.py", "sleepy.py"), {"sleepy.py": SLEEPY})
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE.replace("make.py", "sleepy.py"),
+                               {"sleepy.py": SLEEPY})
     started, err_path = tmp_path / "started", tmp_path / "stderr"
     with err_path.open("wb") as err:
         mlci = subprocess.Popen([sys.executable, "-m", "mlci", "repro", "--check-determinism"], cwd=repo,
@@ -165,7 +157,7 @@ time.sleep(60)
 
 @pytest.mark.parametrize("holder", ["dvc repro", "repository lock"])
 def test_a_repository_locked_by_another_dvc_is_exit_3_with_a_plain_message(tmp_path: Path, holder: str) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE.replace("make.py", "hold.py"), {"hold.py": HOLD})
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE.replace("make.py", "hold.py"), {"hold.py": HOLD})
     started = tmp_path / "started"
     argv = ["dvc", "repro"] if holder == "dvc repro" else [sys.executable, "-c", HOLD_REPO_LOCK]
     other = subprocess.Popen(argv, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -184,8 +176,8 @@ def test_a_repository_locked_by_another_dvc_is_exit_3_with_a_plain_message(tmp_p
 
 
 def test_targets_starting_with_a_dash_are_targets_not_options(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE, {"-sub/dvc.yaml": ONE_STAGE, "-sub/make.py": MAKE,
-                                                              "make.py": MAKE})
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE, {
+        "-sub/dvc.yaml": repos.ONE_STAGE, "-sub/make.py": repos.MAKE, "make.py": repos.MAKE})
     done = _mlci(repo, "repro", "--json", "--", "-sub/dvc.yaml")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["stages"] == {"-sub/dvc.yaml:make": "ran"}
@@ -193,7 +185,7 @@ def test_targets_starting_with_a_dash_are_targets_not_options(tmp_path: Path) ->
 
 
 def test_pull_finds_literal_bracket_names_and_names_starting_with_a_dash(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE, {"make.py": MAKE})
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE, {"make.py": repos.MAKE})
     (repo / "data[1].csv").write_text("a\n1\n")
     (repo / "-weird.csv").write_text("b\n2\n")
     repos.dvc(repo, "remote", "add", "-d", "store", str(tmp_path / "remote"))
@@ -207,11 +199,11 @@ def test_pull_finds_literal_bracket_names_and_names_starting_with_a_dash(tmp_pat
 
 
 def test_nesting_and_alias_bombs_in_dvc_files_are_exit_2_naming_the_file(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE + "    params: " + "[" * 3000 + "]" * 3000 + "\n",
-                               {"make.py": MAKE})
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE + "    params: " + "[" * 3000 + "]" * 3000 + "\n",
+                               {"make.py": repos.MAKE})
     done = _mlci(repo, "repro")
     assert (done.returncode, done.stderr.splitlines()) == (2, ["dvc.yaml:6: nested deeper than 64 levels"])
-    (repo / "dvc.yaml").write_text(ONE_STAGE)
+    (repo / "dvc.yaml").write_text(repos.ONE_STAGE)
     (repo / "dvc.lock").write_text("".join(
         f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else 'x, x, x, x, x, x, x, x, x'}]\n" for i in range(9))
         + "stages: {make: {outs: *a8}}\n")
@@ -222,7 +214,7 @@ def test_nesting_and_alias_bombs_in_dvc_files_are_exit_2_naming_the_file(tmp_pat
 
 
 def test_a_directory_as_summary_out_is_exit_2_before_anything_runs(tmp_path: Path) -> None:
-    repo = repos.tiny_dvc_repo(tmp_path / "repo", ONE_STAGE, {"make.py": MAKE})
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE, {"make.py": repos.MAKE})
     (repo / "out-dir").mkdir()
     done = _mlci(repo, "repro", "--summary-out", "out-dir")
     assert (done.returncode, done.stderr) == (2, "mlci: error: cannot write out-dir: is a directory; give a file "

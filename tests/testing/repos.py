@@ -10,6 +10,14 @@ from tests.testing.gitlab_ci_local import make_git_repo
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "example-model-repo"
+ONE_STAGE = """\
+stages:
+  make:
+    cmd: python make.py
+    deps: [make.py]
+    outs: [out.txt]
+"""  # a one-stage dvc.yaml: make.py (MAKE) writes out.txt
+MAKE = "open('out.txt', 'w').write('x')\n"
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "mlci tests", "GIT_AUTHOR_EMAIL": "tests@mlci.invalid",
     "GIT_COMMITTER_NAME": "mlci tests", "GIT_COMMITTER_EMAIL": "tests@mlci.invalid",
