@@ -216,6 +216,23 @@ def setup(verbosity: int) -> None:
     logging.root.handlers[:] = [h for h in logging.root.handlers if h.get_name() != "mlci-redacting"] + [others]
     logging.captureWarnings(False)  # re-installed on each set-up (a caller may have swapped showwarning)
     logging.captureWarnings(True)
+    route_libraries()
+
+
+def route_libraries() -> None:
+    """Libraries that put their own console handlers on their loggers (DVC does when it is imported: INFO to
+    stdout, WARNING to stderr) would write past the redactor, and onto stdout where results go: their stream
+    handlers are removed, so what they log reaches the redacting root handler. Called at set-up and after a
+    library is imported in this process; file handlers stay."""
+    for name, item in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(item, logging.Logger) or name == logger.name or name.startswith(f"{logger.name}."):
+            continue
+        consoles = [h for h in item.handlers
+                    if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+        for handler in consoles:
+            item.removeHandler(handler)
+        if consoles:
+            item.propagate = True
 
 
 def _printable(text: str, stream: TextIO) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci.core import proc
+from mlci.core import log, proc
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.core.fsutil import cache_dir
 from mlci.core.log import logger
@@ -126,6 +126,8 @@ def inspect(root: Path) -> RepoInfo:
     from dvc.exceptions import DvcException
     from dvc.lock import LockError
     from dvc.repo import Repo  # heavy: imported only when the training stage runs
+
+    log.route_libraries()  # DVC's import gave its logger console handlers of its own
 
     try:
         with Repo(str(root)) as repo:

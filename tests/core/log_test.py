@@ -149,8 +149,11 @@ def test_libraries_logging_in_process_and_python_warnings_are_masked(capsys: pyt
     import logging
     import warnings
 
+    import dvc.repo  # noqa: F401  # DVC's import puts console handlers of its own on its logger
+
     log.setup(0)
     log.add_secret("tok-abcdefgh")
+    logging.getLogger("dvc").info("an info line of DVC's")  # below the root handler's level: not shown
     logging.getLogger("dvc").warning("remote https://u:pw@host failed with tok-abcdefgh")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -158,3 +161,5 @@ def test_libraries_logging_in_process_and_python_warnings_are_masked(capsys: pyt
     err = capsys.readouterr().err
     assert "dvc: WARNING: remote https://[MASKED]@host failed with [MASKED]" in err
     assert "UserWarning: careful with [MASKED]" in err and "tok-abcdefgh" not in err
+    assert err.count("failed with") == 1  # once, through the redactor: not also through DVC's own handler
+    assert capsys.readouterr().out == "" and "info line" not in err  # nothing of DVC's on stdout
