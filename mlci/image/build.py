@@ -5,7 +5,7 @@ checks that the destination is reachable and writable with the credentials it ha
 build); `build` gathers the inputs, computes the build key and either reuses the image tagged
 `mlci-key-<key>` (re-tagging it) or builds it, tags it with the key tag too, and commits the destination
 once. Only "not found" for the key tag means "not built yet"; any other failure is an error.
-Promotion never copies `mlci-key-*` tags."""
+Promotion never copies `mlci-key-*` or `mlci-cache-*` tags."""
 from __future__ import annotations
 
 import json

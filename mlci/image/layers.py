@@ -119,14 +119,17 @@ class _Zstd(io.RawIOBase):
 
 def zstd_module() -> Any:
     """Python 3.14's compression.zstd, else its backport (a dependency of mlci before 3.14)."""
+    import importlib
+
     try:
-        from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+        return importlib.import_module("compression.zstd")  # the stdlib from Python 3.14 on
     except ImportError:
-        try:
-            from backports import zstd  # type: ignore[import-not-found,no-redef,unused-ignore]
-        except ImportError:
-            raise EnvironmentProblem("a zstd layer needs backports-zstd (a dependency of mlci): "
-                                     "pip install 'backports-zstd>=1.8'") from None
+        pass
+    try:
+        from backports import zstd
+    except ImportError:
+        raise EnvironmentProblem("a zstd layer needs backports-zstd (a dependency of mlci before Python 3.14): "
+                                 "pip install 'backports-zstd>=1.8'") from None
     return zstd
 
 
