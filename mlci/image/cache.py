@@ -25,7 +25,7 @@ from mlci.core.fsutil import atomic_write
 from mlci.core.log import logger
 from mlci.image.layers import MEDIA_TYPES, Layer
 from mlci.oci.copy import Endpoint, RegistryEndpoint
-from mlci.oci.registry import OCI_MANIFEST, Manifest, NotFound, sha256_digest
+from mlci.oci.registry import OCI_MANIFEST, Manifest, NotFound, RegistryError, sha256_digest
 
 RECORD_PREFIX = "mlci-cache-"
 ARTIFACT_TYPE = "application/vnd.mlci.build-cache.v1+json"
@@ -113,9 +113,13 @@ def remember(dest: Endpoint, key: str, name: str, layer: Layer) -> None:
     """Record in the destination (a registry) which layer the input hash produced; its blob must be there."""
     if not keeps_records(dest):
         return
-    if not dest.has_blob(sha256_digest(EMPTY)):
-        dest.put_blob(sha256_digest(EMPTY), io.BytesIO(EMPTY), len(EMPTY))
-    dest.put_manifest(record(key, name, layer), record_tag(key))
+    try:
+        if not dest.has_blob(sha256_digest(EMPTY)):
+            dest.put_blob(sha256_digest(EMPTY), io.BytesIO(EMPTY), len(EMPTY))
+        dest.put_manifest(record(key, name, layer), record_tag(key))
+    except RegistryError as exc:  # a registry that refuses OCI artifacts: the image itself is fine
+        logger.warning("mlci: warning: %s layer: the destination refused its build-cache record (%s); "
+                       "a runner without this cache dir will build the layer again", name, exc)
 
 
 def cache_dir() -> Path:

@@ -218,6 +218,8 @@ def test_weights_changed_without_dvc_commit_are_refused(tmp_path: Path) -> None:
     repos.dvc(repo, "commit", "-q", "-f")
     code, _built, err = _build(repo, tmp_path / "cache")
     assert code == 0 and "mlci: artifacts layer: building" in err, err
+    assert re.search(r"mlci: code layer: unchanged, already in the destination \(sha256:\w+, from the local "
+                     r"layer index\)", err), err  # a layout: the local index is the cache, checked against it
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     names = [m.get("annotations", {}).get("org.opencontainers.image.ref.name", "") for m in index["manifests"]]
     assert not [n for n in names if n.startswith(RECORD_PREFIX)]  # layouts get no records
