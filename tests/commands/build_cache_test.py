@@ -144,6 +144,13 @@ def test_a_code_only_change_uploads_the_code_layer_and_a_fresh_runner_pulls_no_w
                           timeout=10).json()
     assert config["created"] == "2032-01-01T00:00:00Z"  # the commit time: only in the config and labels
 
+    # Another fresh runner on the same commit: the build key needs no weight either; the image is reused.
+    again = tmp_path / "runner-2"
+    repos.git(tmp_path, "clone", "-q", str(runner), str(again))
+    code, reused, err = _build(again, tmp_path / "empty-cache-3", s3.env())
+    assert code == 0 and reused["reused"] is True and reused["digest"] == third["digest"], err
+    assert "pulling" not in err and not (again / WEIGHTS).exists() and _weights_downloads(s3, md5)[s3_mark:] == []
+
     # 3. The artifacts layer's blob is gone from the destination: its record is not trusted, the weights
     # are pulled from the DVC remote and the layer is built again (same bytes, same digest).
     artifacts = layers[2]["digest"]
