@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,31 @@ def test_weights_changed_without_dvc_commit_are_refused(tmp_path: Path) -> None:
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     names = [m.get("annotations", {}).get("org.opencontainers.image.ref.name", "") for m in index["manifests"]]
     assert not [n for n in names if n.startswith(RECORD_PREFIX)]  # layouts get no records
+
+
+def test_dvc_added_weights_are_keyed_by_their_dvc_file_and_not_pulled_when_their_layer_is_known(
+        tmp_path: Path) -> None:
+    """`dvc add`ed weights (a `.dvc` file, no stage): a layout and the local index, the weights gone from the
+    workspace and from DVC's cache, and no remote at all: the layer is known, nothing is pulled."""
+    repo = tmp_path / "model"
+    (repo / "model").mkdir(parents=True)
+    (repo / "src").mkdir()
+    (repo / "src" / "serve.py").write_text("print('v1')\n")
+    (repo / "model" / "weights.bin").write_bytes(os.urandom(1 << 20))
+    (repo / "mlci.yaml").write_text(json.dumps({"version": 1, "image": {
+        "name": f"oci:{tmp_path / 'out'}", "code": ["src"], "artifacts": ["model"]}}))
+    repos.git(repo, "init", "-q", "-b", "main")
+    repos.dvc(repo, "init", "-q")
+    repos.dvc(repo, "add", "-q", WEIGHTS)
+    repos.commit_all(repo, "model")
+    code, first, err = _build(repo, tmp_path / "cache")
+    assert code == 0, err
+    (repo / WEIGHTS).unlink()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    _commit(repo, "2031-01-01T00:00:00Z", {"src/serve.py": "print('v2')\n"})
+    code, second, err = _build(repo, tmp_path / "cache")
+    assert code == 0, err
+    assert "mlci: artifacts layer: unchanged, already in the destination" in err and "pulling" not in err
+    layers = [json.loads((tmp_path / "out" / "blobs" / "sha256" / built["digest"][7:]).read_text())["layers"]
+              for built in (first, second)]
+    assert layers[0][1] == layers[1][1] and layers[0][0] != layers[1][0]  # same weights layer, new code layer
