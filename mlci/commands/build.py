@@ -51,7 +51,7 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
     from mlci.core import git
     from mlci.core.errors import EnvironmentProblem
     from mlci.core.fsutil import check_writable
-    from mlci.dvcstage.fetch import pull_missing
+    from mlci.dvcstage.fetch import pull_missing, recorded_outputs
     from mlci.image import build as image
     from mlci.image import labels as image_labels
     from mlci.image.entries import Collector
@@ -69,14 +69,17 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
     ci_tag = os.environ.get("CI_COMMIT_SHORT_SHA")
     tag = tag or plan.name_tag or (check_tag(ci_tag, "CI_COMMIT_SHORT_SHA") if ci_tag else sha[:12])
     dest = image.open_destination(plan)  # credentials and reachability before any pull or build
-    pull_missing(plan.paths["artifacts"], root)  # the weights come from DVC, not CI artifacts
+    artifacts = plan.paths["artifacts"]
+    # The weights come from DVC, not CI artifacts, and only when their layer is not in the destination.
+    recorded = (recorded_outputs(artifacts, root) or []) if artifacts and settings.builder == "native" else []
     metrics = image_labels.metrics_files(root, collector)
     try:
         pull_missing(metrics, root)
     except EnvironmentProblem as exc:
         log.logger.warning("mlci: metrics files not pulled (%s)", exc)
     labels = image_labels.compute(root, sha, tag, epoch, os.environ, collector, metrics)
-    result = image.build(plan, dest, tag, epoch, labels, Scanner(log.registered_secrets()), collector)
+    result = image.build(plan, dest, tag, epoch, labels, Scanner(log.registered_secrets()), collector, recorded,
+                         lambda: pull_missing(artifacts, root))
     _report(result, outputs, as_json)
     return 0
 

@@ -1,17 +1,22 @@
 """Bring DVC-tracked files into the workspace before a job uses them (a CI job starts without them):
-datasets for data tests, model weights for the image."""
+datasets for data tests, model weights for the image; and what DVC recorded for the weights, so that the
+image build can tell whether their layer exists before it pulls them."""
 from __future__ import annotations
 
 import fnmatch
 import glob
 import os
+import posixpath
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.log import logger
 from mlci.dvcstage.dvc import Tracked, dvc, inspect, last_error
 from mlci.dvcstage.files import dvc_root
+from mlci.dvcstage.lock import read_lock
 
 
 def pull_missing(paths: Iterable[str], base: Path) -> list[str]:
@@ -73,3 +78,76 @@ def _covers(want: tuple[str, ...], out: tuple[str, ...], out_is_dir: bool, patte
         if not fnmatch.fnmatchcase(out[index], part):
             return False
     return True
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A DVC output under (or holding) a configured path, with the hash DVC recorded for it (dvc.lock, or
+    the `.dvc` file of `dvc add`ed data): what the output holds, known without its bytes."""
+
+    artifact: str  # the configured path it serves, relative to `base`
+    path: str  # the output (or, inside a directory output, the configured path itself), relative to `base`
+    output: str  # the DVC output, relative to the DVC root
+    is_dir: bool
+    recorded: dict[str, Any]  # md5 (`.dir` for a directory), size, nfiles, isexec, hash, as DVC wrote them
+    inside: bool = False  # `path` lies inside the directory output `output` (keyed by the directory's hash)
+
+
+def recorded_outputs(paths: Iterable[str], base: Path) -> list[Recorded] | None:
+    """The cached DVC outputs that the local paths (relative to `base`) name, hold, or lie inside, each with
+    the hash DVC recorded; None outside a DVC repo. An output DVC has not recorded yet (never run) is left
+    out: its files are fingerprinted by content, as untracked files are."""
+    root = dvc_root(base)
+    if root is None:
+        return None
+    info = inspect(root)
+    stages = read_lock(root, info.wdirs)
+    found: list[Recorded] = []
+    for path in dict.fromkeys(paths):
+        want = _in_repo(root, base, path)
+        if want is None:
+            continue
+        parts = PurePosixPath(want).parts
+        for out in (o for o in info.outputs if o.cached):
+            out_parts = PurePosixPath(out.path).parts
+            under = out_parts[:len(parts)] == parts
+            inside = not under and out.is_dir and parts[:len(out_parts)] == out_parts
+            if not (under or inside):
+                continue
+            entry = _recorded_entry(root, out, stages)
+            if entry is None:
+                continue
+            local = path if inside else Path(os.path.relpath(root / out.path, base)).as_posix()
+            found.append(Recorded(path, local, out.path, out.is_dir, entry, inside))
+    return found
+
+
+def _recorded_entry(root: Path, out: Tracked, stages: dict[str, Any]) -> dict[str, Any] | None:
+    """The lock's (or the `.dvc` file's) entry for an output: only its hash fields, None when not recorded."""
+    if out.stage.endswith(".dvc"):
+        entries = _dvc_file_outs(root, out.stage)
+    else:
+        outs = stages.get(out.stage, {}).get("outs") if isinstance(stages.get(out.stage), dict) else None
+        entries = [e for e in outs if isinstance(e, dict)] if isinstance(outs, list) else []
+    for entry in entries:
+        if isinstance(entry.get("path"), str) and posixpath.normpath(str(entry["path"])) == out.path \
+                and isinstance(entry.get("md5"), str):
+            return {k: entry[k] for k in HASH_FIELDS if k in entry}
+    return None
+
+
+HASH_FIELDS = ("md5", "size", "nfiles", "isexec", "hash")
+
+
+def _dvc_file_outs(root: Path, address: str) -> list[dict[str, Any]]:
+    """The outs of a `.dvc` file, their paths made relative to the DVC root."""
+    from mlci.core import yamlsafe
+
+    where = posixpath.dirname(address)
+    try:
+        data = yamlsafe.load((root / address).read_text(encoding="utf-8", errors="replace")) or {}
+    except (OSError, yamlsafe.YamlProblem):
+        return []  # DVC itself read it a moment ago; what it cannot be read for here is content-keyed
+    outs = data.get("outs") if isinstance(data, dict) else None
+    return [{**e, "path": posixpath.normpath(posixpath.join(where, str(e.get("path"))))}
+            for e in outs if isinstance(e, dict)] if isinstance(outs, list) else []

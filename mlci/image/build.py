@@ -5,13 +5,15 @@ checks that the destination is reachable and writable with the credentials it ha
 build); `build` gathers the inputs, computes the build key and either reuses the image tagged
 `mlci-key-<key>` (re-tagging it) or builds it, tags it with the key tag too, and commits the destination
 once. Only "not found" for the key tag means "not built yet"; any other failure is an error.
-Promotion never copies `mlci-key-*` tags."""
+Promotion never copies `mlci-key-*` or `mlci-cache-*` tags."""
 from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.image import cache, lockfile
@@ -23,6 +25,9 @@ from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint
 from mlci.oci.reference import DockerRef, ImageRef, check_tag, parse
 from mlci.oci.registry import DOCKER_LIST, OCI_INDEX, Manifest, NotFound
+
+if TYPE_CHECKING:
+    from mlci.dvcstage.fetch import Recorded
 
 KEY_PREFIX = "mlci-key-"
 
@@ -101,16 +106,18 @@ def open_destination(plan: Plan) -> Endpoint:
     return dest
 
 
-def build(plan: Plan, dest: Endpoint, tag: str, mtime: int, labels: dict[str, str], scanner: Scanner,
-          collector: Collector) -> BuildResult:
-    """Reuse the image whose key tag exists, else build it with the configured builder and tag it."""
+def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, str], scanner: Scanner,
+          collector: Collector, recorded: list[Recorded], pull: Callable[[], object]) -> BuildResult:
+    """Reuse the image whose key tag exists, else build it with the configured builder and tag it. The
+    native builder keys the artifacts by what DVC `recorded` and calls `pull` (the weights from DVC) only
+    when their layer is not in the destination; the Dockerfile builders pull first."""
     settings, root = plan.settings, plan.root
     for name, value in labels.items():
         scanner.check(value, f"label {name}")
     base = base_image(settings) if settings.builder == "native" else (None, None, {})
     base_digest = base[1].digest if base[1] else None
     try:
-        inputs = gather(settings, collector, plan.paths)
+        inputs = gather(settings, collector, plan.paths, recorded, pull)
         key = build_key(settings, root, inputs, base_digest, labels)
     finally:
         cache.save_file_hashes()
@@ -124,11 +131,11 @@ def build(plan: Plan, dest: Endpoint, tag: str, mtime: int, labels: dict[str, st
     uploaded: list[str] = []
     if settings.builder == "native":
         try:
-            manifest, uploaded = build_native(settings, root, inputs, dest, tag, mtime, labels, base, scanner)
+            manifest, uploaded = build_native(settings, root, inputs, dest, tag, epoch, labels, base, scanner)
         finally:
             cache.save_file_hashes()
     else:
-        digest = BUILDERS[settings.builder](settings, root, plan.destination, tag, labels, mtime)
+        digest = BUILDERS[settings.builder](settings, root, plan.destination, tag, labels, epoch)
         manifest = dest.get_manifest(digest)
     dest.put_manifest(manifest, key_tag)
     dest.commit()

@@ -1,8 +1,10 @@
 """Deterministic image layers: the same files give the same bytes, whatever the checkout's mtimes,
-umask or owner. Entries are sorted; mtime is fixed (SOURCE_DATE_EPOCH or the commit time);
-uid/gid 0 with empty names; modes normalised to 0755 (directories and executables) or 0644; no
-device, socket or extended attributes. Compression is gzip level 6 with no name and mtime 0 in its
-header (documented so the digest can be reproduced elsewhere)."""
+umask or owner, and whatever the commit. Entries are sorted; every mtime is LAYER_MTIME (a constant: the
+commit time goes only into the image config and labels, so an unchanged layer keeps its digest across
+commits); uid/gid 0 with empty names; modes normalised to 0755 (directories and executables) or 0644; no
+device, socket or extended attributes. Compression per layer (documented so the digest can be reproduced
+elsewhere): gzip level 6 with no name and mtime 0 in its header; zstd level 3, one frame, single-threaded,
+no checksum and no content size; or none (the plain tar, whose digest is its diff_id)."""
 from __future__ import annotations
 
 import gzip
@@ -13,14 +15,25 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Literal
 
+from mlci.core.errors import EnvironmentProblem
 from mlci.image.entries import Entry
 from mlci.image.scan import Scanner
 
+Compression = Literal["gzip", "zstd", "none"]
 GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
 COPY_BUFFER = 1 << 20
-LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+# 1980-01-01T00:00:01Z, as Cloud Native Buildpacks stamp layers: the first second zip (and so Python's
+# zipimport and wheel tools) can represent, where 0 (1970) is refused or shown as "unknown" by some tools.
+LAYER_MTIME = 315532801
+MEDIA_TYPES: dict[str, str] = {
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "none": "application/vnd.oci.image.layer.v1.tar",
+}
+LAYER_MEDIA_TYPE = MEDIA_TYPES["gzip"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +43,17 @@ class Layer:
     digest: str
     size: int
     diff_id: str
-    path: Path | None  # None: known from the cache, not built in this run
+    path: Path | None  # None: known from a cache, not built in this run
+    media_type: str = LAYER_MEDIA_TYPE
+
+    def descriptor(self) -> dict[str, Any]:
+        """The layer's OCI descriptor in a manifest."""
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
-def _info(entry: Entry, mtime: int) -> tarfile.TarInfo:
+def _info(entry: Entry) -> tarfile.TarInfo:
     info = tarfile.TarInfo(entry.name)
-    info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+    info.mtime, info.uid, info.gid, info.uname, info.gname = LAYER_MTIME, 0, 0, "", ""
     if entry.kind == "symlink":
         info.type, info.linkname, info.mode = tarfile.SYMTYPE, entry.linkname, 0o777
     elif entry.kind == "dir":
@@ -46,14 +64,14 @@ def _info(entry: Entry, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def write_tar(entries: Iterable[Entry], out: BinaryIO, mtime: int, scanner: Scanner) -> None:
+def write_tar(entries: Iterable[Entry], out: BinaryIO, scanner: Scanner) -> None:
     """A reproducible tar of the entries (sorted, with their parents: entries.Collector), each file
     scanned for secrets on the one stream that reads it."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # a stream: no seeking
         tar.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # scan 1 MiB reads, not 16 KiB
         for entry in entries:
             scanner.check(f"{entry.name}\0{entry.linkname}", entry.shown)
-            info = _info(entry, mtime)
+            info = _info(entry)
             if entry.kind == "file":
                 assert entry.source is not None
                 with entry.source.open("rb") as handle:
@@ -78,16 +96,62 @@ class _Hashing(io.RawIOBase):
         return self.inner.write(data)
 
 
-def build_layer(entries: Iterable[Entry], out_dir: Path, mtime: int, scanner: Scanner) -> Layer:
-    """Write a gzip layer into out_dir (named by its digest) and return its digests."""
+class _Zstd(io.RawIOBase):
+    """A writable stream that zstd-compresses into `inner` (one frame; closed by finish())."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        super().__init__()
+        zstd = zstd_module()
+        params = {zstd.CompressionParameter.compression_level: ZSTD_LEVEL,
+                  zstd.CompressionParameter.checksum_flag: 0, zstd.CompressionParameter.content_size_flag: 0}
+        self.inner, self.compressor = inner, zstd.ZstdCompressor(options=params)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.inner.write(self.compressor.compress(data))
+        return len(data)
+
+    def finish(self) -> None:
+        self.inner.write(self.compressor.flush())
+
+
+def zstd_module() -> Any:
+    """Python 3.14's compression.zstd, else its backport (a dependency of mlci before 3.14)."""
+    import importlib
+
+    try:
+        return importlib.import_module("compression.zstd")  # the stdlib from Python 3.14 on
+    except ImportError:
+        pass
+    try:
+        from backports import zstd
+    except ImportError:
+        raise EnvironmentProblem("a zstd layer needs backports-zstd (a dependency of mlci before Python 3.14): "
+                                 "pip install 'backports-zstd>=1.8'") from None
+    return zstd
+
+
+def build_layer(entries: Iterable[Entry], out_dir: Path, scanner: Scanner, compression: Compression = "gzip") -> Layer:
+    """Write a layer into out_dir (named by its digest), compressed as asked, and return its digests."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".layer.tmp"
     with tmp.open("wb") as raw:
         compressed = _Hashing(raw)
-        with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=compressed, mtime=0) as gz:
-            uncompressed = _Hashing(gz)  # type: ignore[arg-type]
-            write_tar(entries, uncompressed, mtime, scanner)  # type: ignore[arg-type]
+        if compression == "gzip":
+            with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=compressed, mtime=0) as gz:
+                uncompressed = _Hashing(gz)  # type: ignore[arg-type]
+                write_tar(entries, uncompressed, scanner)  # type: ignore[arg-type]
+        elif compression == "zstd":
+            zst = _Zstd(compressed)  # type: ignore[arg-type]
+            uncompressed = _Hashing(zst)  # type: ignore[arg-type]
+            write_tar(entries, uncompressed, scanner)  # type: ignore[arg-type]
+            zst.finish()
+        else:
+            uncompressed = compressed
+            write_tar(entries, compressed, scanner)  # type: ignore[arg-type]
     digest = "sha256:" + compressed.sha.hexdigest()
     final = out_dir / digest.replace(":", "-")
     os.replace(tmp, final)
-    return Layer(digest, compressed.size, "sha256:" + uncompressed.sha.hexdigest(), final)
+    return Layer(digest, compressed.size, "sha256:" + uncompressed.sha.hexdigest(), final, MEDIA_TYPES[compression])

@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlci.core import proc
 from mlci.core.errors import EnvironmentProblem, PipelineFailed, UsageError
@@ -19,7 +20,7 @@ from mlci.core.log import logger
 from mlci.image import cache
 from mlci.image.entries import Collector, Entry
 from mlci.image.labels import created
-from mlci.image.layers import LAYER_MEDIA_TYPE, Layer, build_layer
+from mlci.image.layers import Compression, Layer, build_layer
 from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint, LayoutEndpoint, copy
@@ -28,18 +29,46 @@ from mlci.oci.layout import Layout
 from mlci.oci.reference import ImageRef, parse
 from mlci.oci.registry import OCI_MANIFEST, Manifest, sha256_digest
 
+if TYPE_CHECKING:
+    from mlci.dvcstage.fetch import Recorded
+
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 DEPS_DIR = "/opt/mlci/site-packages"
 
 
 @dataclass(frozen=True)
+class Artifacts:
+    """The artifacts layer's inputs, known before any weight is pulled: `fingerprint` hashes what DVC
+    recorded for DVC outputs (dvc.lock, `.dvc` files) and the content of everything else; `collect` pulls
+    the missing DVC outputs and returns the layer's entries (called only when the layer is built)."""
+
+    fingerprint: list[Any]
+    collect: Callable[[], list[Entry]]
+
+
+@dataclass(frozen=True)
 class Inputs:
-    """Everything a build reads from the repository, gathered and checked once (after the DVC pull)."""
+    """Everything a build reads from the repository, gathered and checked once."""
 
     lock: str | None  # the lock file's path in the repo
     code: list[Entry]
-    artifacts: list[Entry]
+    artifacts: Artifacts | None
     dockerfile: list[Entry]  # the Dockerfile builders' context (and Dockerfile); empty for native
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One appended layer: its input hash (the key of both caches) and how to build it."""
+
+    name: str  # dependencies | code | artifacts
+    inputs: Any  # what the input hash covers (JSON)
+    compression: Compression
+    make: Callable[[Path, Scanner], Layer]  # (work dir, scanner) -> the built layer
+
+    @property
+    def key(self) -> str:
+        """The layer's input hash: its name, inputs and compression; never the commit or its time."""
+        return cache.input_hash(self.name, [self.inputs, self.compression])
 
 
 def open_endpoint(ref: ImageRef, settings: ImageSettings) -> tuple[Endpoint, str | None]:
@@ -47,20 +76,74 @@ def open_endpoint(ref: ImageRef, settings: ImageSettings) -> tuple[Endpoint, str
     return copy_endpoint(ref, settings.plain_http, settings.ca_bundle)
 
 
-def gather(settings: ImageSettings, collector: Collector, paths: dict[str, tuple[str, ...]]) -> Inputs:
-    """The entries of the checked repo paths (`paths`: code, artifacts, context, dockerfile, lock)."""
-    workdir = settings.workdir.strip("/")
+def image_path(settings: ImageSettings, path: str) -> str:
+    """Where a repo path goes in the image: under workdir."""
+    return "/".join(x for x in (settings.workdir.strip("/"), path) if x and x != ".")
 
+
+def gather(settings: ImageSettings, collector: Collector, paths: dict[str, tuple[str, ...]],
+           recorded: list[Recorded], pull: Callable[[], object]) -> Inputs:
+    """The entries of the checked repo paths (`paths`: code, artifacts, context, dockerfile, lock). For the
+    native builder the artifacts are keyed by what DVC `recorded` and pulled (`pull`) only when their layer
+    is built; the Dockerfile builders read them from the context, so they are pulled first."""
     def under_workdir(items: tuple[str, ...]) -> list[Entry]:
-        return collector.entries((p, "/".join(x for x in (workdir, p) if x and x != ".")) for p in items)
+        return collector.entries((p, image_path(settings, p)) for p in items)
 
     native = settings.builder == "native"
+    if not native:
+        pull()
+    artifacts = artifact_inputs(settings, collector, paths["artifacts"], recorded, pull) \
+        if native and paths["artifacts"] else None
     return Inputs(
         lock=paths["lock"][0] if paths["lock"] else None,
         code=under_workdir(paths["code"]) if native else [],
-        artifacts=under_workdir(paths["artifacts"]),
+        artifacts=artifacts,
         dockerfile=[] if native else collector.entries((p, p) for p in (*paths["context"], *paths["dockerfile"])),
     )
+
+
+def artifact_inputs(settings: ImageSettings, collector: Collector, paths: tuple[str, ...], recorded: list[Recorded],
+                    pull: Callable[[], object]) -> Artifacts:
+    """The artifacts layer's fingerprint without the weights' bytes. A DVC output is keyed by the hash DVC
+    recorded for it; when it is already in the workspace, a file must match that md5 (else exit 2: the
+    layer would not hold what the workspace has), and a directory (or a file inside one, or a lock without
+    `hash: md5`) is keyed by its content instead. Everything else under the paths is keyed by content."""
+    root = collector.root
+    parts: list[Any] = []
+    for path in paths:
+        outputs = [r for r in recorded if r.artifact == path]
+        if not outputs:
+            parts.append(["files", path, fingerprint(collector.entries([(path, image_path(settings, path))]))])
+            continue
+        keyed: list[Any] = []
+        for out in outputs:
+            name = image_path(settings, out.path)
+            if not os.path.lexists(root / out.path):
+                keyed.append(["dvc", name, out.recorded, out.inside])
+            elif out.is_dir or out.inside or out.recorded.get("hash") != "md5":
+                keyed.append(["content", name, fingerprint(collector.entries([(out.path, name)]))])
+            else:
+                keyed.append(["dvc", name, _verified(collector, out, name), False])
+        covered = [image_path(settings, out.path) for out in outputs]
+        rest = [e for e in collector.entries([(path, image_path(settings, path))])
+                if not any(e.name == c or e.name.startswith(c + "/") or (e.kind == "dir" and c.startswith(e.name + "/"))
+                           for c in covered)] if os.path.lexists(root / path) else []
+        parts.append(["dvc", path, sorted(keyed, key=lambda k: str(k[1])), fingerprint(rest)])
+
+    def collect() -> list[Entry]:
+        pull()
+        return collector.entries((p, image_path(settings, p)) for p in paths)
+    return Artifacts(parts, collect)
+
+
+def _verified(collector: Collector, out: Recorded, name: str) -> dict[str, Any]:
+    """The recorded hash of a DVC output file in the workspace, after checking the file has that md5."""
+    entry = next(e for e in collector.entries([(out.path, name)]) if e.name == name)  # link rules applied
+    if entry.kind == "file" and entry.source is not None and cache.file_md5(entry.source) == out.recorded["md5"]:
+        return out.recorded
+    raise UsageError(f"image.artifacts: {out.path} differs from what DVC recorded for {out.output} (md5 "
+                     f"{out.recorded['md5']}): changed without `dvc commit`? Record it with `dvc commit`, or "
+                     f"restore it with `dvc checkout {out.output}`")
 
 
 def fingerprint(entries: Iterable[Entry]) -> list[tuple[str, str, bool, str]]:
@@ -70,36 +153,18 @@ def fingerprint(entries: Iterable[Entry]) -> list[tuple[str, str, bool, str]]:
             for e in entries]
 
 
-def build_key(settings: ImageSettings, root: Path, inputs: Inputs, base_digest: str | None,
-              labels: dict[str, str]) -> str:
-    """sha256 over every input: base digest, lock, code and artifact files (content, path, exec bit,
-    link target), the image config and mlci's content labels. The commit's own labels (revision,
-    created) are not inputs: a commit that changes none of the inputs reuses the image built before."""
-    content_labels = {k: v for k, v in labels.items() if k.startswith("io.mlci.")}
-    key = {
-        "builder": settings.builder,
-        "base": base_digest,
-        "lock": cache.file_sha256(root / inputs.lock) if inputs.lock else None,
-        "pip_args": settings.pip_args,
-        "code": fingerprint(inputs.code),
-        "artifacts": fingerprint(inputs.artifacts),
-        "config": [settings.workdir, settings.entrypoint, settings.cmd, sorted(settings.env.items()),
-                   settings.port, settings.user],
-        "labels": sorted(content_labels.items()),
-        "dockerfile": [fingerprint(inputs.dockerfile), settings.dockerfile, sorted(settings.build_args.items())]
-        if settings.builder != "native" else None,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+def dependency_inputs(settings: ImageSettings, root: Path, lock: str) -> list[Any]:
+    """What the dependency layer's input hash covers: the lock, pip's arguments, the Python it installs for."""
+    return [cache.file_sha256(root / lock), list(settings.pip_args), sys.version]
 
 
-def _layers(settings: ImageSettings, root: Path, inputs: Inputs, work: Path, mtime: int, dest: Endpoint,
-            scanner: Scanner) -> list[tuple[str, Layer]]:
-    """The three layers; one whose inputs are unchanged and whose blob `dest` has is not rebuilt."""
-    specs: list[tuple[str, object, Callable[[], Layer]]] = []
+def layer_specs(settings: ImageSettings, root: Path, inputs: Inputs) -> list[LayerSpec]:
+    """The appended layers, in image order: dependencies (from the lock), code, artifacts."""
+    specs: list[LayerSpec] = []
     if inputs.lock:
         lock = inputs.lock
 
-        def deps() -> Layer:
+        def deps(work: Path, scanner: Scanner) -> Layer:
             target = work / "deps"
             result = proc.run((sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
                                "--no-compile", "--disable-pip-version-check", "--target", str(target),
@@ -108,25 +173,70 @@ def _layers(settings: ImageSettings, root: Path, inputs: Inputs, work: Path, mti
                 raise PipelineFailed(f"pip could not install image.lock {lock} (exit {result.returncode}):\n"
                                      f"{result.tail(20)}")
             entries = Collector(target, dvc_cache=lambda: None).entries([(".", DEPS_DIR)])
-            return build_layer(entries, work / "layers", mtime, scanner)
-        specs.append(("dependencies", [cache.file_sha256(root / lock), settings.pip_args, sys.version], deps))
-    for name, entries in (("code", inputs.code), ("artifacts", inputs.artifacts)):
-        if entries:
-            def files(entries: list[Entry] = entries) -> Layer:
-                return build_layer(entries, work / "layers", mtime, scanner)
-            specs.append((name, fingerprint(entries), files))
-    built: list[tuple[str, Layer]] = []
-    for name, layer_inputs, make in specs:
-        key = hashlib.sha256(json.dumps([name, layer_inputs, mtime], sort_keys=True).encode()).hexdigest()
-        known = cache.lookup(key)
-        if known is not None and dest.has_blob(known.digest):
-            logger.info("mlci: %s layer: unchanged, already in the destination (%s)", name, known.digest[:19])
-            built.append((name, known))
+            return build_layer(entries, work / "layers", scanner, settings.dependencies_compression)
+        specs.append(LayerSpec("dependencies", dependency_inputs(settings, root, lock),
+                               settings.dependencies_compression, deps))
+    if inputs.code:
+        code = inputs.code
+        specs.append(LayerSpec("code", fingerprint(code), settings.code_compression,
+                               lambda work, scanner: build_layer(code, work / "layers", scanner,
+                                                                 settings.code_compression)))
+    if inputs.artifacts is not None:
+        artifacts = inputs.artifacts
+        specs.append(LayerSpec("artifacts", [settings.workdir, artifacts.fingerprint], settings.artifacts_compression,
+                               lambda work, scanner: build_layer(artifacts.collect(), work / "layers", scanner,
+                                                                 settings.artifacts_compression)))
+    return specs
+
+
+def build_key(settings: ImageSettings, root: Path, inputs: Inputs, base_digest: str | None,
+              labels: dict[str, str]) -> str:
+    """sha256 over every input: base digest, each layer's input hash (lock, code, and the artifacts as DVC
+    recorded them: no weight is read or pulled for it), the image config and mlci's content labels. The
+    commit's own labels (revision, created) are not inputs: a commit that changes none of the inputs reuses
+    the image built before."""
+    content_labels = {k: v for k, v in labels.items() if k.startswith("io.mlci.")}
+    native = settings.builder == "native"
+    key = {
+        "builder": settings.builder,
+        "base": base_digest,
+        "layers": [(spec.name, spec.key) for spec in layer_specs(settings, root, inputs)] if native else None,
+        "config": [settings.workdir, settings.entrypoint, settings.cmd, sorted(settings.env.items()),
+                   settings.port, settings.user],
+        "labels": sorted(content_labels.items()),
+        "dockerfile": None if native else [fingerprint(inputs.dockerfile), settings.dockerfile,
+                                           sorted(settings.build_args.items())],
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Appended:
+    """A layer of the image being built, and whether the destination's build cache must learn of it."""
+
+    spec: LayerSpec
+    layer: Layer
+    record: bool  # built now, or found only through the local hint
+
+
+def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, scanner: Scanner) -> list[Appended]:
+    """The layers; one whose input hash the destination's record (or the local hint) maps to a blob the
+    destination holds is not rebuilt."""
+    built: list[Appended] = []
+    for spec in specs:
+        key = spec.key
+        found = cache.find(dest, key, spec.name)
+        if found is not None:
+            layer, recorded = found
+            where = "the destination's build cache" if recorded else "the local layer index"
+            logger.info("mlci: %s layer: unchanged, already in the destination (%s, from %s)", spec.name,
+                        layer.digest[:19], where)
+            built.append(Appended(spec, layer, not recorded))
             continue
-        logger.info("mlci: %s layer: building", name)
-        layer = make()
+        logger.info("mlci: %s layer: building", spec.name)
+        layer = spec.make(work, scanner)
         cache.store(key, layer)
-        built.append((name, layer))
+        built.append(Appended(spec, layer, True))
     return built
 
 
@@ -162,35 +272,38 @@ def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[st
 Base = tuple[Endpoint | None, Manifest | None, dict[str, Any]]
 
 
-def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endpoint, tag: str, mtime: int,
+def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endpoint, tag: str, epoch: int,
                  labels: dict[str, str], base: Base, scanner: Scanner) -> tuple[Manifest, list[str]]:
-    """Build the image on `base` (from base_image) in a staging layout and copy it to `dest` under `tag`;
-    returns (manifest, uploaded). The caller commits `dest`."""
+    """Build the image on `base` (from base_image) in a staging layout and copy it to `dest` under `tag`,
+    then record the new layers in the destination's build cache; returns (manifest, uploaded). The commit
+    time `epoch` goes only into the config's `created` and history. The caller commits `dest`."""
     base_ep, base_manifest, base_config = base
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
         work = Path(tmp)
-        layers = _layers(settings, root, inputs, work, mtime, dest, scanner)
+        appended = _layers(layer_specs(settings, root, inputs), work, dest, scanner)
+        layers = [(a.spec.name, a.layer) for a in appended]
         stage = Layout(work / "stage")
         stage.init()
         for _, layer in layers:
             if layer.path is not None:  # a cached layer is already in the destination
                 with layer.path.open("rb") as handle:
                     stage.put_blob(layer.digest, handle)
-        config = json.dumps(_config(base_config, settings, layers, created(mtime), labels), sort_keys=True,
+        config = json.dumps(_config(base_config, settings, layers, created(epoch), labels), sort_keys=True,
                             separators=(",", ":")).encode()
         scanner.check(config, "the image config (labels, env, entrypoint, cmd)")
         stage.put_blob(sha256_digest(config), io.BytesIO(config))
         manifest_doc = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": sha256_digest(config), "size": len(config)},
-            "layers": _base_layers(base_manifest) + [{"mediaType": LAYER_MEDIA_TYPE, "digest": layer.digest,
-                                                      "size": layer.size} for _, layer in layers],
+            "layers": _base_layers(base_manifest) + [layer.descriptor() for _, layer in layers],
             "annotations": labels,
         }
         data = json.dumps(manifest_doc, sort_keys=True, separators=(",", ":")).encode()
         manifest = Manifest(data, OCI_MANIFEST, sha256_digest(data))
         stage.put_manifest(manifest, tag)
         result = copy(_Stacked(LayoutEndpoint(stage), base_ep), tag, dest, tag)
+        for item in (a for a in appended if a.record):  # only once the blobs are there
+            cache.remember(dest, item.spec.key, item.spec.name, item.layer)
     return manifest, result.copied
 
 

@@ -33,6 +33,14 @@ class ImageSettings:
         "Code paths inside the repo, under workdir in the image (symlinks kept; none may leave the repo).")})
     artifacts: tuple[str, ...] = field(default=(), metadata={"doc": (
         "Model weights and other DVC outputs inside the repo, in their own layer under workdir.")})
+    dependencies_compression: Literal["gzip", "zstd", "none"] = field(default="gzip", metadata={"doc": (
+        "Compression of the dependency layer: gzip (pulled by every runtime), zstd or none (docs/build.md).")})
+    code_compression: Literal["gzip", "zstd", "none"] = field(default="gzip", metadata={"doc": (
+        "Compression of the code layer: gzip, zstd or none.")})
+    artifacts_compression: Literal["gzip", "zstd", "none"] = field(default="none", metadata={"doc": (
+        "Compression of the artifacts (weights) layer: none (default: weights do not compress, gzip costs "
+        "~35 s of CPU per GB to save <0.1%; measured in docs/build.md), zstd (for compressible artifacts; "
+        "containerd 1.5+, CRI-O, podman, Docker 23+) or gzip.")})
     workdir: str = field(default="/app", metadata={"doc": "Working directory in the image."})
     entrypoint: tuple[str, ...] = field(default=(), metadata={"doc": "Entrypoint (exec form)."})
     cmd: tuple[str, ...] = field(default=(), metadata={"doc": "Command (exec form)."})

@@ -11,6 +11,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+import requests
+
 from tests.testing import repos, serving
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
 from tests.testing.procs import free_port
@@ -44,6 +46,10 @@ def test_the_native_image_serves_the_same_predictions_as_the_host(
         "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
         "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}", "SOURCE_DATE_EPOCH": "1700000000"})
     assert built.returncode == 0, built.stderr
+    manifest = requests.get(f"{registry.url}/v2/ml/credit-model/manifests/t1", timeout=10,
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).json()
+    assert [layer["mediaType"].rsplit(".", 1)[1] for layer in manifest["layers"][-3:]] == [
+        "tar+gzip", "tar+gzip", "tar"]  # dependencies, code, and the weights uncompressed (the default)
     _assert_serves_like_the_host(built.stdout.strip(), example, tmp_path, buildah_env, "python3")
 
 

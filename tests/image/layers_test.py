@@ -1,23 +1,28 @@
-"""Layers are reproducible: different mtimes, umask and owners give the same digest."""
+"""Layers are reproducible: different mtimes, umask and owners give the same digest, in every compression;
+every mtime is the documented constant."""
 from __future__ import annotations
 
+import datetime
 import gzip
+import hashlib
 import io
 import os
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from mlci.image.entries import Collector
-from mlci.image.layers import Layer
+from mlci.image.layers import LAYER_MTIME, MEDIA_TYPES, Compression, Layer, zstd_module
 from mlci.image.layers import build_layer as _build_layer
 from mlci.image.scan import Scanner
 
 
-def build_layer(sources: list[tuple[Path, str]], out: Path, mtime: int) -> Layer:
+def build_layer(sources: list[tuple[Path, str]], out: Path, compression: Compression = "gzip") -> Layer:
     """A layer of whole directories (root on disk, directory in the image), no secrets to look for."""
     entries = [e for root, target in sources
                for e in Collector(root.parent, dvc_cache=lambda: None).entries([(root.name, target)])]
-    return _build_layer(entries, out, mtime, Scanner([]))
+    return _build_layer(entries, out, Scanner([]), compression)
 
 
 def _tree(root: Path, mtime: int, umask: int, owner: int) -> Path:
@@ -37,22 +42,37 @@ def _tree(root: Path, mtime: int, umask: int, owner: int) -> Path:
     return root / "src"
 
 
-def test_same_files_give_the_same_digest(tmp_path: Path) -> None:
-    a = build_layer([(_tree(tmp_path / "a", 1_000_000, 0o022, 0), "/app")], tmp_path / "out-a", 1_700_000_000)
-    b = build_layer([(_tree(tmp_path / "b", 2_000_000, 0o077, 1234), "/app")], tmp_path / "out-b", 1_700_000_000)
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+def test_same_files_give_the_same_digest(tmp_path: Path, compression: Compression) -> None:
+    a = build_layer([(_tree(tmp_path / "a", 1_000_000, 0o022, 0), "/app")], tmp_path / "out-a", compression)
+    b = build_layer([(_tree(tmp_path / "b", 2_000_000, 0o077, 1234), "/app")], tmp_path / "out-b", compression)
     assert (a.digest, a.diff_id, a.size) == (b.digest, b.diff_id, b.size)
-    assert a.path.read_bytes() == b.path.read_bytes()
-    c = build_layer([(_tree(tmp_path / "c", 1_000_000, 0o022, 0), "/app")], tmp_path / "out-c", 1_700_000_001)
-    assert c.digest != a.digest  # the layer mtime is an input
+    assert a.path is not None and b.path is not None and a.path.read_bytes() == b.path.read_bytes()
+    assert a.media_type == MEDIA_TYPES[compression]
+    assert (a.digest == a.diff_id) == (compression == "none")
 
 
-def test_entries_are_sorted_normalised_and_owned_by_root(tmp_path: Path) -> None:
-    layer = build_layer([(_tree(tmp_path / "t", 5, 0o077, 4321), "/opt/app")], tmp_path / "out", 42)
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer.path.read_bytes()))) as tar:
-        members = tar.getmembers()
+def _members(layer: Layer) -> list[tarfile.TarInfo]:
+    assert layer.path is not None
+    data = layer.path.read_bytes()
+    if layer.media_type.endswith("+gzip"):
+        data = gzip.decompress(data)
+    elif layer.media_type.endswith("+zstd"):
+        data = zstd_module().decompress(data)
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == layer.diff_id
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getmembers()
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+def test_entries_are_sorted_normalised_owned_by_root_and_stamped_with_the_constant(
+        tmp_path: Path, compression: Compression) -> None:
+    layer = build_layer([(_tree(tmp_path / "t", 5, 0o077, 4321), "/opt/app")], tmp_path / "out", compression)
+    members = _members(layer)
     assert [m.name for m in members] == ["opt", "opt/app", "opt/app/link", "opt/app/pkg", "opt/app/pkg/serve.py",
                                          "opt/app/run.sh"]
-    assert {(m.uid, m.gid, m.uname, m.mtime) for m in members} == {(0, 0, "", 42)}
+    assert {(m.uid, m.gid, m.uname, m.mtime) for m in members} == {(0, 0, "", LAYER_MTIME)}
+    assert LAYER_MTIME == int(datetime.datetime(1980, 1, 1, 0, 0, 1, tzinfo=datetime.UTC).timestamp())
     modes = {m.name: m.mode for m in members}
     assert modes["opt/app/pkg/serve.py"] == 0o644 and modes["opt/app/run.sh"] == 0o755
     assert modes["opt/app/pkg"] == 0o755 and members[2].issym() and members[2].linkname == "run.sh"

@@ -51,11 +51,11 @@ def test_a_layer_with_a_secret_in_a_file_or_a_name_is_refused_naming_it(tmp_path
     (tmp_path / "src" / "settings.py").write_bytes(os.urandom(3 << 20) + SECRET.encode() + b"\n")
     collector = Collector(tmp_path, dvc_cache=lambda: None)
     with pytest.raises(SecretInImage, match=r"^src/settings\.py: holds the value"):
-        build_layer(collector.entries([("src", "app/src")]), tmp_path / "out", 0, Scanner([SECRET]))
+        build_layer(collector.entries([("src", "app/src")]), tmp_path / "out", Scanner([SECRET]))
     (tmp_path / "src" / "settings.py").unlink()
     (tmp_path / "src" / f"dump-{SECRET}.txt").write_text("")
     with pytest.raises(SecretInImage, match=r"^src/dump-.*\.txt: holds the value"):
-        build_layer(collector.entries([("src", "app/src")]), tmp_path / "out", 0, Scanner([SECRET]))
+        build_layer(collector.entries([("src", "app/src")]), tmp_path / "out", Scanner([SECRET]))
 
 
 def _bytes_read() -> int:
@@ -73,6 +73,6 @@ def test_a_large_file_is_read_once_to_tar_hash_and_scan_it(tmp_path: Path) -> No
             handle.write(os.urandom(1 << 20))
     entries = Collector(tmp_path, dvc_cache=lambda: None).entries([("model", "app/model")])
     before = _bytes_read()
-    layer = build_layer(entries, tmp_path / "out", 0, Scanner([SECRET, "x" * 40]))
+    layer = build_layer(entries, tmp_path / "out", Scanner([SECRET, "x" * 40]))
     read = _bytes_read() - before
     assert layer.size > size and size <= read < size * 1.2  # one pass over the weights, not two

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from mlci import cli
+from mlci.image.layers import zstd_module
 from tests.testing.gitlab_ci_local import make_git_repo
 
 
@@ -52,7 +53,8 @@ def build(repo: Path, capsys: pytest.CaptureFixture[str], *args: str) -> Run:
 
 
 def layout_blobs(layout: Path) -> dict[str, bytes]:
-    """Every blob of a layout by digest, gzip layers decompressed, plus index.json and oci-layout."""
+    """Every blob of a layout by digest, gzip layers decompressed, plus index.json and oci-layout (plain-tar
+    layers are as they are)."""
     found = {name: (layout / name).read_bytes() for name in ("index.json", "oci-layout")}
     for blob in (layout / "blobs" / "sha256").iterdir():
         data = blob.read_bytes()
@@ -69,11 +71,21 @@ def image_files(layout: Path, tag: str) -> dict[str, tarfile.TarInfo | bytes]:
     members: dict[str, tarfile.TarInfo | bytes] = {}
     for layer in manifest["layers"]:
         data = (layout / "blobs" / "sha256" / layer["digest"].split(":")[1]).read_bytes()
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+        with tarfile.open(fileobj=io.BytesIO(uncompressed(layer["mediaType"], data))) as tar:
             for member in tar.getmembers():
                 handle = tar.extractfile(member) if member.isreg() else None
                 members[member.name] = handle.read() if handle is not None else member
     return members
+
+
+def uncompressed(media_type: str, data: bytes) -> bytes:
+    """A layer blob's tar, by its media type (gzip, zstd or a plain tar)."""
+    if media_type.endswith("+gzip"):
+        return gzip.decompress(data)
+    if media_type.endswith("+zstd"):
+        return bytes(zstd_module().decompress(data))
+    assert media_type == "application/vnd.oci.image.layer.v1.tar", media_type
+    return data
 
 
 def tree(root: Path) -> set[str]:
