@@ -6,17 +6,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mlci.core import proc
-from mlci.core.errors import EnvironmentProblem, PipelineFailed, UsageError
+from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.log import logger
-from mlci.image import cache
+from mlci.image import cache, deps, python
 from mlci.image.entries import Collector, Entry
 from mlci.image.labels import created
 from mlci.image.layers import LAYER_MEDIA_TYPE, Layer, build_layer
@@ -93,23 +91,20 @@ def build_key(settings: ImageSettings, root: Path, inputs: Inputs, base_digest: 
 
 
 def _layers(settings: ImageSettings, root: Path, inputs: Inputs, work: Path, mtime: int, dest: Endpoint,
-            scanner: Scanner) -> list[tuple[str, Layer]]:
+            scanner: Scanner, base: Base) -> list[tuple[str, Layer]]:
     """The three layers; one whose inputs are unchanged and whose blob `dest` has is not rebuilt."""
     specs: list[tuple[str, object, Callable[[], Layer]]] = []
     if inputs.lock:
         lock = inputs.lock
 
-        def deps() -> Layer:
+        def deps_layer() -> Layer:
             target = work / "deps"
-            result = proc.run((sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
-                               "--no-compile", "--disable-pip-version-check", "--target", str(target),
-                               "-r", str(root / lock), *settings.pip_args), cwd=root, stream=True, check=False)
-            if result.returncode != 0:
-                raise PipelineFailed(f"pip could not install image.lock {lock} (exit {result.returncode}):\n"
-                                     f"{result.tail(20)}")
+            deps.install(python.target(settings.python, settings.libc, base, str(settings.base)), root, lock,
+                         settings.pip_args, target)
             entries = Collector(target, dvc_cache=lambda: None).entries([(".", DEPS_DIR)])
             return build_layer(entries, work / "layers", mtime, scanner)
-        specs.append(("dependencies", [cache.file_sha256(root / lock), settings.pip_args, sys.version], deps))
+        specs.append(("dependencies", [cache.file_sha256(root / lock), settings.pip_args,
+                                       deps.platform_key(settings.python, settings.libc, base)], deps_layer))
     for name, entries in (("code", inputs.code), ("artifacts", inputs.artifacts)):
         if entries:
             def files(entries: list[Entry] = entries) -> Layer:
@@ -169,7 +164,7 @@ def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endp
     base_ep, base_manifest, base_config = base
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
         work = Path(tmp)
-        layers = _layers(settings, root, inputs, work, mtime, dest, scanner)
+        layers = _layers(settings, root, inputs, work, mtime, dest, scanner, base)
         stage = Layout(work / "stage")
         stage.init()
         for _, layer in layers:
