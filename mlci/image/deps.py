@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -117,12 +116,12 @@ def _rewrite_records(target: Path, changed: dict[str, bytes | None]) -> None:
 def platform_key(python: str | None, libc: str | None, base: Base) -> list[object]:
     """What stands for the target platform in the dependency layer's input hash, known without reading the
     base's layers (a reused layer never needs detection): image.python and image.libc with the machine when
-    both are set, else the base's config digest (its diff_ids fix every file detection reads) and the
-    override given, if any."""
+    both are set, else the base's manifest digest (it names every layer detection reads) and the override
+    given, if any."""
     _, manifest, config = base
     if python and libc:
         return ["platform", python, libc, config.get("architecture"), config.get("variant")]
     if manifest is None:
         raise ConfigError(["image.lock: the base is empty (scratch): it has no Python to install for; name a "
                           "base with Python in image.base, or set image.python and image.libc"])
-    return ["base", json.loads(manifest.data)["config"]["digest"], python, libc]
+    return ["base", manifest.digest, python, libc]

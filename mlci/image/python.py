@@ -1,6 +1,6 @@
 """The base image's Python and C library, read from its layers (never run): the version and ABI of the
 `python3` on its PATH, glibc's or musl's version, and the architecture from its config. Overridden by
-`image.python` / `image.libc`; cached by the base's config digest in mlci's cache dir (a hint)."""
+`image.python` / `image.libc`; cached by the base's manifest digest in mlci's cache dir (a hint)."""
 from __future__ import annotations
 
 import gzip
@@ -11,6 +11,7 @@ import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import IO, Any, Literal
 
 from mlci.core import fsutil
@@ -134,14 +135,13 @@ def target(settings_python: str | None, settings_libc: str | None,
     return Platform((python[0], python[1]), python[2], libc[0], (libc[1], libc[2]), arch, interpreter)
 
 
-def _hint_path(config_digest: str) -> Any:
-    return fsutil.cache_dir() / "base-platforms" / f"{config_digest.replace(':', '-')}.json"
+def _hint_path(digest: str) -> Path:
+    return fsutil.cache_dir() / "base-platforms" / f"{digest.replace(':', '-')}.json"
 
 
 def detect_cached(endpoint: Endpoint, manifest: Manifest, config: dict[str, Any], shown: str) -> Found:
-    """`detect`, remembered by the base's config digest (its content: diff_ids) in mlci's cache dir."""
-    config_digest = str(json.loads(manifest.data)["config"]["digest"])
-    hint = _hint_path(config_digest)
+    """`detect`, remembered by the base's manifest digest (it names every layer) in mlci's cache dir."""
+    hint = _hint_path(manifest.digest)
     try:
         return Found.from_json(hint.read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError, IndexError):
