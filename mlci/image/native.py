@@ -79,6 +79,7 @@ def build_key(settings: ImageSettings, root: Path, inputs: Inputs, base_digest: 
         "base": base_digest,
         "lock": cache.file_sha256(root / inputs.lock) if inputs.lock else None,
         "pip_args": settings.pip_args,
+        "platform": [settings.python, settings.libc],  # the dependency layer's wheels (else read from the base)
         "code": fingerprint(inputs.code),
         "artifacts": fingerprint(inputs.artifacts),
         "config": [settings.workdir, settings.entrypoint, settings.cmd, sorted(settings.env.items()),

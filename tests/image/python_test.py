@@ -4,10 +4,7 @@ and hand-made layers for the layouts other bases have (python:3.12's /usr/local 
 the real registry (a stream that cannot seek)."""
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -18,58 +15,14 @@ from mlci.image import python
 from mlci.oci.copy import LayoutEndpoint, copy, open_endpoint
 from mlci.oci.layout import Layout
 from mlci.oci.reference import parse
-from mlci.oci.registry import OCI_MANIFEST, Manifest, sha256_digest
+from mlci.oci.registry import Manifest
+from tests.image.bases import DEBIAN_311, GLIBC_236, Entry, image
 from tests.testing.images import BASE_TAG, base_layout
 from tests.testing.registry import Registry
-
-GLIBC_236 = b"\x7fELF...GNU C Library (Debian GLIBC 2.36-9+deb12u7) stable release version 2.36.\n..."
-Entry = tuple[str, str, bytes | str]  # name, kind (file|link|hard|dir), content or link target
-
-
-def _layer(entries: list[Entry], compress: bool) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, kind, value in entries:
-            info = tarfile.TarInfo(name)
-            if kind == "file":
-                assert isinstance(value, bytes)
-                info.size, info.mode = len(value), 0o755
-                tar.addfile(info, io.BytesIO(value))
-                continue
-            info.type = {"link": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE, "dir": tarfile.DIRTYPE}[kind]
-            info.linkname = str(value)
-            tar.addfile(info)
-    return gzip.compress(buffer.getvalue(), mtime=0) if compress else buffer.getvalue()
-
-
-def _image(tmp_path: Path, layers: list[list[Entry]], *, compress: bool = False,
-           config: dict[str, Any] | None = None) -> tuple[LayoutEndpoint, Manifest, dict[str, Any]]:
-    layout = Layout(tmp_path / "base")
-    layout.init()
-    descriptors = []
-    for entries in layers:
-        blob = _layer(entries, compress)
-        layout.put_blob(sha256_digest(blob), io.BytesIO(blob))
-        descriptors.append({"mediaType": "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else ""),
-                            "digest": sha256_digest(blob), "size": len(blob)})
-    doc = {"architecture": "amd64", "os": "linux", "config": {}, **(config or {})}
-    data = json.dumps(doc).encode()
-    layout.put_blob(sha256_digest(data), io.BytesIO(data))
-    manifest_data = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": descriptors, "config": {
-        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(data),
-        "size": len(data)}}).encode()
-    manifest = Manifest(manifest_data, OCI_MANIFEST, sha256_digest(manifest_data))
-    layout.put_manifest(manifest, "t")
-    return LayoutEndpoint(layout), manifest, doc
 
 
 def _detect(image: tuple[LayoutEndpoint, Manifest, dict[str, Any]]) -> python.Found:
     return python.detect(*image, "base")
-
-
-DEBIAN_311: list[Entry] = [("usr/bin/python3.11", "file", b"\x7fELF"), ("usr/bin/python3", "link", "python3.11"),
-              ("usr/lib/python3.11", "dir", ""), ("usr/lib/x86_64-linux-gnu/libc.so.6", "file", GLIBC_236),
-              ("bin", "link", "usr/bin"), ("lib", "link", "usr/lib")]
 
 
 def test_the_debian_base_is_cpython_311_on_glibc_236() -> None:
@@ -89,53 +42,53 @@ def test_the_python3_on_the_images_path_wins_over_the_distributions(tmp_path: Pa
                              ("usr/local/bin/python3", "link", "python3.12"), ("usr/local/lib/python3.12", "dir", "")]
     path = {"config": {"Env": ["PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
                                "PYTHON_VERSION=3.12.7"]}}
-    found = _detect(_image(tmp_path, [DEBIAN_311, official], compress=True, config=path))
+    found = _detect(image(tmp_path, [DEBIAN_311, official], compress=True, config=path))
     assert found == python.Found((3, 12, ""), "/usr/local/bin/python3", ("glibc", 2, 36))
     reordered = {"config": {"Env": ["PATH=/usr/bin:/usr/local/bin"]}}
-    assert _detect(_image(tmp_path / "2", [DEBIAN_311, official], config=reordered)).python == (3, 11, "")
+    assert _detect(image(tmp_path / "2", [DEBIAN_311, official], config=reordered)).python == (3, 11, "")
 
 
 def test_a_later_layers_whiteouts_and_opaque_dirs_remove_what_lies_below(tmp_path: Path) -> None:
     removed: list[Entry] = [("usr/bin/.wh.python3", "file", b""), ("usr/bin/.wh.python3.11", "file", b"")]
-    assert _detect(_image(tmp_path / "a", [DEBIAN_311, removed])).python is None
+    assert _detect(image(tmp_path / "a", [DEBIAN_311, removed])).python is None
     opaque: list[Entry] = [("usr/bin/.wh..wh..opq", "file", b""), ("usr/bin/python3.13t", "file", b"\x7fELF"),
               ("usr/bin/python3", "link", "python3.13t")]
-    assert _detect(_image(tmp_path / "b", [DEBIAN_311, opaque])).python == (3, 13, "t")
+    assert _detect(image(tmp_path / "b", [DEBIAN_311, opaque])).python == (3, 13, "t")
     libc_gone: list[Entry] = [("usr/lib/.wh.x86_64-linux-gnu", "file", b"")]
-    assert _detect(_image(tmp_path / "c", [DEBIAN_311, libc_gone])).libc is None
+    assert _detect(image(tmp_path / "c", [DEBIAN_311, libc_gone])).libc is None
     usr_replaced: list[Entry] = [("usr", "link", "/opt/nothing")]  # a dir replaced by a link: nothing below stays
-    assert _detect(_image(tmp_path / "d", [DEBIAN_311, usr_replaced])) == python.Found(None, None, None)
+    assert _detect(image(tmp_path / "d", [DEBIAN_311, usr_replaced])) == python.Found(None, None, None)
 
 
 def test_alpine_musl_and_rhel_lib64_and_an_old_glibcs_file_name(tmp_path: Path) -> None:
     alpine: list[Entry] = [("lib/ld-musl-x86_64.so.1", "file", b"\x7fELF\x00musl\x00" + b"\x001.2.5\x00" + b"rest"),
               ("lib/libc.musl-x86_64.so.1", "link", "ld-musl-x86_64.so.1"),
               ("usr/local/bin/python3.12", "file", b"\x7fELF"), ("usr/local/bin/python3", "link", "python3.12")]
-    found = _detect(_image(tmp_path / "alpine", [alpine]))
+    found = _detect(image(tmp_path / "alpine", [alpine]))
     assert found == python.Found((3, 12, ""), "/usr/local/bin/python3", ("musl", 1, 2))
     ubi: list[Entry] = [("usr/lib64/libc.so.6", "file", b"GLIBC_2.2.5\x00GLIBC_2.28\x00GLIBC_2.3\x00no banner"),
            ("lib64", "link", "usr/lib64"), ("usr/bin/python3.9", "file", b""), ("usr/bin/python3", "link",
                                                                                 "/etc/alternatives/python3"),
            ("etc/alternatives/python3", "link", "/usr/bin/python3.9")]
-    assert _detect(_image(tmp_path / "ubi", [ubi])) == python.Found((3, 9, ""), "/usr/bin/python3", ("glibc", 2, 28))
+    assert _detect(image(tmp_path / "ubi", [ubi])) == python.Found((3, 9, ""), "/usr/bin/python3", ("glibc", 2, 28))
     buster: list[Entry] = [("lib/x86_64-linux-gnu/libc-2.28.so", "file", b"\x7fELF"),
               ("lib/x86_64-linux-gnu/libc.so.6", "link", "libc-2.28.so"), ("usr/bin/python3.7", "file", b"")]
-    found = _detect(_image(tmp_path / "buster", [buster]))  # no python3 link: the only python3.X found
+    found = _detect(image(tmp_path / "buster", [buster]))  # no python3 link: the only python3.X found
     assert found == python.Found((3, 7, ""), "/usr/bin/python3.7", ("glibc", 2, 28))
 
 
 def test_detection_over_the_registrys_stream(registry: Registry, tmp_path: Path) -> None:
     """A registry's blob is a stream that cannot seek: the tar is read as one."""
-    image = _image(tmp_path, [DEBIAN_311])
+    source, _, config = image(tmp_path, [DEBIAN_311])
     dest, _ = open_endpoint(parse(f"docker://{registry.host}/base/debian:t"), (registry.host,))
-    copy(image[0], "t", dest, "t")
-    found = python.detect(dest, dest.get_manifest("t"), image[2], "base")
+    copy(source, "t", dest, "t")
+    found = python.detect(dest, dest.get_manifest("t"), config, "base")
     assert found == python.Found((3, 11, ""), "/usr/bin/python3", ("glibc", 2, 36))
 
 
 def test_detection_is_remembered_by_the_bases_manifest_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
-    endpoint, manifest, config = _image(tmp_path, [DEBIAN_311])
+    endpoint, manifest, config = image(tmp_path, [DEBIAN_311])
     first = python.detect_cached(endpoint, manifest, config, "base")
     for layer in json.loads(manifest.data)["layers"]:  # the layers are not read again
         endpoint.layout.blob_path(layer["digest"]).unlink()
@@ -146,10 +99,10 @@ def test_detection_is_remembered_by_the_bases_manifest_digest(tmp_path: Path, mo
 def test_overrides_win_and_a_base_without_python_is_refused(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
-    image = _image(tmp_path, [DEBIAN_311])
-    assert str(python.target("3.12", None, image, "b")) == "CPython 3.12 on glibc 2.36 x86_64"
-    assert str(python.target(None, "musl 1.1", image, "b")) == "CPython 3.11 on musl 1.1 x86_64"
-    no_python = _image(tmp_path / "2", [[("usr/lib/x86_64-linux-gnu/libc.so.6", "file", GLIBC_236)]])
+    debian = image(tmp_path, [DEBIAN_311])
+    assert str(python.target("3.12", None, debian, "b")) == "CPython 3.12 on glibc 2.36 x86_64"
+    assert str(python.target(None, "musl 1.1", debian, "b")) == "CPython 3.11 on musl 1.1 x86_64"
+    no_python = image(tmp_path / "2", [[("usr/lib/x86_64-linux-gnu/libc.so.6", "file", GLIBC_236)]])
     with pytest.raises(ConfigError, match=r"^image.lock: the base oci:x has no python3 on its PATH"):
         python.target(None, None, no_python, "oci:x")
     with pytest.raises(ConfigError, match=r"is scratch|empty \(scratch\)"):
@@ -158,8 +111,8 @@ def test_overrides_win_and_a_base_without_python_is_refused(tmp_path: Path,
         == "aarch64"
     for bad, message in [("3", "image.python: '3' is not a Python version"), ("2.7", "CPython 3.7 or newer")]:
         with pytest.raises(ConfigError, match=message):
-            python.target(bad, "glibc 2.36", image, "b")
+            python.target(bad, "glibc 2.36", debian, "b")
     with pytest.raises(ConfigError, match=r"image\.libc: 'uclibc 1\.0' is not like"):
-        python.target("3.11", "uclibc 1.0", image, "b")
+        python.target("3.11", "uclibc 1.0", debian, "b")
     with pytest.raises(ConfigError, match="is windows/amd64"):
         python.target("3.11", "glibc 2.36", (None, None, {"architecture": "amd64", "os": "windows"}), "b")
