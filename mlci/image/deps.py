@@ -15,7 +15,7 @@ from typing import Any
 from mlci.core import fsutil, proc
 from mlci.core.errors import ConfigError, PipelineFailed
 from mlci.core.log import logger
-from mlci.image.python import Platform
+from mlci.image.python import Platform, parse_libc, parse_python
 from mlci.oci.copy import Endpoint
 from mlci.oci.registry import Manifest
 
@@ -119,6 +119,9 @@ def platform_key(python: str | None, libc: str | None, base: Base) -> list[objec
     both are set, else the base's manifest digest (it names every layer detection reads) and the override
     given, if any."""
     _, manifest, config = base
+    for value, parse in ((python, parse_python), (libc, parse_libc)):
+        if value:
+            parse(value)  # a bad override is refused before anything is built
     if python and libc:
         return ["platform", python, libc, config.get("architecture"), config.get("variant")]
     if manifest is None:

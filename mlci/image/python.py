@@ -246,9 +246,9 @@ def _read_layer(tar: tarfile.TarFile) -> tuple[dict[str, tuple[str, str]], dict[
             layer[path] = ("file", "")
             if _norm(member.linkname) in contents:
                 contents[path] = contents[_norm(member.linkname)]
-        elif member.isfile() and _RECORDED.fullmatch(base):
+        elif member.isfile() and (_RECORDED.fullmatch(base) or _musl_libc(parent, base)):
             layer[path] = ("file", "")
-            if _READ.fullmatch(base) and member.size <= _MAX_READ:
+            if (_READ.fullmatch(base) or _musl_libc(parent, base)) and member.size <= _MAX_READ:
                 extracted = tar.extractfile(member)
                 if extracted is not None:
                     contents[path] = extracted.read()
@@ -256,6 +256,11 @@ def _read_layer(tar: tarfile.TarFile) -> tuple[dict[str, tuple[str, str]], dict[
             layer[path] = ("dir", "")
         tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every member it read: detection needs none of them again
     return layer, contents, removed, opaque
+
+
+def _musl_libc(parent: str, base: str) -> bool:
+    """musl's libc.so where a distribution's loader links to it (Debian: lib/x86_64-linux-musl/libc.so)."""
+    return base == "libc.so" and "musl" in posixpath.basename(parent)
 
 
 def _config_path(config: dict[str, Any]) -> list[str]:
@@ -269,6 +274,9 @@ def detect(endpoint: Endpoint, manifest: Manifest, config: dict[str, Any], shown
     """Read the base's layers, bottom up: tar headers, and the content of libc.so.6 / the musl loader only."""
     tree = _Tree()
     layers = json.loads(manifest.data)["layers"]
+    size = sum(int(layer.get("size", 0)) for layer in layers)
+    logger.info("mlci: reading the base's %d layer(s) (%.1f MB) for its Python and C library (image.python and "
+                "image.libc skip this)", len(layers), size / 1e6)
     for layer in layers:
         digest, media_type = str(layer["digest"]), str(layer.get("mediaType", ""))
         try:

@@ -80,3 +80,12 @@ def test_a_scratch_base_with_a_lock_needs_the_platform_named(tmp_path: Path,
     run = build(repo, capsys, "--tag", "v1")
     assert run.code == 2 and "image.lock: the base is empty (scratch)" in run.err, run.err
     assert "set image.python and image.libc" in run.err and "Traceback" not in run.err
+
+
+def test_an_override_that_does_not_parse_is_exit_2_before_anything_is_built(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    image(tmp_path, [DEBIAN_311])
+    monkeypatch.setenv("MLCI_IMAGE_LIBC", "glibc2.36")
+    run = build(_repo(tmp_path, f"oci:{tmp_path / 'base'}:t"), capsys, "--tag", "v1")
+    assert run.code == 2 and "image.libc: 'glibc2.36' is not like 'glibc 2.36' or 'musl 1.2'" in run.err, run.err
+    assert "layer: building" not in run.err and not (tmp_path / "out").exists()

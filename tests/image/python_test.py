@@ -66,6 +66,9 @@ def test_alpine_musl_and_rhel_lib64_and_an_old_glibcs_file_name(tmp_path: Path) 
               ("usr/local/bin/python3.12", "file", b"\x7fELF"), ("usr/local/bin/python3", "link", "python3.12")]
     found = _detect(image(tmp_path / "alpine", [alpine]))
     assert found == python.Found((3, 12, ""), "/usr/local/bin/python3", ("musl", 1, 2))
+    debian_musl: list[Entry] = [("lib/x86_64-linux-musl/libc.so", "file", b"\x7fELF\x001.2.3\x00"),
+                                ("lib/ld-musl-x86_64.so.1", "link", "x86_64-linux-musl/libc.so")]
+    assert _detect(image(tmp_path / "debian-musl", [debian_musl])).libc == ("musl", 1, 2)
     ubi: list[Entry] = [("usr/lib64/libc.so.6", "file", b"GLIBC_2.2.5\x00GLIBC_2.28\x00GLIBC_2.3\x00no banner"),
            ("lib64", "link", "usr/lib64"), ("usr/bin/python3.9", "file", b""), ("usr/bin/python3", "link",
                                                                                 "/etc/alternatives/python3"),
