@@ -115,10 +115,9 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
     for name, value in labels.items():
         scanner.check(value, f"label {name}")
     base = base_image(settings) if settings.builder == "native" else (None, None, {})
-    base_digest = base[1].digest if base[1] else None
     try:
         inputs = gather(settings, collector, plan.paths, recorded, pull)
-        key = build_key(settings, root, inputs, base_digest, labels)
+        key = build_key(settings, root, inputs, base, labels)
     finally:
         cache.save_file_hashes()
     key_tag = KEY_PREFIX + key[:40]

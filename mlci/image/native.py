@@ -7,17 +7,15 @@ import hashlib
 import io
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mlci.core import proc
-from mlci.core.errors import EnvironmentProblem, PipelineFailed, UsageError
+from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.log import logger
-from mlci.image import cache
+from mlci.image import cache, deps, python
 from mlci.image.entries import Collector, Entry
 from mlci.image.labels import created
 from mlci.image.layers import Compression, Layer, build_layer
@@ -153,29 +151,27 @@ def fingerprint(entries: Iterable[Entry]) -> list[tuple[str, str, bool, str]]:
             for e in entries]
 
 
-def dependency_inputs(settings: ImageSettings, root: Path, lock: str) -> list[Any]:
-    """What the dependency layer's input hash covers: the lock, pip's arguments, the Python it installs for."""
-    return [cache.file_sha256(root / lock), list(settings.pip_args), sys.version]
+def dependency_inputs(settings: ImageSettings, root: Path, lock: str, base: Base) -> list[Any]:
+    """What the dependency layer's input hash covers: the lock, pip's arguments, the platform it installs for
+    (the base's Python, C library and machine: deps.platform_key, never the host's)."""
+    return [cache.file_sha256(root / lock), list(settings.pip_args), deps.platform_key(settings.python,
+                                                                                      settings.libc, base)]
 
 
-def layer_specs(settings: ImageSettings, root: Path, inputs: Inputs) -> list[LayerSpec]:
+def layer_specs(settings: ImageSettings, root: Path, inputs: Inputs, base: Base) -> list[LayerSpec]:
     """The appended layers, in image order: dependencies (from the lock), code, artifacts."""
     specs: list[LayerSpec] = []
     if inputs.lock:
         lock = inputs.lock
 
-        def deps(work: Path, scanner: Scanner) -> Layer:
+        def dependency_layer(work: Path, scanner: Scanner) -> Layer:
             target = work / "deps"
-            result = proc.run((sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
-                               "--no-compile", "--disable-pip-version-check", "--target", str(target),
-                               "-r", str(root / lock), *settings.pip_args), cwd=root, stream=True, check=False)
-            if result.returncode != 0:
-                raise PipelineFailed(f"pip could not install image.lock {lock} (exit {result.returncode}):\n"
-                                     f"{result.tail(20)}")
+            deps.install(python.target(settings.python, settings.libc, base, str(settings.base)), root, lock,
+                         settings.pip_args, target)
             entries = Collector(target, dvc_cache=lambda: None).entries([(".", DEPS_DIR)])
             return build_layer(entries, work / "layers", scanner, settings.dependencies_compression)
-        specs.append(LayerSpec("dependencies", dependency_inputs(settings, root, lock),
-                               settings.dependencies_compression, deps))
+        specs.append(LayerSpec("dependencies", dependency_inputs(settings, root, lock, base),
+                               settings.dependencies_compression, dependency_layer))
     if inputs.code:
         code = inputs.code
         specs.append(LayerSpec("code", fingerprint(code), settings.code_compression,
@@ -189,8 +185,7 @@ def layer_specs(settings: ImageSettings, root: Path, inputs: Inputs) -> list[Lay
     return specs
 
 
-def build_key(settings: ImageSettings, root: Path, inputs: Inputs, base_digest: str | None,
-              labels: dict[str, str]) -> str:
+def build_key(settings: ImageSettings, root: Path, inputs: Inputs, base: Base, labels: dict[str, str]) -> str:
     """sha256 over every input: base digest, each layer's input hash (lock, code, and the artifacts as DVC
     recorded them: no weight is read or pulled for it), the image config and mlci's content labels. The
     commit's own labels (revision, created) are not inputs: a commit that changes none of the inputs reuses
@@ -199,8 +194,8 @@ def build_key(settings: ImageSettings, root: Path, inputs: Inputs, base_digest: 
     native = settings.builder == "native"
     key = {
         "builder": settings.builder,
-        "base": base_digest,
-        "layers": [(spec.name, spec.key) for spec in layer_specs(settings, root, inputs)] if native else None,
+        "base": base[1].digest if base[1] else None,
+        "layers": [(spec.name, spec.key) for spec in layer_specs(settings, root, inputs, base)] if native else None,
         "config": [settings.workdir, settings.entrypoint, settings.cmd, sorted(settings.env.items()),
                    settings.port, settings.user],
         "labels": sorted(content_labels.items()),
@@ -280,7 +275,7 @@ def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endp
     base_ep, base_manifest, base_config = base
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
         work = Path(tmp)
-        appended = _layers(layer_specs(settings, root, inputs), work, dest, scanner)
+        appended = _layers(layer_specs(settings, root, inputs, base), work, dest, scanner)
         layers = [(a.spec.name, a.layer) for a in appended]
         stage = Layout(work / "stage")
         stage.init()

@@ -27,6 +27,12 @@ class ImageSettings:
     lock: str | None = field(default=None, metadata={"doc": (
         "Requirements, every one pinned (==) and hashed (pip-compile/uv --generate-hashes), installed into "
         "the dependency layer (/opt/mlci/site-packages).")})
+    python: str | None = field(default=None, metadata={"doc": (
+        "The image's Python for the dependency layer's wheels, e.g. \"3.12\" (\"3.13t\": free-threaded); "
+        "default: read from the base (the python3 on its PATH).")})
+    libc: str | None = field(default=None, metadata={"doc": (
+        "The image's C library for the wheels' platform tags: \"glibc 2.36\" or \"musl 1.2\"; default: read "
+        "from the base. With both this and image.python set, the base's layers are never read for them.")})
     pip_args: tuple[str, ...] = field(default=(), metadata={"doc": (
         "Where pip finds wheels, e.g. [--no-index, --find-links, wheelhouse] or [--index-url, URL].")})
     code: tuple[str, ...] = field(default=("src",), metadata={"doc": (

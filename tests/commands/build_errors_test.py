@@ -129,7 +129,8 @@ def test_nothing_configured_is_a_skip_not_an_error(tmp_path: Path, capsys: pytes
 def _locked_repo(tmp_path: Path, lock: str, **image: object) -> Path:
     digest = wheel(tmp_path / "repo" / "wheelhouse")
     (tmp_path / "repo" / "requirements.lock").write_text(lock.format(digest=digest))
-    return _repo(tmp_path, lock="requirements.lock", pip_args=["--no-index", "--find-links", "wheelhouse"], **image)
+    return _repo(tmp_path, lock="requirements.lock", pip_args=["--no-index", "--find-links", "wheelhouse"],
+                 python="3.11", libc="glibc 2.36", **image)  # a scratch base: the platform is named
 
 
 @pytest.mark.parametrize("lock, message", [

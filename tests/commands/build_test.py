@@ -21,6 +21,7 @@ def _model_repo(path: Path, registry_name: str, plain_http: str) -> Path:
     (path / "requirements.lock").write_text(f"tinydep==1.0 --hash=sha256:{digest}\n")
     (path / "mlci.yaml").write_text(json.dumps({"version": 1, "image": {
         "name": registry_name, "plain_http": [plain_http], "lock": "requirements.lock",
+        "python": "3.11", "libc": "glibc 2.36",  # a scratch base: the dependency layer's platform is named
         "pip_args": ["--no-index", "--find-links", "wheelhouse"], "code": ["src"], "artifacts": ["model"],
         "entrypoint": ["python3", "src/serve.py"], "port": 8080, "user": "10001", "env": {"MODEL": "model"}}}))
     return make_git_repo(path)
