@@ -77,7 +77,7 @@ class Results:
 
 
 def mb(n: int | float) -> str:
-    return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e6:.2f} MB" if n < 10e6 else f"{n / 1e6:.1f} MB"
 
 
 class Size:
@@ -123,6 +123,8 @@ def case_first(size: Size, results: Results, cases: set[str]) -> None:
         ok = rate >= TARGETS["first_mbps"] and run.rss_mb <= TARGETS["first_rss_mb"]
         results.add("first", f"| {size.weights_mb} MB | {run.wall:.2f} s | {mb(inputs)} | {rate:.0f} MB/s | "
                     f"{run.rss_mb:.0f} MB | {mb(up)}", ok)
+    else:
+        print(f"  first build (for growth): {size.weights_mb} MB, {run.wall:.2f} s, {run.rss_mb:.0f} MB", flush=True)
 
 
 def case_warm(size: Size, results: Results) -> None:
