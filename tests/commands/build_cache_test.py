@@ -37,6 +37,7 @@ def _repo(path: Path, image: dict[str, object], s3: S3Server | None = None) -> P
     (path / "requirements.lock").write_text(f"tinydep==1.0 --hash=sha256:{digest}\n")
     (path / "mlci.yaml").write_text(json.dumps({"version": 1, "image": {
         "lock": "requirements.lock", "pip_args": ["--no-index", "--find-links", "wheelhouse"], "code": ["src"],
+        "python": "3.11", "libc": "glibc 2.36",  # a scratch base: the dependency layer's platform is named
         "artifacts": [WEIGHTS], **image}}))
     repos.git(path, "init", "-q", "-b", "main")
     repos.git(path, "config", "user.name", "t")

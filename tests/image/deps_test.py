@@ -130,7 +130,7 @@ def test_the_layer_does_not_depend_on_where_the_runners_venv_lives(tmp_path: Pat
         sha = base64.urlsafe_b64encode(hashlib.sha256(script).digest()).rstrip(b"=").decode()
         assert f"../../bin/tool,sha256={sha},{len(script)}\n" in record
         entries = Collector(target, dvc_cache=lambda: None).entries([(".", "opt/mlci/site-packages")])
-        layers.append(build_layer(entries, tmp_path / f"layers{number}", 1700000000, Scanner([])).digest)
+        layers.append(build_layer(entries, tmp_path / f"layers{number}", Scanner([]), "gzip").digest)
     assert raw[0].startswith(f"#!{pythons[0]}\n".encode()) and raw[1].startswith(b"#!/bin/sh\n'''exec' ")
     assert layers[0] == layers[1]
 
