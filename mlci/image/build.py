@@ -21,8 +21,10 @@ from mlci.image.native import base_image, build_key, build_native, gather, open_
 from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint
+from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Manifest
 from mlci.oci.reference import DockerRef, ImageRef, check_tag, parse
-from mlci.oci.registry import DOCKER_LIST, OCI_INDEX, Manifest, NotFound
+from mlci.oci.registry import NotFound
+from mlci.oci.settings import RegistrySettings
 
 KEY_PREFIX = "mlci-key-"
 
@@ -36,6 +38,7 @@ class Plan:
     destination: ImageRef
     name_tag: str | None  # a tag written in image.name itself
     paths: dict[str, tuple[str, ...]]  # code, artifacts, lock, context, dockerfile
+    registries: dict[str, RegistrySettings] = field(default_factory=dict)  # the `registries` section
 
 
 @dataclass
@@ -50,7 +53,8 @@ class BuildResult:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector: Collector) -> Plan:
+def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector: Collector,
+         registries: dict[str, RegistrySettings] | None = None) -> Plan:
     """Every check of the settings and `--tag` that needs no network and no build (exit 2)."""
     assert settings.name, "the caller skips the build when image.name is empty"
     destination = parse(settings.name)
@@ -83,7 +87,7 @@ def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector:
         if entry.kind == "dir" or not (root / lock).is_file():
             raise UsageError(f"image.lock: {lock}: not a file in {root}")
         lockfile.check(root / lock, lock)
-    return Plan(settings, root, destination, destination.tag, paths)
+    return Plan(settings, root, destination, destination.tag, paths, dict(registries or {}))
 
 
 def reference(plan: Plan, tag: str) -> str:
@@ -96,7 +100,7 @@ def reference(plan: Plan, tag: str) -> str:
 
 def open_destination(plan: Plan) -> Endpoint:
     """The destination, checked before any build: reachable, credentials accepted, writable."""
-    dest, _ = open_endpoint(plan.destination, plan.settings)
+    dest, _ = open_endpoint(plan.destination, plan.settings, plan.registries)
     dest.check_writable()
     return dest
 
@@ -107,7 +111,7 @@ def build(plan: Plan, dest: Endpoint, tag: str, mtime: int, labels: dict[str, st
     settings, root = plan.settings, plan.root
     for name, value in labels.items():
         scanner.check(value, f"label {name}")
-    base = base_image(settings) if settings.builder == "native" else (None, None, {})
+    base = base_image(settings, plan.registries) if settings.builder == "native" else (None, None, {})
     base_digest = base[1].digest if base[1] else None
     try:
         inputs = gather(settings, collector, plan.paths)

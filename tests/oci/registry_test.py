@@ -56,16 +56,16 @@ def test_tls_needs_the_ca_bundle(registry_tls: Registry, tmp_path: Path) -> None
 
 def test_blobs_stream_verified_and_upload_monolithic_or_chunked(registry: Registry) -> None:
     client = _client(registry)
-    for size, chunk in ((3000, None), (5 * 1024 + 7, 2048)):
+    for size, chunk in ((3000, None), (5 * 1024 + 7, 2048)):  # one PUT; PATCH chunks then PUT
         data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         digest = sha256_digest(data)
         assert not client.blob_exists("team/data", digest)
-        client.upload_blob("team/data", digest, io.BytesIO(data), len(data), chunk_size=chunk)
+        client.upload_blob("team/data", digest, len(data), lambda data=data: io.BytesIO(data), chunk_size=chunk)
         assert client.blob_exists("team/data", digest)
         with client.open_blob("team/data", digest) as stream:
             assert stream.read() == data
     with pytest.raises(RegistryError, match=r"DIGEST_INVALID|digest"):
-        client.upload_blob("team/data", "sha256:" + "1" * 64, io.BytesIO(b"other bytes"), 11)
+        client.upload_blob("team/data", "sha256:" + "1" * 64, 11, lambda: io.BytesIO(b"other bytes"))
 
 
 def test_tags_are_listed_across_pages(registry: Registry) -> None:
