@@ -1,0 +1,214 @@
+"""The OCI engine against the real registry through a fault-injecting proxy: resumable chunked uploads,
+a 401 mid-upload, concurrent blob copies, auth state shared by threads, indexes with two platforms."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy
+from mlci.oci.layout import Layout
+from mlci.oci.manifest import OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
+from mlci.oci.registry import Registry as Client
+from mlci.oci.registry import RegistryError
+from tests.testing import faultproxy
+from tests.testing.faultproxy import Fault, FaultProxy
+from tests.testing.registry import Registry, access_log, auth_headers, push_random_image, session
+
+fault_proxies = faultproxy.fault_proxies  # the fixture
+CHUNK = 256 << 10
+BLOB = os.urandom(6 * CHUNK + 12345)  # 7 chunks
+DIGEST = sha256_digest(BLOB)
+
+
+class _CountingSource:
+    """Opens the blob as a fresh stream each call; counts opens and bytes read (a re-read shows here)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.opens, self.read = data, 0, 0
+
+    def __call__(self) -> BinaryIO:
+        self.opens += 1
+        source = self
+
+        class Stream(io.BytesIO):
+            def read(self, n: int | None = -1) -> bytes:
+                data = super().read(n)
+                source.read += len(data)
+                return data
+
+        return Stream(self.data)
+
+
+def _proxied(reg: Registry, proxies: list[FaultProxy], faults: list[Fault], **kwargs: object) -> tuple[Client,
+                                                                                                        FaultProxy]:
+    proxy = FaultProxy(reg.host, faults, **kwargs)  # type: ignore[arg-type]
+    proxies.append(proxy)
+    return Client(proxy.host, plain_http=True, chunk_size=CHUNK), proxy
+
+
+def _pulled(reg: Registry, repo: str, digest: str) -> bytes:
+    response = session(reg).get(f"{reg.url}/v2/{repo}/blobs/{digest}", timeout=30,
+                                headers=auth_headers(reg, [f"repository:{repo}:pull"]))
+    assert response.status_code == 200
+    return response.content
+
+
+def test_a_drop_between_chunks_resumes_where_the_session_stands(registry: Registry,
+                                                                 fault_proxies: list[FaultProxy]) -> None:
+    client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 3, "drop_before")])
+    source = _CountingSource(BLOB)
+    client.upload_blob("team/big", DIGEST, len(BLOB), source)
+    assert [f.action for f in proxy.fired()] == ["drop_before"]
+    assert hashlib.sha256(_pulled(registry, "team/big", DIGEST)).hexdigest() == DIGEST[7:]
+    assert source.opens == 1 and source.read == len(BLOB)  # resumed in the same session: the source read once
+    assert proxy.upload_bytes() < 1.1 * len(BLOB)
+    asked = [s for s in proxy.seen if s.method == "GET" and "/blobs/uploads/" in s.path]
+    assert len(asked) == 1  # the session was asked for its offset once
+
+
+def test_a_5xx_on_a_chunk_resumes_too(registry: Registry, fault_proxies: list[FaultProxy]) -> None:
+    client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 2, "error_503")])
+    client.upload_blob("team/big", DIGEST, len(BLOB), _CountingSource(BLOB))
+    assert proxy.fired() and _pulled(registry, "team/big", DIGEST) == BLOB
+    assert proxy.upload_bytes() < len(BLOB) + CHUNK + 4096  # that one chunk again, nothing more
+
+
+def test_a_drop_mid_chunk_restarts_the_blob_in_a_new_session(registry: Registry,
+                                                             fault_proxies: list[FaultProxy]) -> None:
+    client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 3, "drop_mid_body")])
+    source = _CountingSource(BLOB)
+    client.upload_blob("team/big", DIGEST, len(BLOB), source)
+    assert [f.action for f in proxy.fired()] == ["drop_mid_body"]
+    assert _pulled(registry, "team/big", DIGEST) == BLOB
+    # docker-registry 2.8 cancels the session (a resume at the reported offset is refused), so the blob
+    # restarts from a re-opened source: the bytes sent stay under twice the blob
+    assert source.opens == 2
+    assert proxy.upload_bytes() < 2.1 * len(BLOB)
+    assert sum(1 for s in proxy.seen if s.method == "POST") == 2
+
+
+def test_a_401_mid_upload_re_sends_the_buffered_chunk_not_the_read_stream(registry_token: Registry,
+                                                                           fault_proxies: list[FaultProxy],
+                                                                           tmp_path: Path) -> None:
+    from mlci.oci.auth import Credentials
+
+    assert registry_token.realm and registry_token.username and registry_token.password
+    challenge = (f'Bearer realm="{registry_token.realm}",service="mlci-test-registry",'
+                 'scope="repository:team/big:pull,push",error="invalid_token"')
+    proxy = FaultProxy(registry_token.host, [Fault("PATCH", 4, "unauthorized"), Fault("PUT", 1, "unauthorized")],
+                       challenge=challenge)
+    fault_proxies.append(proxy)
+    client = Client(proxy.host, plain_http=True, chunk_size=CHUNK,
+                    credentials=Credentials(registry_token.username, registry_token.password))
+    large, small = _CountingSource(BLOB), _CountingSource(BLOB[:1000])  # chunked; one PUT with the body
+    client.upload_blob("team/big", DIGEST, len(BLOB), large)
+    client.upload_blob("team/big", sha256_digest(BLOB[:1000]), 1000, small)
+    assert len(proxy.fired()) == 2
+    assert (large.opens, large.read, small.opens, small.read) == (1, len(BLOB), 1, 1000)
+    assert _pulled(registry_token, "team/big", DIGEST) == BLOB
+    pushes = [t for t in registry_token.issued if "repository:team/big:pull,push" in t.scopes]
+    assert len(pushes) == 3  # the first token, and one after each forced expiry
+
+
+def test_concurrent_blob_uploads_overlap_and_one_at_a_time_does_not(registry: Registry, tmp_path: Path,
+                                                                    fault_proxies: list[FaultProxy]) -> None:
+    layers = [os.urandom(20_000 + i) for i in range(4)]
+    layout = Layout(tmp_path / "src")
+    layout.init()
+    descriptors = []
+    for layer in layers:
+        layout.put_blob(sha256_digest(layer), io.BytesIO(layer))
+        descriptors.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256_digest(layer),
+                            "size": len(layer)})
+    config = b'{"architecture":"amd64","os":"linux"}'
+    layout.put_blob(sha256_digest(config), io.BytesIO(config))
+    data = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": descriptors, "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(config),
+        "size": len(config)}}).encode()
+    layout.put_manifest(Manifest.of(data, OCI_MANIFEST), "v1")
+    for repo, concurrency, expected in (("team/par", 6, range(2, 6)), ("team/seq", 1, range(1, 2))):
+        client, proxy = _proxied(registry, fault_proxies, [], delay=0.15)
+        result = copy(LayoutEndpoint(layout), "v1", RegistryEndpoint(client, repo, concurrency=concurrency), "v1")
+        assert len(result.copied) == 5
+        assert proxy.max_in_flight in expected, (repo, proxy.max_in_flight)
+        assert client.get_manifest(repo, "v1").digest == sha256_digest(data)
+
+
+def test_threads_meeting_the_same_401_fetch_one_token(registry_token: Registry) -> None:
+    from mlci.oci.auth import Credentials
+
+    assert registry_token.username and registry_token.password
+    client = Client(registry_token.host, plain_http=True,
+                    credentials=Credentials(registry_token.username, registry_token.password))
+    barrier, results, errors = threading.Barrier(8), [], []
+
+    def probe(i: int) -> None:
+        barrier.wait()
+        try:
+            results.append(client.blob_exists("team/shared", "sha256:" + f"{i:x}" * 64))
+        except RegistryError as exc:  # pragma: no cover - the failure this test is for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=probe, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == [] and results == [False] * 8
+    asked = [t for t in registry_token.issued if "repository:team/shared:pull" in t.scopes]
+    assert len(asked) == 1
+
+
+def _push_index(reg: Registry, repo: str) -> tuple[str, list[str]]:
+    children = [push_random_image(reg, repo, f"p{i}", layers=[1500 + i]) for i in range(2)]
+    http = session(reg)
+    manifests = []
+    for digest, arch in zip(children, ("amd64", "arm64"), strict=True):
+        size = len(http.get(f"{reg.url}/v2/{repo}/manifests/{digest}", headers={"Accept": OCI_MANIFEST},
+                            timeout=30).content)
+        manifests.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                          "platform": {"architecture": arch, "os": "linux"}})
+    data = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
+    response = http.put(f"{reg.url}/v2/{repo}/manifests/multi", data=data, headers={"Content-Type": OCI_INDEX},
+                        timeout=30)
+    assert response.status_code == 201
+    return sha256_digest(data), children
+
+
+def test_an_index_is_copied_whole_children_first_and_only_it_is_listed(registry: Registry, tmp_path: Path) -> None:
+    index, children = _push_index(registry, "dev/multi")
+    client = Client(registry.host, plain_http=True)
+    layout_root = tmp_path / "bundle"
+    result = copy(RegistryEndpoint(client, "dev/multi"), "multi", LayoutEndpoint(Layout(layout_root)), "multi")
+    assert result.digest == index and len(result.copied) == 4  # two configs, two layers
+    entries = json.loads((layout_root / "index.json").read_text())["manifests"]
+    assert [(e["digest"], e["annotations"]) for e in entries] == [
+        (index, {"org.opencontainers.image.ref.name": "multi"})]  # no untagged entry per child
+    assert all((layout_root / "blobs" / "sha256" / c[7:]).is_file() for c in children)
+    before = len(access_log(registry))
+    back = copy(LayoutEndpoint(Layout(layout_root)), "multi", RegistryEndpoint(client, "prod/multi"), "v1")
+    assert back.digest == index and client.get_manifest("prod/multi", "v1").digest == index
+    puts = [e.target for e in access_log(registry)[before:] if e.method == "PUT" and "/manifests/" in e.target]
+    assert puts == [f"/v2/prod/multi/manifests/{c}" for c in children] + ["/v2/prod/multi/manifests/v1"]
+
+
+def test_a_failed_blob_fails_the_copy_and_writes_no_manifest(registry: Registry, tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "src")
+    good = b"good layer"
+    layout.put_blob(sha256_digest(good), io.BytesIO(good))
+    missing = "sha256:" + "3" * 64
+    data = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(good), "size": len(good)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": missing, "size": 5}]}).encode()
+    layout.put_manifest(Manifest.of(data, OCI_MANIFEST), "v1")
+    client = Client(registry.host, plain_http=True)
+    with pytest.raises(OSError):
+        copy(LayoutEndpoint(layout), "v1", RegistryEndpoint(client, "team/broken"), "v1")
+    assert not [e for e in access_log(registry) if e.method == "PUT" and "/manifests/" in e.target]
