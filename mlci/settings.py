@@ -93,8 +93,8 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
     problems.extend(_located(p, shown, overrides, locations) for p in report_problems(config.report, shown))
     problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}"
                     for p in forge_problems(config.forge))
-    problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}"
-                    for p in registries_problems(config.registries))
+    problems.extend(f"{_where(key, overrides, locations, shown)}: {text}"
+                    for key, text in registries_problems(config.registries))
     if problems:
         raise ConfigError(problems)
     for message in deprecations(config.image.plain_http, config.image.ca_bundle):

@@ -48,29 +48,34 @@ class RegistrySettings:
         "Blobs copied at once to or from this registry (1..32).")})
 
 
-def registries_problems(registries: Mapping[str, RegistrySettings]) -> list[str]:
-    """Keys that are no `HOST[:PORT]`, env names that are no names, and values out of range (never echoed)."""
-    problems = []
+def registries_problems(registries: Mapping[str, RegistrySettings]) -> list[tuple[str, str]]:
+    """(dotted key, `key: problem`) for keys that are no `HOST[:PORT]`, env names that are no names, and
+    values out of range; values are never echoed except numbers."""
+    problems: list[tuple[str, str]] = []
+
+    def problem(key: str, text: str) -> None:
+        problems.append((key, f"{key}: {text}"))
+
     for host, entry in registries.items():
         at = f"registries.{host}"
         if not HOST.fullmatch(host):
-            problems.append(f"{at}: not a registry host (HOST[:PORT], no scheme or path)")
+            problem(at, "not a registry host (HOST[:PORT], no scheme or path)")
         for key, name in (("username_env", entry.username_env), ("password_env", entry.password_env)):
             if name is not None and not ENV_NAME.fullmatch(name):
-                problems.append(f"{at}.{key}: must be the NAME of an environment variable, not its value")
+                problem(f"{at}.{key}", "must be the NAME of an environment variable, not its value")
         if (entry.username_env is None) != (entry.password_env is None):
-            problems.append(f"{at}: give both username_env and password_env, or neither")
+            problem(at, "give both username_env and password_env, or neither")
         if entry.auth_file is not None and entry.password_env is not None:
-            problems.append(f"{at}: give auth_file or username_env/password_env, not both")
+            problem(at, "give auth_file or username_env/password_env, not both")
         if not MIN_CHUNK_SIZE <= entry.chunk_size <= MAX_CHUNK_SIZE:
-            problems.append(f"{at}.chunk_size: {entry.chunk_size}: must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} bytes")
+            problem(f"{at}.chunk_size", f"{entry.chunk_size}: must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} bytes")
         if not 1 <= entry.concurrency <= MAX_CONCURRENCY:
-            problems.append(f"{at}.concurrency: {entry.concurrency}: must be 1..{MAX_CONCURRENCY}")
+            problem(f"{at}.concurrency", f"{entry.concurrency}: must be 1..{MAX_CONCURRENCY}")
         for i, mirror in enumerate(entry.mirrors):
             if not MIRROR.fullmatch(mirror):
-                problems.append(f"{at}.mirrors[{i}]: not HOST[:PORT][/PREFIX]")
+                problem(f"{at}.mirrors", f"[{i}]: not HOST[:PORT][/PREFIX]")
             elif mirror.split("/")[0] == host:
-                problems.append(f"{at}.mirrors[{i}]: the host itself is not a mirror")
+                problem(f"{at}.mirrors", f"[{i}]: the host itself is not a mirror")
     return problems
 
 
