@@ -106,6 +106,7 @@ class ArchiveEndpoint:
         self._tar: tarfile.TarFile | None = None
         self._raw: BinaryIO | None = None
         self._dirty = False
+        self._failed = False  # a blob did not match its digest: the temp archive is never renamed over FILE
         self._lock = threading.Lock()
         weakref.finalize(self, _discard, self._state)
 
@@ -206,6 +207,8 @@ class ArchiveEndpoint:
                 offset = self._add_stream(BLOBS + blob.digest[7:], blob.size, cast(BinaryIO, hashing))
             got = "sha256:" + hashing.hasher.hexdigest()
             if got != blob.digest:  # the temp archive is now unusable: the command fails, FILE stays as it was
+                self._failed = True
+                self._abandon()
                 raise EnvironmentProblem(f"{self.path}: blob {blob.digest}: digest did not match, got {got}")
             self._new[blob.digest] = (offset, blob.size)
             self._dirty = True
@@ -221,6 +224,16 @@ class ArchiveEndpoint:
                 self._entries = entries
                 self._dirty = True
 
+    def _abandon(self) -> None:
+        """Close and remove the temp archive (it will never be renamed over FILE)."""
+        if self._raw is not None:
+            self._raw.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+        self._state[1] = None
+        self._tar = self._raw = self._tmp = None
+        self._new = {}
+
     def parallel_puts(self) -> int:
         return 1  # one tar, written in order: the archive's bytes do not depend on thread timing
 
@@ -230,6 +243,8 @@ class ArchiveEndpoint:
 
     def commit(self) -> None:
         """Carry the old archive's other blobs over, write index.json, rename over FILE (once per command)."""
+        if self._failed:
+            raise EnvironmentProblem(f"{self.path}: not written: a blob did not match its digest")
         if not self._dirty:
             return
         with self._lock:

@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import pytest
 
+from mlci.core.errors import EnvironmentProblem
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy
 from mlci.oci.layout import Layout
 from mlci.oci.manifest import OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
@@ -212,3 +213,65 @@ def test_a_failed_blob_fails_the_copy_and_writes_no_manifest(registry: Registry,
     with pytest.raises(OSError):
         copy(LayoutEndpoint(layout), "v1", RegistryEndpoint(client, "team/broken"), "v1")
     assert not [e for e in access_log(registry) if e.method == "PUT" and "/manifests/" in e.target]
+
+
+def test_an_oci_archive_is_streamed_in_and_out_and_keeps_its_other_tags(registry: Registry, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    from mlci.oci.archive import ArchiveEndpoint
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))  # anything unpacked would land here
+    index, _children = _push_index(registry, "dev/arch")
+    single = push_random_image(registry, "dev/arch", "single", layers=[2500])
+    client = Client(registry.host, plain_http=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / "bundle.tar"
+    archive = ArchiveEndpoint(path)
+    assert copy(RegistryEndpoint(client, "dev/arch"), "multi", archive, "multi").digest == index
+    assert [p.name.startswith(".bundle.tar.") for p in out.iterdir()] == [True]  # one temp file, nothing unpacked
+    archive.commit()
+    assert [p.name for p in out.iterdir()] == ["bundle.tar"]
+    first = path.read_bytes()
+    again = ArchiveEndpoint(path)  # a second tag into the same archive, in another command
+    copy(RegistryEndpoint(client, "dev/arch"), "single", again, "single")
+    again.commit()
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+        entries = json.loads(tar.extractfile("index.json").read())["manifests"]  # type: ignore[union-attr]
+    assert len(names) == len(set(names))  # each blob once
+    assert {e["annotations"]["org.opencontainers.image.ref.name"]: e["digest"] for e in entries} == {
+        "multi": index, "single": single}
+    assert copy(ArchiveEndpoint(path), "multi", RegistryEndpoint(client, "prod/arch"), "multi").digest == index
+    assert copy(ArchiveEndpoint(path), "single", RegistryEndpoint(client, "prod/arch"), "single").digest == single
+    assert client.get_manifest("prod/arch", "multi").digest == index
+    assert list(scratch.iterdir()) == [] and [p.name for p in out.iterdir()] == ["bundle.tar"]
+    # the same inputs give the same archive bytes
+    again_path = out / "again.tar"
+    same = ArchiveEndpoint(again_path)
+    copy(RegistryEndpoint(client, "dev/arch"), "multi", same, "multi")
+    same.commit()
+    assert again_path.read_bytes() == first
+
+
+def test_a_failed_archive_write_leaves_the_old_archive_and_no_temp_file(registry: Registry, tmp_path: Path) -> None:
+    from mlci.oci.archive import ArchiveEndpoint
+    from mlci.oci.manifest import Descriptor
+
+    push_random_image(registry, "dev/keep", "1", layers=[700])
+    client = Client(registry.host, plain_http=True)
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "out" / "keep.tar"
+    archive = ArchiveEndpoint(path)
+    copy(RegistryEndpoint(client, "dev/keep"), "1", archive, "1")
+    archive.commit()
+    before = path.read_bytes()
+    broken = ArchiveEndpoint(path)
+    with pytest.raises(EnvironmentProblem, match="digest did not match"):
+        broken.put_blob(Descriptor("application/octet-stream", "sha256:" + "4" * 64, 3), lambda: io.BytesIO(b"abc"))
+    with pytest.raises(EnvironmentProblem, match="not written"):
+        broken.commit()
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["keep.tar"]
