@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +152,29 @@ def test_pulls_try_the_mirrors_in_order_then_the_host(registry: Registry, mirror
         missing.get_manifest(tag)
     pushed, _ = open_endpoint(parse(f"docker://{registry.host}/team/base:1"), registries=loaded.config.registries)
     assert isinstance(pushed, RegistryEndpoint)  # pushes (and a destination's reads) never go to a mirror
+
+
+def test_mlci_build_pushes_with_the_registries_section(registry_basic: Registry, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.image.support import build
+    from tests.testing.gitlab_ci_local import make_git_repo
+
+    assert registry_basic.username and registry_basic.password
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    monkeypatch.setenv("PUSH_USER", registry_basic.username)
+    monkeypatch.setenv("PUSH_PASSWORD", registry_basic.password)
+    host = registry_basic.host
+    config = {"version": 1, "image": {"name": f"docker://{host}/ml/model", "code": ["src"]},
+              "registries": {host: {"plain_http": True, "username_env": "PUSH_USER", "password_env": "PUSH_PASSWORD",
+                                    "chunk_size": 65536, "concurrency": 2}}}
+    repo = make_git_repo(tmp_path / "repo", {"src/serve.py": "print('serve')\n", "src/table.bin": os.urandom(200_000),
+                                             "mlci.yaml": json.dumps(config)})
+    run = build(repo, capsys, "--tag", "v1")
+    assert run.code == 0, run.err
+    assert f"{host}/ml/model" in run.out
+    assert "deprecated" not in run.err and registry_basic.password not in run.err + run.out
+    patches = [e for e in access_log(registry_basic) if e.method == "PATCH" and e.status == 202]
+    assert len(patches) >= 2  # the code layer went up in chunks of chunk_size
