@@ -295,15 +295,20 @@ def _copy_blobs(src: ImageSource, dst: ImageDestination, blobs: list[Descriptor]
     if workers == 1:
         outcomes = [one(blob) for blob in blobs]
     else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="mlci-blob") as pool:
-            futures = [pool.submit(one, blob) for blob in blobs]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
-            if failed:  # stop what has not started; the running ones end with their upload
-                for future in futures:
-                    future.cancel()
-                failed[0].result()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="mlci-blob")
+        futures = [pool.submit(one, blob) for blob in blobs]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None), None)
+            if failed is not None:  # the first failure is the error; the others stop within one chunk
+                progress.cancel()
+                failed.result()
             outcomes = [f.result() for f in futures]
+        except BaseException:  # Ctrl-C or SIGTERM in the main thread: stop the workers too, then go on unwinding
+            progress.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     for blob, reused, sent in outcomes:
         if reused:
             result.reused.append(blob.digest)

@@ -3,6 +3,7 @@ threads); in CI (not a terminal), one log line per blob. Everything goes through
 from __future__ import annotations
 
 import io
+import sys
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, cast
@@ -18,10 +19,14 @@ READ_SIZE = 1 << 20
 
 
 class _Redacted(io.TextIOBase):
-    """A text stream for rich's console that writes through log.stream (secrets masked)."""
+    """A text stream for rich's console: stderr as it was when the bar started, through log's redactor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target = sys.stderr
 
     def write(self, text: str) -> int:
-        log.stream(text)
+        log.print_to(self.target, text)
         return len(text)
 
     def isatty(self) -> bool:
@@ -31,14 +36,28 @@ class _Redacted(io.TextIOBase):
         """log.stream flushes every write."""
 
 
+class Cancelled(Exception):
+    """The copy was stopped (another blob failed, or Ctrl-C/SIGTERM): a blob stream refuses further reads."""
+
+
 class Progress:
-    """Progress of one image's copy; `track` wraps each blob stream (thread-safe)."""
+    """Progress of one image's copy; `track` wraps each blob stream (thread-safe). After cancel(), every
+    tracked stream raises Cancelled on its next read, so running uploads stop within one chunk."""
 
     def __init__(self, image: str, sizes: list[int]) -> None:
         self.image, self.total = image, sum(sizes)
         self._bar: rich.progress.Progress | None = None
         self._task: Any = None
         self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop every tracked stream at its next read."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
 
     def __enter__(self) -> Progress:
         if log.interactive() and self.total:
@@ -49,7 +68,8 @@ class Progress:
             self._bar = rich.progress.Progress(
                 rich.progress.TextColumn("{task.description}"), rich.progress.BarColumn(),
                 rich.progress.DownloadColumn(), rich.progress.TransferSpeedColumn(),
-                rich.progress.TimeRemainingColumn(), console=console, transient=False)
+                rich.progress.TimeRemainingColumn(), console=console, transient=False,
+                redirect_stdout=False, redirect_stderr=False)  # mlci's log and results keep their own streams
             self._bar.start()
             self._task = self._bar.add_task(self.image[7:19], total=self.total)
         return self
@@ -87,6 +107,8 @@ class _Counted(io.RawIOBase):
         return True
 
     def readinto(self, target: Any) -> int:
+        if self.progress.cancelled:
+            raise Cancelled("copy cancelled")
         data = self.inner.read(len(target))
         target[: len(data)] = data
         self.progress.advance(len(data))

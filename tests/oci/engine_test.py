@@ -200,19 +200,35 @@ def test_an_index_is_copied_whole_children_first_and_only_it_is_listed(registry:
     assert puts == [f"/v2/prod/multi/manifests/{c}" for c in children] + ["/v2/prod/multi/manifests/v1"]
 
 
-def test_a_failed_blob_fails_the_copy_and_writes_no_manifest(registry: Registry, tmp_path: Path) -> None:
+def test_a_failed_blob_stops_the_other_uploads_and_writes_no_manifest(registry: Registry, tmp_path: Path,
+                                                                      fault_proxies: list[FaultProxy]) -> None:
     layout = Layout(tmp_path / "src")
-    good = b"good layer"
-    layout.put_blob(sha256_digest(good), io.BytesIO(good))
+    layout.put_blob(DIGEST, io.BytesIO(BLOB))
     missing = "sha256:" + "3" * 64
     data = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
-        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(good), "size": len(good)},
+        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": DIGEST, "size": len(BLOB)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": missing, "size": 5}]}).encode()
     layout.put_manifest(Manifest.of(data, OCI_MANIFEST), "v1")
-    client = Client(registry.host, plain_http=True)
-    with pytest.raises(OSError):
-        copy(LayoutEndpoint(layout), "v1", RegistryEndpoint(client, "team/broken"), "v1")
+    client, proxy = _proxied(registry, fault_proxies, [], delay=0.1)
+    with pytest.raises(FileNotFoundError):
+        copy(LayoutEndpoint(layout), "v1", RegistryEndpoint(client, "team/broken", concurrency=2), "v1")
+    assert proxy.upload_bytes() <= 2 * CHUNK  # the large upload stopped at its next chunk
     assert not [e for e in access_log(registry) if e.method == "PUT" and "/manifests/" in e.target]
+
+
+def test_a_terminal_gets_one_rich_bar_per_image(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    from mlci.core import log
+
+    digest = push_random_image(registry, "dev/tty", "1", layers=[300_000, 200_000])
+    monkeypatch.setattr(log, "interactive", lambda: True)
+    with caplog.at_level("INFO", logger="mlci"):
+        copy(RegistryEndpoint(Client(registry.host, plain_http=True), "dev/tty"), "1",
+             LayoutEndpoint(Layout(tmp_path / "l")), "1")
+    err = capsys.readouterr().err
+    assert digest[7:19] in err and "━" in err  # the image's bar
+    assert not [r for r in caplog.records if "copying blob" in r.getMessage()]  # no CI lines on a terminal
 
 
 def test_an_oci_archive_is_streamed_in_and_out_and_keeps_its_other_tags(registry: Registry, tmp_path: Path,
