@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.core.log import logger
 from mlci.oci.layout import Layout
 from mlci.oci.manifest import Descriptor, Manifest, media_type_of
 from mlci.oci.progress import Progress
@@ -130,6 +131,8 @@ class MirroredSource:
             try:
                 manifest = endpoint.get_manifest(reference)
             except EnvironmentProblem as exc:  # not found there, or that mirror is down: the next one
+                if endpoint is not self.endpoints[-1]:
+                    logger.info("mlci: mirror %s: %s; trying the next", endpoint.registry.host, exc)
                 last = exc
                 continue
             self.endpoints.remove(endpoint)
@@ -207,6 +210,8 @@ def check_writable_path(path: Path, *, directory: bool) -> None:
 
 def open_registry(options: RegistryOptions) -> Registry:
     """A client for one host with its resolved options (credentials looked up now)."""
+    if options.ca_bundle and not Path(options.ca_bundle).is_file():
+        raise UsageError(f"registries.{options.host}.ca_bundle: {options.ca_bundle}: not found (or not a file)")
     return Registry(options.host, plain_http=options.plain_http, ca_bundle=options.ca_bundle,
                     credentials=options.credentials(), chunk_size=options.chunk_size)
 
