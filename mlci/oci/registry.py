@@ -280,6 +280,8 @@ class Registry:
                 if response is not None and response.status_code == 202:
                     location = response.headers.get("Location", location)
                     break
+                if response is not None and response.status_code in (401, 403):
+                    self._expect(response, (202,), "PATCH", digest)  # refused credentials: no new session helps
                 if response is not None and response.status_code < 500:
                     raise _SessionLost(f"{response.status_code} on PATCH: {_errors(response)}", sent)
                 what = "the connection dropped" if response is None else f"{response.status_code} on PATCH"
@@ -328,8 +330,8 @@ class Registry:
             raise _SessionLost(f"{what}; the session is gone ({response.status_code}: {_errors(response)})", sent)
         text = response.headers.get("Range", "")
         first, dash, last = text.strip().partition("-")
-        if not text:
-            have = 0
+        if not text or text.strip() == "0-0":  # distribution says 0-0 for an empty session (and for 1 byte,
+            have = 0                              # which a chunked upload never holds: chunks are larger)
         elif dash and first == "0" and last.isdigit():
             have = int(last) + 1
         else:

@@ -74,6 +74,14 @@ def test_a_drop_between_chunks_resumes_where_the_session_stands(registry: Regist
     assert len(asked) == 1  # the session was asked for its offset once
 
 
+def test_a_drop_of_the_first_chunk_resumes_at_zero(registry: Registry, fault_proxies: list[FaultProxy]) -> None:
+    client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 1, "drop_before")])
+    source = _CountingSource(BLOB)
+    client.upload_blob("team/big", DIGEST, len(BLOB), source)
+    assert proxy.fired() and _pulled(registry, "team/big", DIGEST) == BLOB
+    assert source.opens == 1 and sum(1 for s in proxy.seen if s.method == "POST") == 1  # same session
+
+
 def test_a_5xx_on_a_chunk_resumes_too(registry: Registry, fault_proxies: list[FaultProxy]) -> None:
     client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 2, "error_503")])
     client.upload_blob("team/big", DIGEST, len(BLOB), _CountingSource(BLOB))
@@ -291,3 +299,32 @@ def test_a_failed_archive_write_leaves_the_old_archive_and_no_temp_file(registry
     with pytest.raises(EnvironmentProblem, match="not written"):
         broken.commit()
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["keep.tar"]
+
+
+def test_archives_and_layouts_interoperate_with_skopeo(registry: Registry, tmp_path: Path) -> None:
+    import subprocess
+
+    from mlci.oci.archive import ArchiveEndpoint
+
+    index, _children = _push_index(registry, "dev/skopeo")
+    single = push_random_image(registry, "dev/skopeo", "single", layers=[1200])
+    client = Client(registry.host, plain_http=True)
+    ours = tmp_path / "ours.tar"
+    archive = ArchiveEndpoint(ours)
+    copy(RegistryEndpoint(client, "dev/skopeo"), "multi", archive, "multi")
+    copy(RegistryEndpoint(client, "dev/skopeo"), "single", archive, "single")
+    archive.commit()
+
+    def skopeo(*args: str) -> None:
+        done = subprocess.run(["skopeo", "--insecure-policy", "--tmpdir", str(tmp_path), "copy", "--quiet",
+                               "--preserve-digests", "--dest-oci-accept-uncompressed-layers", *args],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+
+    skopeo("--all", f"oci-archive:{ours}:multi", f"oci:{tmp_path / 'theirs'}:multi")  # skopeo reads ours
+    skopeo(f"oci-archive:{ours}:single", f"oci:{tmp_path / 'theirs'}:single")
+    theirs = Layout(tmp_path / "theirs")
+    assert (theirs.get_manifest("multi").digest, theirs.get_manifest("single").digest) == (index, single)
+    skopeo(f"oci:{tmp_path / 'theirs'}:single", f"oci-archive:{tmp_path / 'skopeo.tar'}:single")  # we read theirs
+    back = copy(ArchiveEndpoint(tmp_path / "skopeo.tar"), "single", RegistryEndpoint(client, "prod/skopeo"), "s")
+    assert back.digest == single and client.get_manifest("prod/skopeo", "s").digest == single
