@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from mlci.core.errors import EnvironmentProblem
-from mlci.oci.copy import Opener, check_writable_path
 from mlci.oci.layout import LAYOUT_VERSION, find_entry, has_ref, parse_index, published_mode, with_entry
-from mlci.oci.manifest import OCI_INDEX, Descriptor, Manifest, check_digest, media_type_of, sha256_digest
-from mlci.oci.registry import NotFound
+from mlci.oci.manifest import OCI_INDEX, Descriptor, Manifest, NotFound, check_digest, media_type_of, sha256_digest
+from mlci.oci.transport import Opener, check_writable_path
 
 BLOBS = "blobs/sha256/"
 READ_SIZE = 1 << 20

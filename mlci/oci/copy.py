@@ -6,63 +6,22 @@ destination's `parallel_puts`), their digests verified on the way. Children of a
 the index; only the manifest that was asked for gets a top-level entry (a tag)."""
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.log import logger
 from mlci.oci.layout import Layout
-from mlci.oci.manifest import Descriptor, Manifest, media_type_of
+from mlci.oci.manifest import Descriptor, Manifest, NotFound, media_type_of
 from mlci.oci.progress import Progress
 from mlci.oci.reference import DockerRef, ImageRef
-from mlci.oci.registry import NotFound, Registry
+from mlci.oci.registry import Registry
 from mlci.oci.settings import DEFAULT_CONCURRENCY, RegistryOptions, RegistrySettings, options_for
-
-Opener = Callable[[], BinaryIO]
-
-
-class ImageSource(Protocol):
-    """Where an image is read from."""
-
-    def get_manifest(self, reference: str | None) -> Manifest:
-        """A manifest by tag/digest (None: the source's own tag)."""
-
-    def open_blob(self, digest: str) -> BinaryIO:
-        """A verifying stream of the blob."""
-
-
-class ImageDestination(Protocol):
-    """Where an image is written: blobs, then manifests (children before the index), the tag last, commit."""
-
-    def check_writable(self) -> None:
-        """Before any work: the destination is reachable, accepts the credentials and may be written."""
-
-    def try_reuse_blob(self, blob: Descriptor) -> bool:
-        """True when the destination already has the blob, or got it without an upload (a mount)."""
-
-    def put_blob(self, blob: Descriptor, source: Opener) -> int:
-        """Store a blob read from `source()` (called again if the upload must restart); returns bytes sent."""
-
-    def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
-        """Store a manifest. `child`: one an index points at (stored by digest, no entry of its own); else the
-        manifest asked for, under `tag` (or untagged)."""
-
-    def parallel_puts(self) -> int:
-        """How many put_blob calls may run at once."""
-
-    def commit(self) -> None:
-        """Make what was written visible where that takes a final step (an archive is written once)."""
-
-
-class Endpoint(ImageSource, ImageDestination, Protocol):
-    """A transport that is read and written (a registry repository, a layout, an archive)."""
-
-    def has_blob(self, digest: str) -> bool:
-        """Whether the blob is there (no mount tried)."""
+from mlci.oci.transport import Endpoint as Endpoint  # re-exported with ImageSource: the build's types
+from mlci.oci.transport import ImageDestination, Opener, check_writable_path
+from mlci.oci.transport import ImageSource as ImageSource
 
 
 @dataclass
@@ -196,16 +155,6 @@ class LayoutEndpoint:
         elif self.layout.root.is_dir() and any(self.layout.root.iterdir()):
             raise UsageError(f"{self.layout.root}: not an OCI image layout (no index.json) and not empty; "
                              "name a new or empty directory")
-
-
-def check_writable_path(path: Path, *, directory: bool) -> None:
-    """`path` is (or can be created as) a directory or a file, in a place this process may write."""
-    if path.exists() and path.is_dir() != directory:
-        raise UsageError(f"{path}: is {'not ' if directory else ''}a directory")
-    start = path.absolute() if directory else path.absolute().parent  # a file is replaced by a rename
-    existing = next(p for p in (start, *start.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise EnvironmentProblem(f"{path}: cannot write there ({existing} is not a writable directory)")
 
 
 def open_registry(options: RegistryOptions) -> Registry:

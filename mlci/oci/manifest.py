@@ -29,6 +29,10 @@ class ManifestError(EnvironmentProblem):
     """A manifest or descriptor that is not what the image-spec says (names the manifest and the field)."""
 
 
+class NotFound(EnvironmentProblem):
+    """The manifest (tag or digest) is not there: the one answer that means "not built yet"."""
+
+
 def sha256_digest(data: bytes) -> str:
     """The OCI digest of bytes."""
     return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -27,6 +27,7 @@ from mlci.core.http import make_session, send
 from mlci.core.log import logger
 from mlci.oci.auth import Credentials, basic_header, parse_challenge
 from mlci.oci.manifest import MANIFEST_TYPES, OCI_MANIFEST, Manifest, sha256_digest
+from mlci.oci.manifest import NotFound as NotFound  # re-exported: callers catch it from here too
 
 READ_CHUNK = 1 << 20
 DEFAULT_CHUNK_SIZE = 8 << 20  # 8 MiB x default concurrency 6 = 48 MB of chunk buffers at most
@@ -37,10 +38,6 @@ Opener = Callable[[], BinaryIO]
 
 class RegistryError(EnvironmentProblem):
     """A registry call failed: one line with the call, the status and the registry's error codes."""
-
-
-class NotFound(EnvironmentProblem):
-    """The manifest (tag or digest) is not there: the one answer that means "not built yet"."""
 
 
 class VerifyingReader(io.RawIOBase):
