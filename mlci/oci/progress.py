@@ -109,10 +109,15 @@ class _Counted(io.RawIOBase):
     def readinto(self, target: Any) -> int:
         if self.progress.cancelled:
             raise Cancelled("copy cancelled")
-        data = self.inner.read(len(target))
-        target[: len(data)] = data
-        self.progress.advance(len(data))
-        return len(data)
+        readinto = getattr(self.inner, "readinto", None)
+        if readinto is not None:  # straight into the caller's buffer: no second copy of a chunk in memory
+            n = int(readinto(target) or 0)
+        else:
+            data = self.inner.read(len(target))
+            n = len(data)
+            target[:n] = data
+        self.progress.advance(n)
+        return n
 
     def close(self) -> None:
         self.inner.close()

@@ -294,6 +294,7 @@ class Registry:
             else:
                 raise _SessionLost(f"{RESUMES} resumes did not get chunk {offset} through", sent)
             offset += len(body)
+            del body, part  # released before the next chunk is read: one chunk per upload in memory
         for _resume in range(RESUMES + 1):
             response = self._try("PUT", _with_digest(location, digest), scope, b"",
                                  {"Content-Type": "application/octet-stream"})
@@ -312,10 +313,14 @@ class Registry:
              ) -> requests.Response | None:
         """A non-idempotent upload call: its answer, or None when the connection dropped."""
         try:
-            return self._request(method, url, scope, idempotent=False, data=body, headers=headers)
+            response = self._request(method, url, scope, idempotent=False, data=body, headers=headers)
         except _Dropped as exc:
             logger.debug("mlci: registry %s: %s %s: %s", self.host, method, url.split("?")[0], exc)
             return None
+        response.request.body = None  # the answer would keep the chunk alive while the next one is read
+        for earlier in response.history:
+            earlier.request.body = None
+        return response
 
     def _upload_offset(self, location: str, scope: str, what: str, sent: int) -> tuple[int, str]:
         """How many bytes the upload session holds (GET on it: `Range: 0-N`), and its current URL."""
