@@ -26,8 +26,21 @@ from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.http import make_session, send
 from mlci.core.log import logger
 from mlci.oci.auth import Credentials, basic_header, parse_challenge
-from mlci.oci.manifest import MANIFEST_TYPES, OCI_MANIFEST, Manifest, sha256_digest
-from mlci.oci.manifest import NotFound as NotFound  # re-exported: callers catch it from here too
+from mlci.oci.manifest import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Manifest,
+    NotFound,
+    sha256_digest,
+)
+
+# The manifest names are defined in mlci.oci.manifest; they stay importable from here while other branches
+# move their imports (drop them from __all__ once every caller imports mlci.oci.manifest).
+__all__ = ["DOCKER_LIST", "DOCKER_MANIFEST", "MANIFEST_TYPES", "OCI_INDEX", "OCI_MANIFEST", "Manifest", "NotFound",
+           "Registry", "RegistryError", "VerifyingReader", "sha256_digest"]
 
 READ_CHUNK = 1 << 20
 DEFAULT_CHUNK_SIZE = 8 << 20  # 8 MiB x default concurrency 6 = 48 MB of chunk buffers at most
