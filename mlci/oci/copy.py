@@ -199,9 +199,10 @@ def open_source(ref: ImageRef, plain_http: tuple[str, ...] = (), ca_bundle: str 
 
 
 def copy(src: ImageSource, src_ref: str | None, dst: ImageDestination, dst_tag: str | None) -> CopyResult:
-    """Copy one image, or an index with every image in it: all blobs (at most dst.parallel_puts() at once),
-    then the child manifests, then the manifest asked for under `dst_tag` (last). The caller commits `dst`
-    when it has written everything it means to (an archive is written then)."""
+    """Copy one image, or an index with every image in it: all blobs (at most the destination's parallel_puts()
+    and a registry source's concurrency at once), then the child manifests, then the manifest asked for under
+    `dst_tag` (last). The caller commits `dst` when it has written everything it means to (an archive is
+    written then)."""
     top = src.get_manifest(src_ref)
     manifests = _children(src, top)  # children first, each once, the top one last
     blobs: dict[str, Descriptor] = {}
@@ -235,6 +236,15 @@ def _children(src: ImageSource, top: Manifest) -> list[Manifest]:
     return order
 
 
+def _parallel_gets(src: ImageSource) -> int:
+    """How many blobs a source gives at once: a registry's `concurrency` (the least of a mirror chain's)."""
+    if isinstance(src, RegistryEndpoint):
+        return src.concurrency
+    if isinstance(src, MirroredSource):
+        return min(e.concurrency for e in src.endpoints)
+    return DEFAULT_CONCURRENCY
+
+
 def _copy_blobs(src: ImageSource, dst: ImageDestination, blobs: list[Descriptor], result: CopyResult,
                 progress: Progress) -> None:
     def one(blob: Descriptor) -> tuple[Descriptor, bool, int]:
@@ -245,7 +255,7 @@ def _copy_blobs(src: ImageSource, dst: ImageDestination, blobs: list[Descriptor]
         progress.finished(blob)
         return blob, False, sent
 
-    workers = max(1, min(dst.parallel_puts(), len(blobs)))
+    workers = max(1, min(dst.parallel_puts(), _parallel_gets(src), len(blobs)))
     if workers == 1:
         outcomes = [one(blob) for blob in blobs]
     else:
