@@ -3,7 +3,6 @@ threads); in CI (not a terminal), one log line per blob. Everything goes through
 from __future__ import annotations
 
 import io
-import sys
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, cast
@@ -19,14 +18,11 @@ READ_SIZE = 1 << 20
 
 
 class _Redacted(io.TextIOBase):
-    """A text stream for rich's console: stderr as it was when the bar started, through log's redactor."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.target = sys.stderr
+    """A text stream for rich's console that writes through log.stream (stderr, secrets masked); rich does
+    not redirect sys.stderr meanwhile (below), so this never loops back into the console."""
 
     def write(self, text: str) -> int:
-        log.print_to(self.target, text)
+        log.stream(text)
         return len(text)
 
     def isatty(self) -> bool:
