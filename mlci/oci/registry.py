@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -122,12 +122,14 @@ class Registry:
     def _request(self, method: str, url: str, scope: str, *, idempotent: bool = True,
                  data: bytes | None = None, **kwargs: Any) -> requests.Response:
         """One call with auth: a 401 with a challenge is answered once (the body, bytes, is sent again as it
-        is). A broken connection is _Dropped; other transport failures are a RegistryError."""
+        is). A broken connection is _Dropped; other transport failures are a RegistryError. Credentials go
+        only to the registry's own origin: an upload Location on another host gets none."""
         full = urljoin(self.base, url)
+        own = _origin(full) == _origin(self.base)
         headers = dict(kwargs.pop("headers", {}))
         response: requests.Response | None = None
         for attempt in range(2):
-            sent_auth = self.authorization(scope)
+            sent_auth = self.authorization(scope) if own else None
             if sent_auth is not None:
                 headers["Authorization"] = sent_auth
             try:
@@ -143,7 +145,7 @@ class Registry:
                                     f"{exc.__class__.__name__}") from None
             except OSError as exc:  # requests' own checks, e.g. a CA bundle path that does not exist
                 raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: {exc}") from None
-            if response.status_code == 401 and attempt == 0 and "WWW-Authenticate" in response.headers:
+            if response.status_code == 401 and attempt == 0 and own and "WWW-Authenticate" in response.headers:
                 self._authenticate(response.headers["WWW-Authenticate"], scope, sent_auth)
                 continue
             return response
@@ -397,6 +399,12 @@ def _read_exactly(stream: BinaryIO, size: int, digest: str) -> bytes:
             raise EnvironmentProblem(f"blob {digest}: the source ended after {len(data)} of {size} bytes")
         data += more
     return data
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (the default port made explicit)."""
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def _pull(repo: str) -> str:

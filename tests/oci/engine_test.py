@@ -328,3 +328,37 @@ def test_archives_and_layouts_interoperate_with_skopeo(registry: Registry, tmp_p
     skopeo(f"oci:{tmp_path / 'theirs'}:single", f"oci-archive:{tmp_path / 'skopeo.tar'}:single")  # we read theirs
     back = copy(ArchiveEndpoint(tmp_path / "skopeo.tar"), "single", RegistryEndpoint(client, "prod/skopeo"), "s")
     assert back.digest == single and client.get_manifest("prod/skopeo", "s").digest == single
+
+
+def test_credentials_never_follow_an_upload_location_to_another_origin(registry_basic: Registry) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlci.oci.auth import Credentials
+
+    seen: list[str | None] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="elsewhere"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert registry_basic.username and registry_basic.password
+        client = Client(registry_basic.host, plain_http=True,
+                        credentials=Credentials(registry_basic.username, registry_basic.password))
+        assert not client.blob_exists("team/x", "sha256:" + "5" * 64)  # the registry's own origin: Basic sent
+        assert client.authorization("repository:team/x:pull") is not None
+        other = f"http://127.0.0.1:{server.server_address[1]}/v2/team/x/blobs/uploads/abc"
+        response = client._request("GET", other, "repository:team/x:pull")
+        assert response.status_code == 401 and seen == [None]  # nothing sent, and the challenge not answered
+    finally:
+        server.shutdown()
+        server.server_close()
