@@ -4,7 +4,7 @@ call into mlci's OCI engine (`engine_push`, also run as `python benchmarks/build
 PLAIN_HTTP_HOST` so that its peak RSS is measured in a process of its own).
 
 Names of mlci that another change may rename live here only: `engine_push` (mlci.oci.copy.copy and
-open_endpoint) and `mlci_config` (the `image` section, `image.plain_http`).
+open_endpoint) and `mlci_config` (the `image` section; `registries.HOST.plain_http`).
 """
 from __future__ import annotations
 
@@ -189,8 +189,8 @@ class DvcRemote:
 def mlci_config(registry_host: str, repository: str, base: str, wheelhouse: Path) -> dict[str, Any]:
     """mlci.yaml for the example image with DVC-tracked weights: defaults except where it goes (plain HTTP
     to the loopback registry), the base, and where pip finds the pinned wheels (offline)."""
-    return {"version": 1, "image": {
-        "name": f"docker://{registry_host}/{repository}", "plain_http": [registry_host], "base": base,
+    return {"version": 1, "registries": {registry_host: {"plain_http": True}}, "image": {
+        "name": f"docker://{registry_host}/{repository}", "base": base,
         "lock": "requirements.lock", "pip_args": ["--no-index", "--find-links", str(wheelhouse)],
         "code": ["src"], "artifacts": ["model/weights.bin"], "cmd": ["python3", "src/serve.py"]}}
 

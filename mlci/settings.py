@@ -20,11 +20,12 @@ from mlci.datatest.spec import DataTests, Suite, override_problems
 from mlci.dvcstage.settings import TrainConfig
 from mlci.forge.settings import ForgeSettings, forge_problems
 from mlci.image.settings import ImageSettings
+from mlci.oci.settings import RegistrySettings, deprecations, registries_problems
 from mlci.report.settings import ReportSettings, report_problems
 
 SUPPORTED_VERSION = 1
 # Top-level sections fixed by the design; each becomes supported when its stage lands.
-NOT_YET_SUPPORTED = ("scan", "promote", "registries")
+NOT_YET_SUPPORTED = ("scan", "promote")
 # Variables mlci writes for later jobs (mlci build --dotenv), not config overrides.
 OUTPUT_VARIABLES = frozenset({"MLCI_IMAGE_DIGEST"})
 
@@ -43,6 +44,8 @@ class Config:
     report: ReportSettings = field(default_factory=ReportSettings, metadata=_see("report"))
     forge: ForgeSettings = field(default_factory=ForgeSettings, metadata=_see("forge"))
     image: ImageSettings = field(default_factory=ImageSettings, metadata=_see("image"))
+    registries: dict[str, RegistrySettings] = field(default_factory=dict, metadata={"doc": (
+        "Per registry host (`HOST[:PORT]`): credentials, TLS, mirrors, chunk size, concurrency; see `registries`.")})
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,12 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
     problems.extend(_located(p, shown, overrides, locations) for p in report_problems(config.report, shown))
     problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}"
                     for p in forge_problems(config.forge))
+    problems.extend(f"{_where(key, overrides, locations, shown)}: {text}"
+                    for key, text in registries_problems(config.registries))
     if problems:
         raise ConfigError(problems)
+    for message in deprecations(config.image.plain_http, config.image.ca_bundle):
+        log.logger.warning("mlci: %s: %s", shown, message)
     for _key, name in core_config.env_references(config):
         log.add_secret(env.get(name))
     return Loaded(config, path, shown, tuple(overrides))
@@ -121,7 +128,7 @@ def _parse_file(path: Path, shown: str, problems: list[str], locations: dict[str
     raw = core_config.parse_mapping(
         text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, locations=locations,
         extra_known=NOT_YET_SUPPORTED,
-        extra_message="not supported yet (this mlci implements: data_tests, train, report, forge, image)")
+        extra_message="not supported yet (this mlci implements: data_tests, train, report, forge, image, registries)")
     if raw is None and not problems:
         problems.append(f"{shown}:1: version: missing required key (write `version: {SUPPORTED_VERSION}`)")
     return raw or {}
@@ -171,4 +178,5 @@ def key_tables() -> dict[str, str]:
     for spec in dataclasses.fields(Config):
         if dataclasses.is_dataclass(hints[spec.name]):
             tables[spec.name] = core_config.key_table(hints[spec.name], f"{spec.name}.")
+    tables["registries"] = core_config.key_table(RegistrySettings, "registries.HOST.")
     return tables

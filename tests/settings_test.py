@@ -50,7 +50,8 @@ def test_every_problem_is_one_line_with_file_line_and_key(tmp_path: Path) -> Non
         "mlci.yaml:4: train.push: expected true or false, got str 'yes'",
         "mlci.yaml:5: train.targets: expected a list, got str",
         "mlci.yaml:6: train.output_tail: expected an integer, got float 3.5",
-        "mlci.yaml:7: scan: not supported yet (this mlci implements: data_tests, train, report, forge, image)",
+        "mlci.yaml:7: scan: not supported yet (this mlci implements: data_tests, train, report, forge, image, "
+        "registries)",
         "mlci.yaml:8: trian: unknown key (did you mean 'train'?)",
     ]
 

@@ -12,6 +12,7 @@ from mlci.core import log
 if TYPE_CHECKING:
     from mlci.image.build import BuildResult
     from mlci.image.settings import ImageSettings
+    from mlci.oci.settings import RegistrySettings
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -43,11 +44,11 @@ def run(*, config_path: str | None, repo: Path, tag: str | None, digest_file: st
         return 0
     # An OSError (a full disk, a permission, a file gone) is one line from the CLI's handler, never a crash.
     return _build(loaded.config.image, loaded.path.parent if loaded.path else repo, tag,
-                  {"--digest-file": digest_file, "--dotenv": dotenv}, as_json)
+                  {"--digest-file": digest_file, "--dotenv": dotenv}, as_json, loaded.config.registries)
 
 
 def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[str, str | None],
-           as_json: bool) -> int:
+           as_json: bool, registries: dict[str, RegistrySettings] | None = None) -> int:
     from mlci.core import git
     from mlci.core.errors import EnvironmentProblem
     from mlci.core.fsutil import check_writable
@@ -62,7 +63,7 @@ def _build(settings: ImageSettings, root: Path, tag: str | None, outputs: dict[s
         if value is not None:
             check_writable(Path(value), flag)
     collector = Collector(root)
-    plan = image.plan(settings, root, tag, collector)
+    plan = image.plan(settings, root, tag, collector, registries)
     epoch = image_labels.source_date_epoch(os.environ)
     sha = git.head_sha(root)
     epoch = git.commit_time(root, sha) if epoch is None else epoch

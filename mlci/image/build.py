@@ -23,8 +23,9 @@ from mlci.image.native import base_image, build_key, build_native, gather, open_
 from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint
+from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Manifest, NotFound
 from mlci.oci.reference import DockerRef, ImageRef, check_tag, parse
-from mlci.oci.registry import DOCKER_LIST, OCI_INDEX, Manifest, NotFound
+from mlci.oci.settings import RegistrySettings
 
 if TYPE_CHECKING:
     from mlci.dvcstage.fetch import Recorded
@@ -41,6 +42,7 @@ class Plan:
     destination: ImageRef
     name_tag: str | None  # a tag written in image.name itself
     paths: dict[str, tuple[str, ...]]  # code, artifacts, lock, context, dockerfile
+    registries: dict[str, RegistrySettings] = field(default_factory=dict)  # the `registries` section
 
 
 @dataclass
@@ -55,7 +57,8 @@ class BuildResult:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector: Collector) -> Plan:
+def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector: Collector,
+         registries: dict[str, RegistrySettings] | None = None) -> Plan:
     """Every check of the settings and `--tag` that needs no network and no build (exit 2)."""
     assert settings.name, "the caller skips the build when image.name is empty"
     destination = parse(settings.name)
@@ -88,7 +91,7 @@ def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector:
         if entry.kind == "dir" or not (root / lock).is_file():
             raise UsageError(f"image.lock: {lock}: not a file in {root}")
         lockfile.check(root / lock, lock)
-    return Plan(settings, root, destination, destination.tag, paths)
+    return Plan(settings, root, destination, destination.tag, paths, dict(registries or {}))
 
 
 def reference(plan: Plan, tag: str) -> str:
@@ -101,7 +104,7 @@ def reference(plan: Plan, tag: str) -> str:
 
 def open_destination(plan: Plan) -> Endpoint:
     """The destination, checked before any build: reachable, credentials accepted, writable."""
-    dest, _ = open_endpoint(plan.destination, plan.settings)
+    dest, _ = open_endpoint(plan.destination, plan.settings, plan.registries)
     dest.check_writable()
     return dest
 
@@ -114,7 +117,7 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
     settings, root = plan.settings, plan.root
     for name, value in labels.items():
         scanner.check(value, f"label {name}")
-    base = base_image(settings) if settings.builder == "native" else (None, None, {})
+    base = base_image(settings, plan.registries) if settings.builder == "native" else (None, None, {})
     try:
         inputs = gather(settings, collector, plan.paths, recorded, pull)
         key = build_key(settings, root, inputs, base, labels)

@@ -25,11 +25,11 @@ from mlci.core.fsutil import atomic_write
 from mlci.core.log import logger
 from mlci.image.layers import MEDIA_TYPES, Layer
 from mlci.oci.copy import Endpoint, RegistryEndpoint
-from mlci.oci.registry import OCI_MANIFEST, Manifest, NotFound, RegistryError, sha256_digest
+from mlci.oci.manifest import OCI_EMPTY, OCI_MANIFEST, Descriptor, Manifest, NotFound, sha256_digest
+from mlci.oci.registry import RegistryError
 
 RECORD_PREFIX = "mlci-cache-"
 ARTIFACT_TYPE = "application/vnd.mlci.build-cache.v1+json"
-EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
 INPUT = "io.mlci.build-cache.input"
 DIFF_ID = "io.mlci.build-cache.diff-id"
@@ -83,7 +83,7 @@ def parse_record(data: bytes, key: str) -> Layer | None:
         body = json.loads(data)
         layers, annotations = body["layers"], body["annotations"]
         ok = (body.get("mediaType") == OCI_MANIFEST and body.get("artifactType") == ARTIFACT_TYPE
-              and "subject" not in body and body["config"]["mediaType"] == EMPTY_MEDIA_TYPE
+              and "subject" not in body and body["config"]["mediaType"] == OCI_EMPTY
               and isinstance(layers, list) and len(layers) == 1 and annotations.get(INPUT) == f"sha256:{key}")
         if not ok:
             return None
@@ -101,7 +101,7 @@ def record(key: str, name: str, layer: Layer) -> Manifest:
     """The record for a layer built from input hash `key` (deterministic bytes)."""
     body = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
-        "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": sha256_digest(EMPTY), "size": len(EMPTY)},
+        "config": {"mediaType": OCI_EMPTY, "digest": sha256_digest(EMPTY), "size": len(EMPTY)},
         "layers": [layer.descriptor()],
         "annotations": {INPUT: f"sha256:{key}", DIFF_ID: layer.diff_id, LAYER: name},
     }
@@ -115,7 +115,7 @@ def remember(dest: Endpoint, key: str, name: str, layer: Layer) -> None:
         return
     try:
         if not dest.has_blob(sha256_digest(EMPTY)):
-            dest.put_blob(sha256_digest(EMPTY), io.BytesIO(EMPTY), len(EMPTY))
+            dest.put_blob(Descriptor(OCI_EMPTY, sha256_digest(EMPTY), len(EMPTY)), lambda: io.BytesIO(EMPTY))
         dest.put_manifest(record(key, name, layer), record_tag(key))
     except RegistryError as exc:  # a registry that refuses OCI artifacts: the image itself is fine
         logger.warning("mlci: warning: %s layer: the destination refused its build-cache record (%s); "

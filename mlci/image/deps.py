@@ -10,16 +10,11 @@ import posixpath
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 from mlci.core import fsutil, proc
 from mlci.core.errors import ConfigError, PipelineFailed
 from mlci.core.log import logger
-from mlci.image.python import Platform, parse_libc, parse_python
-from mlci.oci.copy import Endpoint
-from mlci.oci.registry import Manifest
-
-Base = tuple[Endpoint | None, Manifest | None, dict[str, Any]]
+from mlci.image.python import Base, Platform, parse_libc, parse_python
 
 _LEGACY = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 _SH_WRAPPER = re.compile(rb"#!/bin/sh\n'''exec' (\"[^\"\n]*\"|\S+) \"\$0\" \"\$@\"\n' '''\n")

@@ -19,13 +19,15 @@ from mlci.image import cache, deps, python
 from mlci.image.entries import Collector, Entry
 from mlci.image.labels import created
 from mlci.image.layers import Compression, Layer, build_layer
+from mlci.image.python import Base
 from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
-from mlci.oci.copy import Endpoint, LayoutEndpoint, copy
+from mlci.oci.copy import Endpoint, ImageSource, LayoutEndpoint, copy, open_source
 from mlci.oci.copy import open_endpoint as copy_endpoint
 from mlci.oci.layout import Layout
+from mlci.oci.manifest import OCI_MANIFEST, Manifest, sha256_digest
 from mlci.oci.reference import ImageRef, parse
-from mlci.oci.registry import OCI_MANIFEST, Manifest, sha256_digest
+from mlci.oci.settings import RegistrySettings
 
 if TYPE_CHECKING:
     from mlci.dvcstage.fetch import Recorded
@@ -69,9 +71,10 @@ class LayerSpec:
         return cache.input_hash(self.name, [self.inputs, self.compression])
 
 
-def open_endpoint(ref: ImageRef, settings: ImageSettings) -> tuple[Endpoint, str | None]:
-    """A copy endpoint with the image settings' plain-http hosts and CA bundle."""
-    return copy_endpoint(ref, settings.plain_http, settings.ca_bundle)
+def open_endpoint(ref: ImageRef, settings: ImageSettings, registries: dict[str, RegistrySettings] | None = None
+                  ) -> tuple[Endpoint, str | None]:
+    """A copy endpoint with the `registries` settings (and the deprecated image.plain_http / image.ca_bundle)."""
+    return copy_endpoint(ref, settings.plain_http, settings.ca_bundle, registries)
 
 
 def image_path(settings: ImageSettings, path: str) -> str:
@@ -264,9 +267,6 @@ def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[st
     return config
 
 
-Base = tuple[Endpoint | None, Manifest | None, dict[str, Any]]
-
-
 def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endpoint, tag: str, epoch: int,
                  labels: dict[str, str], base: Base, scanner: Scanner) -> tuple[Manifest, list[str]]:
     """Build the image on `base` (from base_image) in a staging layout and copy it to `dest` under `tag`,
@@ -306,12 +306,12 @@ def _base_layers(manifest: Manifest | None) -> list[dict[str, Any]]:
     return list(json.loads(manifest.data)["layers"]) if manifest else []
 
 
-def base_image(settings: ImageSettings) -> Base:
+def base_image(settings: ImageSettings, registries: dict[str, RegistrySettings] | None = None) -> Base:
     """The base image's endpoint, manifest and config (scratch when image.base is empty)."""
     scratch = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
     if not settings.base:
         return None, None, scratch
-    endpoint, reference = open_endpoint(parse(settings.base), settings)
+    endpoint, reference = open_source(parse(settings.base), settings.plain_http, settings.ca_bundle, registries)
     manifest = endpoint.get_manifest(reference)
     if manifest.media_type not in (OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json"):
         raise UsageError(f"image.base: {settings.base} is an index; name one platform's manifest by digest")
@@ -332,7 +332,7 @@ class _Stacked:
     """The new blobs from the staging layout, the base image's blobs from where the base lives."""
 
     stage: LayoutEndpoint
-    base: Endpoint | None
+    base: ImageSource | None
 
     def get_manifest(self, reference: str | None) -> Manifest:
         return self.stage.get_manifest(reference)

@@ -17,8 +17,10 @@ from typing import IO, Any, Literal
 from mlci.core import fsutil
 from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError
 from mlci.core.log import logger
-from mlci.oci.copy import Endpoint
-from mlci.oci.registry import Manifest
+from mlci.oci.manifest import Manifest
+from mlci.oci.transport import ImageSource
+
+Base = tuple[ImageSource | None, Manifest | None, dict[str, Any]]  # the base image: source, manifest, config
 
 ARCHES = {"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "ppc64le": "ppc64le", "s390x": "s390x",
           "arm": "armv7l"}  # OCI config `architecture` -> the wheel tags' machine name
@@ -107,7 +109,7 @@ def arch_of(config: dict[str, Any], shown: str) -> str:
 
 
 def target(settings_python: str | None, settings_libc: str | None,
-           base: tuple[Endpoint | None, Manifest | None, dict[str, Any]], shown: str) -> Platform:
+           base: Base, shown: str) -> Platform:
     """The platform the dependency layer is for: the overrides, else what the base's files say."""
     endpoint, manifest, config = base
     python = parse_python(settings_python) if settings_python else None
@@ -139,7 +141,7 @@ def _hint_path(digest: str) -> Path:
     return fsutil.cache_dir() / "base-platforms" / f"{digest.replace(':', '-')}.json"
 
 
-def detect_cached(endpoint: Endpoint, manifest: Manifest, config: dict[str, Any], shown: str) -> Found:
+def detect_cached(endpoint: ImageSource, manifest: Manifest, config: dict[str, Any], shown: str) -> Found:
     """`detect`, remembered by the base's manifest digest (it names every layer) in mlci's cache dir."""
     hint = _hint_path(manifest.digest)
     try:
@@ -270,7 +272,7 @@ def _config_path(config: dict[str, Any]) -> list[str]:
     return DEFAULT_PATH.split(":")
 
 
-def detect(endpoint: Endpoint, manifest: Manifest, config: dict[str, Any], shown: str) -> Found:
+def detect(endpoint: ImageSource, manifest: Manifest, config: dict[str, Any], shown: str) -> Found:
     """Read the base's layers, bottom up: tar headers, and the content of libc.so.6 / the musl loader only."""
     tree = _Tree()
     layers = json.loads(manifest.data)["layers"]

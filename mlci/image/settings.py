@@ -54,6 +54,6 @@ class ImageSettings:
     port: int | None = field(default=None, metadata={"doc": "Exposed TCP port."})
     user: str | None = field(default=None, metadata={"doc": "User to run as (e.g. 10001)."})
     plain_http: tuple[str, ...] = field(default=(), metadata={"doc": (
-        "Registry hosts spoken to over plain HTTP (loopback test registries only).")})
+        "Deprecated: use registries.HOST.plain_http. Registry hosts spoken to over plain HTTP.")})
     ca_bundle: str | None = field(default=None, metadata={"doc": (
-        "A PEM CA bundle for the registries (must exist; relative to the current directory).")})
+        "Deprecated: use registries.HOST.ca_bundle. A PEM CA bundle for every registry (must exist).")})

@@ -77,6 +77,18 @@ def credentials_for(host: str, env: Mapping[str, str] | None = None) -> Credenti
     return _ci_registry(host, environ)
 
 
+def credentials_from_file(path: Path, host: str) -> Credentials | None:
+    """The credentials for `host` in one auth file (registries.HOST.auth_file), registered as secrets."""
+    auths, helpers = _read_auth_file(path)
+    entry = auths.get(host) or auths.get(f"https://{host}") or auths.get(f"http://{host}")
+    if not entry:
+        if host in helpers:
+            log.logger.warning("mlci: %s names a credential helper for %s; mlci does not run credential helpers",
+                               path, host)
+        return None
+    return _entry_credentials(entry, path, host)
+
+
 def _read_auth_file(path: Path) -> tuple[dict[str, Any], set[str]]:
     """(`auths`, hosts with a credential helper) of an auth file; ConfigError naming it when malformed."""
     try:

@@ -1,47 +1,27 @@
-"""Copy an image between any two transports (registry, OCI layout): blobs the destination has are
-reused (HEAD, then a cross-repository mount), the rest stream from source to destination with their
-digests verified on the way; the manifest — and so the tag — is written last."""
+"""Copy an image (or an index and every image in it) between any two transports, shaped like
+containers/image: an ImageSource is read (manifests, blobs), an ImageDestination is written (blobs, then
+manifests, the tag last, then commit). Blobs the destination has are reused (`try_reuse_blob`: HEAD, then a
+cross-repository mount); the rest stream from source to destination, several at once (bounded by the
+destination's `parallel_puts`), their digests verified on the way. Children of an index are written before
+the index; only the manifest that was asked for gets a top-level entry (a tag)."""
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from mlci.core.errors import EnvironmentProblem, UsageError
-from mlci.oci.auth import credentials_for
+from mlci.core.log import logger
 from mlci.oci.layout import Layout
-from mlci.oci.progress import track
+from mlci.oci.manifest import Descriptor, Manifest, NotFound, media_type_of
+from mlci.oci.progress import Progress
 from mlci.oci.reference import DockerRef, ImageRef
-from mlci.oci.registry import DOCKER_LIST, OCI_INDEX, Manifest, NotFound, Registry
-
-
-class Endpoint(Protocol):
-    """One side of a copy."""
-
-    def get_manifest(self, reference: str | None) -> Manifest:
-        """A manifest by tag/digest (None: the endpoint's own tag)."""
-
-    def has_blob(self, digest: str) -> bool:
-        """Whether the blob is already there."""
-
-    def open_blob(self, digest: str) -> BinaryIO:
-        """A verifying stream of the blob."""
-
-    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
-        """Store a blob."""
-
-    def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
-        """Store a manifest; with a tag, point the tag at it."""
-
-    def commit(self) -> None:
-        """Make what was written visible where that takes a final step (an archive is packed once)."""
-
-    def check_writable(self) -> None:
-        """Before any work: the destination is reachable, accepts the credentials and may be written."""
+from mlci.oci.registry import Registry
+from mlci.oci.settings import DEFAULT_CONCURRENCY, RegistryOptions, RegistrySettings, options_for
+from mlci.oci.transport import Endpoint as Endpoint  # re-exported with ImageSource: the build's types
+from mlci.oci.transport import ImageDestination, Opener, check_writable_path
+from mlci.oci.transport import ImageSource as ImageSource
 
 
 @dataclass
@@ -52,6 +32,7 @@ class CopyResult:
     copied: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     bytes_copied: int = 0
+    bytes_sent: int = 0  # what went over the wire, re-sent chunks included
 
 
 @dataclass
@@ -61,23 +42,31 @@ class RegistryEndpoint:
     registry: Registry
     repository: str
     mount_from: tuple[str, ...] = ()
+    concurrency: int = DEFAULT_CONCURRENCY
 
     def get_manifest(self, reference: str | None) -> Manifest:
         return self.registry.get_manifest(self.repository, reference or "latest")
 
     def has_blob(self, digest: str) -> bool:
-        if self.registry.blob_exists(self.repository, digest):
+        return self.registry.blob_exists(self.repository, digest)
+
+    def try_reuse_blob(self, blob: Descriptor) -> bool:
+        """HEAD the blob, then try a mount from each of `mount_from`."""
+        if self.registry.blob_exists(self.repository, blob.digest):
             return True
-        return any(self.registry.mount_blob(self.repository, digest, source) for source in self.mount_from)
+        return any(self.registry.mount_blob(self.repository, blob.digest, source) for source in self.mount_from)
 
     def open_blob(self, digest: str) -> BinaryIO:
         return self.registry.open_blob(self.repository, digest)
 
-    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
-        self.registry.upload_blob(self.repository, digest, data, size)
+    def put_blob(self, blob: Descriptor, source: Opener) -> int:
+        return self.registry.upload_blob(self.repository, blob.digest, blob.size, source)
 
-    def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
-        self.registry.put_manifest(self.repository, tag or manifest.digest, manifest)
+    def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
+        self.registry.put_manifest(self.repository, (None if child else tag) or manifest.digest, manifest)
+
+    def parallel_puts(self) -> int:
+        return self.concurrency
 
     def commit(self) -> None:
         """Nothing to do: a registry shows each manifest as it is put."""
@@ -86,6 +75,36 @@ class RegistryEndpoint:
         """GET /v2/ (reachable, credentials accepted), then open and cancel an upload (may push)."""
         self.registry.ping()
         self.registry.check_push(self.repository)
+
+
+@dataclass
+class MirroredSource:
+    """Pulls from the first of `endpoints` (mirrors in order, then the host) that has the manifest; its blobs
+    then come from the same place (a mirror that has the manifest but not a blob falls through)."""
+
+    endpoints: list[RegistryEndpoint]
+
+    def get_manifest(self, reference: str | None) -> Manifest:
+        last: Exception | None = None
+        for endpoint in self.endpoints:
+            try:
+                manifest = endpoint.get_manifest(reference)
+            except EnvironmentProblem as exc:  # not found there, or that mirror is down: the next one
+                if endpoint is not self.endpoints[-1]:
+                    logger.info("mlci: mirror %s: %s; trying the next", endpoint.registry.host, exc)
+                last = exc
+                continue
+            self.endpoints.remove(endpoint)
+            self.endpoints.insert(0, endpoint)
+            return manifest
+        assert last is not None
+        raise last
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        for endpoint in self.endpoints[:-1]:
+            if endpoint.has_blob(digest):
+                return endpoint.open_blob(digest)
+        return self.endpoints[-1].open_blob(digest)
 
 
 @dataclass
@@ -100,11 +119,7 @@ class LayoutEndpoint:
             if not path.is_file():
                 raise NotFound(f"{self.layout.root}: manifest {reference} not found")
             data = path.read_bytes()
-            try:
-                media_type = json.loads(data).get("mediaType", "")
-            except (ValueError, AttributeError):
-                raise EnvironmentProblem(f"{self.layout.root}: blob {reference} is not a manifest") from None
-            return Manifest(data, str(media_type), reference)
+            return Manifest(data, media_type_of(data), reference)
         if reference and not self.layout.has_tag(reference):
             raise NotFound(f"{self.layout.root}: tag {reference!r} not found in index.json")
         return self.layout.get_manifest(reference)
@@ -112,15 +127,22 @@ class LayoutEndpoint:
     def has_blob(self, digest: str) -> bool:
         return self.layout.has_blob(digest)
 
+    def try_reuse_blob(self, blob: Descriptor) -> bool:
+        return self.layout.has_blob(blob.digest)
+
     def open_blob(self, digest: str) -> BinaryIO:
         return self.layout.open_blob(digest)
 
-    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
+    def put_blob(self, blob: Descriptor, source: Opener) -> int:
         self.layout.init()
-        self.layout.put_blob(digest, data)
+        with source() as stream:
+            return self.layout.put_blob(blob.digest, stream)
 
-    def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
-        self.layout.put_manifest(manifest, tag)
+    def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
+        self.layout.put_manifest(manifest, tag, child=child)
+
+    def parallel_puts(self) -> int:
+        return DEFAULT_CONCURRENCY
 
     def commit(self) -> None:
         """Nothing to do: index.json is rewritten atomically on every put."""
@@ -135,23 +157,22 @@ class LayoutEndpoint:
                              "name a new or empty directory")
 
 
-def check_writable_path(path: Path, *, directory: bool) -> None:
-    """`path` is (or can be created as) a directory or a file, in a place this process may write."""
-    if path.exists() and path.is_dir() != directory:
-        raise UsageError(f"{path}: is {'not ' if directory else ''}a directory")
-    start = path.absolute() if directory else path.absolute().parent  # a file is replaced by a rename
-    existing = next(p for p in (start, *start.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise EnvironmentProblem(f"{path}: cannot write there ({existing} is not a writable directory)")
+def open_registry(options: RegistryOptions) -> Registry:
+    """A client for one host with its resolved options (credentials looked up now)."""
+    if options.ca_bundle and not Path(options.ca_bundle).is_file():
+        raise UsageError(f"registries.{options.host}.ca_bundle: {options.ca_bundle}: not found (or not a file)")
+    return Registry(options.host, plain_http=options.plain_http, ca_bundle=options.ca_bundle,
+                    credentials=options.credentials(), chunk_size=options.chunk_size)
 
 
-def open_endpoint(ref: ImageRef, plain_http: tuple[str, ...] = (), ca_bundle: str | None = None
-                  ) -> tuple[Endpoint, str | None]:
-    """The endpoint for a reference (registry credentials from the auth file) and the tag/digest it names."""
+def open_endpoint(ref: ImageRef, plain_http: tuple[str, ...] = (), ca_bundle: str | None = None,
+                  registries: dict[str, RegistrySettings] | None = None) -> tuple[Endpoint, str | None]:
+    """The read-write endpoint for a reference and the tag/digest it names. Registry options come from
+    `registries` (plain_http/ca_bundle: the deprecated image.* keys, still honoured)."""
     if isinstance(ref, DockerRef):
-        registry = Registry(ref.registry, plain_http=ref.registry in plain_http, ca_bundle=ca_bundle,
-                            credentials=credentials_for(ref.registry))
-        return RegistryEndpoint(registry, ref.repository), ref.digest or ref.tag
+        options = options_for(ref.registry, registries, plain_http, ca_bundle)
+        endpoint = RegistryEndpoint(open_registry(options), ref.repository, concurrency=options.concurrency)
+        return endpoint, ref.digest or ref.tag
     if ref.transport == "oci-archive":
         from mlci.oci.archive import ArchiveEndpoint
 
@@ -159,36 +180,103 @@ def open_endpoint(ref: ImageRef, plain_http: tuple[str, ...] = (), ca_bundle: st
     return LayoutEndpoint(Layout(Path(ref.path))), ref.tag
 
 
-def copy(src: Endpoint, src_ref: str | None, dst: Endpoint, dst_tag: str | None) -> CopyResult:
-    """Copy one image (or an index and its images); the destination's tag moves last. The caller
-    commits `dst` when it has written everything it means to (an archive is packed then)."""
-    manifest = src.get_manifest(src_ref)
-    result = CopyResult(manifest.digest)
-    _copy_manifest(src, dst, manifest, dst_tag, result)
+def open_source(ref: ImageRef, plain_http: tuple[str, ...] = (), ca_bundle: str | None = None,
+                registries: dict[str, RegistrySettings] | None = None) -> tuple[ImageSource, str | None]:
+    """Like open_endpoint, for pulls only: a registry with `mirrors` is read from its mirrors first."""
+    endpoint, reference = open_endpoint(ref, plain_http, ca_bundle, registries)
+    if not isinstance(ref, DockerRef) or not isinstance(endpoint, RegistryEndpoint):
+        return endpoint, reference
+    mirrors = options_for(ref.registry, registries, plain_http, ca_bundle).mirrors
+    if not mirrors:
+        return endpoint, reference
+    chain = []
+    for mirror in mirrors:
+        host, _, prefix = mirror.partition("/")
+        options = options_for(host, registries, plain_http, ca_bundle)
+        repository = f"{prefix}/{ref.repository}" if prefix else ref.repository
+        chain.append(RegistryEndpoint(open_registry(options), repository, concurrency=options.concurrency))
+    return MirroredSource([*chain, endpoint]), reference
+
+
+def copy(src: ImageSource, src_ref: str | None, dst: ImageDestination, dst_tag: str | None) -> CopyResult:
+    """Copy one image, or an index with every image in it: all blobs (at most the destination's parallel_puts()
+    and a registry source's concurrency at once), then the child manifests, then the manifest asked for under
+    `dst_tag` (last). The caller commits `dst` when it has written everything it means to (an archive is
+    written then)."""
+    top = src.get_manifest(src_ref)
+    manifests = _children(src, top)  # children first, each once, the top one last
+    blobs: dict[str, Descriptor] = {}
+    for manifest in manifests:
+        for blob in manifest.blobs():
+            blobs.setdefault(blob.digest, blob)
+    result = CopyResult(top.digest)
+    with Progress(top.digest, [b.size for b in blobs.values()]) as progress:
+        _copy_blobs(src, dst, list(blobs.values()), result, progress)
+    for manifest in manifests[:-1]:
+        dst.put_manifest(manifest, None, child=True)
+    dst.put_manifest(top, dst_tag)
     return result
 
 
-def _copy_manifest(src: Endpoint, dst: Endpoint, manifest: Manifest, tag: str | None, result: CopyResult) -> None:
-    body = json.loads(manifest.data)
-    if manifest.media_type in (OCI_INDEX, DOCKER_LIST):
-        for child in body.get("manifests", []):
-            _copy_manifest(src, dst, src.get_manifest(child["digest"]), None, result)
+def _children(src: ImageSource, top: Manifest) -> list[Manifest]:
+    """Every manifest under `top` (depth first, children before parents, each once), then `top`."""
+    order: list[Manifest] = []
+    seen: set[str] = set()
+
+    def visit(manifest: Manifest, depth: int) -> None:
+        if depth > 4:
+            raise EnvironmentProblem(f"manifest {top.digest}: indexes nested deeper than 4 levels")
+        for child in manifest.children():
+            if child.digest not in seen:
+                seen.add(child.digest)
+                visit(src.get_manifest(child.digest), depth + 1)
+        order.append(manifest)
+
+    visit(top, 0)
+    return order
+
+
+def _parallel_gets(src: ImageSource) -> int:
+    """How many blobs a source gives at once: a registry's `concurrency` (the least of a mirror chain's)."""
+    if isinstance(src, RegistryEndpoint):
+        return src.concurrency
+    if isinstance(src, MirroredSource):
+        return min(e.concurrency for e in src.endpoints)
+    return DEFAULT_CONCURRENCY
+
+
+def _copy_blobs(src: ImageSource, dst: ImageDestination, blobs: list[Descriptor], result: CopyResult,
+                progress: Progress) -> None:
+    def one(blob: Descriptor) -> tuple[Descriptor, bool, int]:
+        if dst.try_reuse_blob(blob):
+            progress.skipped(blob)
+            return blob, True, 0
+        sent = dst.put_blob(blob, lambda: progress.track(src.open_blob(blob.digest), blob))
+        progress.finished(blob)
+        return blob, False, sent
+
+    workers = max(1, min(dst.parallel_puts(), _parallel_gets(src), len(blobs)))
+    if workers == 1:
+        outcomes = [one(blob) for blob in blobs]
     else:
-        for descriptor in [body["config"], *body.get("layers", [])]:
-            digest, size = descriptor["digest"], int(descriptor["size"])
-            if dst.has_blob(digest):
-                result.reused.append(digest)
-                continue
-            with _closing(track(src.open_blob(digest), digest, size)) as stream:
-                dst.put_blob(digest, stream, size)
-            result.copied.append(digest)
-            result.bytes_copied += size
-    dst.put_manifest(manifest, tag)
-
-
-@contextmanager
-def _closing(stream: BinaryIO) -> Iterator[BinaryIO]:
-    try:
-        yield stream
-    finally:
-        stream.close()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="mlci-blob")
+        futures = [pool.submit(one, blob) for blob in blobs]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None), None)
+            if failed is not None:  # the first failure is the error; the others stop within one chunk
+                progress.cancel()
+                failed.result()
+            outcomes = [f.result() for f in futures]
+        except BaseException:  # Ctrl-C or SIGTERM in the main thread: stop the workers too, then go on unwinding
+            progress.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    for blob, reused, sent in outcomes:
+        if reused:
+            result.reused.append(blob.digest)
+        else:
+            result.copied.append(blob.digest)
+            result.bytes_copied += blob.size
+            result.bytes_sent += sent

@@ -18,10 +18,9 @@ from typing import Any, BinaryIO
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import atomic_write
-from mlci.oci.registry import OCI_INDEX, Manifest, sha256_digest
+from mlci.oci.manifest import OCI_INDEX, REF_NAME, Manifest, check_digest, sha256_digest
 
 LAYOUT_VERSION = '{"imageLayoutVersion":"1.0.0"}'
-REF_NAME = "org.opencontainers.image.ref.name"
 CHUNK = 1 << 20
 
 
@@ -50,7 +49,7 @@ class Layout:
 
     def blob_path(self, digest: str) -> Path:
         """Where a blob lives."""
-        algorithm, _, hexdigest = digest.partition(":")
+        algorithm, _, hexdigest = check_digest(digest, f"{self.root}: blob").partition(":")
         return self.root / "blobs" / algorithm / hexdigest
 
     def has_blob(self, digest: str) -> bool:
@@ -87,13 +86,7 @@ class Layout:
 
     def get_manifest(self, tag: str | None) -> Manifest:
         """The manifest tagged `tag` (or the only one when tag is None)."""
-        entries = self._index()["manifests"]
-        found = [e for e in entries if tag is None or _ref_name(e) == tag]
-        if len({e.get("digest") for e in found}) != 1:
-            what = f"tag {tag!r}" if tag else "a single image"
-            raise EnvironmentProblem(f"{self.root}: {what} not found in index.json "
-                                     f"({len({e.get('digest') for e in found})} matches)")
-        entry = found[0]
+        entry = find_entry(self._index()["manifests"], tag, self.root)
         try:
             data = self.blob_path(str(entry["digest"])).read_bytes()
             media_type = str(entry["mediaType"])
@@ -112,46 +105,30 @@ class Layout:
         """Whether index.json names `tag` (False for a layout that does not exist yet)."""
         if not (self.root / "index.json").exists():
             return False
-        return any(_ref_name(e) == tag for e in self._index()["manifests"])
+        return has_ref(self._index()["manifests"], tag)
 
-    def put_manifest(self, manifest: Manifest, tag: str | None) -> str:
+    def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> str:
         """Store the manifest blob, then point the tag at it in index.json (last, atomically). Other tags
-        of the same manifest stay; without a tag, the manifest is listed once (untagged) if not yet listed."""
+        of the same manifest stay; without a tag, the manifest is listed once (untagged) if not yet listed.
+        A `child` (a manifest an index points at) is stored as a blob only: no index.json entry."""
         self.init()
         if not self.has_blob(manifest.digest):
             self.put_blob(manifest.digest, io.BytesIO(manifest.data))
+        if child:
+            return manifest.digest
         with _locked(self.root):  # another job may tag into the same layout: no tag of either is lost
             index = self._index()
-            entries = index["manifests"]
-            if tag is None:
-                if any(e.get("digest") == manifest.digest for e in entries):
-                    return manifest.digest
-                kept = entries
-            else:
-                if any(e.get("digest") == manifest.digest and _ref_name(e) == tag for e in entries):
-                    return manifest.digest
-                kept = [e for e in entries if _ref_name(e) != tag
-                        and not (e.get("digest") == manifest.digest and _ref_name(e) is None)]
-            entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest,
-                                     "size": len(manifest.data)}
-            if tag:
-                entry["annotations"] = {REF_NAME: tag}
-            index["manifests"] = [*kept, entry]
-            self._write_index(index)
+            entries = with_entry(index["manifests"], manifest, tag)
+            if entries is not None:
+                index["manifests"] = entries
+                self._write_index(index)
             return manifest.digest
 
     def _index(self) -> dict[str, Any]:
         path = self.root / "index.json"
         if not path.is_file():
             raise EnvironmentProblem(f"{self.root}: not an OCI image layout (no index.json)")
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise EnvironmentProblem(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
-        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list) \
-                or not all(isinstance(e, dict) for e in index["manifests"]):
-            raise EnvironmentProblem(f"{path}: not an OCI image index (expected `manifests`: a list of descriptors)")
-        return index
+        return parse_index(path.read_bytes(), path)
 
     def _write_index(self, index: dict[str, Any]) -> None:
         atomic_write(self.root / "index.json", json.dumps(index, separators=(",", ":")))
@@ -167,6 +144,51 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def with_entry(entries: list[dict[str, Any]], manifest: Manifest, tag: str | None) -> list[dict[str, Any]] | None:
+    """index.json's entries with `manifest` under `tag` (the tag moved off any other manifest; an untagged
+    entry of the same manifest replaced), or None when they already say so."""
+    if tag is None:
+        if any(e.get("digest") == manifest.digest for e in entries):
+            return None
+        kept = entries
+    else:
+        if any(e.get("digest") == manifest.digest and _ref_name(e) == tag for e in entries):
+            return None
+        kept = [e for e in entries if _ref_name(e) != tag
+                and not (e.get("digest") == manifest.digest and _ref_name(e) is None)]
+    entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.data)}
+    if tag:
+        entry["annotations"] = {REF_NAME: tag}
+    return [*kept, entry]
+
+
+def find_entry(entries: list[dict[str, Any]], tag: str | None, where: object) -> dict[str, Any]:
+    """The index.json entry tagged `tag` (or the only image when tag is None); an error naming `where`."""
+    found = [e for e in entries if tag is None or _ref_name(e) == tag]
+    if len({e.get("digest") for e in found}) != 1:
+        what = f"tag {tag!r}" if tag else "a single image"
+        raise EnvironmentProblem(f"{where}: {what} not found in index.json "
+                                 f"({len({e.get('digest') for e in found})} matches)")
+    return found[0]
+
+
+def parse_index(data: bytes, where: object) -> dict[str, Any]:
+    """index.json's content, checked to be an image index (an error naming `where` otherwise)."""
+    try:
+        index = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EnvironmentProblem(f"{where}: not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list) \
+            or not all(isinstance(e, dict) for e in index["manifests"]):
+        raise EnvironmentProblem(f"{where}: not an OCI image index (expected `manifests`: a list of descriptors)")
+    return index
+
+
+def has_ref(entries: list[dict[str, Any]], tag: str) -> bool:
+    """Whether an entry carries `tag`."""
+    return any(_ref_name(e) == tag for e in entries)
 
 
 def _ref_name(entry: dict[str, Any]) -> str | None:

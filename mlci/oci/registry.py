@@ -1,18 +1,24 @@
 """A client for the OCI distribution API over `requests`: ping, Basic and Bearer-token auth from the
 WWW-Authenticate challenge, manifests (OCI and Docker v2 schema 2, indexes), blobs (HEAD, streaming
-GET verified as it streams, monolithic and chunked upload, cross-repository mount), tag listing.
+GET verified as it streams, chunked upload that resumes, cross-repository mount), tag listing.
 
-Reads are retried (core.http); uploads are not: a failed copy is re-run, and blobs already present
-are skipped, as skopeo does."""
+Safe across threads: each thread has its own `requests` session (connection pool), and the auth state
+(one Authorization value per scope) is shared under a lock, refreshed once when several threads meet
+the same 401. Reads are retried (core.http). A request body is never a stream: a blob goes up in
+chunks of at most `chunk_size` bytes held in memory, so a retry (after a 401, a dropped connection or
+a 5xx) re-sends that buffer, never a half-read stream. After a drop or a 5xx the upload session is
+asked for its offset (GET, `Range: 0-N`) and the upload continues from there when it is consistent;
+otherwise that blob restarts in a new session from a re-opened source (docker-registry 2.8 cancels
+a session whose chunk was cut mid-body)."""
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -20,30 +26,23 @@ from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.http import make_session, send
 from mlci.core.log import logger
 from mlci.oci.auth import Credentials, basic_header, parse_challenge
+from mlci.oci.manifest import (
+    MANIFEST_TYPES,
+    OCI_MANIFEST,
+    Manifest,
+    NotFound,
+    sha256_digest,
+)
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
-CHUNK = 1 << 20
+READ_CHUNK = 1 << 20
+DEFAULT_CHUNK_SIZE = 8 << 20  # 8 MiB x default concurrency 6 = 48 MB of chunk buffers at most
+UPLOAD_SESSIONS = 3  # a blob is tried in at most this many upload sessions
+RESUMES = 5  # resumes within one session (each after a drop or a 5xx)
+Opener = Callable[[], BinaryIO]
 
 
 class RegistryError(EnvironmentProblem):
     """A registry call failed: one line with the call, the status and the registry's error codes."""
-
-
-class NotFound(EnvironmentProblem):
-    """The manifest (tag or digest) is not there: the one answer that means "not built yet"."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A manifest's exact bytes, media type and digest."""
-
-    data: bytes
-    media_type: str
-    digest: str
 
 
 class VerifyingReader(io.RawIOBase):
@@ -73,55 +72,103 @@ class VerifyingReader(io.RawIOBase):
         return n
 
 
-def sha256_digest(data: bytes) -> str:
-    """The OCI digest of bytes."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+class _Dropped(Exception):
+    """The connection broke before an answer came (the request may or may not have reached the registry)."""
+
+
+class _SessionLost(Exception):
+    """The upload session cannot go on (cancelled, or an offset that does not fit): start a new one."""
 
 
 class Registry:
     """One registry host; credentials and a CA bundle are per client, tokens are cached per scope."""
 
     def __init__(self, host: str, *, plain_http: bool = False, ca_bundle: str | None = None,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         if ca_bundle and not Path(ca_bundle).is_file():
             raise UsageError(f"CA bundle {ca_bundle}: not found (or not a file)")
+        if chunk_size < 1:
+            raise UsageError(f"registry {host}: chunk_size must be at least 1 byte")
         self.host = host
         self.base = f"{'http' if plain_http else 'https'}://{host}"
         self.credentials = credentials
-        self.session = make_session({}, ca_bundle)
+        self.ca_bundle = ca_bundle
+        self.chunk_size = chunk_size
+        self._local = threading.local()
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
+        self._auth_lock = threading.Lock()  # guards _auth; held while a token is fetched (one fetch per scope)
 
-    def _call(self, method: str, url: str, scope: str, *, ok: tuple[int, ...], idempotent: bool = True,
-              **kwargs: Any) -> requests.Response:
+    @property
+    def session(self) -> requests.Session:
+        """This thread's session: requests' Session and its connection pool are not shared across threads."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = make_session({}, self.ca_bundle)
+        return session
+
+    def authorization(self, scope: str) -> str | None:
+        """The Authorization value cached for `scope` (None before the first challenge)."""
+        with self._auth_lock:
+            return self._auth.get(scope)
+
+    def _request(self, method: str, url: str, scope: str, *, idempotent: bool = True,
+                 data: bytes | None = None, **kwargs: Any) -> requests.Response:
+        """One call with auth: a 401 with a challenge is answered once (the body, bytes, is sent again as it
+        is). A broken connection is _Dropped; other transport failures are a RegistryError. Credentials go
+        only to the registry's own origin: an upload Location on another host gets none."""
         full = urljoin(self.base, url)
+        own = _origin(full) == _origin(self.base)
         headers = dict(kwargs.pop("headers", {}))
+        response: requests.Response | None = None
         for attempt in range(2):
-            if scope in self._auth:
-                headers["Authorization"] = self._auth[scope]
+            sent_auth = self.authorization(scope) if own else None
+            if sent_auth is not None:
+                headers["Authorization"] = sent_auth
             try:
-                response = send(self.session, method, full, idempotent=idempotent, headers=headers, **kwargs)
+                response = send(self.session, method, full, idempotent=idempotent, headers=headers, data=data,
+                                **kwargs)
+            except requests.ConnectionError as exc:
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: "
+                                        f"{exc.__class__.__name__}") from None
+                raise _Dropped(f"{exc.__class__.__name__}") from None
             except requests.RequestException as exc:
                 raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: "
                                     f"{exc.__class__.__name__}") from None
             except OSError as exc:  # requests' own checks, e.g. a CA bundle path that does not exist
                 raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: {exc}") from None
-            if response.status_code == 401 and attempt == 0 and "WWW-Authenticate" in response.headers:
-                self._authenticate(response.headers["WWW-Authenticate"], scope)
+            if response.status_code == 401 and attempt == 0 and own and "WWW-Authenticate" in response.headers:
+                self._authenticate(response.headers["WWW-Authenticate"], scope, sent_auth)
                 continue
-            if response.status_code not in ok:
-                raise RegistryError(f"registry {self.host}: {response.status_code} on {method} {url.split('?')[0]}: "
-                                    f"{_errors(response)}")
             return response
-        raise AssertionError("unreachable")
+        assert response is not None
+        return response
 
-    def _authenticate(self, header: str, scope: str) -> None:
+    def _call(self, method: str, url: str, scope: str, *, ok: tuple[int, ...], idempotent: bool = True,
+              data: bytes | None = None, **kwargs: Any) -> requests.Response:
+        try:
+            response = self._request(method, url, scope, idempotent=idempotent, data=data, **kwargs)
+        except _Dropped as exc:
+            raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: {exc}") from None
+        if response.status_code not in ok:
+            raise RegistryError(f"registry {self.host}: {response.status_code} on {method} {url.split('?')[0]}: "
+                                f"{_errors(response)}")
+        return response
+
+    def _authenticate(self, header: str, scope: str, rejected: str | None) -> None:
+        """Answer a challenge for `scope`, unless another thread already replaced the `rejected` value."""
+        with self._auth_lock:
+            if self._auth.get(scope) != rejected:
+                return  # refreshed meanwhile by another thread: use that one
+            self._auth[scope] = self._answer(header, scope)
+
+    def _answer(self, header: str, scope: str) -> str:
         challenge = parse_challenge(header)
         if challenge.scheme == "basic":
             if self.credentials is None:
                 raise RegistryError(f"registry {self.host} needs credentials "
-                                    "(docker config.json or REGISTRY_AUTH_FILE)")
-            self._auth[scope] = basic_header(self.credentials)
-            return
+                                    "(registries.HOST credentials, docker config.json or REGISTRY_AUTH_FILE)")
+            return basic_header(self.credentials)
         realm = challenge.params.get("realm")
         if challenge.scheme != "bearer" or not realm:
             raise RegistryError(f"registry {self.host}: unsupported auth challenge {challenge.scheme!r}")
@@ -143,7 +190,10 @@ class Registry:
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not token or not isinstance(token, str):
             raise RegistryError(f"registry {self.host}: token service returned no token")
-        self._auth[scope] = f"Bearer {token}"
+        from mlci.core import log
+
+        log.add_secret(token)
+        return f"Bearer {token}"
 
     def ping(self) -> None:
         """GET /v2/: the registry answers, speaks the distribution API, and accepts the credentials.
@@ -173,8 +223,9 @@ class Registry:
     def open_blob(self, repo: str, digest: str) -> BinaryIO:
         """A blob as a stream that verifies its sha256 when it reaches the end."""
         response = self._call("GET", f"/v2/{repo}/blobs/{digest}", _pull(repo), ok=(200,), stream=True)
-        reader = VerifyingReader(response.iter_content(CHUNK), digest, f"registry {self.host}: blob {digest} of {repo}")
-        return cast(BinaryIO, io.BufferedReader(reader, CHUNK))
+        reader = VerifyingReader(response.iter_content(READ_CHUNK), digest,
+                                 f"registry {self.host}: blob {digest} of {repo}")
+        return cast(BinaryIO, io.BufferedReader(reader, READ_CHUNK))
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount: True if the registry linked the blob without an upload."""
@@ -186,25 +237,120 @@ class Registry:
             return False
         return True
 
-    def upload_blob(self, repo: str, digest: str, data: BinaryIO, size: int, chunk_size: int | None = None) -> None:
-        """Upload a blob: one PUT (monolithic), or PATCH chunks then PUT (chunked, for large layers)."""
+    def upload_blob(self, repo: str, digest: str, size: int, source: Opener, chunk_size: int | None = None) -> int:
+        """Upload a blob of `size` bytes read from `source()` (called again for each new session); returns the
+        bytes sent. At most `chunk_size` bytes of it are in memory at a time."""
+        chunk = chunk_size or self.chunk_size
+        sent = 0
+        for session in range(UPLOAD_SESSIONS):
+            with source() as stream:
+                try:
+                    return sent + self._upload_session(repo, digest, size, stream, chunk)
+                except _SessionLost as exc:
+                    sent += exc.args[1]
+                    if session + 1 == UPLOAD_SESSIONS:
+                        raise RegistryError(f"registry {self.host}: upload of {digest} to {repo} failed "
+                                            f"{UPLOAD_SESSIONS} times; last: {exc.args[0]}") from None
+                    logger.info("mlci: registry %s: upload of %s restarts in a new session (%s)",
+                                self.host, digest[7:19], exc.args[0])
+        raise AssertionError("unreachable")
+
+    def _upload_session(self, repo: str, digest: str, size: int, stream: BinaryIO, chunk_size: int) -> int:
+        """One upload session: POST, then the blob in PATCH chunks (one PUT with the body if it fits in one
+        chunk), then the closing PUT. Raises _SessionLost (with the bytes sent) when the session is gone."""
         scope = _push(repo)
         location = self._call("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,),
                               idempotent=False).headers["Location"]
-        if chunk_size:
-            offset = 0
-            while offset < size:
-                chunk = data.read(chunk_size)
-                response = self._call("PATCH", location, scope, ok=(202,), idempotent=False, data=chunk, headers={
+        if size <= chunk_size:
+            body = _read_exactly(stream, size, digest)
+            response = self._try("PUT", _with_digest(location, digest), scope, body, {
+                "Content-Type": "application/octet-stream"})
+            if response is None or response.status_code >= 500:
+                raise _SessionLost("the connection dropped during the upload" if response is None
+                                   else f"{response.status_code} on PUT", len(body))
+            self._expect(response, (201,), "PUT", digest)
+            return len(body)
+        offset, sent = 0, 0
+        while offset < size:
+            body = _read_exactly(stream, min(chunk_size, size - offset), digest)
+            done = 0  # bytes of this chunk the registry has
+            for _resume in range(RESUMES + 1):
+                part = body[done:]
+                start = offset + done
+                response = self._try("PATCH", location, scope, part, {
                     "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}", "Content-Length": str(len(chunk))})
-                location, offset = response.headers["Location"], offset + len(chunk)
-            body: Any = b""
+                    "Content-Range": f"{start}-{start + len(part) - 1}"})
+                sent += len(part)
+                if response is not None and response.status_code == 202:
+                    location = response.headers.get("Location", location)
+                    break
+                if response is not None and response.status_code in (401, 403):
+                    self._expect(response, (202,), "PATCH", digest)  # refused credentials: no new session helps
+                if response is not None and response.status_code < 500:
+                    raise _SessionLost(f"{response.status_code} on PATCH: {_errors(response)}", sent)
+                what = "the connection dropped" if response is None else f"{response.status_code} on PATCH"
+                have, location = self._upload_offset(location, scope, what, sent)
+                if not offset <= have <= offset + len(body):
+                    raise _SessionLost(f"{what}; the session reports {have} bytes, expected "
+                                       f"{offset}..{offset + len(body)}", sent)
+                done = have - offset
+                logger.info("mlci: registry %s: %s during %s; resuming at byte %d", self.host, what,
+                            digest[7:19], have)
+                if done == len(body):
+                    break
+            else:
+                raise _SessionLost(f"{RESUMES} resumes did not get chunk {offset} through", sent)
+            offset += len(body)
+            del body, part  # released before the next chunk is read: one chunk per upload in memory
+        for _resume in range(RESUMES + 1):
+            response = self._try("PUT", _with_digest(location, digest), scope, b"",
+                                 {"Content-Type": "application/octet-stream"})
+            if response is not None and response.status_code < 500:
+                self._expect(response, (201,), "PUT", digest)
+                return sent
+            what = "the connection dropped" if response is None else f"{response.status_code} on PUT"
+            if self.blob_exists(repo, digest):  # the PUT went through, only its answer was lost
+                return sent
+            have, location = self._upload_offset(location, scope, what, sent)
+            if have != size:
+                raise _SessionLost(f"{what}; the session reports {have} of {size} bytes", sent)
+        raise _SessionLost("the closing PUT did not get through", sent)
+
+    def _try(self, method: str, url: str, scope: str, body: bytes, headers: dict[str, str]
+             ) -> requests.Response | None:
+        """A non-idempotent upload call: its answer, or None when the connection dropped."""
+        try:
+            response = self._request(method, url, scope, idempotent=False, data=body, headers=headers)
+        except _Dropped as exc:
+            logger.debug("mlci: registry %s: %s %s: %s", self.host, method, url.split("?")[0], exc)
+            return None
+        response.request.body = None  # the answer would keep the chunk alive while the next one is read
+        for earlier in response.history:
+            earlier.request.body = None
+        return response
+
+    def _upload_offset(self, location: str, scope: str, what: str, sent: int) -> tuple[int, str]:
+        """How many bytes the upload session holds (GET on it: `Range: 0-N`), and its current URL."""
+        try:
+            response = self._request("GET", location, scope)
+        except _Dropped as exc:
+            raise _SessionLost(f"{what}; the session could not be asked for its offset ({exc})", sent) from None
+        if response.status_code != 204:
+            raise _SessionLost(f"{what}; the session is gone ({response.status_code}: {_errors(response)})", sent)
+        text = response.headers.get("Range", "")
+        first, dash, last = text.strip().partition("-")
+        if not text or text.strip() == "0-0":  # distribution says 0-0 for an empty session (and for 1 byte,
+            have = 0                              # which a chunked upload never holds: chunks are larger)
+        elif dash and first == "0" and last.isdigit():
+            have = int(last) + 1
         else:
-            body = _Sized(data, size)
-        self._call("PUT", _with_digest(location, digest), scope, ok=(201,), idempotent=False, data=body,
-                   headers={"Content-Type": "application/octet-stream",
-                            "Content-Length": str(0 if chunk_size else size)})
+            raise _SessionLost(f"{what}; the session reports an unreadable Range {text[:40]!r}", sent)
+        return have, response.headers.get("Location", location)
+
+    def _expect(self, response: requests.Response, ok: tuple[int, ...], method: str, digest: str) -> None:
+        if response.status_code not in ok:
+            raise RegistryError(f"registry {self.host}: {response.status_code} on {method} of blob {digest}: "
+                                f"{_errors(response)}")
 
     def get_manifest(self, repo: str, reference: str) -> Manifest:
         """A manifest by tag or digest, in whatever OCI/Docker type the registry has; digests verified."""
@@ -236,17 +382,21 @@ class Registry:
             url = response.links.get("next", {}).get("url")
 
 
-class _Sized:
-    """A stream with a known length, so requests sends Content-Length and streams it (not chunked)."""
+def _read_exactly(stream: BinaryIO, size: int, digest: str) -> bytes:
+    """`size` bytes of the source (an error when it ends early: it is not the blob its descriptor names)."""
+    data = stream.read(size)
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            raise EnvironmentProblem(f"blob {digest}: the source ended after {len(data)} of {size} bytes")
+        data += more
+    return data
 
-    def __init__(self, stream: BinaryIO, size: int) -> None:
-        self.stream, self.size = stream, size
 
-    def __len__(self) -> int:
-        return self.size
-
-    def read(self, n: int = -1) -> bytes:
-        return self.stream.read(n)
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL (the default port made explicit)."""
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def _pull(repo: str) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 import requests
 
-from mlci.image.cache import ARTIFACT_TYPE, DIFF_ID, EMPTY_MEDIA_TYPE, INPUT, RECORD_PREFIX
+from mlci.image.cache import ARTIFACT_TYPE, DIFF_ID, INPUT, RECORD_PREFIX
+from mlci.oci.manifest import OCI_EMPTY
 from tests.image.support import wheel
 from tests.testing import repos
 from tests.testing.registry import Registry, access_log
@@ -179,7 +180,7 @@ def test_a_cache_record_is_an_artifact_without_a_subject_naming_the_layer(regist
     for tag in tags:
         record = _manifest(registry, "ml/records", tag)
         assert record["artifactType"] == ARTIFACT_TYPE and "subject" not in record
-        assert record["config"] == {"mediaType": EMPTY_MEDIA_TYPE, "size": 2,
+        assert record["config"] == {"mediaType": OCI_EMPTY, "size": 2,
                                     "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}
         [layer] = record["layers"]
         annotations = record["annotations"]

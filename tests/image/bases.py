@@ -10,7 +10,7 @@ from typing import Any
 
 from mlci.oci.copy import LayoutEndpoint
 from mlci.oci.layout import Layout
-from mlci.oci.registry import OCI_MANIFEST, Manifest, sha256_digest
+from mlci.oci.manifest import OCI_MANIFEST, Manifest, sha256_digest
 
 GLIBC_236 = b"\x7fELF...GNU C Library (Debian GLIBC 2.36-9+deb12u7) stable release version 2.36.\n..."
 Entry = tuple[str, str, bytes | str]  # name, kind (file|link|hard|dir), content or link target

@@ -14,8 +14,8 @@ from mlci.core.errors import ConfigError
 from mlci.image import python
 from mlci.oci.copy import LayoutEndpoint, copy, open_endpoint
 from mlci.oci.layout import Layout
+from mlci.oci.manifest import Manifest
 from mlci.oci.reference import parse
-from mlci.oci.registry import Manifest
 from tests.image.bases import DEBIAN_311, GLIBC_236, Entry, image
 from tests.testing.images import BASE_TAG, base_layout
 from tests.testing.registry import Registry

@@ -16,7 +16,7 @@ from mlci.core.errors import EnvironmentProblem
 from mlci.oci.archive import ArchiveEndpoint
 from mlci.oci.copy import LayoutEndpoint
 from mlci.oci.layout import Layout
-from mlci.oci.registry import OCI_MANIFEST, Manifest, NotFound, sha256_digest
+from mlci.oci.manifest import OCI_MANIFEST, Descriptor, Manifest, NotFound, sha256_digest
 
 
 def _manifest(text: str) -> Manifest:
@@ -69,11 +69,11 @@ def test_a_missing_tag_is_not_found_and_a_broken_layout_is_an_error(tmp_path: Pa
         endpoint.get_manifest("v1")
 
 
-def test_an_archive_is_packed_once_on_commit_and_holds_every_tag(tmp_path: Path, umask: None) -> None:
+def test_an_archive_is_written_once_on_commit_and_holds_every_tag(tmp_path: Path, umask: None) -> None:
     path = tmp_path / "image.tar"
     archive = ArchiveEndpoint(path)
     blob = b"layer"
-    archive.put_blob(sha256_digest(blob), io.BytesIO(blob), len(blob))
+    archive.put_blob(Descriptor("application/octet-stream", sha256_digest(blob), len(blob)), lambda: io.BytesIO(blob))
     for tag in ("v1", "mlci-key-abc"):
         archive.put_manifest(_manifest("a"), tag)
     assert not path.exists()

@@ -12,8 +12,9 @@ from mlci.core.errors import EnvironmentProblem
 from mlci.oci.auth import credentials_for
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy
 from mlci.oci.layout import Layout
+from mlci.oci.manifest import sha256_digest
 from mlci.oci.registry import Registry as Client
-from mlci.oci.registry import RegistryError, sha256_digest
+from mlci.oci.registry import RegistryError
 from tests.testing.registry import Registry, blob_upload_count, push_random_image
 
 
@@ -56,16 +57,16 @@ def test_tls_needs_the_ca_bundle(registry_tls: Registry, tmp_path: Path) -> None
 
 def test_blobs_stream_verified_and_upload_monolithic_or_chunked(registry: Registry) -> None:
     client = _client(registry)
-    for size, chunk in ((3000, None), (5 * 1024 + 7, 2048)):
+    for size, chunk in ((3000, None), (5 * 1024 + 7, 2048)):  # one PUT; PATCH chunks then PUT
         data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         digest = sha256_digest(data)
         assert not client.blob_exists("team/data", digest)
-        client.upload_blob("team/data", digest, io.BytesIO(data), len(data), chunk_size=chunk)
+        client.upload_blob("team/data", digest, len(data), lambda data=data: io.BytesIO(data), chunk_size=chunk)
         assert client.blob_exists("team/data", digest)
         with client.open_blob("team/data", digest) as stream:
             assert stream.read() == data
     with pytest.raises(RegistryError, match=r"DIGEST_INVALID|digest"):
-        client.upload_blob("team/data", "sha256:" + "1" * 64, io.BytesIO(b"other bytes"), 11)
+        client.upload_blob("team/data", "sha256:" + "1" * 64, 11, lambda: io.BytesIO(b"other bytes"))
 
 
 def test_tags_are_listed_across_pages(registry: Registry) -> None:
@@ -233,7 +234,7 @@ def test_push_rights_are_checked_before_anything_is_built(registry_token: Regist
 
 def test_only_a_missing_manifest_is_not_found(registry_basic: Registry) -> None:
     from mlci.oci.auth import Credentials
-    from mlci.oci.registry import NotFound
+    from mlci.oci.manifest import NotFound
     assert registry_basic.username is not None and registry_basic.password is not None
     push_random_image(registry_basic, "team/x", "v1", layers=[16])
     client = _client(registry_basic, credentials=Credentials(registry_basic.username, registry_basic.password))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlci.oci.layout import Layout
-from mlci.oci.registry import OCI_MANIFEST, Manifest, sha256_digest
+from mlci.oci.manifest import OCI_MANIFEST, Manifest, sha256_digest
 from tests.testing.repos import ROOT
 
 TOOLS = ROOT / ".tools"
