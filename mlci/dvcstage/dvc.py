@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -11,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mlci.core import log, proc
-from mlci.core.errors import ConfigError, EnvironmentProblem
-from mlci.core.fsutil import cache_dir
+from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError
+from mlci.core.fsutil import atomic_write, cache_dir
 from mlci.core.log import logger
 from mlci.dvcstage.files import check_pipeline_files
 
@@ -121,6 +123,36 @@ def inspect(root: Path) -> RepoInfo:
     """Remotes (all config levels merged, as DVC sees them), every output with its stage (each dvc.yaml in
     any directory, templating and `wdir` resolved by DVC) and missing `cache: false` outputs."""
     check_pipeline_files(root)
+    return _repo_info(root)
+
+
+def stage_outputs(root: Path) -> tuple[tuple[Tracked, ...], dict[str, str]]:
+    """Every output with its stage, and each pipeline stage's wdir, as DVC's index resolves them; remembered
+    in mlci's cache dir by the fingerprint of the pipeline files and DVC's version (a hint), so a warm runner
+    does not import DVC to know them (a build that reuses every layer takes well under a second). A changed
+    pipeline file, another DVC, or a file name only DVC can resolve (a template) asks DVC again."""
+    fingerprint = check_pipeline_files(root)
+    if fingerprint is None:
+        info = _repo_info(root)
+        return info.outputs, info.wdirs
+    key = hashlib.sha256(f"{importlib.metadata.version('dvc')}\0{fingerprint}".encode()).hexdigest()
+    remembered = cache_dir() / "dvc-index" / f"{key}.json"
+    try:
+        data = json.loads(remembered.read_text(encoding="utf-8"))
+        return tuple(Tracked(*row) for row in data["outputs"]), dict(data["wdirs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    info = _repo_info(root)
+    try:
+        atomic_write(remembered, json.dumps({"outputs": [list(vars(o).values()) for o in info.outputs],
+                                             "wdirs": info.wdirs}))
+    except MlciError as exc:  # a hint: a cache dir that cannot be written costs a DVC import next time
+        logger.debug("mlci: DVC index not remembered (%s)", exc)
+    return info.outputs, info.wdirs
+
+
+def _repo_info(root: Path) -> RepoInfo:
+    """inspect() after the pipeline files were checked."""
     for name, value in dvc_env(root).items():  # the API in this process: the same site cache as the CLI
         os.environ.setdefault(name, value)
     from dvc.exceptions import DvcException

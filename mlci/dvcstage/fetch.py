@@ -14,7 +14,7 @@ from typing import Any
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.log import logger
-from mlci.dvcstage.dvc import Tracked, dvc, inspect, last_error
+from mlci.dvcstage.dvc import Tracked, dvc, last_error, stage_outputs
 from mlci.dvcstage.files import dvc_root
 from mlci.dvcstage.lock import read_lock
 
@@ -32,7 +32,7 @@ def pull_missing(paths: Iterable[str], base: Path) -> list[str]:
     wanted = [w for w in inside if w is not None and not (root / w).is_file()]  # a file on disk needs nothing
     if not wanted:
         return []
-    missing = needed(wanted, inspect(root).outputs, root)
+    missing = needed(wanted, stage_outputs(root)[0], root)
     if missing:
         logger.info("mlci: pulling %s from the DVC remote", ", ".join(missing))
         result = dvc(root, "pull", "--", *missing, stream=True)
@@ -100,15 +100,15 @@ def recorded_outputs(paths: Iterable[str], base: Path) -> list[Recorded] | None:
     root = dvc_root(base)
     if root is None:
         return None
-    info = inspect(root)
-    stages = read_lock(root, info.wdirs)
+    outputs, wdirs = stage_outputs(root)
+    stages = read_lock(root, wdirs)
     found: list[Recorded] = []
     for path in dict.fromkeys(paths):
         want = _in_repo(root, base, path)
         if want is None:
             continue
         parts = PurePosixPath(want).parts
-        for out in (o for o in info.outputs if o.cached):
+        for out in (o for o in outputs if o.cached):
             out_parts = PurePosixPath(out.path).parts
             under = out_parts[:len(parts)] == parts
             inside = not under and out.is_dir and parts[:len(out_parts)] == out_parts

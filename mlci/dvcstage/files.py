@@ -3,7 +3,9 @@ of the workspace, not only the root), and read within yamlsafe's bounds before D
 repository a directory belongs to (a model in a subdirectory of a monorepo, `dvc init --subdir`)."""
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,60 +28,86 @@ def dvc_root(start: Path) -> Path | None:
     return None
 
 
-def check_pipeline_files(root: Path) -> None:
+def check_pipeline_files(root: Path) -> str | None:
     """Every dvc.yaml, dvc.lock, `.dvc` file and YAML params or vars file that DVC reads in the repo at
     `root`, in any directory, read within yamlsafe's bounds: a file nested too deeply or full of aliases is
-    exit 2 naming it, not a crash, a hang or gigabytes of memory inside DVC (which mlci runs in-process too)."""
-    problems: list[str] = []
-    _walk(root, problems)
-    if problems:
-        raise ConfigError(problems)
-
-
-def _walk(root: Path, problems: list[str]) -> None:
-    """Read each pipeline file, walking the workspace as DVC does: .git and .dvc are not walked, nor the
-    output directories that dvc.lock and `.dvc` files name (datasets of a million files)."""
-    outputs: set[str] = set()
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames
-                             if d not in _NOT_WALKED and os.path.normpath(os.path.join(dirpath, d)) not in outputs)
-        here = Path(dirpath)
-        names = [n for n in sorted(filenames) if n.endswith(".dvc")]
-        if "dvc.yaml" in filenames:
-            names += ["dvc.yaml", "dvc.lock", "params.yaml"]
-        for name in names:
-            data = _read(root, here / name, seen, problems)
-            if name == "dvc.yaml":
-                for extra in _referenced(data):
-                    _read(root, here / extra, seen, problems)
-            elif name == "dvc.lock" or name.endswith(".dvc"):
-                outputs.update(os.path.normpath(os.path.join(dirpath, p)) for p in _output_paths(data, name))
-
-
-def _read(root: Path, path: Path, seen: set[str], problems: list[str]) -> Any:
-    """A file's data within the bounds (None when absent, unreadable or already read); problems get one line."""
-    key = os.path.normpath(path)
-    if key in seen or not path.is_file():
+    exit 2 naming it, not a crash, a hang or gigabytes of memory inside DVC (which mlci runs in-process too).
+    Returns their fingerprint: a sha256 over each file's path and bytes (and every `.dvcignore`), of which
+    DVC's index of stages and outputs is a function; None when a dvc.yaml names a file by template
+    (`${...}`), which only DVC can resolve."""
+    walk = _Walk()
+    walk.run(root)
+    if walk.problems:
+        raise ConfigError(walk.problems)
+    if walk.templated:
         return None
-    seen.add(key)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None  # DVC says why when it reads it
-    try:
-        return yamlsafe.load(text)
-    except yamlsafe.YamlProblem as exc:
-        shown = os.path.relpath(path, root) if path.is_relative_to(root) else str(path)
-        problems.append(f"{Path(shown).as_posix()}:{exc.line}: {exc.message}")
-        return None
+    digest = hashlib.sha256()
+    for path, data in sorted(walk.texts.items()):
+        digest.update(f"{os.path.relpath(path, root)}\0{len(data)}\0".encode() + data)
+    return digest.hexdigest()
 
 
-def _referenced(dvc_yaml: Any) -> list[str]:
-    """The YAML files a dvc.yaml names as `vars` (its own and its stages') and as params files, relative to
-    its directory; templated names (`${...}`) are left to DVC."""
+@dataclass
+class _Walk:
+    """One walk of the workspace as DVC does it: .git and .dvc are not walked, nor the output directories
+    that dvc.lock and `.dvc` files name (datasets of a million files)."""
+
+    texts: dict[str, bytes] = field(default_factory=dict)  # path -> bytes of each file read
+    problems: list[str] = field(default_factory=list)
+    templated: bool = False  # a dvc.yaml names a vars or params file by template
+
+    def run(self, root: Path) -> None:
+        """Read each pipeline file (and note each .dvcignore)."""
+        outputs: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in _NOT_WALKED
+                                 and os.path.normpath(os.path.join(dirpath, d)) not in outputs)
+            here = Path(dirpath)
+            if ".dvcignore" in filenames:
+                self._bytes(here / ".dvcignore")
+            names = [n for n in sorted(filenames) if n.endswith(".dvc")]
+            if "dvc.yaml" in filenames:
+                names += ["dvc.yaml", "dvc.lock", "params.yaml"]
+            for name in names:
+                data = self._read(root, here / name)
+                if name == "dvc.yaml":
+                    extras, templated = _referenced(data)
+                    self.templated |= templated
+                    for extra in extras:  # YAML is parsed within bounds; JSON, TOML or .py params only hashed
+                        self._read(root, here / extra) if extra.endswith(_YAML) else self._bytes(here / extra)
+                elif name == "dvc.lock" or name.endswith(".dvc"):
+                    outputs.update(os.path.normpath(os.path.join(dirpath, p)) for p in _output_paths(data, name))
+
+    def _bytes(self, path: Path) -> bytes | None:
+        """A file's bytes, once (None when absent, unreadable or already read)."""
+        key = os.path.normpath(path)
+        if key in self.texts or not path.is_file():
+            return None
+        try:
+            self.texts[key] = path.read_bytes()
+        except OSError:
+            return None  # DVC says why when it reads it
+        return self.texts[key]
+
+    def _read(self, root: Path, path: Path) -> Any:
+        """A file's data within the bounds (None when absent, unreadable or already read); problems get one
+        line."""
+        data = self._bytes(path)
+        if data is None:
+            return None
+        try:
+            return yamlsafe.load(data.decode("utf-8", errors="replace"))
+        except yamlsafe.YamlProblem as exc:
+            shown = os.path.relpath(path, root) if path.is_relative_to(root) else str(path)
+            self.problems.append(f"{Path(shown).as_posix()}:{exc.line}: {exc.message}")
+            return None
+
+
+def _referenced(dvc_yaml: Any) -> tuple[list[str], bool]:
+    """The files a dvc.yaml names as `vars` (its own and its stages') and as params files, relative to its
+    directory, and whether any name (or a stage's wdir) is a template (`${...}`): those are left to DVC."""
     if not isinstance(dvc_yaml, dict):
-        return []
+        return [], False
     found = _vars_files(dvc_yaml.get("vars"), ".")
     stages = dvc_yaml.get("stages")
     for stage in stages.values() if isinstance(stages, dict) else ():
@@ -92,7 +120,8 @@ def _referenced(dvc_yaml: Any) -> list[str]:
         for item in params if isinstance(params, list) else ():
             if isinstance(item, dict):
                 found += [os.path.join(wdir, name) for name in item if isinstance(name, str)]
-    return [name for name in dict.fromkeys(found) if name.endswith(_YAML) and "${" not in name]
+    names = list(dict.fromkeys(found))
+    return [name for name in names if "${" not in name], any("${" in name for name in names)
 
 
 def _vars_files(entries: Any, wdir: str) -> list[str]:
