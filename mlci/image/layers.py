@@ -7,19 +7,21 @@ elsewhere): gzip level 6 with no name and mtime 0 in its header; zstd level 3, o
 no checksum and no content size; or none (the plain tar, whose digest is its diff_id)."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
-import os
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.image.entries import Entry
 from mlci.image.scan import Scanner
+from mlci.oci.layout import BlobFile
+from mlci.oci.transport import BlobWriter
 
 Compression = Literal["gzip", "zstd", "none"]
 GZIP_LEVEL = 6
@@ -43,7 +45,7 @@ class Layer:
     digest: str
     size: int
     diff_id: str
-    path: Path | None  # None: known from a cache, not built in this run
+    path: Path | None  # a file build_layer wrote; None: streamed into a destination, or known from a cache
     media_type: str = LAYER_MEDIA_TYPE
 
     def descriptor(self) -> dict[str, Any]:
@@ -67,7 +69,9 @@ def _info(entry: Entry) -> tarfile.TarInfo:
 def write_tar(entries: Iterable[Entry], out: BinaryIO, scanner: Scanner) -> None:
     """A reproducible tar of the entries (sorted, with their parents: entries.Collector), each file
     scanned for secrets on the one stream that reads it."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # a stream: no seeking
+    # a stream (no seeking), written on in 1 MiB blocks (the default 10 KiB record makes tarfile re-copy its
+    # buffer per record); the padding at the end is the same RECORDSIZE either way, so are the bytes
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER) as tar:
         tar.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # scan 1 MiB reads, not 16 KiB
         for entry in entries:
             scanner.check(f"{entry.name}\0{entry.linkname}", entry.shown)
@@ -81,18 +85,17 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO, scanner: Scanner) -> None
 
 
 class _Hashing(io.RawIOBase):
-    """A writable stream that hashes and counts what passes through to `inner`."""
+    """A writable stream that hashes what passes through to `inner` (the uncompressed tar: the diff_id)."""
 
     def __init__(self, inner: BinaryIO) -> None:
         super().__init__()
-        self.inner, self.sha, self.size = inner, hashlib.sha256(), 0
+        self.inner, self.sha = inner, hashlib.sha256()
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
         self.sha.update(data)
-        self.size += len(data)
         return self.inner.write(data)
 
 
@@ -133,25 +136,34 @@ def zstd_module() -> Any:
     return zstd
 
 
-def build_layer(entries: Iterable[Entry], out_dir: Path, scanner: Scanner, compression: Compression = "gzip") -> Layer:
-    """Write a layer into out_dir (named by its digest), compressed as asked, and return its digests."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".layer.tmp"
-    with tmp.open("wb") as raw:
-        compressed = _Hashing(raw)
+def write_layer(entries: Iterable[Entry], sink: BlobWriter, scanner: Scanner, compression: Compression = "gzip"
+                ) -> Layer:
+    """Stream a layer into `sink` (a destination's blob writer): tar, then compression, then the sink, which
+    hashes the compressed bytes (the digest); the uncompressed tar is hashed on the way (the diff_id). The
+    sink is aborted if anything fails; finished, it holds the layer."""
+    out = cast(BinaryIO, sink)  # the writes are all any of these make
+    try:
         if compression == "gzip":
-            with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=compressed, mtime=0) as gz:
+            with gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=out, mtime=0) as gz:
                 uncompressed = _Hashing(gz)  # type: ignore[arg-type]
                 write_tar(entries, uncompressed, scanner)  # type: ignore[arg-type]
         elif compression == "zstd":
-            zst = _Zstd(compressed)  # type: ignore[arg-type]
+            zst = _Zstd(out)
             uncompressed = _Hashing(zst)  # type: ignore[arg-type]
             write_tar(entries, uncompressed, scanner)  # type: ignore[arg-type]
             zst.finish()
         else:
-            uncompressed = compressed
-            write_tar(entries, compressed, scanner)  # type: ignore[arg-type]
-    digest = "sha256:" + compressed.sha.hexdigest()
-    final = out_dir / digest.replace(":", "-")
-    os.replace(tmp, final)
-    return Layer(digest, compressed.size, "sha256:" + uncompressed.sha.hexdigest(), final, MEDIA_TYPES[compression])
+            write_tar(entries, out, scanner)
+        blob = sink.finish()
+    except BaseException:
+        sink.abort()
+        raise
+    diff_id = blob.digest if compression == "none" else "sha256:" + uncompressed.sha.hexdigest()
+    return Layer(blob.digest, blob.size, diff_id, None, MEDIA_TYPES[compression])
+
+
+def build_layer(entries: Iterable[Entry], out_dir: Path, scanner: Scanner, compression: Compression = "gzip") -> Layer:
+    """Write a layer into out_dir (named by the hex of its digest) and return its digests and path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layer = write_layer(entries, BlobFile(out_dir, MEDIA_TYPES[compression]), scanner, compression)
+    return dataclasses.replace(layer, path=out_dir / layer.digest[7:])

@@ -8,7 +8,9 @@ import io
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -18,16 +20,18 @@ from mlci.core.log import logger
 from mlci.image import cache, deps, python
 from mlci.image.entries import Collector, Entry
 from mlci.image.labels import created
-from mlci.image.layers import Compression, Layer, build_layer
+from mlci.image.layers import MEDIA_TYPES, Compression, Layer, write_layer
 from mlci.image.python import Base
 from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
-from mlci.oci.copy import Endpoint, ImageSource, LayoutEndpoint, copy, open_source
+from mlci.oci.copy import Endpoint, ImageSource, LayoutEndpoint, RegistryEndpoint, copy, copy_blobs, open_source
 from mlci.oci.copy import open_endpoint as copy_endpoint
 from mlci.oci.layout import Layout
-from mlci.oci.manifest import OCI_MANIFEST, Manifest, sha256_digest
+from mlci.oci.manifest import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
+from mlci.oci.progress import Cancelled, Progress
 from mlci.oci.reference import ImageRef, parse
 from mlci.oci.settings import RegistrySettings
+from mlci.oci.transport import BlobWriter, StreamLost
 
 if TYPE_CHECKING:
     from mlci.dvcstage.fetch import Recorded
@@ -63,7 +67,8 @@ class LayerSpec:
     name: str  # dependencies | code | artifacts
     inputs: Any  # what the input hash covers (JSON)
     compression: Compression
-    make: Callable[[Path, Scanner], Layer]  # (work dir, scanner) -> the built layer
+    entries: Callable[[Path], list[Entry]]  # (work dir) -> what goes in (pip runs, weights are pulled, here)
+    check: Callable[[], object] = lambda: None  # what can refuse the build cheaply, before anything is written
 
     @property
     def key(self) -> str:
@@ -167,24 +172,26 @@ def layer_specs(settings: ImageSettings, root: Path, inputs: Inputs, base: Base)
     if inputs.lock:
         lock = inputs.lock
 
-        def dependency_layer(work: Path, scanner: Scanner) -> Layer:
+        platform: list[python.Platform] = []
+
+        def dependency_platform() -> python.Platform:
+            if not platform:  # the base's Python and C library, read from its files once
+                platform.append(python.target(settings.python, settings.libc, base, str(settings.base)))
+            return platform[0]
+
+        def dependency_entries(work: Path) -> list[Entry]:
             target = work / "deps"
-            deps.install(python.target(settings.python, settings.libc, base, str(settings.base)), root, lock,
-                         settings.pip_args, target)
-            entries = Collector(target, dvc_cache=lambda: None).entries([(".", DEPS_DIR)])
-            return build_layer(entries, work / "layers", scanner, settings.dependencies_compression)
+            deps.install(dependency_platform(), root, lock, settings.pip_args, target)
+            return Collector(target, dvc_cache=lambda: None).entries([(".", DEPS_DIR)])
         specs.append(LayerSpec("dependencies", dependency_inputs(settings, root, lock, base),
-                               settings.dependencies_compression, dependency_layer))
+                               settings.dependencies_compression, dependency_entries, dependency_platform))
     if inputs.code:
         code = inputs.code
-        specs.append(LayerSpec("code", fingerprint(code), settings.code_compression,
-                               lambda work, scanner: build_layer(code, work / "layers", scanner,
-                                                                 settings.code_compression)))
+        specs.append(LayerSpec("code", fingerprint(code), settings.code_compression, lambda work: code))
     if inputs.artifacts is not None:
         artifacts = inputs.artifacts
         specs.append(LayerSpec("artifacts", [settings.workdir, artifacts.fingerprint], settings.artifacts_compression,
-                               lambda work, scanner: build_layer(artifacts.collect(), work / "layers", scanner,
-                                                                 settings.artifacts_compression)))
+                               lambda work: artifacts.collect()))
     return specs
 
 
@@ -217,25 +224,113 @@ class Appended:
     record: bool  # built now, or found only through the local hint
 
 
-def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, scanner: Scanner) -> list[Appended]:
-    """The layers; one whose input hash the destination's record (or the local hint) maps to a blob the
-    destination holds is not rebuilt."""
-    built: list[Appended] = []
+def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, sink: Endpoint, scanner: Scanner,
+            base: tuple[ImageSource, list[Descriptor]] | None) -> tuple[list[Appended], list[str]]:
+    """The layers, and the blobs written to `sink` meanwhile (the base's, then the new layers). A layer whose
+    input hash the destination's record (or the local hint) maps to a blob `dest` holds is not rebuilt. The
+    rest are streamed into `sink` (`dest` itself, or the staging layout), each in its own thread, while
+    `base`'s blobs are copied to it in another. Their inputs are gathered in this thread (pip and DVC's
+    pull, stopped by Ctrl-C or SIGTERM here), the cheap ones first, so the layers already gathered are
+    written while pip runs; what can refuse the build (spec.check) runs before anything is written. The
+    first failure stops the rest at their next write (nothing is tagged; upload sessions are cancelled)."""
+    appended: dict[str, Appended] = {}
+    missing: list[LayerSpec] = []
     for spec in specs:
-        key = spec.key
-        found = cache.find(dest, key, spec.name)
-        if found is not None:
-            layer, recorded = found
-            where = "the destination's build cache" if recorded else "the local layer index"
-            logger.info("mlci: %s layer: unchanged, already in the destination (%s, from %s)", spec.name,
-                        layer.digest[:19], where)
-            built.append(Appended(spec, layer, not recorded))
+        found = cache.find(dest, spec.key, spec.name)
+        if found is None:
+            missing.append(spec)
             continue
-        logger.info("mlci: %s layer: building", spec.name)
-        layer = spec.make(work, scanner)
-        cache.store(key, layer)
-        built.append(Appended(spec, layer, True))
-    return built
+        layer, recorded = found
+        where = "the destination's build cache" if recorded else "the local layer index"
+        logger.info("mlci: %s layer: unchanged, already in the destination (%s, from %s)", spec.name,
+                    layer.digest[:19], where)
+        appended[spec.name] = Appended(spec, layer, not recorded)
+    for spec in missing:
+        spec.check()
+    stop = threading.Event()
+    progress = Progress("the base image", [b.size for b in base[1]]) if base is not None and base[1] else None
+    pool = ThreadPoolExecutor(len(missing) + 1, thread_name_prefix="mlci-layer")
+    base_copy: Future[list[str]] | None = None
+    built: list[Future[tuple[LayerSpec, Layer]]] = []
+    try:
+        if base is not None and progress is not None:
+            base_copy = pool.submit(_copy_base, base[0], sink, base[1], progress)
+        for spec in sorted(missing, key=lambda s: s.name == "dependencies"):  # pip last: the rest overlap it
+            _raise_first([base_copy, *built])
+            logger.info("mlci: %s layer: building", spec.name)
+            (work / spec.name).mkdir()
+            entries = spec.entries(work / spec.name)
+            built.append(pool.submit(_stream_layer, spec, entries, sink, scanner, stop))
+        running: list[Future[Any]] = [f for f in (base_copy, *built) if f is not None]
+        wait(running, return_when=FIRST_EXCEPTION)
+        _raise_first([base_copy, *built])
+    except BaseException:  # the first failure, or Ctrl-C/SIGTERM here: the other threads stop too
+        stop.set()
+        if progress is not None:
+            progress.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    written = base_copy.result() if base_copy is not None else []
+    for future in built:
+        spec, layer = future.result()
+        cache.store(spec.key, layer)  # a hint, once the blob is in the destination
+        appended[spec.name] = Appended(spec, layer, True)
+        written.append(layer.digest)
+    return [appended[spec.name] for spec in specs], written
+
+
+def _raise_first(futures: list[Future[Any] | None]) -> None:
+    """Raise the exception of the first thread that failed, if one did."""
+    for future in futures:
+        if future is not None and future.done() and future.exception() is not None:
+            future.result()
+
+
+def _copy_base(src: ImageSource, dest: Endpoint, blobs: list[Descriptor], progress: Progress) -> list[str]:
+    """The base image's blobs the destination lacks, copied while the layers build; their digests."""
+    with progress:
+        return copy_blobs(src, dest, blobs, progress).copied
+
+
+def _stream_layer(spec: LayerSpec, entries: list[Entry], dest: Endpoint, scanner: Scanner, stop: threading.Event
+                  ) -> tuple[LayerSpec, Layer]:
+    """Write one layer straight into the destination. An upload the registry cancelled mid-stream cannot be
+    sent again from a buffer: the layer is built once more from the start (the same bytes: it is
+    deterministic)."""
+    for attempt in (1, 2):
+        try:
+            layer = write_layer(entries, _Stoppable(dest.blob_writer(MEDIA_TYPES[spec.compression]), stop), scanner,
+                                spec.compression)
+        except StreamLost as exc:
+            if attempt == 2:
+                raise
+            logger.info("mlci: %s layer: %s; building it again from the start", spec.name, exc)
+            continue
+        logger.info("mlci: %s layer: %s (%.1f MB) written to the destination", spec.name, layer.digest[:19],
+                    layer.size / 1e6)
+        return spec, layer
+    raise AssertionError("unreachable")
+
+
+class _Stoppable:
+    """A blob writer that refuses further writes once `stop` is set (another layer failed, or Ctrl-C)."""
+
+    def __init__(self, inner: BlobWriter, stop: threading.Event) -> None:
+        self.inner, self.stop = inner, stop
+
+    def write(self, data: bytes) -> int:
+        if self.stop.is_set():
+            raise Cancelled("stopped: another part of the build failed or was interrupted")
+        return self.inner.write(data)
+
+    def finish(self) -> Descriptor:
+        if self.stop.is_set():
+            raise Cancelled("stopped: another part of the build failed or was interrupted")
+        return self.inner.finish()
+
+    def abort(self) -> None:
+        self.inner.abort()
 
 
 def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[str, Layer]], stamp: str,
@@ -269,20 +364,24 @@ def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[st
 
 def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endpoint, tag: str, epoch: int,
                  labels: dict[str, str], base: Base, scanner: Scanner) -> tuple[Manifest, list[str]]:
-    """Build the image on `base` (from base_image) in a staging layout and copy it to `dest` under `tag`,
-    then record the new layers in the destination's build cache; returns (manifest, uploaded). The commit
-    time `epoch` goes only into the config's `created` and history. The caller commits `dest`."""
+    """Build the image on `base` (from base_image): into a registry, the new layers are streamed straight
+    into `dest` while the base's blobs are copied there (_layers); then the config and manifest are put in
+    a staging layout and copied to `dest` under `tag` (the layers are found there), then the new layers
+    recorded in the destination's build cache; returns (manifest, uploaded). A layout or an archive is
+    written only once every layer is built (a refused build leaves it as it was): the layers are streamed
+    into the staging layout and copied with the rest. The commit time `epoch` goes only into the config's
+    `created` and history. The caller commits `dest`."""
     base_ep, base_manifest, base_config = base
+    base_blobs = [Descriptor.from_json(d, f"image.base: {settings.base}: layer") for d in _base_layers(base_manifest)]
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
         work = Path(tmp)
-        appended = _layers(layer_specs(settings, root, inputs, base), work, dest, scanner)
-        layers = [(a.spec.name, a.layer) for a in appended]
         stage = Layout(work / "stage")
         stage.init()
-        for _, layer in layers:
-            if layer.path is not None:  # a cached layer is already in the destination
-                with layer.path.open("rb") as handle:
-                    stage.put_blob(layer.digest, handle)
+        direct = isinstance(dest, RegistryEndpoint)  # blobs without a tag: invisible, collected by the registry
+        appended, written = _layers(layer_specs(settings, root, inputs, base), work, dest,
+                                    dest if direct else LayoutEndpoint(stage), scanner,
+                                    (base_ep, base_blobs) if base_ep is not None and direct else None)
+        layers = [(a.spec.name, a.layer) for a in appended]
         config = json.dumps(_config(base_config, settings, layers, created(epoch), labels), sort_keys=True,
                             separators=(",", ":")).encode()
         scanner.check(config, "the image config (labels, env, entrypoint, cmd)")
@@ -299,7 +398,7 @@ def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endp
         result = copy(_Stacked(LayoutEndpoint(stage), base_ep), tag, dest, tag)
         for item in (a for a in appended if a.record):  # only once the blobs are there
             cache.remember(dest, item.spec.key, item.spec.name, item.layer)
-    return manifest, result.copied
+    return manifest, (written if direct else []) + result.copied
 
 
 def _base_layers(manifest: Manifest | None) -> list[dict[str, Any]]:

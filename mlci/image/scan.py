@@ -1,7 +1,8 @@
 """Refuse, never rewrite: a registered secret (a token or password mlci knows from the environment or
 an auth file, mlci.core.log.registered_secrets()) found in anything going into an image stops the
 build, naming the file. Files are scanned on the stream that tars and hashes them, so a 6 GB weights
-file is read once; the last bytes of each chunk are kept so a secret spanning two chunks is found.
+file is read once; the last bytes of each chunk are kept so a secret spanning two chunks is found, and held
+back until the next chunk is scanned, so no byte of a secret is passed on (or uploaded) before it is found.
 
 Values shorter than MIN_LENGTH are not looked for: in gigabytes of binary weights a 4-byte value turns
 up by chance (about once per 4 GB), and a refusal must mean a leak."""
@@ -15,6 +16,7 @@ from typing import Any, BinaryIO, cast
 from mlci.core.errors import UsageError
 
 MIN_LENGTH = 8
+READ_AHEAD = 1 << 20
 
 
 class SecretInImage(UsageError):
@@ -46,21 +48,34 @@ class Scanner:
 
 
 class _ScanningReader(io.RawIOBase):
+    """Scans ahead of what it gives: a read returns bytes only once everything up to `overlap` bytes past
+    them has been scanned, so no byte of a secret that spans two reads has left before it is found (a
+    layer is streamed to a registry as it is built)."""
+
     def __init__(self, inner: BinaryIO, scanner: Scanner, shown: str) -> None:
         super().__init__()
         self.inner, self.scanner, self.shown, self.tail = inner, scanner, shown, b""
+        self.pending, self.eof = bytearray(), False
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
-        window = self.tail + data
-        found = self.scanner.find(window) if data else None
-        if found is not None:
-            raise _refusal(self.shown, found)
-        self.tail = window[-self.scanner.overlap:] if self.scanner.overlap else b""
-        return data
+        while not self.eof and (size < 0 or len(self.pending) < size + self.scanner.overlap):
+            data = self.inner.read(max(size, READ_AHEAD))
+            if not data:
+                self.eof = True
+                break
+            window = self.tail + data
+            found = self.scanner.find(window)
+            if found is not None:
+                raise _refusal(self.shown, found)
+            self.tail = window[-self.scanner.overlap:] if self.scanner.overlap else b""
+            self.pending += data
+        n = len(self.pending) if size < 0 else min(size, len(self.pending))
+        out = bytes(self.pending[:n])
+        del self.pending[:n]
+        return out
 
     def readinto(self, target: Any) -> int:
         data = self.read(len(target))

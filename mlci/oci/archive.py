@@ -213,6 +213,12 @@ class ArchiveEndpoint:
             self._dirty = True
             return blob.size
 
+    def blob_writer(self, media_type: str) -> _StagedBlob:
+        """A blob of unknown digest: into a temp file beside FILE (one tar is written in order, and a
+        member's header needs its size), appended to the archive at finish()."""
+        self.path.absolute().parent.mkdir(parents=True, exist_ok=True)
+        return _StagedBlob(self, media_type)
+
     def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
         if not self.has_blob(manifest.digest):
             data = manifest.data
@@ -271,6 +277,39 @@ class ArchiveEndpoint:
                 os.close(self._old_fd)
             self._old = _index_members(self.path)
             self._old_fd = self._state[0] = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+class _StagedBlob:
+    """A streamed blob for an archive: a temp file hashed as written, put into the archive by finish()."""
+
+    def __init__(self, archive: ArchiveEndpoint, media_type: str) -> None:
+        self.archive, self.media_type = archive, media_type
+        fd, tmp = tempfile.mkstemp(prefix=f".{archive.path.name}.blob.", dir=archive.path.absolute().parent)
+        self.path: Path | None = Path(tmp)
+        self.handle = os.fdopen(fd, "wb")
+        self.sha, self.size = hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def finish(self) -> Descriptor:
+        blob = Descriptor(self.media_type, "sha256:" + self.sha.hexdigest(), self.size)
+        path = self.path
+        assert path is not None
+        try:
+            self.handle.close()
+            self.archive.put_blob(blob, lambda: path.open("rb"))
+        finally:
+            self.abort()
+        return blob
+
+    def abort(self) -> None:
+        self.handle.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 def _info(name: str, size: int, directory: bool = False) -> tarfile.TarInfo:

@@ -19,8 +19,8 @@ from mlci.oci.progress import Progress
 from mlci.oci.reference import DockerRef, ImageRef
 from mlci.oci.registry import Registry
 from mlci.oci.settings import DEFAULT_CONCURRENCY, RegistryOptions, RegistrySettings, options_for
+from mlci.oci.transport import BlobWriter, ImageDestination, Opener, check_writable_path
 from mlci.oci.transport import Endpoint as Endpoint  # re-exported with ImageSource: the build's types
-from mlci.oci.transport import ImageDestination, Opener, check_writable_path
 from mlci.oci.transport import ImageSource as ImageSource
 
 
@@ -61,6 +61,9 @@ class RegistryEndpoint:
 
     def put_blob(self, blob: Descriptor, source: Opener) -> int:
         return self.registry.upload_blob(self.repository, blob.digest, blob.size, source)
+
+    def blob_writer(self, media_type: str) -> BlobWriter:
+        return self.registry.blob_writer(self.repository, media_type)
 
     def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
         self.registry.put_manifest(self.repository, (None if child else tag) or manifest.digest, manifest)
@@ -137,6 +140,10 @@ class LayoutEndpoint:
         self.layout.init()
         with source() as stream:
             return self.layout.put_blob(blob.digest, stream)
+
+    def blob_writer(self, media_type: str) -> BlobWriter:
+        self.layout.init()
+        return self.layout.blob_writer(media_type)
 
     def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
         self.layout.put_manifest(manifest, tag, child=child)
@@ -215,6 +222,13 @@ def copy(src: ImageSource, src_ref: str | None, dst: ImageDestination, dst_tag: 
     for manifest in manifests[:-1]:
         dst.put_manifest(manifest, None, child=True)
     dst.put_manifest(top, dst_tag)
+    return result
+
+
+def copy_blobs(src: ImageSource, dst: ImageDestination, blobs: list[Descriptor], progress: Progress) -> CopyResult:
+    """Copy the blobs `dst` lacks, as copy() does (the caller enters `progress`; its cancel() stops them)."""
+    result = CopyResult("")
+    _copy_blobs(src, dst, blobs, result, progress)
     return result
 
 

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import atomic_write
-from mlci.oci.manifest import OCI_INDEX, REF_NAME, Manifest, check_digest, sha256_digest
+from mlci.oci.manifest import OCI_INDEX, REF_NAME, Descriptor, Manifest, check_digest, sha256_digest
 
 LAYOUT_VERSION = '{"imageLayoutVersion":"1.0.0"}'
 CHUNK = 1 << 20
@@ -80,6 +80,12 @@ class Layout:
             raise
         return size
 
+    def blob_writer(self, media_type: str) -> BlobFile:
+        """A blob of unknown digest: a temp file in blobs/sha256/, hashed as written, renamed at finish()."""
+        directory = self.root / "blobs" / "sha256"
+        directory.mkdir(parents=True, exist_ok=True)
+        return BlobFile(directory, media_type)
+
     def open_blob(self, digest: str) -> BinaryIO:
         """A blob for reading."""
         return self.blob_path(digest).open("rb")
@@ -132,6 +138,44 @@ class Layout:
 
     def _write_index(self, index: dict[str, Any]) -> None:
         atomic_write(self.root / "index.json", json.dumps(index, separators=(",", ":")))
+
+
+class BlobFile:
+    """A blob streamed into a temp file in `directory`, hashed on the way; finish() fsyncs it and renames it
+    to its digest, abort() removes it."""
+
+    def __init__(self, directory: Path, media_type: str) -> None:
+        self.directory, self.media_type = directory, media_type
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        self.path: Path | None = Path(tmp)
+        self.handle = os.fdopen(fd, "wb")
+        self.sha, self.size = hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def finish(self) -> Descriptor:
+        assert self.path is not None
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            os.fchmod(self.handle.fileno(), published_mode())
+            self.handle.close()
+            digest = "sha256:" + self.sha.hexdigest()
+            os.replace(self.path, self.directory / digest[7:])
+        except BaseException:
+            self.abort()
+            raise
+        self.path = None
+        return Descriptor(self.media_type, digest, self.size)
+
+    def abort(self) -> None:
+        self.handle.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 @contextmanager

@@ -29,10 +29,12 @@ from mlci.oci.auth import Credentials, basic_header, parse_challenge
 from mlci.oci.manifest import (
     MANIFEST_TYPES,
     OCI_MANIFEST,
+    Descriptor,
     Manifest,
     NotFound,
     sha256_digest,
 )
+from mlci.oci.transport import StreamLost
 
 READ_CHUNK = 1 << 20
 DEFAULT_CHUNK_SIZE = 8 << 20  # 8 MiB x default concurrency 6 = 48 MB of chunk buffers at most
@@ -273,35 +275,44 @@ class Registry:
         offset, sent = 0, 0
         while offset < size:
             body = _read_exactly(stream, min(chunk_size, size - offset), digest)
-            done = 0  # bytes of this chunk the registry has
-            for _resume in range(RESUMES + 1):
-                part = body[done:]
-                start = offset + done
-                response = self._try("PATCH", location, scope, part, {
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{start}-{start + len(part) - 1}"})
-                sent += len(part)
-                if response is not None and response.status_code == 202:
-                    location = response.headers.get("Location", location)
-                    break
-                if response is not None and response.status_code in (401, 403):
-                    self._expect(response, (202,), "PATCH", digest)  # refused credentials: no new session helps
-                if response is not None and response.status_code < 500:
-                    raise _SessionLost(f"{response.status_code} on PATCH: {_errors(response)}", sent)
-                what = "the connection dropped" if response is None else f"{response.status_code} on PATCH"
-                have, location = self._upload_offset(location, scope, what, sent)
-                if not offset <= have <= offset + len(body):
-                    raise _SessionLost(f"{what}; the session reports {have} bytes, expected "
-                                       f"{offset}..{offset + len(body)}", sent)
-                done = have - offset
-                logger.info("mlci: registry %s: %s during %s; resuming at byte %d", self.host, what,
-                            digest[7:19], have)
-                if done == len(body):
-                    break
-            else:
-                raise _SessionLost(f"{RESUMES} resumes did not get chunk {offset} through", sent)
+            location, sent = self._send_chunk(location, scope, offset, body, digest, sent)
             offset += len(body)
-            del body, part  # released before the next chunk is read: one chunk per upload in memory
+            del body  # released before the next chunk is read: one chunk per upload in memory
+        return self._close_session(repo, location, scope, digest, size, sent)
+
+    def _send_chunk(self, location: str, scope: str, offset: int, body: bytes, what_blob: str, sent: int
+                    ) -> tuple[str, int]:
+        """PATCH one chunk at `offset`; after a drop or a 5xx, resume from the offset the session reports.
+        Returns the session's next URL and the bytes sent so far; _SessionLost when it cannot go on."""
+        done = 0  # bytes of this chunk the registry has
+        for _resume in range(RESUMES + 1):
+            part = body[done:]
+            start = offset + done
+            response = self._try("PATCH", location, scope, part, {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{start}-{start + len(part) - 1}"})
+            sent += len(part)
+            del part
+            if response is not None and response.status_code == 202:
+                return response.headers.get("Location", location), sent
+            if response is not None and response.status_code in (401, 403):
+                self._expect(response, (202,), "PATCH", what_blob)  # refused credentials: no new session helps
+            if response is not None and response.status_code < 500:
+                raise _SessionLost(f"{response.status_code} on PATCH: {_errors(response)}", sent)
+            what = "the connection dropped" if response is None else f"{response.status_code} on PATCH"
+            have, location = self._upload_offset(location, scope, what, sent)
+            if not offset <= have <= offset + len(body):
+                raise _SessionLost(f"{what}; the session reports {have} bytes, expected "
+                                   f"{offset}..{offset + len(body)}", sent)
+            done = have - offset
+            logger.info("mlci: registry %s: %s during %s; resuming at byte %d", self.host, what,
+                        what_blob[7:19] or "a streamed blob", have)
+            if done == len(body):
+                return location, sent
+        raise _SessionLost(f"{RESUMES} resumes did not get chunk {offset} through", sent)
+
+    def _close_session(self, repo: str, location: str, scope: str, digest: str, size: int, sent: int) -> int:
+        """The closing PUT `?digest=` of a session that holds all `size` bytes; returns the bytes sent."""
         for _resume in range(RESUMES + 1):
             response = self._try("PUT", _with_digest(location, digest), scope, b"",
                                  {"Content-Type": "application/octet-stream"})
@@ -315,6 +326,10 @@ class Registry:
             if have != size:
                 raise _SessionLost(f"{what}; the session reports {have} of {size} bytes", sent)
         raise _SessionLost("the closing PUT did not get through", sent)
+
+    def blob_writer(self, repo: str, media_type: str, chunk_size: int | None = None) -> BlobStream:
+        """A blob of unknown digest uploaded as it is written (see BlobStream)."""
+        return BlobStream(self, repo, media_type, chunk_size or self.chunk_size)
 
     def _try(self, method: str, url: str, scope: str, body: bytes, headers: dict[str, str]
              ) -> requests.Response | None:
@@ -419,3 +434,88 @@ def _errors(response: requests.Response) -> str:
     except (ValueError, AttributeError):
         text = ""
     return text or response.reason or "no message"
+
+
+class BlobStream:
+    """A blob uploaded while it is produced: one upload session (opened at the first write), each full
+    chunk PATCHed as it fills (one chunk buffer in memory), the closing PUT `?digest=` with the sha256
+    computed on the way. A drop or a 5xx between or within chunks resumes in the session from the
+    buffered chunk when the session reports a consistent offset; when the session is gone (docker-registry
+    cancels one whose chunk was cut mid-body) the bytes before the buffer cannot be sent again:
+    transport.StreamLost, and the producer starts the blob over."""
+
+    def __init__(self, registry: Registry, repo: str, media_type: str, chunk_size: int) -> None:
+        self.registry, self.repo, self.media_type, self.chunk_size = registry, repo, media_type, chunk_size
+        self.scope = _push(repo)
+        self.sha = hashlib.sha256()
+        self.buffer = bytearray()
+        self.offset = 0  # bytes the session holds
+        self.sent = 0
+        self.location: str | None = None
+
+    def _open(self) -> str:
+        if self.location is None:
+            self.location = self.registry._call("POST", f"/v2/{self.repo}/blobs/uploads/", self.scope, ok=(202,),
+                                                idempotent=False).headers["Location"]
+        return self.location
+
+    def _lost(self, exc: _SessionLost) -> StreamLost:
+        self.abort()
+        return StreamLost(f"registry {self.registry.host}: upload of a streamed blob to {self.repo} lost its "
+                          f"session after {self.offset} bytes: {exc.args[0]}")
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        view = memoryview(data)
+        while len(self.buffer) + len(view) >= self.chunk_size:
+            room = self.chunk_size - len(self.buffer)
+            self.buffer += view[:room]
+            view = view[room:]
+            self._flush()
+        self.buffer += view
+        return len(data)
+
+    def _flush(self) -> None:
+        body = bytes(self.buffer)
+        self.buffer.clear()
+        for session in range(UPLOAD_SESSIONS):
+            try:
+                self.location, self.sent = self.registry._send_chunk(self._open(), self.scope, self.offset, body,
+                                                                     "", self.sent)
+                break
+            except _SessionLost as exc:
+                if self.offset or session + 1 == UPLOAD_SESSIONS:  # bytes before this chunk are gone
+                    raise self._lost(exc) from None
+                logger.info("mlci: registry %s: a streamed upload restarts its first chunk in a new session (%s)",
+                            self.registry.host, exc.args[0])
+                self.abort()
+        self.offset += len(body)
+
+    def finish(self) -> Descriptor:
+        digest = "sha256:" + self.sha.hexdigest()
+        size = self.offset + len(self.buffer)
+        try:
+            if self.location is None:  # it fits in one chunk: one PUT with the body
+                body = bytes(self.buffer)
+                self.buffer.clear()
+                self.sent += self.registry.upload_blob(self.repo, digest, size, lambda: io.BytesIO(body),
+                                                       self.chunk_size)
+            else:
+                if self.buffer:
+                    self._flush()
+                self.sent = self.registry._close_session(self.repo, self.location, self.scope, digest, size,
+                                                         self.sent)
+        except _SessionLost as exc:
+            raise self._lost(exc) from None
+        self.location = None
+        return Descriptor(self.media_type, digest, size)
+
+    def abort(self) -> None:
+        """Cancel the upload session (a registry that cannot lets it expire)."""
+        self.buffer = bytearray()
+        location, self.location = self.location, None
+        if location is not None:
+            try:
+                self.registry._call("DELETE", location, self.scope, ok=(204, 404), idempotent=False)
+            except RegistryError as exc:
+                logger.debug("mlci: %s", exc)

@@ -24,6 +24,24 @@ class ImageSource(Protocol):
         """A verifying stream of the blob."""
 
 
+class BlobWriter(Protocol):
+    """A blob written as it is produced, its digest and size unknown until the end: hashed while streamed."""
+
+    def write(self, data: bytes) -> int:
+        """Append bytes (memory stays bounded: a registry holds at most one chunk)."""
+
+    def finish(self) -> Descriptor:
+        """Complete the blob; its descriptor (digest and size of what was written)."""
+
+    def abort(self) -> None:
+        """Give the blob up: nothing of it stays (an upload session is cancelled, a temp file removed)."""
+
+
+class StreamLost(EnvironmentProblem):
+    """A streamed blob could not be completed and its bytes cannot be sent again (a registry cancelled the
+    upload session): the producer may start the blob over, from its inputs, once."""
+
+
 class ImageDestination(Protocol):
     """Where an image is written: blobs, then manifests (children before the index), the tag last, commit."""
 
@@ -35,6 +53,9 @@ class ImageDestination(Protocol):
 
     def put_blob(self, blob: Descriptor, source: Opener) -> int:
         """Store a blob read from `source()` (called again if the upload must restart); returns bytes sent."""
+
+    def blob_writer(self, media_type: str) -> BlobWriter:
+        """A blob of unknown digest, streamed in (a layer as it is built); finish() makes it present."""
 
     def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
         """Store a manifest. `child`: one an index points at (stored by digest, no entry of its own); else the
