@@ -68,6 +68,7 @@ class LayerSpec:
     inputs: Any  # what the input hash covers (JSON)
     compression: Compression
     entries: Callable[[Path], list[Entry]]  # (work dir) -> what goes in (pip runs, weights are pulled, here)
+    check: Callable[[], object] = lambda: None  # what can refuse the build, run before anything is written
 
     @property
     def key(self) -> str:
@@ -171,13 +172,19 @@ def layer_specs(settings: ImageSettings, root: Path, inputs: Inputs, base: Base)
     if inputs.lock:
         lock = inputs.lock
 
+        platform: list[python.Platform] = []
+
+        def dependency_platform() -> python.Platform:
+            if not platform:  # the base's Python and C library, read from its files once
+                platform.append(python.target(settings.python, settings.libc, base, str(settings.base)))
+            return platform[0]
+
         def dependency_entries(work: Path) -> list[Entry]:
             target = work / "deps"
-            deps.install(python.target(settings.python, settings.libc, base, str(settings.base)), root, lock,
-                         settings.pip_args, target)
+            deps.install(dependency_platform(), root, lock, settings.pip_args, target)
             return Collector(target, dvc_cache=lambda: None).entries([(".", DEPS_DIR)])
         specs.append(LayerSpec("dependencies", dependency_inputs(settings, root, lock, base),
-                               settings.dependencies_compression, dependency_entries))
+                               settings.dependencies_compression, dependency_entries, dependency_platform))
     if inputs.code:
         code = inputs.code
         specs.append(LayerSpec("code", fingerprint(code), settings.code_compression, lambda work: code))
@@ -224,8 +231,8 @@ def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, sink: Endpoint, 
     rest are streamed into `sink` (`dest` itself, or the staging layout), each in its own thread, while
     `base`'s blobs are copied to it in another. Their inputs are gathered in this thread (pip and DVC's
     pull, stopped by Ctrl-C or SIGTERM here), the cheap ones first, so the layers already gathered are
-    written while the base's Python is detected and pip runs. The first failure stops the rest at their
-    next write (nothing is tagged; upload sessions are cancelled)."""
+    written while pip runs; what can refuse the build (spec.check) runs before anything is written. The
+    first failure stops the rest at their next write (nothing is tagged; upload sessions are cancelled)."""
     appended: dict[str, Appended] = {}
     missing: list[LayerSpec] = []
     for spec in specs:
@@ -238,6 +245,8 @@ def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, sink: Endpoint, 
         logger.info("mlci: %s layer: unchanged, already in the destination (%s, from %s)", spec.name,
                     layer.digest[:19], where)
         appended[spec.name] = Appended(spec, layer, not recorded)
+    for spec in missing:  # e.g. the base's Python: refused before any upload; detected with the CPUs to itself
+        spec.check()
     stop = threading.Event()
     progress = Progress("the base image", [b.size for b in base[1]]) if base is not None and base[1] else None
     pool = ThreadPoolExecutor(len(missing) + 1, thread_name_prefix="mlci-layer")
