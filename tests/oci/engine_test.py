@@ -20,7 +20,7 @@ from mlci.oci.registry import Registry as Client
 from mlci.oci.registry import RegistryError
 from tests.testing import faultproxy
 from tests.testing.faultproxy import Fault, FaultProxy
-from tests.testing.registry import Registry, access_log, auth_headers, push_random_image, session
+from tests.testing.registry import Registry, access_log, pulled_blob, push_random_image, session
 
 fault_proxies = faultproxy.fault_proxies  # the fixture
 CHUNK = 256 << 10
@@ -54,20 +54,13 @@ def _proxied(reg: Registry, proxies: list[FaultProxy], faults: list[Fault], **kw
     return Client(proxy.host, plain_http=True, chunk_size=CHUNK), proxy
 
 
-def _pulled(reg: Registry, repo: str, digest: str) -> bytes:
-    response = session(reg).get(f"{reg.url}/v2/{repo}/blobs/{digest}", timeout=30,
-                                headers=auth_headers(reg, [f"repository:{repo}:pull"]))
-    assert response.status_code == 200
-    return response.content
-
-
 def test_a_drop_between_chunks_resumes_where_the_session_stands(registry: Registry,
                                                                  fault_proxies: list[FaultProxy]) -> None:
     client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 3, "drop_before")])
     source = _CountingSource(BLOB)
     client.upload_blob("team/big", DIGEST, len(BLOB), source)
     assert [f.action for f in proxy.fired()] == ["drop_before"]
-    assert hashlib.sha256(_pulled(registry, "team/big", DIGEST)).hexdigest() == DIGEST[7:]
+    assert hashlib.sha256(pulled_blob(registry, "team/big", DIGEST)).hexdigest() == DIGEST[7:]
     assert source.opens == 1 and source.read == len(BLOB)  # resumed in the same session: the source read once
     assert proxy.upload_bytes() < 1.1 * len(BLOB)
     asked = [s for s in proxy.seen if s.method == "GET" and "/blobs/uploads/" in s.path]
@@ -78,14 +71,14 @@ def test_a_drop_of_the_first_chunk_resumes_at_zero(registry: Registry, fault_pro
     client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 1, "drop_before")])
     source = _CountingSource(BLOB)
     client.upload_blob("team/big", DIGEST, len(BLOB), source)
-    assert proxy.fired() and _pulled(registry, "team/big", DIGEST) == BLOB
+    assert proxy.fired() and pulled_blob(registry, "team/big", DIGEST) == BLOB
     assert source.opens == 1 and sum(1 for s in proxy.seen if s.method == "POST") == 1  # same session
 
 
 def test_a_5xx_on_a_chunk_resumes_too(registry: Registry, fault_proxies: list[FaultProxy]) -> None:
     client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 2, "error_503")])
     client.upload_blob("team/big", DIGEST, len(BLOB), _CountingSource(BLOB))
-    assert proxy.fired() and _pulled(registry, "team/big", DIGEST) == BLOB
+    assert proxy.fired() and pulled_blob(registry, "team/big", DIGEST) == BLOB
     assert proxy.upload_bytes() < len(BLOB) + CHUNK + 4096  # that one chunk again, nothing more
 
 
@@ -95,7 +88,7 @@ def test_a_drop_mid_chunk_restarts_the_blob_in_a_new_session(registry: Registry,
     source = _CountingSource(BLOB)
     client.upload_blob("team/big", DIGEST, len(BLOB), source)
     assert [f.action for f in proxy.fired()] == ["drop_mid_body"]
-    assert _pulled(registry, "team/big", DIGEST) == BLOB
+    assert pulled_blob(registry, "team/big", DIGEST) == BLOB
     # docker-registry 2.8 cancels the session (a resume at the reported offset is refused), so the blob
     # restarts from a re-opened source: the bytes sent stay under twice the blob
     assert source.opens == 2
@@ -121,7 +114,7 @@ def test_a_401_mid_upload_re_sends_the_buffered_chunk_not_the_read_stream(regist
     client.upload_blob("team/big", sha256_digest(BLOB[:1000]), 1000, small)
     assert len(proxy.fired()) == 2
     assert (large.opens, large.read, small.opens, small.read) == (1, len(BLOB), 1, 1000)
-    assert _pulled(registry_token, "team/big", DIGEST) == BLOB
+    assert pulled_blob(registry_token, "team/big", DIGEST) == BLOB
     pushes = [t for t in registry_token.issued if "repository:team/big:pull,push" in t.scopes]
     assert len(pushes) == 3  # the first token, and one after each forced expiry
 

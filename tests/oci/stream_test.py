@@ -15,10 +15,9 @@ from mlci.oci.layout import Layout
 from mlci.oci.manifest import sha256_digest
 from mlci.oci.registry import Registry as Client
 from mlci.oci.transport import BlobWriter, StreamLost
-from tests.oci.engine_test import _pulled
 from tests.testing import faultproxy
 from tests.testing.faultproxy import Fault, FaultProxy
-from tests.testing.registry import Registry, access_log
+from tests.testing.registry import Registry, access_log, pulled_blob
 
 fault_proxies = faultproxy.fault_proxies  # the fixture
 CHUNK = 256 << 10
@@ -45,7 +44,7 @@ def test_a_registry_gets_the_stream_in_chunks_with_the_digest_computed_on_the_wa
     _stream(writer, BLOB)
     blob = writer.finish()
     assert (blob.digest, blob.size, blob.media_type) == (sha256_digest(BLOB), len(BLOB), MEDIA)
-    assert _pulled(registry, "team/stream", blob.digest) == BLOB
+    assert pulled_blob(registry, "team/stream", blob.digest) == BLOB
     patches = [s for s in proxy.seen if s.method == "PATCH"]
     assert len(patches) == 7 and max(s.body_bytes for s in patches) == CHUNK  # one chunk buffer at a time
     assert proxy.upload_bytes() == len(BLOB)
@@ -63,7 +62,7 @@ def test_a_drop_between_chunks_resumes_the_stream_in_its_session(registry: Regis
     _stream(writer, BLOB)
     blob = writer.finish()
     assert [f.action for f in proxy.fired()] == ["drop_before"]
-    assert blob.digest == sha256_digest(BLOB) and _pulled(registry, "team/stream", blob.digest) == BLOB
+    assert blob.digest == sha256_digest(BLOB) and pulled_blob(registry, "team/stream", blob.digest) == BLOB
     assert proxy.upload_bytes() < 1.1 * len(BLOB)
     assert len([s for s in proxy.seen if s.method == "POST"]) == 1  # the same session throughout
 

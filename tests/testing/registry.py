@@ -343,6 +343,14 @@ def auth_headers(registry: Registry, scopes: Sequence[str] = ()) -> dict[str, st
     return {}
 
 
+def pulled_blob(registry: Registry, repo: str, digest: str) -> bytes:
+    """A blob's bytes as a client pulls them (200 asserted)."""
+    response = session(registry).get(f"{registry.url}/v2/{repo}/blobs/{digest}", timeout=30,
+                                     headers=auth_headers(registry, [f"repository:{repo}:pull"]))
+    assert response.status_code == 200
+    return response.content
+
+
 def push_random_image(registry: Registry, repo: str, tag: str = "latest",
                       layers: Sequence[int | bytes] = (1024,)) -> str:
     """Upload random layers (int: size) or given bytes, a config and an OCI manifest; returns the manifest digest."""
