@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from mlci.core.errors import EnvironmentProblem
-from mlci.oci.layout import LAYOUT_VERSION, find_entry, has_ref, parse_index, published_mode, with_entry
+from mlci.oci.layout import LAYOUT_VERSION, HashedTemp, find_entry, has_ref, parse_index, published_mode, with_entry
 from mlci.oci.manifest import OCI_INDEX, Descriptor, Manifest, NotFound, check_digest, media_type_of, sha256_digest
 from mlci.oci.transport import Opener, check_writable_path
 
@@ -279,20 +279,12 @@ class ArchiveEndpoint:
             self._old_fd = self._state[0] = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
 
 
-class _StagedBlob:
-    """A streamed blob for an archive: a temp file hashed as written, put into the archive by finish()."""
+class _StagedBlob(HashedTemp):
+    """A streamed blob for an archive: a temp file beside it, put into the archive by finish()."""
 
     def __init__(self, archive: ArchiveEndpoint, media_type: str) -> None:
-        self.archive, self.media_type = archive, media_type
-        fd, tmp = tempfile.mkstemp(prefix=f".{archive.path.name}.blob.", dir=archive.path.absolute().parent)
-        self.path: Path | None = Path(tmp)
-        self.handle = os.fdopen(fd, "wb")
-        self.sha, self.size = hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.handle.write(data)
+        super().__init__(archive.path.absolute().parent, media_type, prefix=f".{archive.path.name}.blob.")
+        self.archive = archive
 
     def finish(self) -> Descriptor:
         blob = Descriptor(self.media_type, "sha256:" + self.sha.hexdigest(), self.size)
@@ -304,12 +296,6 @@ class _StagedBlob:
         finally:
             self.abort()
         return blob
-
-    def abort(self) -> None:
-        self.handle.close()
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
 
 
 def _info(name: str, size: int, directory: bool = False) -> tarfile.TarInfo:

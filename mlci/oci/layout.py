@@ -140,13 +140,13 @@ class Layout:
         atomic_write(self.root / "index.json", json.dumps(index, separators=(",", ":")))
 
 
-class BlobFile:
-    """A blob streamed into a temp file in `directory`, hashed on the way; finish() fsyncs it and renames it
-    to its digest, abort() removes it."""
+class HashedTemp:
+    """A blob of unknown digest streamed into a temp file in `directory`, hashed on the way; abort() removes
+    it. Subclasses say where it goes on finish()."""
 
-    def __init__(self, directory: Path, media_type: str) -> None:
+    def __init__(self, directory: Path, media_type: str, prefix: str = ".tmp-") -> None:
         self.directory, self.media_type = directory, media_type
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
         self.path: Path | None = Path(tmp)
         self.handle = os.fdopen(fd, "wb")
         self.sha, self.size = hashlib.sha256(), 0
@@ -155,6 +155,16 @@ class BlobFile:
         self.sha.update(data)
         self.size += len(data)
         return self.handle.write(data)
+
+    def abort(self) -> None:
+        self.handle.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+
+class BlobFile(HashedTemp):
+    """A layout's streamed blob: finish() fsyncs it and renames it to its digest."""
 
     def finish(self) -> Descriptor:
         assert self.path is not None
@@ -170,12 +180,6 @@ class BlobFile:
             raise
         self.path = None
         return Descriptor(self.media_type, digest, self.size)
-
-    def abort(self) -> None:
-        self.handle.close()
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
 
 
 @contextmanager
