@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from mlci.core.fsutil import atomic_write
 from mlci.core.log import logger
 from mlci.image.layers import MEDIA_TYPES, Layer
 from mlci.oci.copy import Endpoint, RegistryEndpoint
-from mlci.oci.manifest import OCI_EMPTY, OCI_MANIFEST, Descriptor, Manifest, NotFound, sha256_digest
+from mlci.oci.manifest import OCI_EMPTY, OCI_MANIFEST, Descriptor, Manifest, NotFound, is_digest, sha256_digest
 from mlci.oci.registry import RegistryError
 
 RECORD_PREFIX = "mlci-cache-"
@@ -34,7 +33,6 @@ EMPTY = b"{}"
 INPUT = "io.mlci.build-cache.input"
 DIFF_ID = "io.mlci.build-cache.diff-id"
 LAYER = "io.mlci.build-cache.layer"
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def input_hash(name: str, inputs: Any) -> str:
@@ -91,7 +89,7 @@ def parse_record(data: bytes, key: str) -> Layer | None:
         digest, size, media_type, diff_id = layer["digest"], layer["size"], layer["mediaType"], annotations[DIFF_ID]
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not (isinstance(digest, str) and _DIGEST.match(digest) and isinstance(diff_id, str) and _DIGEST.match(diff_id)
+    if not (is_digest(digest) and is_digest(diff_id)
             and type(size) is int and size >= 0 and media_type in MEDIA_TYPES.values()):
         return None
     return Layer(digest, size, diff_id, None, media_type)
@@ -135,7 +133,7 @@ def lookup(key: str) -> Layer | None:
         layer = Layer(str(data["digest"]), int(data["size"]), str(data["diff_id"]), None, str(data["media_type"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return layer if _DIGEST.match(layer.digest) and layer.media_type in MEDIA_TYPES.values() else None
+    return layer if is_digest(layer.digest) and layer.media_type in MEDIA_TYPES.values() else None
 
 
 def store(key: str, layer: Layer) -> None:

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from mlci.core.errors import UsageError
+from mlci.oci.manifest import is_digest
 
 TRANSPORTS = ("docker", "oci", "oci-archive")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -25,7 +26,6 @@ _NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the distribution spec's tag grammar, ASCII only
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
                    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
-_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _docker(text: str, rest: str) -> DockerRef:
     digest = None
     if "@" in name:
         name, digest = name.split("@", 1)
-        if not _DIGEST.match(digest):
+        if not is_digest(digest):
             raise UsageError(f"{text!r}: invalid digest {digest!r} (expected sha256:<64 hex>)")
     tag = None
     if ":" in name.rsplit("/", 1)[-1]:
