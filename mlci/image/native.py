@@ -428,7 +428,7 @@ def base_image(settings: ImageSettings, registries: dict[str, RegistrySettings] 
 
 @dataclass
 class _Stacked:
-    """The new blobs from the staging layout, the base image's blobs from where the base lives."""
+    """A build's image source: the new blobs from the staging layout, the base image's from where it lives."""
 
     stage: LayoutEndpoint
     base: ImageSource | None
@@ -436,22 +436,7 @@ class _Stacked:
     def get_manifest(self, reference: str | None) -> Manifest:
         return self.stage.get_manifest(reference)
 
-    def has_blob(self, digest: str) -> bool:
-        return self.stage.has_blob(digest)
-
     def open_blob(self, digest: str) -> BinaryIO:
         if self.stage.has_blob(digest) or self.base is None:
             return self.stage.open_blob(digest)
         return self.base.open_blob(digest)
-
-    def put_blob(self, digest: str, data: BinaryIO, size: int) -> None:
-        raise AssertionError("a build source is read-only")
-
-    def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
-        raise AssertionError("a build source is read-only")
-
-    def commit(self) -> None:
-        raise AssertionError("a build source is read-only")
-
-    def check_writable(self) -> None:
-        raise AssertionError("a build source is read-only")
