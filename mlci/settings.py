@@ -22,10 +22,11 @@ from mlci.forge.settings import ForgeSettings, forge_problems
 from mlci.image.settings import ImageSettings
 from mlci.oci.settings import RegistrySettings, deprecations, registries_problems
 from mlci.report.settings import ReportSettings, report_problems
+from mlci.scan.settings import ScanSettings, scan_problems
 
 SUPPORTED_VERSION = 1
 # Top-level sections fixed by the design; each becomes supported when its stage lands.
-NOT_YET_SUPPORTED = ("scan", "promote")
+NOT_YET_SUPPORTED = ("promote",)
 # Variables mlci writes for later jobs (mlci build --dotenv), not config overrides.
 OUTPUT_VARIABLES = frozenset({"MLCI_IMAGE_DIGEST"})
 
@@ -44,6 +45,7 @@ class Config:
     report: ReportSettings = field(default_factory=ReportSettings, metadata=_see("report"))
     forge: ForgeSettings = field(default_factory=ForgeSettings, metadata=_see("forge"))
     image: ImageSettings = field(default_factory=ImageSettings, metadata=_see("image"))
+    scan: ScanSettings = field(default_factory=ScanSettings, metadata=_see("scan"))
     registries: dict[str, RegistrySettings] = field(default_factory=dict, metadata={"doc": (
         "Per registry host (`HOST[:PORT]`): credentials, TLS, mirrors, chunk size, concurrency; see `registries`.")})
 
@@ -95,6 +97,8 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
                     for p in forge_problems(config.forge))
     problems.extend(f"{_where(key, overrides, locations, shown)}: {text}"
                     for key, text in registries_problems(config.registries))
+    problems.extend(p if not p.startswith("scan.") else f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}"
+                    for p in scan_problems(config.scan))
     if problems:
         raise ConfigError(problems)
     for message in deprecations(config.image.plain_http, config.image.ca_bundle):
@@ -128,7 +132,7 @@ def _parse_file(path: Path, shown: str, problems: list[str], locations: dict[str
     raw = core_config.parse_mapping(
         text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, locations=locations,
         extra_known=NOT_YET_SUPPORTED,
-        extra_message="not supported yet (this mlci implements: data_tests, train, report, forge, image, registries)")
+        extra_message="not supported yet (this mlci implements: data_tests, train, report, forge, image, scan, registries)")
     if raw is None and not problems:
         problems.append(f"{shown}:1: version: missing required key (write `version: {SUPPORTED_VERSION}`)")
     return raw or {}

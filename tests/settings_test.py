@@ -42,7 +42,7 @@ def test_every_problem_is_one_line_with_file_line_and_key(tmp_path: Path) -> Non
         "  push: 'yes'\n"
         "  targets: train\n"
         "  output_tail: 3.5\n"
-        "scan: {}\n"
+        "promote: {}\n"
         "trian: {}\n"
     ))
     assert problems == [
@@ -50,8 +50,8 @@ def test_every_problem_is_one_line_with_file_line_and_key(tmp_path: Path) -> Non
         "mlci.yaml:4: train.push: expected true or false, got str 'yes'",
         "mlci.yaml:5: train.targets: expected a list, got str",
         "mlci.yaml:6: train.output_tail: expected an integer, got float 3.5",
-        "mlci.yaml:7: scan: not supported yet (this mlci implements: data_tests, train, report, forge, image, "
-        "registries)",
+        "mlci.yaml:7: promote: not supported yet (this mlci implements: data_tests, train, report, forge, image, "
+        "scan, registries)",
         "mlci.yaml:8: trian: unknown key (did you mean 'train'?)",
     ]
 
@@ -198,7 +198,8 @@ def test_every_settable_key_can_be_set_from_the_environment(section: str, key: s
 
 def test_structures_are_the_only_keys_not_settable_from_the_environment() -> None:
     unsettable = {f"{s}.{k}" for s, k, hint in _sections() if not core_config.env_settable(hint)}
-    assert unsettable == {"data_tests.datasets", "report.gates", "image.build_args", "image.env"}
+    assert unsettable == {"data_tests.datasets", "report.gates", "image.build_args", "image.env",
+                          "scan.exceptions"}
     assert schema.is_optional(typing.get_type_hints(cfg.ForgeSettings)["kind"])  # Literal | None: typing.Union
 
 

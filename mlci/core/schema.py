@@ -7,6 +7,7 @@ polymorphic entries of a data-test suite). A dataclass with a `where` field gets
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import functools
 import types
@@ -231,7 +232,8 @@ def type_name(base: Any) -> str:
         return "one of " + ", ".join(str(a) for a in typing.get_args(base))
     if typing.get_origin(base) in (typing.Union, types.UnionType):
         return " or ".join(type_name(a) for a in typing.get_args(base))
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(base, str(base))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            datetime.date: "a date (YYYY-MM-DD)"}.get(base, str(base))
 
 
 def kind(node: yaml.Node) -> str:
