@@ -29,6 +29,9 @@ SUPPORTED_VERSION = 1
 NOT_YET_SUPPORTED = ("promote",)
 # Variables mlci writes for later jobs (mlci build --dotenv), not config overrides.
 OUTPUT_VARIABLES = frozenset({"MLCI_IMAGE_DIGEST"})
+# The `registries` section from one variable (a YAML/JSON flow mapping), merged host by host, key by key, over
+# mlci.yaml's: a job can trust a registry's CA or name its credentials' variables without editing the file.
+REGISTRIES_VARIABLE = "MLCI_REGISTRIES"
 
 
 def _see(section: str) -> dict[str, Any]:
@@ -79,6 +82,9 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
                                "of the repository only (another file: --config PATH)"])
         raw = _parse_file(path, shown, problems, locations)
     overrides = core_config.apply_env(raw, Config, env, problems, ignore=OUTPUT_VARIABLES)
+    if REGISTRIES_VARIABLE in env:
+        overrides.append(REGISTRIES_VARIABLE)
+        _registries_from_env(raw, env[REGISTRIES_VARIABLE], problems, locations)
     suite = raw.get("data_tests", {})
     if suite.get("file"):
         at = _where("data_tests.file", overrides, locations, shown)
@@ -97,7 +103,7 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
                     for p in forge_problems(config.forge))
     problems.extend(f"{_where(key, overrides, locations, shown)}: {text}"
                     for key, text in registries_problems(config.registries))
-    problems.extend(p if not p.startswith("scan.") else f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}"
+    problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" if p.startswith("scan.") else p
                     for p in scan_problems(config.scan))
     if problems:
         raise ConfigError(problems)
@@ -106,6 +112,19 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
     for _key, name in core_config.env_references(config):
         log.add_secret(env.get(name))
     return Loaded(config, path, shown, tuple(overrides))
+
+
+def _registries_from_env(raw: dict[str, Any], text: str, problems: list[str], locations: dict[str, str]) -> None:
+    value = core_config.parse_env_structure(REGISTRIES_VARIABLE, text, dict[str, RegistrySettings], "registries",
+                                            problems)
+    if value is None:
+        return
+    merged = dict(raw.get("registries") or {})
+    for host, entry in value.items():
+        merged[host] = {**merged.get(host, {}), **entry}
+        locations.update({f"registries.{host}": REGISTRIES_VARIABLE,
+                          **{f"registries.{host}.{key}": REGISTRIES_VARIABLE for key in entry}})
+    raw["registries"] = merged
 
 
 def _located(problem: str, shown: str, overrides: list[str], locations: dict[str, str]) -> str:
@@ -132,7 +151,8 @@ def _parse_file(path: Path, shown: str, problems: list[str], locations: dict[str
     raw = core_config.parse_mapping(
         text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, locations=locations,
         extra_known=NOT_YET_SUPPORTED,
-        extra_message="not supported yet (this mlci implements: data_tests, train, report, forge, image, scan, registries)")
+        extra_message=("not supported yet (this mlci implements: data_tests, train, report, forge, image, scan, "
+                       "registries)"))
     if raw is None and not problems:
         problems.append(f"{shown}:1: version: missing required key (write `version: {SUPPORTED_VERSION}`)")
     return raw or {}

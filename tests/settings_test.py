@@ -320,3 +320,27 @@ def test_billion_laughs_is_refused_in_milliseconds(tmp_path: Path) -> None:
     assert time.process_time() - started < 1.0
     assert problems == ["mlci.yaml:7: more than 100000 values once its aliases are expanded; use fewer nested "
                         "aliases (`*name`)"]
+
+
+def test_the_registries_section_comes_from_one_variable_merged_over_the_file(tmp_path: Path) -> None:
+    text = "version: 1\nregistries:\n  a.example:\n    concurrency: 4\n    chunk_size: 1048576\n"
+    env = {"MLCI_REGISTRIES": '{a.example: {plain_http: true, concurrency: 2}, "127.0.0.1:5000": {plain_http: true}}'}
+    loaded = _load(tmp_path, text, env)
+    registries = loaded.config.registries
+    assert (registries["a.example"].plain_http, registries["a.example"].concurrency,
+            registries["a.example"].chunk_size) == (True, 2, 1048576)
+    assert registries["127.0.0.1:5000"].plain_http and "MLCI_REGISTRIES" in loaded.overrides
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("{a.example: {plain_htp: true}}", "MLCI_REGISTRIES:1: registries.a.example.plain_htp: unknown key (did you "
+                                       "mean 'plain_http'?)"),
+    ("[a.example]", "MLCI_REGISTRIES:1: registries: expected a mapping, got a list"),
+    ("{a.example: {", "MLCI_REGISTRIES:1: YAML syntax error: expected the node content"),
+    ("", "MLCI_REGISTRIES: registries: empty; give a mapping or unset the variable"),
+    ("{a.example: {chunk_size: 1}}", "MLCI_REGISTRIES: registries.a.example.chunk_size: 1: must be "
+                                     "65536..268435456 bytes"),
+])
+def test_a_bad_registries_variable_is_named(tmp_path: Path, value: str, problem: str) -> None:
+    problems = _problems(tmp_path, "version: 1\n", {"MLCI_REGISTRIES": value})
+    assert len(problems) == 1 and problems[0].startswith(problem), problems

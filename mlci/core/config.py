@@ -138,6 +138,22 @@ def apply_env(raw: dict[str, Any], root: type, env: Mapping[str, str], problems:
     return applied
 
 
+def parse_env_structure(name: str, text: str, hint: Any, key: str, problems: list[str]) -> Any:
+    """A structure (a YAML or JSON flow mapping such as `{HOST: {plain_http: true}}`) from the variable `name`,
+    validated against `hint` like the file's `key`; None when it is invalid (problems name the variable)."""
+    loader, node = schema.load_node(text, name, problems)
+    if loader is None:
+        return None
+    try:
+        if node is None:
+            problems.append(f"{name}: {key}: empty; give a mapping or unset the variable")
+            return None
+        value = schema.Validator(loader, name, problems).value(node, hint, key)
+        return None if value is schema.INVALID else value
+    finally:
+        loader.dispose()
+
+
 def env_settable(hint: Any) -> bool:
     """Scalars (bool, int, float, str, a Literal choice, unions of them) and lists of scalars can come from
     the environment; structures (mappings, datasets) cannot."""

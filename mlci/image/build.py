@@ -25,7 +25,7 @@ from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint
 from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Manifest, NotFound
 from mlci.oci.reference import DockerRef, ImageRef, check_tag, parse
-from mlci.oci.settings import RegistrySettings
+from mlci.oci.settings import RegistrySettings, options_for
 
 if TYPE_CHECKING:
     from mlci.dvcstage.fetch import Recorded
@@ -137,7 +137,9 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
         finally:
             cache.save_file_hashes()
     else:
-        digest = BUILDERS[settings.builder](settings, root, plan.destination, tag, labels, epoch)
+        options = (options_for(plan.destination.registry, plan.registries, settings.plain_http, settings.ca_bundle)
+                   if isinstance(plan.destination, DockerRef) else None)
+        digest = BUILDERS[settings.builder](settings, root, plan.destination, tag, labels, epoch, options)
         manifest = dest.get_manifest(digest)
     dest.put_manifest(manifest, key_tag)
     dest.commit()

@@ -3,7 +3,10 @@ unverified on a real runner: neither can run on this machine). Each returns the 
 from the tool's own digest/metadata file, never parsed from its log."""
 from __future__ import annotations
 
+import base64
 import json
+import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +15,7 @@ from mlci.core import proc
 from mlci.core.errors import EnvironmentProblem, PipelineFailed
 from mlci.image.settings import ImageSettings
 from mlci.oci.reference import DockerRef, ImageRef
+from mlci.oci.settings import RegistryOptions
 
 
 def _flags(settings: ImageSettings, labels: dict[str, str], flag_arg: str = "--build-arg",
@@ -33,28 +37,53 @@ def _digest(path: Path, what: str) -> str:
     return text
 
 
+def _push_flags(options: RegistryOptions | None, tmp: Path) -> list[str]:
+    """buildah push's flags for the destination's `registries` entry: plain HTTP, its CA bundle (a cert dir), and
+    its credentials in a private auth file in `tmp` (never on the command line)."""
+    if options is None:
+        return []
+    flags = ["--tls-verify=false"] if options.plain_http else []
+    if options.ca_bundle:
+        certs = tmp / "certs"
+        certs.mkdir()
+        shutil.copyfile(options.ca_bundle, certs / "ca.crt")
+        flags += ["--cert-dir", str(certs)]
+    credentials = options.credentials()
+    if credentials is not None:
+        auth = tmp / "auth.json"
+        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+        fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"auths": {options.host: {"auth": token}}}, handle)
+        flags += ["--authfile", str(auth)]
+    return flags
+
+
 def buildah(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, labels: dict[str, str],
-            mtime: int) -> str:
-    """`buildah bud --isolation chroot`, then `buildah push --digestfile` (credentials from the auth file)."""
+            mtime: int, options: RegistryOptions | None) -> str:
+    """`buildah bud --isolation chroot`, then `buildah push --digestfile` with the destination's `registries`
+    settings (`options`; credentials from them, else buildah's own auth file chain)."""
     local = f"localhost/mlci-build:{tag}"
     env = {"BUILDAH_ISOLATION": "chroot"}
     _run(["buildah", "bud", "--isolation", "chroot", "--timestamp", str(mtime), "-f", settings.dockerfile,
           *_flags(settings, labels), "-t", local, settings.context], "buildah bud", root, env)
     target = f"{dest}:{tag}" if isinstance(dest, DockerRef) and not dest.tag else str(dest)
-    tls = ["--tls-verify=false"] if isinstance(dest, DockerRef) and dest.registry in settings.plain_http else []
     with tempfile.TemporaryDirectory(prefix="mlci-buildah-") as tmp:
         digest_file = Path(tmp) / "digest"
-        _run(["buildah", "push", *tls, "--digestfile", str(digest_file), local, target], "buildah push", root, env)
+        _run(["buildah", "push", *_push_flags(options, Path(tmp)), "--digestfile", str(digest_file), local, target],
+             "buildah push", root, env)
         return _digest(digest_file, "buildah push")
 
 
 def kaniko(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, labels: dict[str, str],
-           mtime: int) -> str:
-    """kaniko's executor with --digest-file and --reproducible (unverified on a real runner)."""
+           mtime: int, options: RegistryOptions | None) -> str:
+    """kaniko's executor with --digest-file and --reproducible (unverified on a real runner); credentials from
+    kaniko's own /kaniko/.docker/config.json."""
     if not isinstance(dest, DockerRef):
         raise EnvironmentProblem("the kaniko builder pushes to a registry: image.name must be docker://...")
-    insecure = ["--insecure", "--insecure-registry", dest.registry] if dest.registry in settings.plain_http else []
-    certs = ["--registry-certificate", f"{dest.registry}={settings.ca_bundle}"] if settings.ca_bundle else []
+    insecure = ["--insecure", "--insecure-registry", dest.registry] if options and options.plain_http else []
+    ca_bundle = options.ca_bundle if options else None
+    certs = ["--registry-certificate", f"{dest.registry}={ca_bundle}"] if ca_bundle else []
     with tempfile.TemporaryDirectory(prefix="mlci-kaniko-") as tmp:
         digest_file = Path(tmp) / "digest"
         _run([settings.kaniko_executor, "--context", f"dir://{(root / settings.context).resolve()}",
@@ -65,8 +94,9 @@ def kaniko(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, labels
 
 
 def docker(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, labels: dict[str, str],
-           mtime: int) -> str:
-    """`docker buildx build --push --metadata-file` (needs a daemon; unverified on a real runner)."""
+           mtime: int, options: RegistryOptions | None) -> str:
+    """`docker buildx build --push --metadata-file` (needs a daemon; unverified on a real runner; TLS and
+    credentials are the daemon's and buildx's own)."""
     if not isinstance(dest, DockerRef):
         raise EnvironmentProblem("the docker builder pushes to a registry: image.name must be docker://...")
     with tempfile.TemporaryDirectory(prefix="mlci-docker-") as tmp:
@@ -82,6 +112,7 @@ def docker(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, labels
         return str(digest)
 
 
-BUILDERS: dict[str, Callable[[ImageSettings, Path, ImageRef, str, dict[str, str], int], str]] = {
+Builder = Callable[[ImageSettings, Path, ImageRef, str, dict[str, str], int, RegistryOptions | None], str]
+BUILDERS: dict[str, Builder] = {
     "buildah": buildah, "kaniko": kaniko, "docker": docker,
 }

@@ -49,6 +49,24 @@ def test_buildah_builds_pushes_and_reports_the_registry_digest(registry: Registr
     assert code == 0 and again == out and "reused" in err
 
 
+def test_buildah_pushes_with_the_registries_section_tls_ca_and_credentials(
+        registry_tls: Registry, tmp_path: Path, buildah_env: dict[str, str]) -> None:
+    """The destination's `registries` entry (its CA bundle, credentials by variable name) reaches buildah push
+    through a private cert dir and auth file, never the command line; the password appears nowhere in the log."""
+    name = f"docker://{registry_tls.host}/ml/bh-tls"
+    repo = _repo(tmp_path / "repo", {"builder": "buildah", "name": name})
+    config = json.loads((repo / "mlci.yaml").read_text())
+    config["registries"] = {registry_tls.host: {"ca_bundle": str(registry_tls.ca_bundle),
+                                                "username_env": "PUSH_USER", "password_env": "PUSH_PASSWORD"}}
+    (repo / "mlci.yaml").write_text(json.dumps(config))
+    repos.commit_all(repo, "registries")
+    assert registry_tls.username and registry_tls.password
+    code, out, err = _build(repo, {**buildah_env, "PUSH_USER": registry_tls.username,
+                                   "PUSH_PASSWORD": registry_tls.password})
+    assert code == 0, err
+    assert out.startswith(f"{name}:v1@sha256:") and registry_tls.password not in err + out
+
+
 @pytest.mark.parametrize("builder", ["kaniko", "docker"])
 def test_kaniko_and_docker_argv_follow_their_documented_flags(builder: str, registry: Registry,
                                                              tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from tests.testing import repos
 from tests.testing.forge import ForgeServer
 from tests.testing.gitlab_ci_local import PipelineResult, run_pipeline, seed_project_include
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
-from tests.testing.registry import Registry
+from tests.testing.registry import Registry, plain_http
 
 pytestmark = pytest.mark.e2e
 TEMPLATES = repos.ROOT / ".gitlab-ci"
@@ -40,7 +40,7 @@ def _run(repo: Path, variables: dict[str, str] | None = None) -> PipelineResult:
 
 def test_train_job_trains_pushes_and_the_next_pipeline_pulls(tmp_path: Path, registry: Registry) -> None:
     repo = _pipeline_repo(tmp_path)
-    image = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model", "MLCI_IMAGE_PLAIN_HTTP": registry.host,
+    image = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model", **plain_http(registry.host),
              "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
              "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}"}
     first = _run(repo, image)

@@ -16,7 +16,7 @@ import requests
 from tests.testing import repos, serving
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
 from tests.testing.procs import free_port
-from tests.testing.registry import Registry
+from tests.testing.registry import Registry, plain_http
 
 
 def _buildah(env: dict[str, str], *args: str) -> str:
@@ -42,7 +42,7 @@ def _assert_serves_like_the_host(image: str, example: Path, workdir: Path, env: 
 def test_the_native_image_serves_the_same_predictions_as_the_host(
         example: Path, registry: Registry, tmp_path: Path, buildah_env: dict[str, str]) -> None:
     built = repos.run_mlci(example, "build", "--tag", "t1", env={
-        "MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model", "MLCI_IMAGE_PLAIN_HTTP": registry.host,
+        "MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model", **plain_http(registry.host),
         "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
         "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}", "SOURCE_DATE_EPOCH": "1700000000"})
     assert built.returncode == 0, built.stderr
@@ -69,7 +69,7 @@ def test_the_example_dockerfile_builds_with_buildah_and_serves_the_same_predicti
     try:
         built = repos.run_mlci(example, "build", "--tag", "bh1", env={
             **buildah_env, "MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-buildah",
-            "MLCI_IMAGE_PLAIN_HTTP": registry.host, "SOURCE_DATE_EPOCH": "1700000000"})
+            **plain_http(registry.host), "SOURCE_DATE_EPOCH": "1700000000"})
     finally:
         wheels.shutdown()
     assert built.returncode == 0, built.stderr[-3000:]

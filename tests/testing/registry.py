@@ -372,6 +372,11 @@ def push_random_image(registry: Registry, repo: str, tag: str = "latest",
     return digest
 
 
+def plain_http(*hosts: str) -> dict[str, str]:
+    """The variable that makes mlci speak plain HTTP to these loopback registries (the `registries` section)."""
+    return {"MLCI_REGISTRIES": json.dumps({host: {"plain_http": True} for host in hosts})}
+
+
 def access_log(registry: Registry) -> list[AccessLogEntry]:
     """Every request in the registry's access log so far, oldest first."""
     entries = []
