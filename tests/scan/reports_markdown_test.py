@@ -3,7 +3,10 @@ exceptions with days left and expired ones, the DB's date and age."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
+from mlci.core import log
+from mlci.scan.reports import gitlab, sarif, summary
 from mlci.scan.reports.markdown import markdown
 from tests.scan import reports_support as rs
 
@@ -34,3 +37,44 @@ def test_markdown_section_has_verdict_counts_findings_models_files_exceptions_an
     assert passed.startswith("### Security scan: ✅ passed\n") and "Expired" not in passed
     no_db = markdown(rs.verdict(output=dataclasses.replace(rs.verdict().output, db=None), db_age=None))
     assert "Vulnerability DB: none (no vulnerability scan)." in no_db
+
+
+HOSTILE_TITLES = ["<img src=x onerror=alert(1)>", "<!-- the rest is hidden", "[click](https://evil.example/x)",
+                  "![px](https://t.example/p.png)", "@all please look", "closes #1 and !2", "a|b|c", "``two`` ticks",
+                  "line\nbreak **bold** _em_", "</td></tr></table><script>x()</script>", "&lt;b&gt; $x$ ~~s~~",
+                  "https://bare.example/autolink", ":+1: \\| \\"]
+
+
+def test_hostile_titles_ids_packages_and_paths_stay_text_in_their_cells() -> None:
+    findings = [(dataclasses.replace(rs.OS_VULN, id=f"CVE-{title}", title=title, package=title, path=title,
+                                     version="1|2"), "fails", None) for title in HOSTILE_TITLES]
+    findings.append((dataclasses.replace(rs.MODEL, path="<b>m</b>.pkl", title="@here", detail="[x](y)"), "fails",
+                     None))
+    hostile = rs.verdict(findings, reasons=("1 finding: CVE-<!-- (HIGH, @all)",), warnings=("[w](https://w.example)",),
+                         exceptions=(dataclasses.replace(rs.ACTIVE, reason="<script>", id="#3", source="@you"),))
+    page = rs.assert_inert(markdown(hostile, limit=len(HOSTILE_TITLES)))
+    top = [row for row in page.rows if len(row) == 8][1:]  # the findings table, without its header
+    assert len(top) == len(HOSTILE_TITLES)  # no title added or swallowed a row or a cell
+    for row, title in zip(top, sorted(HOSTILE_TITLES, key=lambda t: f"CVE-{t}"), strict=True):
+        assert row[2:5] == [f"CVE-{title}".replace("\n", " "), title.replace("\n", " "), "1|2"]
+    assert all(mark not in "".join(page.plain) for mark in ("@", "#1", "<", "[", "!2")), page.plain
+    assert "@here" in page.codes and "<script>" in page.codes and "1 finding: CVE-<!-- (HIGH, @all)" in page.codes
+
+
+def test_a_registered_secret_never_reaches_any_report() -> None:
+    secret = "s3cr3t_Tok|en*x`y"  # characters each format escapes differently: the value is masked before
+    log.add_secret(secret)
+    leaky = dataclasses.replace(rs.SECRET, detail=f"token = {secret}", title=f"found {secret}",
+                                path=f"app/{secret}.py")
+    package = dataclasses.replace(rs.OS_VULN, package=f"pkg-{secret}", references=(f"https://x.example/{secret}",))
+    excepted = dataclasses.replace(rs.ACTIVE, reason=secret)
+    verdict = rs.verdict([(leaky, "fails", None), (package, "fails", None)], reasons=(f"2 findings: {secret}",),
+                         exceptions=(excepted,))
+    text = markdown(verdict)
+    docs = [summary.summary(verdict), sarif.sarif(verdict),
+            gitlab.container_scanning(verdict, started=rs.NOW, finished=rs.NOW, image=f"img-{secret}")]
+    for shown in (text, *(json.dumps(doc) for doc in docs)):
+        assert "s3cr3t" not in shown and log.MASK in shown
+    assert rs.problems(rs.SUMMARY, docs[0]) == rs.problems(rs.SARIF, docs[1]) == rs.problems(rs.GITLAB, docs[2]) == []
+    page = rs.assert_inert(text)
+    assert "token = [MASKED]" in " ".join(page.codes)

@@ -72,8 +72,15 @@ def fingerprint(finding: Finding) -> str:
 
 
 def utc(moment: datetime.datetime) -> datetime.datetime:
-    """An aware time in UTC (a naive one is taken to be UTC already)."""
-    return moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment.astimezone(datetime.UTC)
+    """An aware time in UTC (a naive one is taken to be UTC already; one beyond year 1..9999 in UTC, such as a
+    DB's `UpdatedAt` of 0001-01-01T00:00:00+05:00, is held at the limit)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=datetime.UTC)
+    try:
+        return moment.astimezone(datetime.UTC)
+    except OverflowError:
+        limit = datetime.datetime.min if moment.year == 1 else datetime.datetime.max
+        return limit.replace(tzinfo=datetime.UTC)
 
 
 def iso(moment: datetime.datetime | None) -> str | None:

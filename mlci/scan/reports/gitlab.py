@@ -69,7 +69,7 @@ def container_scanning(verdict: Verdict, *, started: datetime.datetime, finished
 
 def _time(moment: datetime.datetime) -> str:
     """The schema's `yyyy-mm-ddThh:mm:ss`, in UTC."""
-    return utc(moment).strftime("%Y-%m-%dT%H:%M:%S")
+    return utc(moment).replace(microsecond=0, tzinfo=None).isoformat()  # four-digit years, unlike strftime
 
 
 def _vulnerability(item: Judged, verdict: Verdict, image: str, uid: str) -> dict[str, Any]:
