@@ -34,8 +34,9 @@ SUMMARY = jsonschema.Draft202012Validator(json.loads(summary_report.schema_text(
 
 
 def problems(validator: jsonschema.protocols.Validator, doc: Any) -> list[str]:
-    """Schema violations of `doc` as it will be read back from its file (JSON, not Python objects)."""
-    plain = json.loads(json.dumps(doc, allow_nan=False))
+    """Schema violations of `doc` as it will be read back from its file (JSON, not Python objects; UTF-8 all
+    through, so no lone surrogate that a strict reader would refuse)."""
+    plain = json.loads(json.dumps(doc, allow_nan=False, ensure_ascii=False).encode("utf-8"))
     return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(plain)]
 
 
@@ -163,6 +164,7 @@ def render(markdown: str) -> Page:
 
 def assert_inert(markdown: str) -> Page:
     """Nothing from the scan became markup: only mlci's own tags, no comment, no link at all."""
+    markdown.encode("utf-8")  # writable as the UTF-8 file the forge gets
     page = render(markdown)
     assert page.comments == [] and page.links == [], (page.comments, page.links)
     assert set(page.tags) <= ALLOWED_TAGS, set(page.tags) - ALLOWED_TAGS
