@@ -55,8 +55,8 @@ def sarif(verdict: Verdict, *, suppressed: bool = True) -> dict[str, Any]:
                            "properties": {"trivyVersion": optional(out.trivy_version)}},
                 "extensions": extensions,
             },
-            # GitHub's category (up to the last /): image and directory scans of one repository stay apart
-            "automationDetails": {"id": f"mlci-scan/{'image' if image else 'fs'}/"},
+            # no automationDetails: github/codeql-action/upload-sarif sets its `category` (default: per workflow
+            # job and matrix) only where a run has none, and two scans must not share one category
             "invocations": [_invocation(verdict)],
             "results": results,
             "properties": _run_properties(verdict),
