@@ -10,6 +10,11 @@ import re
 # strikethrough, math. Backslash-escaping any ASCII punctuation is CommonMark's (and GFM's) rule.
 _INLINE = re.compile(r"[\\`*_\[\]<&|~$]")
 _SPAN = re.compile(r"`[^`]+`")  # a code span in mlci's own messages (`dvc.yaml`, `metrics:`) stays one
+# Forge references the forges find in rendered text (not in code): @user/@all mentions, #issue, !MR, ~label,
+# %milestone, &epic, $snippet. A WORD JOINER (U+2060, invisible) after the sigil breaks each: a hostile metric
+# name cannot ping everyone in the MR or cross-link issues. Backslash escapes do not: the text stays "@all".
+_REFERENCE = re.compile(r"([@#!~%&$])(?=\w)")
+WORD_JOINER = "\u2060"
 
 
 def flat(value: str) -> str:
@@ -34,11 +39,16 @@ def text(value: object, spans: bool = False) -> str:
     only their `|` is escaped)."""
     line = flat(str(value))
     if not spans:
-        return _INLINE.sub(r"\\\g<0>", line)
+        return _inert(line)
     out, last = [], 0
     for span in _SPAN.finditer(line):
-        out.append(_INLINE.sub(r"\\\g<0>", line[last:span.start()]))
+        out.append(_inert(line[last:span.start()]))
         out.append(span[0].replace("|", "\\|"))
         last = span.end()
-    out.append(_INLINE.sub(r"\\\g<0>", line[last:]))
+    out.append(_inert(line[last:]))
     return "".join(out)
+
+
+def _inert(line: str) -> str:
+    """Plain text with every Markdown/HTML start escaped and every forge reference broken."""
+    return _INLINE.sub(r"\\\g<0>", _REFERENCE.sub(r"\g<1>" + WORD_JOINER, line))

@@ -4,6 +4,7 @@ table, nor add HTML (a comment hiding the rest of the report), links or images. 
 forge's limit keeps its marker, whole table rows and whole code fences, and ends with the pointer."""
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 import cmarkgfm
@@ -16,7 +17,7 @@ from mlci.report.baseline import Baseline
 from mlci.report.diff import Change, Diff
 from mlci.report.figures import Figures
 from mlci.report.gates import Verdict
-from mlci.report.markdown import flat
+from mlci.report.markdown import WORD_JOINER, flat
 from mlci.report.plots import BarPlot, Series
 from mlci.report.render import render
 from mlci.report.settings import ReportSettings
@@ -24,7 +25,7 @@ from mlci.report.tables import bars
 
 HOSTILE = ["a|b", "x<!--", "-->", "`tick`", "``two``", "![p](https://t.example/p.png)", "[l](https://e.example)",
            "<img src=x>", "<details>", "**b**", "line\nbreak", "\\|", "$x$", "~~s~~", "&lt;", "_u_", "\x00nul", "é👍🏽",
-           "", " ", "`", "a\\", "| --- |"]
+           "", " ", "`", "a\\", "| --- |", "@all", "cc @user", "#12", "!3", "~bug", "org/repo#1"]
 
 
 class _Html(HTMLParser):
@@ -95,7 +96,9 @@ def test_no_name_or_value_becomes_markdown_or_html(name: str, value: str, label:
     metrics, gates, params = (page.rows[i:j] for i, j in ((0, 3), (3, 5), (5, 7)))
     assert [len(row) for row in metrics + gates + params] == [5, 5, 5, 4, 4, 3, 3]
     assert metrics[1][:3] == [flat(f"metrics.json:{name}"), flat(value) or '""', flat(value + "!")]
-    assert gates[1][2] == flat(f"not a float: {value[:40]}").strip()  # a cell is trimmed
+    # A cell is trimmed; a forge reference in plain text (@all, #12, !3, ~label) is broken by a word joiner.
+    assert gates[1][2].replace(WORD_JOINER, "") == flat(f"not a float: {value[:40]}").strip()
+    assert not re.search(r"[@#!~%&$]\w", gates[1][2]), gates[1][2]
     assert params[1][0] == flat(f"params.yaml:{name}")
 
 
