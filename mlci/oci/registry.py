@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -28,6 +28,7 @@ from mlci.core.log import logger
 from mlci.oci.auth import Credentials, basic_header, parse_challenge
 from mlci.oci.manifest import (
     MANIFEST_TYPES,
+    OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
     Manifest,
@@ -40,6 +41,8 @@ READ_CHUNK = 1 << 20
 DEFAULT_CHUNK_SIZE = 8 << 20  # 8 MiB x default concurrency 6 = 48 MB of chunk buffers at most
 UPLOAD_SESSIONS = 3  # a blob is tried in at most this many upload sessions
 RESUMES = 5  # resumes within one session (each after a drop or a 5xx)
+MAX_MANIFEST = 4 << 20  # what containerd and distribution 3 accept; a longer answer is refused, not read
+REFERRER_PAGES = 64  # pages of one referrers listing, at most
 Opener = Callable[[], BinaryIO]
 
 
@@ -369,31 +372,97 @@ class Registry:
 
     def get_manifest(self, repo: str, reference: str) -> Manifest:
         """A manifest by tag or digest, in whatever OCI/Docker type the registry has; digests verified."""
+        return self.fetch_manifest(repo, reference)[0]
+
+    def fetch_manifest(self, repo: str, reference: str, max_size: int = MAX_MANIFEST) -> tuple[Manifest, str | None]:
+        """A manifest (as get_manifest) and the registry's ETag for it. More than `max_size` bytes (4 MiB, the
+        limit of containerd and distribution 3) is an error, read no further."""
         response = self._call("GET", f"/v2/{repo}/manifests/{reference}", _pull(repo), ok=(200, 404),
-                              headers={"Accept": ", ".join(MANIFEST_TYPES)})
-        if response.status_code == 404:
-            raise NotFound(f"registry {self.host}: {repo}:{reference} not found ({_errors(response)})")
-        data = response.content
+                              headers={"Accept": ", ".join(MANIFEST_TYPES)}, stream=True)
+        with response:
+            if response.status_code == 404:
+                raise NotFound(f"registry {self.host}: {repo}:{reference} not found ({_errors(response)})")
+            data = self._bounded_body(response, max_size, f"manifest {repo}:{reference}")
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"registry {self.host}: manifest {reference} of {repo}: digest did not match")
         media_type = response.headers.get("Content-Type", "").split(";")[0] or OCI_MANIFEST
-        return Manifest(data, media_type, digest)
+        return Manifest(data, media_type, digest), response.headers.get("ETag")
+
+    def _bounded_body(self, response: requests.Response, max_size: int, what: str) -> bytes:
+        """A streamed answer's body, at most `max_size` bytes (a RegistryError beyond, or when it breaks off)."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_size:
+            raise RegistryError(f"registry {self.host}: {what} is {declared} bytes, more than the {max_size} "
+                                "mlci reads")
+        data = bytearray()
+        try:
+            for chunk in response.iter_content(READ_CHUNK):
+                data += chunk
+                if len(data) > max_size:
+                    raise RegistryError(f"registry {self.host}: {what} is more than the {max_size} bytes mlci reads")
+        except requests.RequestException as exc:
+            raise RegistryError(f"registry {self.host}: {what}: the answer broke off ({exc.__class__.__name__})"
+                                ) from None
+        return bytes(data)
+
+    def has_manifest(self, repo: str, reference: str) -> bool:
+        """HEAD the manifest: True on 200, False on 404, an error otherwise."""
+        response = self._call("HEAD", f"/v2/{repo}/manifests/{reference}", _pull(repo), ok=(200, 404),
+                              headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        return response.status_code == 200
 
     def put_manifest(self, repo: str, reference: str, manifest: Manifest) -> str:
         """PUT a manifest under a tag or its digest; returns its digest."""
-        self._call("PUT", f"/v2/{repo}/manifests/{reference}", _push(repo), ok=(201,), data=manifest.data,
-                   headers={"Content-Type": manifest.media_type})
+        self.push_manifest(repo, reference, manifest)
         return manifest.digest
 
-    def tags(self, repo: str) -> Iterator[str]:
-        """Every tag of a repository, following the Link header's pages."""
-        url: str | None = f"/v2/{repo}/tags/list?n=100"
+    def push_manifest(self, repo: str, reference: str, manifest: Manifest, *, headers: dict[str, str] | None = None,
+                      once: bool = False) -> requests.Response:
+        """PUT a manifest and return the answer: 201, or 412 when a condition in `headers` (If-Match) failed.
+        `once`: sent once, never retried (a retried PUT of a shared tag could land late, over a newer one)."""
+        return self._call("PUT", f"/v2/{repo}/manifests/{reference}", _push(repo), ok=(201, 412), data=manifest.data,
+                          idempotent=not once, headers={"Content-Type": manifest.media_type, **(headers or {})})
+
+    def referrers_pages(self, repo: str, digest: str, artifact_type: str | None = None,
+                        max_pages: int = REFERRER_PAGES) -> list[bytes] | None:
+        """The referrers API's answer for `digest` (each page's body, the Link header followed), or None when the
+        registry has no referrers API (404, or a 400/405/501 from one that does not know the route)."""
+        url: str | None = f"/v2/{repo}/referrers/{digest}"
+        if artifact_type:
+            url = f"{url}?artifactType={quote(artifact_type, safe='')}"
+        pages: list[bytes] = []
+        while url:
+            if len(pages) == max_pages:
+                raise RegistryError(f"registry {self.host}: the referrers of {repo}@{digest} run past "
+                                    f"{max_pages} pages")
+            response = self._call("GET", url, _pull(repo), ok=(200, 400, 404, 405, 501),
+                                  headers={"Accept": OCI_INDEX}, stream=True)
+            with response:
+                if response.status_code != 200 and not pages:
+                    return None
+                if response.status_code != 200:
+                    raise RegistryError(f"registry {self.host}: {response.status_code} on page {len(pages) + 1} of "
+                                        f"the referrers of {repo}@{digest}: {_errors(response)}")
+                pages.append(self._bounded_body(response, MAX_MANIFEST, f"referrers of {repo}@{digest}"))
+            url = response.links.get("next", {}).get("url")
+        return pages
+
+    def tags(self, repo: str, last: str | None = None) -> Iterator[str]:
+        """Every tag of a repository (after `last`, where the registry honours it: the spec's lexical order),
+        following the Link header's pages."""
+        url: str | None = f"/v2/{repo}/tags/list?n=100" + (f"&last={quote(last, safe='')}" if last else "")
         while url:
             response = self._call("GET", url, _pull(repo), ok=(200, 404))
             if response.status_code == 404:
                 return
-            yield from response.json().get("tags") or []
+            try:
+                tags = response.json().get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"registry {self.host}: the tag list of {repo} is not JSON") from None
+            if not isinstance(tags, list):
+                raise RegistryError(f"registry {self.host}: the tag list of {repo} is not a list")
+            yield from (t for t in tags if isinstance(t, str))
             url = response.links.get("next", {}).get("url")
 
 
