@@ -130,6 +130,24 @@ class Layout:
                 self._write_index(index)
             return manifest.digest
 
+    def put_referrer(self, manifest: Manifest, entry: Descriptor) -> bool:
+        """Store a referrer (a manifest with a `subject`) and list it in index.json, untagged, as `entry` says
+        (its artifactType and annotations, as the referrers API would); False when it was listed already."""
+        self.init()
+        if not self.has_blob(manifest.digest):
+            self.put_blob(manifest.digest, io.BytesIO(manifest.data))
+        with _locked(self.root):
+            index = self._index()
+            if any(e.get("digest") == manifest.digest for e in index["manifests"]):
+                return False
+            index["manifests"] = [*index["manifests"], entry.to_json()]
+            self._write_index(index)
+            return True
+
+    def entries(self) -> list[dict[str, Any]]:
+        """index.json's descriptors, as they are (each a JSON object; EnvironmentProblem when it is not an index)."""
+        return list(self._index()["manifests"])
+
     def _index(self) -> dict[str, Any]:
         path = self.root / "index.json"
         if not path.is_file():
@@ -213,8 +231,12 @@ def with_entry(entries: list[dict[str, Any]], manifest: Manifest, tag: str | Non
 
 
 def find_entry(entries: list[dict[str, Any]], tag: str | None, where: object) -> dict[str, Any]:
-    """The index.json entry tagged `tag` (or the only image when tag is None); an error naming `where`."""
-    found = [e for e in entries if tag is None or _ref_name(e) == tag]
+    """The index.json entry tagged `tag` (or the only image when tag is None: referrers listed beside it, entries
+    with an `artifactType`, do not count); an error naming `where`."""
+    if tag is None:
+        found = [e for e in entries if not e.get("artifactType")] or list(entries)
+    else:
+        found = [e for e in entries if _ref_name(e) == tag]
     if len({e.get("digest") for e in found}) != 1:
         what = f"tag {tag!r}" if tag else "a single image"
         raise EnvironmentProblem(f"{where}: {what} not found in index.json "
