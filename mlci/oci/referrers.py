@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.core.http import RETRY_STATUSES
 from mlci.core.log import logger
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
 from mlci.oci.layout import parse_index
@@ -68,7 +69,7 @@ EMPTY = b"{}"
 EMPTY_CONFIG = Descriptor(OCI_EMPTY, sha256_digest(EMPTY), len(EMPTY))
 JOURNAL = ".ref-"
 ATTEMPTS = 12  # rounds of one fallback update (read, maybe write) before it gives up
-SETTLE = 0.3  # seconds (plus up to as much jitter) between the check that found the index complete and the last
+SETTLE = 0.2  # seconds (plus up to as much jitter) between the check that found the index complete and the last
 MAX_JOURNAL_READS = 256  # journal manifests read in one listing (those the index does not already list)
 SUBJECT_TYPES = (OCI_MANIFEST, OCI_INDEX)
 _jitter = random.SystemRandom()
@@ -348,6 +349,7 @@ class _FallbackUpdate:
         self.gone: set[str] = set()  # entries seen, then dropped by someone, whose manifest is deleted
         self.conditional = True  # If-Match / If-None-Match sent (until a registry refuses them for no change)
         self.refused: tuple[str | None, ...] | None = None  # the ETag a 412 answered, if the last PUT got one
+        self.problem = ""  # why the last PUT did not land, if it did not
 
     def run(self) -> None:
         self._remember(_read_index(self.registry, self.repo, self.subject))
@@ -369,14 +371,14 @@ class _FallbackUpdate:
                 continue
             if wrote and not backed_off:  # our PUT was overwritten (or refused): look, back off, read again
                 conflicts += 1
-                self._drop_deleted(missing)
+                self._drop_gone(missing)  # entries another writer dropped go back only if they exist
                 time.sleep(_jitter.uniform(0, min(1.0, 0.05 * 2 ** conflicts)))
                 backed_off = True
                 continue
             self._write(index, missing)
             wrote, settled, backed_off = True, False, False
-        raise ReferrersError(f"{self.where}: the referrers index kept changing underneath for {ATTEMPTS} rounds; "
-                             "try again")
+        raise ReferrersError(f"{self.where}: the referrers index could not be updated in {ATTEMPTS} rounds "
+                             f"(last: {self.problem or 'another writer changed it each time'}); try again")
 
     def _remember(self, index: _Index | None) -> None:
         """Every entry of the index as read joins `seen` (kept as it is, whoever wrote it)."""
@@ -385,18 +387,23 @@ class _FallbackUpdate:
             if isinstance(digest, str) and _is_entry(entry):
                 self.seen.setdefault(digest, entry)
 
-    def _drop_deleted(self, missing: list[str]) -> None:
-        """Entries another writer dropped go back only while their manifest exists (a deletion stays deleted)."""
-        for digest in missing:
-            if digest != self.ours.digest and not self.registry.has_manifest(self.repo, digest):
+    def _drop_gone(self, digests: Iterable[str]) -> bool:
+        """Mark the entries whose manifest is gone (deleted: it stays deleted, and a registry refuses an index that
+        lists one); False when none is."""
+        before = len(self.gone)
+        for digest in digests:
+            if digest != self.ours.digest and digest not in self.gone \
+                    and not self.registry.has_manifest(self.repo, digest):
                 self.gone.add(digest)
+        return len(self.gone) > before
 
     def _write(self, index: _Index | None, missing: list[str]) -> None:
         body: dict[str, Any] = dict(index.body) if index else {}
-        entries = [e for e in (index.entries if index else []) if _is_entry(e)]
-        if index and len(entries) < len(index.entries):
+        entries = [e for e in (index.entries if index else []) if _is_entry(e) and e.get("digest") not in self.gone]
+        junk = sum(1 for e in index.entries if not _is_entry(e)) if index else 0
+        if junk:
             logger.warning("mlci: warning: %s: %d entries that are not descriptors dropped from the referrers index",
-                           self.where, len(index.entries) - len(entries))
+                           self.where, junk)
         body.update(schemaVersion=2, mediaType=OCI_INDEX, manifests=[*entries, *(self.seen[d] for d in missing)])
         manifest = Manifest.of(json.dumps(body, separators=(",", ":")).encode(), OCI_INDEX)
         if len(manifest.data) > MAX_MANIFEST:
@@ -412,13 +419,25 @@ class _FallbackUpdate:
         self.refused = None
         try:
             response = self.registry.push_manifest(self.repo, referrers_tag(self.subject), manifest,
-                                                   headers=condition, once=True)
-        except EnvironmentProblem as exc:  # sent once: the next round reads what the registry holds now
+                                                   headers=condition, once=True, accept=tuple(range(200, 600)))
+        except EnvironmentProblem as exc:  # the connection dropped; sent once: the next round reads what is there
+            self.problem = str(exc)
             logger.info("mlci: %s: %s; reading the index again", self.where, exc)
             return
-        if response.status_code == 412:
+        status, errors = response.status_code, self.registry.error_codes(response)
+        if status == 201:
+            return
+        self.problem = f"{status} on PUT: {errors[:200]}"
+        if status == 412:
             logger.info("mlci: %s changed underneath (412); reading it again", self.where)
             self.refused = based_on
+        elif status == 400 and "MANIFEST_BLOB_UNKNOWN" in errors \
+                and self._drop_gone([str(e.get("digest")) for e in body["manifests"]]):
+            logger.info("mlci: %s lists manifests that are gone; they are dropped", self.where)
+        elif status in RETRY_STATUSES:
+            logger.info("mlci: %s: %s; reading the index again", self.where, self.problem)
+        else:
+            raise ReferrersError(f"{self.where}: the registry refused the referrers index ({self.problem})")
 
 
 def _is_entry(entry: object) -> bool:

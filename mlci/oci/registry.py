@@ -418,11 +418,16 @@ class Registry:
         return manifest.digest
 
     def push_manifest(self, repo: str, reference: str, manifest: Manifest, *, headers: dict[str, str] | None = None,
-                      once: bool = False) -> requests.Response:
-        """PUT a manifest and return the answer: 201, or 412 when a condition in `headers` (If-Match) failed.
-        `once`: sent once, never retried (a retried PUT of a shared tag could land late, over a newer one)."""
-        return self._call("PUT", f"/v2/{repo}/manifests/{reference}", _push(repo), ok=(201, 412), data=manifest.data,
+                      once: bool = False, accept: tuple[int, ...] = (201,)) -> requests.Response:
+        """PUT a manifest and return the answer, one of `accept` (e.g. 412: a condition in `headers`, If-Match,
+        failed). `once`: sent once, never retried (a retried PUT of a shared tag could land late, over a newer one)."""
+        return self._call("PUT", f"/v2/{repo}/manifests/{reference}", _push(repo), ok=accept, data=manifest.data,
                           idempotent=not once, headers={"Content-Type": manifest.media_type, **(headers or {})})
+
+    @staticmethod
+    def error_codes(response: requests.Response) -> str:
+        """The distribution-spec error codes and messages of an answer (its reason when it has none)."""
+        return _errors(response)
 
     def referrers_pages(self, repo: str, digest: str, artifact_type: str | None = None,
                         max_pages: int = REFERRER_PAGES) -> list[bytes] | None:
