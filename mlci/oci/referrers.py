@@ -50,6 +50,7 @@ from mlci.core.log import logger
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
 from mlci.oci.layout import parse_index
 from mlci.oci.manifest import (
+    MANIFEST_TYPES,
     OCI_EMPTY,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -71,7 +72,7 @@ JOURNAL = ".ref-"
 ATTEMPTS = 12  # rounds of one fallback update (read, maybe write) before it gives up
 SETTLE = 0.2  # seconds (plus up to as much jitter) between the check that found the index complete and the last
 MAX_JOURNAL_READS = 256  # journal manifests read in one listing (those the index does not already list)
-SUBJECT_TYPES = (OCI_MANIFEST, OCI_INDEX)
+REFERRER_TYPES = (OCI_MANIFEST, OCI_INDEX)  # what can carry a `subject`
 _jitter = random.SystemRandom()
 
 
@@ -139,9 +140,8 @@ def referrer_descriptor(manifest: Manifest) -> Descriptor:
 def subject_of(source: ImageSource, reference: str) -> Descriptor:
     """The descriptor of the image manifest `reference` names (a tag or a digest), to attach referrers to."""
     manifest = source.get_manifest(reference)
-    if manifest.media_type not in SUBJECT_TYPES:
-        raise ReferrersError(f"{reference}: a {manifest.media_type} cannot be a subject (only OCI manifests and "
-                             "indexes can; re-push the image as OCI)")
+    if manifest.media_type not in MANIFEST_TYPES:
+        raise ReferrersError(f"{reference}: a {manifest.media_type[:80]} is not an image manifest or index")
     return manifest.descriptor()
 
 
@@ -151,6 +151,7 @@ def attach(endpoint: RegistryEndpoint | LayoutEndpoint, subject: Descriptor, art
     """Push an artifact of `payloads` (its layers, in order) whose subject is `subject`, and list it as a referrer
     of it; returns its descriptor. Blobs already there are not uploaded again, and the same artifact attached
     twice is one referrer."""
+    _check_endpoint(endpoint, "attached")
     empty = [Blob(OCI_EMPTY, EMPTY)] if config is None or not payloads else []
     for blob in [*empty, *([config] if config else []), *payloads]:
         descriptor = blob.descriptor()
@@ -171,11 +172,10 @@ def put_referrer(endpoint: RegistryEndpoint | LayoutEndpoint, manifest: Manifest
     descriptor = referrer_descriptor(manifest)
     subject = manifest.subject()
     assert subject is not None  # referrer_descriptor checked it
+    _check_endpoint(endpoint, "attached")
     if isinstance(endpoint, LayoutEndpoint):
         endpoint.layout.put_referrer(manifest, descriptor)
         return descriptor
-    if not isinstance(endpoint, RegistryEndpoint):
-        raise UsageError(f"referrers can be attached in a registry or an OCI layout, not in {type(endpoint).__name__}")
     registry, repo = endpoint.registry, endpoint.repository
     response = registry.push_manifest(repo, manifest.digest, manifest)
     if response.headers.get("OCI-Subject") == subject.digest or _api_lists(registry, repo, subject.digest, descriptor):
@@ -196,13 +196,19 @@ def referrers(source: RegistryEndpoint | LayoutEndpoint, digest: str, artifact_t
     fallback index and mlci's journal; in a layout, index.json. A fallback index that cannot be read as one is
     a warning and counts as empty, as the spec says; an entry that is not a descriptor is skipped."""
     check_digest(digest, "referrers subject")
+    _check_endpoint(source, "listed")
     if isinstance(source, LayoutEndpoint):
         found = _layout_referrers(source, digest)
-    elif isinstance(source, RegistryEndpoint):
-        found = _registry_referrers(source.registry, source.repository, digest, artifact_type)
     else:
-        raise UsageError(f"referrers can be listed in a registry or an OCI layout, not in {type(source).__name__}")
+        found = _registry_referrers(source.registry, source.repository, digest, artifact_type)
     return [d for d in found if artifact_type is None or d.artifact_type == artifact_type]
+
+
+def _check_endpoint(endpoint: object, what: str) -> None:
+    if not isinstance(endpoint, (RegistryEndpoint, LayoutEndpoint)):
+        kind = "an oci-archive" if type(endpoint).__name__ == "ArchiveEndpoint" else type(endpoint).__name__
+        raise UsageError(f"referrers are {what} in a registry or an OCI layout, not in {kind} (copy the image to "
+                         "oci:DIR or a registry first)")
 
 
 # --- registries ------------------------------------------------------------------------------------------------
@@ -242,9 +248,6 @@ class _Index:
     def entries(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self.body["manifests"]
         return entries
-
-    def digests(self) -> set[str]:
-        return {str(e.get("digest")) for e in self.entries}
 
 
 def _read_index(registry: Registry, repo: str, digest: str) -> _Index | None:
@@ -459,7 +462,7 @@ def _layout_referrers(source: LayoutEndpoint, digest: str) -> list[Descriptor]:
         return []
     found: list[Descriptor] = []
     for entry in _descriptors(layout.entries(), f"{layout.root}/index.json"):
-        if entry.media_type not in SUBJECT_TYPES or not layout.has_blob(entry.digest):
+        if entry.media_type not in REFERRER_TYPES or not layout.has_blob(entry.digest):
             continue
         path = layout.blob_path(entry.digest)
         if path.stat().st_size > MAX_MANIFEST:

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from mlci.core.errors import UsageError
 from mlci.oci import referrers
+from mlci.oci.archive import ArchiveEndpoint
 from mlci.oci.auth import Credentials
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy
 from mlci.oci.layout import Layout
@@ -21,6 +23,7 @@ from mlci.oci.manifest import MANIFEST_TYPES, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST
 from mlci.oci.referrers import Blob, ReferrersError
 from mlci.oci.registry import MAX_MANIFEST, RegistryError
 from mlci.oci.registry import Registry as Client
+from tests.testing.referrers_api import ReferrersApi
 from tests.testing.registry import Registry, access_log, auth_headers, blob_upload_count, push_random_image, session
 from tests.testing.repos import ROOT
 
@@ -284,3 +287,35 @@ def test_entries_that_are_not_descriptors_are_skipped_and_dropped_on_the_next_wr
     assert any("2 entries skipped" in r.getMessage() for r in caplog.records)
     ours = _attach(endpoint, referrers.subject_of(endpoint, image), SIGNATURE, b"ours")
     assert _raw(registry, f"sha256-{image[7:]}")[2]["manifests"] == [valid, ours.to_json()]
+
+
+@pytest.mark.parametrize("subject_header", [True, False])
+def test_a_registry_with_the_referrers_api_is_listed_through_it(registry: Registry, subject_header: bool) -> None:
+    """The API path, on a stand-in (tests/testing/referrers_api.py: the real registry behind a proxy that adds the
+    API). With OCI-Subject on the PUT, or an API that lists the new manifest, no fallback index or journal tag."""
+    api = ReferrersApi(registry.url, subject_header=subject_header)
+    try:
+        image = push_random_image(registry, REPO)
+        endpoint = RegistryEndpoint(Client(api.host, plain_http=True), REPO)
+        subject = referrers.subject_of(endpoint, image)
+        signature = _attach(endpoint, subject, SIGNATURE, b"signed", **{referrers.CREATED: "2026-12-01T10:00:00Z"})
+        evidence = _attach(endpoint, subject, EVIDENCE, b"evidence")
+        assert [t for t in endpoint.registry.tags(REPO) if t.startswith("sha256-")] == []
+        assert referrers.referrers(endpoint, image) == [signature, evidence]
+        assert referrers.referrers(endpoint, image, EVIDENCE) == [evidence]
+        assert referrers.referrers(endpoint, push_random_image(registry, REPO, "v2")) == []
+        assert any(path.startswith(f"/v2/{REPO}/referrers/{image}?artifactType=") for _, path in api.requests)
+    finally:
+        api.stop()
+
+
+def test_an_oci_archive_gets_no_referrers_but_a_one_line_answer(registry: Registry, tmp_path: Path) -> None:
+    image = push_random_image(registry, REPO)
+    archive = ArchiveEndpoint(tmp_path / "image.tar")
+    copy(_endpoint(registry), image, archive, "v1")
+    archive.commit()
+    with pytest.raises(UsageError, match="oci-archive") as raised:
+        _attach(archive, referrers.subject_of(archive, image), SIGNATURE, b"x")  # type: ignore[arg-type]
+    assert "\n" not in str(raised.value)
+    with pytest.raises(UsageError, match="oci-archive"):
+        referrers.referrers(archive, image)  # type: ignore[arg-type]
