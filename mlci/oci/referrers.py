@@ -17,17 +17,22 @@ journal): one tag per referrer, written once and shared by no one, so it cannot 
 mlci's listing is the index plus the journal; every update rebuilds the index from what it read, every entry
 it saw earlier in the same update (unless that manifest was deleted) and the whole journal. One update:
 
-1. read the journal (tag list), then the index, and PUT the index (If-Match its ETag) only if it lacks an
-   entry, never retried blindly (a late retry could land over a newer index);
+1. read the journal (the tag list) and the manifests of journal tags not seen yet, then the index, and at once
+   PUT it (If-Match its ETag; If-None-Match: * for a new one) if it lacks an entry; that PUT is sent once, never
+   retried blindly (a late retry could land over a newer index);
 2. read it again: anything missing (another writer's PUT landed over ours) goes back to 1 after a jittered
    backoff; once complete, wait SETTLE seconds (jittered) and read once more, so that a writer whose read came
-   before our PUT but whose PUT came after our check is caught too.
+   before our PUT but whose PUT landed after our check is caught too. An update that finds everything listed
+   writes nothing and waits for nothing (attaching the same artifact again).
 
-What is left: a writer whose read preceded our PUT and whose PUT lands more than SETTLE after our last check
-(a stalled connection), or a tool that does not follow this protocol, can drop our entry from the index. The
-journal keeps it visible to mlci, and the next mlci update for the image puts it back into the index; until then
-a third-party reader of the index alone (trivy, cosign) does not see it. A registry with the referrers API has
-no such window.
+What is left: a writer whose read preceded our PUT and whose PUT lands after our last check (which comes at least
+SETTLE = 0.2 s after our entry was seen in place: a stalled connection or a slow writer), or a tool that does not
+follow this protocol, can drop our entry from the index. The journal keeps it visible to mlci, and the next mlci
+update for the image puts it back; until then a reader of the index alone (trivy, cosign) does not see it. A
+registry with the referrers API has no such window. An index that is not an OCI image index (or would outgrow the
+4 MiB registries accept) is never overwritten: attaching fails in one line, listing warns and uses the journal.
+Entries that are not descriptors are skipped, and dropped at the next write; other tools' entries are kept as they
+are.
 
 **An OCI layout** (image-spec 1.1) lists a referrer in index.json, untagged, with its artifactType and annotations;
 its manifest and blobs are blobs of the layout. index.json is changed under the layout's lock (no race).
@@ -219,14 +224,14 @@ def _api_lists(registry: Registry, repo: str, subject: str, descriptor: Descript
     pages = registry.referrers_pages(repo, subject, descriptor.artifact_type)
     if pages is None:
         return False
-    return any(d.digest == descriptor.digest for d in _entries(pages, f"{repo}: referrers of {subject}", []))
+    return any(d.digest == descriptor.digest for d in _entries(pages, f"{repo}: referrers of {subject}"))
 
 
 def _registry_referrers(registry: Registry, repo: str, digest: str, artifact_type: str | None) -> list[Descriptor]:
     where = f"registry {registry.host}: {repo}:{referrers_tag(digest)}"
     pages = registry.referrers_pages(repo, digest, artifact_type)
     if pages is not None:
-        return _entries(pages, f"registry {registry.host}: {repo}: referrers of {digest}", [])
+        return _entries(pages, f"registry {registry.host}: {repo}: referrers of {digest}")
     journal = _journal_tags(registry, repo, digest)
     try:
         index = _read_index(registry, repo, digest)
@@ -272,7 +277,7 @@ def _read_index(registry: Registry, repo: str, digest: str) -> _Index | None:
     return _Index(body, etag)
 
 
-def _entries(pages: Iterable[bytes], where: str, dropped: list[str]) -> list[Descriptor]:
+def _entries(pages: Iterable[bytes], where: str) -> list[Descriptor]:
     """The descriptors of a referrers API answer's pages."""
     found: list[Descriptor] = []
     for page in pages:
@@ -280,12 +285,11 @@ def _entries(pages: Iterable[bytes], where: str, dropped: list[str]) -> list[Des
             body = parse_index(page, where)
         except EnvironmentProblem as exc:
             raise ReferrersError(str(exc)) from None
-        found += _descriptors(body["manifests"], where, dropped)
+        found += _descriptors(body["manifests"], where)
     return found
 
 
-def _descriptors(entries: Iterable[dict[str, Any]], where: str, dropped: list[str] | None = None
-                 ) -> list[Descriptor]:
+def _descriptors(entries: Iterable[dict[str, Any]], where: str) -> list[Descriptor]:
     """Entries that are descriptors, each digest once; the rest are skipped with one warning."""
     found: dict[str, Descriptor] = {}
     bad: list[str] = []
@@ -299,8 +303,6 @@ def _descriptors(entries: Iterable[dict[str, Any]], where: str, dropped: list[st
     if bad:
         logger.warning("mlci: warning: %s: %d entr%s skipped, not descriptors (first: %s)", where, len(bad),
                        "y" if len(bad) == 1 else "ies", bad[0][:160])
-        if dropped is not None:
-            dropped += bad
     return list(found.values())
 
 
@@ -318,7 +320,8 @@ def _journal_descriptors(registry: Registry, repo: str, subject: str, journal: M
                          known: set[str]) -> list[Descriptor]:
     """The journal's referrers that `known` does not list, read from their tags (a tag that does not hold a
     referrer of `subject` is skipped with a warning)."""
-    missing = [tag for short, tag in sorted(journal.items()) if not any(d[7:39] == short for d in known)]
+    listed = {d[7:39] for d in known}
+    missing = [tag for short, tag in sorted(journal.items()) if short not in listed]
     if len(missing) > MAX_JOURNAL_READS:
         logger.warning("mlci: warning: registry %s: %s: %d referrer tags the index does not list; reading %d",
                        registry.host, repo, len(missing), MAX_JOURNAL_READS)
@@ -464,19 +467,20 @@ def _layout_referrers(source: LayoutEndpoint, digest: str) -> list[Descriptor]:
     for entry in _descriptors(layout.entries(), f"{layout.root}/index.json"):
         if entry.media_type not in REFERRER_TYPES or not layout.has_blob(entry.digest):
             continue
-        path = layout.blob_path(entry.digest)
-        if path.stat().st_size > MAX_MANIFEST:
-            continue
-        manifest = Manifest(path.read_bytes(), entry.media_type, entry.digest)
         try:
+            path = layout.blob_path(entry.digest)
+            data = path.read_bytes() if path.stat().st_size <= MAX_MANIFEST else b""
+        except OSError as exc:
+            logger.warning("mlci: warning: %s: manifest %s cannot be read (%s); skipped", layout.root, entry.digest,
+                           exc.strerror or exc.__class__.__name__)
+            continue
+        if sha256_digest(data) != entry.digest:  # larger than any manifest, or not what its name says
+            continue
+        try:
+            manifest = Manifest(data, entry.media_type, entry.digest)
             subject = manifest.subject()
-            described = referrer_descriptor(manifest) if subject else None
+            if subject is not None and subject.digest == digest:
+                found.append(entry if entry.artifact_type else referrer_descriptor(manifest))
         except ManifestError:
-            continue
-        if subject is None or subject.digest != digest or described is None:
-            continue
-        if sha256_digest(manifest.data) != entry.digest:
-            logger.warning("mlci: warning: %s: blob %s does not match its digest; skipped", layout.root, entry.digest)
-            continue
-        found.append(entry if entry.artifact_type else described)
+            continue  # an image, or a manifest that is not JSON: not a referrer
     return found
