@@ -40,6 +40,7 @@ FORMAT = 1
 VERDICT = "io.mlci.scan.verdict"
 POLICY = "io.mlci.scan.policy-hash"
 DB_UPDATED = "io.mlci.scan.db-updated-at"
+TRIVY = "io.mlci.scan.trivy-version"
 MAX_RECORD = 64 << 10  # a record is under 1 KiB; anything larger is not one
 MAX_OUTPUT = 64 << 20  # the findings of a large image
 FIND_LIMIT = 64  # records read by find(), newest first by their `created` annotation
@@ -167,8 +168,9 @@ def read(path: Path) -> ScanRecord:
 def attach(record: ScanRecord, endpoint: Endpoint, sbom: bytes | None = None,
            output: ScanOutput | None = None) -> list[Descriptor]:
     """Attach the record (with the scan's `output` as its second layer, if given) and the CycloneDX `sbom` (if
-    given) to the image `record.digest` as two referrers; returns their descriptors. Attaching the same record
-    again uploads nothing and lists nothing twice."""
+    given) to the image `record.digest` as referrers; returns their descriptors. Attaching the same record again
+    uploads nothing and lists nothing twice. An image's SBOM depends on its content and trivy, not on the DB: one
+    made by the same trivy version is attached once (later scans return the existing one)."""
     subject = referrers.subject_of(endpoint, record.digest)
     stamp = referrers.created(record.scanned_at)
     annotations = {referrers.CREATED: stamp, VERDICT: record.verdict, POLICY: record.policy_hash}
@@ -178,13 +180,20 @@ def attach(record: ScanRecord, endpoint: Endpoint, sbom: bytes | None = None,
     if output is not None:
         if output.digest not in (None, record.digest):
             raise UsageError(f"scan output of {output.digest} attached to a record of {record.digest}")
-        text = log.dumps_json(output_to_json(output), indent=None, sort_keys=True)
-        payloads.append(Blob(OUTPUT_TYPE, text.encode(), {referrers.TITLE: "scan-output.json"}))
+        data = log.dumps_json(output_to_json(output), indent=None, sort_keys=True).encode()
+        if len(data) <= MAX_OUTPUT:
+            payloads.append(Blob(OUTPUT_TYPE, data, {referrers.TITLE: "scan-output.json"}))
+        else:
+            logger.warning("mlci: warning: the scan output of %s is larger than %d bytes: the record is attached "
+                           "without it (a re-scan of this digest scans again)", record.digest, MAX_OUTPUT)
     attached = [referrers.attach(endpoint, subject, RECORD_TYPE, payloads, annotations)]
     if sbom is not None:
-        attached.append(referrers.attach(endpoint, subject, SBOM_TYPE,
-                                         [Blob(SBOM_TYPE, sbom, {referrers.TITLE: "sbom.cdx.json"})],
-                                         {referrers.CREATED: stamp}))
+        made_by = record.trivy_version or "unknown"
+        existing = [d for d in referrers.referrers(endpoint, record.digest, SBOM_TYPE)
+                    if d.annotations.get(TRIVY) == made_by]
+        attached.append(existing[0] if existing else referrers.attach(
+            endpoint, subject, SBOM_TYPE, [Blob(SBOM_TYPE, sbom, {referrers.TITLE: "sbom.cdx.json"})],
+            {referrers.CREATED: stamp, TRIVY: made_by}))
     return attached
 
 

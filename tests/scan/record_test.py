@@ -142,6 +142,10 @@ def test_attaching_the_same_record_and_sbom_again_uploads_nothing(registry: Regi
     assert blob_upload_count(registry, REPO) == uploads
     assert [e for e in access_log(registry) if e.method == "PUT" and e.target == index] == index_puts
     assert [d.artifact_type for d in referrers.referrers(endpoint, image)] == [RECORD_TYPE, SBOM_TYPE]
+    rescan, _ = _record(image, VULN, now=NOW + datetime.timedelta(days=1))  # a new DB: a new record, the same SBOM
+    again = record.attach(rescan, endpoint, sbom=b'{"bomFormat": "CycloneDX", "serialNumber": "urn:uuid:2"}')
+    assert again[1] == first[1] and again[0] != first[0]
+    assert [d.artifact_type for d in referrers.referrers(endpoint, image)] == [RECORD_TYPE, SBOM_TYPE, RECORD_TYPE]
 
 
 def _tiny_image_layer(text: str) -> bytes:
