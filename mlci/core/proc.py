@@ -80,8 +80,12 @@ def run(
     return result
 
 
-def _timed_out(argv: Sequence[str], timeout: float | None) -> EnvironmentProblem:
-    return EnvironmentProblem(f"`{redact(shlex.join(argv))}` timed out after {timeout or 0:.0f} s")
+class TimedOut(EnvironmentProblem):
+    """A command did not finish within its timeout (it was stopped, with everything it started)."""
+
+
+def _timed_out(argv: Sequence[str], timeout: float | None) -> TimedOut:
+    return TimedOut(f"`{redact(shlex.join(argv))}` timed out after {timeout or 0:.0f} s")
 
 
 def _run_captured(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None,
