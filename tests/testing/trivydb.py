@@ -58,6 +58,7 @@ class Advisory:
     title: str = ""
     vulnerable: str | None = None
     fixed: str | None = None
+    description: str = ""
 
     def advisory_json(self) -> dict[str, object]:
         """The advisory's value in the platform's bucket."""
@@ -72,7 +73,8 @@ class Advisory:
         """The value in the `vulnerability` bucket."""
         source = str(_SOURCES.get(self.platform, {"ID": "nvd"})["ID"])
         return {"Title": self.title or f"fake {self.severity.lower()} advisory for {self.package}",
-                "Severity": self.severity, "VendorSeverity": {source: _SEVERITY_NUMBER[self.severity]},
+                **({"Description": self.description} if self.description else {}), "Severity": self.severity,
+                "VendorSeverity": {source: _SEVERITY_NUMBER[self.severity]},
                 "References": [f"https://example.invalid/{self.id}"]}
 
 
@@ -85,7 +87,8 @@ def pip_name(name: str) -> str:
 # The seeded advisories. tinydep 1.0 (tests/image/support.py's wheel) is in the test image and in requirements
 # files; openssl (libssl3 3.0.20-1~deb12u2 in the base, its SOURCE is openssl) and zlib are in the Debian base.
 TINYDEP = Advisory(PIP, "tinydep", "GHSA-test-tiny-dep1", "HIGH", "tinydep runs code it should not",
-                   vulnerable="<1.1", fixed="1.1")
+                   vulnerable="<1.1", fixed="1.1",  # a description longer than a page: an overflow page
+                   description="".join(f"Line {n} of a long description. " for n in range(250)))
 TINYDEP_UNFIXED = Advisory(PIP, "tinydep", "GHSA-test-tiny-unfx", "MEDIUM", "tinydep leaks, no fix yet",
                            vulnerable="<=9.9")
 OPENSSL = Advisory(DEBIAN_12, "openssl", "CVE-2099-0001", "CRITICAL", "fake openssl hole", fixed="3.0.99-1~deb12u1")
