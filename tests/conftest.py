@@ -14,6 +14,7 @@ from tests.testing.images import buildah_env  # noqa: F401 - a fixture for every
 from tests.testing.postgres import postgres  # noqa: F401 - a session fixture for every test module
 from tests.testing.registry import registry, registry_basic, registry_tls, registry_token  # noqa: F401 - fixtures
 from tests.testing.s3 import s3  # noqa: F401 - a session fixture for every test module
+from tests.testing.scanimage import vulnerable_image  # noqa: F401 - a session fixture for every test module
 from tests.testing.trivydb import trivy_db  # noqa: F401 - a session fixture for every test module
 
 # The installed_mlci session fixture, and the hooks that mark, schedule and time the tests that use it.
