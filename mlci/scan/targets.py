@@ -86,6 +86,8 @@ def prepare_image(reference: str | ImageRef, *, registries: dict[str, RegistrySe
     source, tag = open_source(ref, plain_http, ca_bundle, registries)
     top = source.get_manifest(tag)
     manifest, chosen = _platform_manifest(source, top, platform, str(ref))
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="mlci-scan-", dir=workdir or _scratch_parent(ref)))
     try:
         layout = scratch / "layout"

@@ -34,14 +34,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci.core import log, proc
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.core.fsutil import atomic_write
 from mlci.scan.findings import SEVERITIES, DbInfo, Finding, ScanOutput, Severity
 from mlci.scan.settings import ScanSettings
-from mlci.scan.targets import PreparedImage
+
+if TYPE_CHECKING:  # the OCI engine (requests) is loaded only when an image is prepared
+    from mlci.scan.targets import PreparedImage
 
 # 0.53: --cache-backend memory (0.51: --skip-check-update). JSON fields read here are older than both.
 MINIMUM_VERSION = (0, 53, 0)
@@ -281,9 +283,10 @@ def _outputs(trivy: Trivy, work: Path, data: dict[str, Any], sbom: Path | None, 
 
 
 def _call(trivy: Trivy, work: Path, argv: list[str], what: str) -> None:
+    """Run trivy; it gets a few seconds past its own --timeout to stop by itself before it is stopped."""
     timeout = trivy.settings.timeout_seconds
     try:
-        result = proc.run(argv, cwd=work, env=_env(work / "tmp"), check=False, timeout=timeout)
+        result = proc.run(argv, cwd=work, env=_env(work / "tmp"), check=False, timeout=timeout + min(5, timeout))
     except proc.TimedOut:
         raise EnvironmentProblem(f"{what}: did not finish within {timeout} s (scan.timeout_seconds); raise it for "
                                  "a large image") from None

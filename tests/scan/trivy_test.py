@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mlci.core import proc
 from mlci.core.errors import ConfigError, EnvironmentProblem, ExitCode
 from mlci.scan import trivy
 from mlci.scan.findings import Finding
@@ -259,6 +260,32 @@ def test_a_hung_trivy_is_stopped_at_the_timeout(trivy_db: TrivyDb, tmp_path: Pat
                                        "for a large image")
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
+
+
+def test_trivys_own_deadline_is_the_same_one_line(trivy_db: TrivyDb, tmp_path: Path) -> None:
+    # what trivy 0.76 prints when its --timeout passes (seen with --timeout 1s on the base image's secrets)
+    fatal = ("2026-12-01T17:17:26Z\tFATAL\tFatal error\trun error: image scan error: scan error: scan failed: failed "
+             "analysis: analyze error: pipeline error: failed to analyze layer (sha256:cc5a): walk error: failed to "
+             "analyze var/lib/dpkg/info/libgpg-error0:amd64.shlibs: semaphore acquire: context deadline exceeded")
+    late = _fake_trivy(tmp_path / "trivy", f'case "$1" in --version) echo "Version: 0.76.0"; exit 0;; esac\n'
+                                           f"printf '%s\\n' '{fatal}' >&2\nexit 1\n")
+    (tmp_path / "repo").mkdir()
+    with pytest.raises(EnvironmentProblem) as error:
+        trivy.scan_fs(trivy.find_trivy(_settings(trivy_db, trivy=str(late), timeout_seconds=60)), tmp_path / "repo")
+    assert _one_line_exit_3(error) == ("trivy fs repo: did not finish within 60 s (scan.timeout_seconds); raise it "
+                                       "for a large image")
+
+
+def test_what_trivy_prints_when_it_fails_becomes_one_line(tmp_path: Path) -> None:
+    real = str(Path(sys.executable).parent / "trivy")
+    flag = proc.run([real, "fs", "--bogus", str(tmp_path)], check=False)
+    assert flag.returncode != 0 and trivy.trivy_error(flag.stderr) == "unknown flag: --bogus"
+    missing = proc.run([real, "image", "--input", str(tmp_path / "none"), "--cache-dir", str(tmp_path),
+                        "--scanners", "secret", "--quiet"], check=False, cwd=tmp_path)
+    problem = trivy.trivy_error(missing.stderr)
+    assert missing.returncode != 0 and "\n" not in problem and len(problem) <= trivy.ERROR_CHARS
+    assert problem.startswith("run error: image scan error:") and problem.endswith(
+        f"unable to open {tmp_path}/none as an OCI Image: stat {tmp_path}/none/index.json: no such file or directory")
 
 
 def test_offline_false_needs_a_mirror_and_passes_it(trivy_db: TrivyDb) -> None:
