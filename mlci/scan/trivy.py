@@ -191,16 +191,45 @@ def scan_image(trivy: Trivy, image: PreparedImage, *, sbom: Path | None = None,
     with _workdir() as work:
         os.symlink(image.layout, work / "layout")  # a relative --input: trivy cuts a path at its first ':' or '@'
         data = _run_scan(trivy, work, args, chosen, name)
-        data["ArtifactName"] = name
-        metadata = data.get("Metadata")
-        if image.registry is not None and isinstance(metadata, dict):
-            ref = image.registry
-            metadata["RepoDigests"] = [f"{ref.registry}/{ref.repository}@{image.digest}"]
-            metadata["RepoTags"] = [f"{ref.registry}/{ref.repository}:{ref.tag}"] if ref.tag else []
+        _publishable(data, image, name)
         _outputs(trivy, work, data, sbom, report)
     return parse_report(data, name, digest=image.digest, trivy_version=trivy.version,
                         db=db_info(trivy.cache_dir) if "vuln" in chosen else None, scanners=chosen,
-                        renamed={str(work / "layout"): name, "layout": name})
+                        config_target=_config_target(name))
+
+
+def _config_target(name: str) -> str:
+    """The Target of what trivy found in an image's config (ENV, labels, history)."""
+    return f"{name} (image config)"
+
+
+def _publishable(data: dict[str, Any], image: PreparedImage, name: str) -> None:
+    """trivy's JSON made fit to keep and to convert: the image named by its reference (not the scratch layout),
+    registry digest and tag for the SBOM's purl, and of the image config only what the SBOM reads (platform;
+    labels unless trivy found a secret in the config): trivy echoes the config whole, ENV and history included,
+    and a secret it found there would be in the clear."""
+    data["ArtifactName"] = name
+    config_secret = False
+    for result in _list(data.get("Results")):
+        target = result.get("Target")
+        if target == "layout":
+            result["Target"] = _config_target(name)
+            config_secret = config_secret or bool(result.get("Secrets"))
+        elif isinstance(target, str) and target.startswith("layout ("):
+            result["Target"] = name + target[len("layout"):]
+    metadata = data.get("Metadata")
+    if not isinstance(metadata, dict):
+        return
+    config = _dict(metadata.get("ImageConfig"))
+    kept: dict[str, Any] = {key: config[key] for key in ("architecture", "os", "variant") if key in config}
+    labels = _dict(config.get("config")).get("Labels")
+    if isinstance(labels, dict) and not config_secret:
+        kept["config"] = {"Labels": labels}
+    metadata["ImageConfig"] = kept
+    if image.registry is not None:
+        ref = image.registry
+        metadata["RepoDigests"] = [f"{ref.registry}/{ref.repository}@{image.digest}"]
+        metadata["RepoTags"] = [f"{ref.registry}/{ref.repository}:{ref.tag}"] if ref.tag else []
 
 
 def scan_fs(trivy: Trivy, root: Path, *, name: str | None = None, sbom: Path | None = None,
@@ -349,31 +378,22 @@ def _first_line(text: str) -> str:
 
 # --- trivy's JSON -> findings -----------------------------------------------------------------------------
 
-def parse_report(data: Mapping[str, Any], target: str, *, digest: str | None = None, trivy_version: str | None = None,
-                 db: DbInfo | None = None, scanners: Sequence[str] = (),
-                 renamed: Mapping[str, str] | None = None) -> ScanOutput:
+def parse_report(data: Mapping[str, Any], target: str, *, digest: str | None = None,
+                 trivy_version: str | None = None, db: DbInfo | None = None, scanners: Sequence[str] = (),
+                 config_target: str | None = None) -> ScanOutput:
     """trivy's JSON report as a ScanOutput: vulnerabilities, secrets (trivy's masked match only) and FAIL
-    misconfigurations. Missing or mistyped fields are tolerated (Results is absent on a clean scan); a Target
-    that starts with a key of `renamed` (the scratch layout's path) gets its value instead."""
+    misconfigurations. Missing or mistyped fields are tolerated (Results is absent on a clean scan). Findings in
+    the Result `config_target` (an image's config) have no file path."""
     findings: list[Finding] = []
-    results = data.get("Results")
-    for result in results if isinstance(results, list) else []:
-        if not isinstance(result, dict):
-            continue
-        where = _rename(_str(result.get("Target")) or target, renamed or {})
+    for result in _list(data.get("Results")):
+        where = _str(result.get("Target")) or target
+        path = None if where == config_target else where
         findings += _vulnerabilities(result, where)
-        findings += _secrets(result, where)
-        findings += _misconfigurations(result, where)
+        findings += _secrets(result, where, path)
+        findings += _misconfigurations(result, where, path)
     version = _str(_dict(data.get("Trivy")).get("Version")) or trivy_version
     return ScanOutput(target=target, digest=digest, os=_os(data), findings=tuple(findings), trivy_version=version,
                       db=db, scanners=tuple(scanners))
-
-
-def _rename(where: str, renamed: Mapping[str, str]) -> str:
-    for old in sorted(renamed, key=len, reverse=True):
-        if where == old or where.startswith(old + " "):
-            return renamed[old] + where[len(old):]
-    return where
 
 
 def _os(data: Mapping[str, Any]) -> str | None:
@@ -405,18 +425,18 @@ def _vulnerabilities(result: dict[str, Any], where: str) -> list[Finding]:
     return found
 
 
-def _secrets(result: dict[str, Any], where: str) -> list[Finding]:
+def _secrets(result: dict[str, Any], where: str, path: str | None) -> list[Finding]:
     found = []
     for item in _list(result.get("Secrets")):
         match = _str(item.get("Match")) or ""
         found.append(Finding(
             kind="secret", id=_str(item.get("RuleID")) or "unknown", severity=_severity(item.get("Severity")),
-            title=_str(item.get("Title")) or _str(item.get("Category")) or "secret", target=where, path=where,
+            title=_str(item.get("Title")) or _str(item.get("Category")) or "secret", target=where, path=path,
             line=_int(item.get("StartLine")), detail=match if "*" in match else "(match withheld: not masked)"))
     return found
 
 
-def _misconfigurations(result: dict[str, Any], where: str) -> list[Finding]:
+def _misconfigurations(result: dict[str, Any], where: str, path: str | None) -> list[Finding]:
     found = []
     for item in _list(result.get("Misconfigurations")):
         if item.get("Status") != "FAIL":
@@ -425,7 +445,7 @@ def _misconfigurations(result: dict[str, Any], where: str) -> list[Finding]:
         found.append(Finding(
             kind="misconfiguration", id=_str(item.get("ID")) or _str(item.get("AVDID")) or "unknown",
             severity=_severity(item.get("Severity")), title=_str(item.get("Title")) or "", target=where,
-            status="FAIL", path=where, line=_int(cause.get("StartLine")),
+            status="FAIL", path=path, line=_int(cause.get("StartLine")),
             detail=" ".join(x for x in (_str(item.get("Message")), _str(item.get("Resolution"))) if x)[:1000],
             references=tuple(_list_of_str(item.get("References")))[:20]))
     return found

@@ -27,9 +27,9 @@ from tests.testing.scanimage import TAG, TINYDEP_METADATA, BuiltImage, tiny_imag
 from tests.testing.trivydb import TrivyDb
 
 
-def _scan(db: TrivyDb, image: PreparedImage) -> set[tuple[object, ...]]:
+def _scan(db: TrivyDb, image: PreparedImage, sbom: Path | None = None) -> set[tuple[object, ...]]:
     scanner = trivy.find_trivy(ScanSettings(cache_dir=str(db.cache_dir), scanners=("vuln",)))
-    output = trivy.scan_image(scanner, image)
+    output = trivy.scan_image(scanner, image, sbom=sbom)
     assert output.digest == image.digest
     return {(f.id, f.package, f.version, f.path, f.severity) for f in output.findings}
 
@@ -73,12 +73,16 @@ def test_the_three_transports_give_the_same_image_and_findings(
             assert image.reference == reference and image.platform is None
             assert [blob.digest for blob in image.layers()] == [
                 layer["digest"] for layer in json.loads(image.manifest.data)["layers"]]
-            found[reference] = _scan(trivy_db, image)
+            found[reference] = _scan(trivy_db, image, tmp_path / "sbom.json")
             scratch = image.layout.parent
         assert not scratch.exists()
     assert len({frozenset(keys) for keys in found.values()}) == 1
     assert {key[0] for key in found[pushed]} == {"CVE-2099-0001", "CVE-2099-0003", "GHSA-test-tiny-dep1",
                                                  "GHSA-test-tiny-unfx"}
+    component = json.loads((tmp_path / "sbom.json").read_text())["metadata"]["component"]  # the docker:// one
+    assert component["name"] == f"{registry_basic.host}/ml/scanned:{TAG}"
+    assert component["purl"] == (f"pkg:oci/scanned@{vulnerable_image.digest}?arch=amd64"
+                                 f"&repository_url={registry_basic.host}%2Fml%2Fscanned")
     with prepare_image(pushed, registries=registries) as image:
         assert image.registry is not None
         assert (image.registry.registry, image.registry.repository, image.registry.tag) == (

@@ -21,7 +21,7 @@ from mlci.scan import trivy
 from mlci.scan.findings import Finding
 from mlci.scan.settings import ScanSettings
 from mlci.scan.targets import prepare_image
-from tests.testing.scanimage import BuiltImage
+from tests.testing.scanimage import TAG, BuiltImage, tiny_image
 from tests.testing.trivydb import DEBIAN_12, PIP, TINYDEP, Advisory, TrivyDb, make_db, write_db
 
 
@@ -75,8 +75,12 @@ def test_an_image_mlci_built_reports_the_seeded_debian_and_pip_advisories(
     purls = {c.get("purl") for c in sbom["components"]}
     assert "pkg:pypi/tinydep@1.0" in purls
     assert f"pkg:deb/debian/libssl3@{openssl}?arch=amd64&distro={vulnerable_image.os.replace(' ', '-')}" in purls
-    assert "mlci-scan-" not in (tmp_path / "sbom.json").read_text()
-    assert json.loads((tmp_path / "trivy.json").read_text())["ArtifactName"] == vulnerable_image.reference
+    labels = {p["name"] for p in sbom["metadata"]["component"]["properties"]}
+    assert "aquasecurity:trivy:Labels:org.opencontainers.image.revision" in labels  # mlci's labels kept
+    kept = (tmp_path / "trivy.json").read_text()
+    assert json.loads(kept)["ArtifactName"] == vulnerable_image.reference
+    for scratch in ("mlci-scan-", "mlci-trivy-", "debootstrap"):  # no scratch path; no history (nor ENV) kept
+        assert scratch not in kept and scratch not in (tmp_path / "sbom.json").read_text()
 
 
 def test_a_requirements_file_in_a_repo_reports_its_advisories_with_their_lines(trivy_db: TrivyDb,
@@ -127,6 +131,23 @@ def test_a_secret_is_found_and_only_its_masked_match_is_kept(trivy_db: TrivyDb, 
     assert misconfigurations["DS0017"].line == 2 and misconfigurations["DS0017"].path == "Dockerfile"
     assert {f.status for f in misconfigurations.values()} == {"FAIL"}  # passed checks are not findings
     assert output.db is None and output.scanners == ("secret", "misconfig")
+
+
+def test_secrets_in_an_images_layers_and_config_stay_masked_in_every_output(trivy_db: TrivyDb,
+                                                                          tmp_path: Path) -> None:
+    in_layer, in_env = _aws_key(), _aws_key()
+    tiny_image(tmp_path / "image", {"app/settings.py": f'key = "{in_layer}"\n'.encode()},
+               config={"Env": [f"AWS_ACCESS_KEY_ID={in_env}"], "Labels": {"org.opencontainers.image.title": "t"}})
+    scanner = trivy.find_trivy(_settings(trivy_db, scanners=("secret", "misconfig")))
+    with prepare_image(f"oci:{tmp_path / 'image'}:{TAG}") as image:
+        output = trivy.scan_image(scanner, image, report=tmp_path / "trivy.json", sbom=tmp_path / "sbom.json")
+    reference = f"oci:{tmp_path / 'image'}:{TAG}"
+    assert sorted((f.id, f.target, f.path, f.detail) for f in output.findings if f.kind == "secret") == [
+        ("aws-access-key-id", "/app/settings.py", "/app/settings.py", 'key = "' + "*" * 20 + '"'),
+        ("aws-access-key-id", f"{reference} (image config)", None, '  "AWS_ACCESS_KEY_ID=' + "*" * 20 + '"')]
+    written = (tmp_path / "trivy.json").read_text() + (tmp_path / "sbom.json").read_text() + repr(output)
+    assert in_layer not in written and in_env not in written
+    assert "org.opencontainers.image.title" not in written  # the config had a secret: its labels are not kept
 
 
 def test_neither_the_working_directory_nor_trivy_variables_change_what_is_reported(

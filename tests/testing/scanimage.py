@@ -63,9 +63,9 @@ def vulnerable_image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
 
 
 def tiny_image(layout_dir: Path, files: Mapping[str, bytes], *, tag: str | None = TAG, architecture: str = "amd64",
-               ) -> Manifest:
+               config: Mapping[str, object] | None = None) -> Manifest:
     """A one-layer image of `files` (uncompressed tar) in the layout `layout_dir`, tagged `tag` (None: stored
-    as a blob only, for an index)."""
+    as a blob only, for an index); `config`: the image config's `config` (Env, Labels, ...)."""
     layout = Layout(layout_dir)
     layout.init()
     buffer = io.BytesIO()
@@ -75,12 +75,12 @@ def tiny_image(layout_dir: Path, files: Mapping[str, bytes], *, tag: str | None 
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     layer = buffer.getvalue()
-    config = json.dumps({"architecture": architecture, "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]}}).encode()
-    for blob in (layer, config):
+    document = json.dumps({"architecture": architecture, "os": "linux", "config": dict(config or {}),
+                           "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]}}).encode()
+    for blob in (layer, document):
         layout.put_blob(sha256_digest(blob), io.BytesIO(blob))
     data = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                       "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
+                       "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(document), "size": len(document)},
                        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
                                    "digest": sha256_digest(layer), "size": len(layer)}]}).encode()
     manifest = Manifest(data, OCI_MANIFEST, sha256_digest(data))
