@@ -150,6 +150,19 @@ def test_secrets_in_an_images_layers_and_config_stay_masked_in_every_output(triv
     assert "org.opencontainers.image.title" not in written  # the config had a secret: its labels are not kept
 
 
+def test_symlinks_out_of_a_repo_are_never_read(trivy_db: TrivyDb, tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "creds.py").write_text(f'aws_access_key_id = "{_aws_key()}"\n')
+    (tmp_path / "outside" / "requirements.txt").write_text("tinydep==1.0\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "creds.py").symlink_to("../outside/creds.py")
+    (repo / "requirements.txt").symlink_to(tmp_path / "outside" / "requirements.txt")
+    (repo / "config").symlink_to("../outside")
+    output = trivy.scan_fs(trivy.find_trivy(_settings(trivy_db, scanners=("vuln", "secret"))), repo)
+    assert output.findings == ()
+
+
 def test_neither_the_working_directory_nor_trivy_variables_change_what_is_reported(
         trivy_db: TrivyDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = tmp_path / "repo"
