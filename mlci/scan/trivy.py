@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,6 +55,8 @@ KEPT_ENV = ("TRIVY_USERNAME", "TRIVY_PASSWORD", "TRIVY_REGISTRY_TOKEN", "TRIVY_C
 MIRROR_HINT = ("on a machine with internet run `trivy image --download-db-only --cache-dir D`, carry D across and "
                "set scan.cache_dir to it (docs/scan.md: the air-gap DB)")
 ERROR_CHARS = 400
+_BOLT_MAGIC, _PAGE_HEADER = 0xED0CDAED, 16
+_BOLT_META = struct.Struct("<IIIIQQQQQQ")  # magic, version, page size, flags, root, sequence, freelist, pgid, txid, sum
 _VERSION = re.compile(r"^Version:\s*v?(\d+)\.(\d+)\.(\d+)", re.M)
 
 
@@ -158,7 +161,41 @@ def db_info(cache: Path) -> DbInfo:
         raise EnvironmentProblem(f"{metadata}: DB schema version {version!r}, trivy reads {DB_SCHEMA}: {MIRROR_HINT}")
     if updated is None:
         raise EnvironmentProblem(f"{metadata}: no valid UpdatedAt: {MIRROR_HINT}")
+    _check_bolt(database)
     return DbInfo(DB_SCHEMA, updated, _time(data.get("NextUpdate")), _time(data.get("DownloadedAt")))
+
+
+def _check_bolt(path: Path) -> None:
+    """trivy.db is a whole bbolt file: a valid meta page (of the two, the later one, as bbolt takes it) whose page
+    count the file holds. A copy cut short on its way across the air gap makes trivy crash, not say so."""
+    try:
+        with path.open("rb") as handle:
+            pages = [handle.read(_PAGE_HEADER + _BOLT_META.size)]
+            first = _bolt_meta(pages[0])
+            handle.seek(first[0] if first else 4096)
+            pages.append(handle.read(_PAGE_HEADER + _BOLT_META.size))
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot read it ({exc.strerror}): {MIRROR_HINT}") from None
+    metas = [meta for meta in map(_bolt_meta, pages) if meta is not None]
+    if not metas:
+        raise EnvironmentProblem(f"{path}: not a bbolt database (no valid meta page): {MIRROR_HINT}")
+    page_size, high_water, _ = max(metas, key=lambda meta: meta[2])
+    if size < page_size * high_water:
+        raise EnvironmentProblem(f"{path}: truncated ({size} of {page_size * high_water} bytes): {MIRROR_HINT}")
+
+
+def _bolt_meta(page: bytes) -> tuple[int, int, int] | None:
+    """(page size, pages in use, txid) of a bbolt meta page whose magic, version and FNV-1a checksum hold."""
+    if len(page) < _PAGE_HEADER + _BOLT_META.size:
+        return None
+    magic, version, page_size, _, _, _, _, high_water, txid, checksum = _BOLT_META.unpack_from(page, _PAGE_HEADER)
+    digest = 0xCBF29CE484222325
+    for byte in page[_PAGE_HEADER:_PAGE_HEADER + _BOLT_META.size - 8]:
+        digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    if magic != _BOLT_MAGIC or version != 2 or digest != checksum or not 512 <= page_size <= 1 << 16:
+        return None
+    return page_size, high_water, txid
 
 
 def _time(value: object) -> datetime.datetime | None:
@@ -348,12 +385,13 @@ def _load(path: Path, what: str) -> dict[str, Any]:
 
 
 def trivy_error(output: str) -> str:
-    """One line from what trivy printed on failure: a Go panic's first line, else the last FATAL/ERROR message
+    """One line from what trivy printed on failure: a Go crash's first line, else the last FATAL/ERROR message
     with its continuation lines, else the last line; at most ERROR_CHARS characters."""
     lines = output.splitlines()
-    panic = next((line for line in lines if line.startswith("panic:")), None)
-    if panic is not None:
-        return _shorten("trivy crashed: " + panic)
+    crash = next((i for i, line in enumerate(lines) if line.startswith(("panic: ", "fatal error: "))), None)
+    if crash is not None:  # Go's runtime: a panic, or a fault (`fatal error: fault` then `[signal SIGSEGV ...]`)
+        detail = lines[crash + 1] if crash + 1 < len(lines) and lines[crash + 1].startswith("[signal") else ""
+        return _shorten(f"trivy crashed: {lines[crash]} {detail}")
     start = max((i for i, line in enumerate(lines) if "\tFATAL\t" in line or "\tERROR\t" in line), default=None)
     if start is None:
         return _shorten(_first_line("\n".join(reversed(lines))) or "(no output)")
