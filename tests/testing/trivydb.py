@@ -15,8 +15,9 @@ pip advisories sit under `pip::GitHub Security Advisory pip`, keyed by the norma
 SOURCE package ({"FixedVersion": "..."}; an unfixed one {"Status": 2}, "affected").
 
 `trivy_db` (session-scoped) is such a DB with the advisories in SEEDED, and filler advisories enough that the
-big buckets need branch pages (so every scan also reads those). Pass `--cache-dir DB.cache_dir` with the offline
-flags; trivy writes nothing there (it opens the DB read-only) except its layer cache, `CACHE/fanal`.
+big buckets need branch pages (so every scan also reads those), and one description longer than a page. Use it
+as scan.cache_dir: trivy opens the DB read-only, and with `--cache-backend memory` (as mlci runs it) writes nothing
+there, so one DB serves every test of a session.
 """
 from __future__ import annotations
 
