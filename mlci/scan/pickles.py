@@ -12,11 +12,16 @@ opcodes, so that reading is tried too, and anything ambiguous stops the walk wit
 """
 from __future__ import annotations
 
+import functools
 import io
+import lzma
 import pickle
 import pickletools
 import re
 import struct
+import tarfile
+import zipfile
+import zlib
 from collections import ChainMap
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -33,6 +38,23 @@ _WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 _IDENT = re.compile(r"[A-Za-z_][\w.]*")
 _OPS = {op.code.encode("latin-1")[0]: op for op in pickletools.opcodes}
 Unknown = ("unknown", "unknown")
+
+
+@functools.cache
+def read_errors() -> tuple[type[Exception], ...]:
+    """What reading a damaged, possibly compressed stream raises: I/O errors and every decoder's own."""
+    errors: list[type[Exception]] = [OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
+                                     tarfile.TarError]
+    try:
+        from backports import zstd
+
+        errors.append(zstd.ZstdError)
+    except ImportError:  # Python 3.14's compression.zstd.ZstdError
+        try:
+            errors.append(__import__("compression.zstd", fromlist=["ZstdError"]).ZstdError)
+        except ImportError:
+            pass
+    return tuple(errors)
 
 
 class NotPickle(Exception):
@@ -149,7 +171,10 @@ class _Reader:
     def _fill(self, n: int) -> bool:
         """At least n unread bytes in the buffer (False at the end of the stream)."""
         while len(self.buffer) - self.at < n:
-            chunk = self.stream.read(max(_CHUNK, n - (len(self.buffer) - self.at)))
+            try:
+                chunk = self.stream.read(max(_CHUNK, n - (len(self.buffer) - self.at)))
+            except read_errors() as exc:
+                raise NotPickle(f"cannot be read past byte {self.base + len(self.buffer)}: {_why(exc)}") from None
             if not chunk:
                 return False
             self.base += self.at
