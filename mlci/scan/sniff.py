@@ -39,11 +39,15 @@ def sniff(head: bytes, *, whole: bool) -> Format | None:
     if len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and not head[1] & 0x20 \
             and (head[0] << 8 | head[1]) % 31 == 0:
         return "zlib"  # joblib's default compression: a zlib stream (confirmed by what it decompresses to)
-    if head[:1] == b"]" and head[1:5] in (b"\x00\x00\x80\x00", b"\x00\x00\x00\x01", b"\x00\x00\x00\x04"):
-        return "lzma"  # the .lzma "alone" format joblib writes (confirmed likewise)
+    if head[:1] == b"]" and len(head) >= 13 and _power_of_two(int.from_bytes(head[1:5], "little"), 12, 30):
+        return "lzma"  # the .lzma "alone" format joblib writes: a dictionary of 4 KiB-1 GiB (confirmed likewise)
     if len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 15 and head[2] in _ONNX_FIELDS:
         return "onnx"
     return None
+
+
+def _power_of_two(n: int, low: int, high: int) -> bool:
+    return n & (n - 1) == 0 and 1 << low <= n <= 1 << high
 
 
 def _safetensors_prefix(head: bytes) -> bool:
