@@ -14,7 +14,7 @@ from typing import IO, BinaryIO, cast
 from mlci.core.errors import EnvironmentProblem
 from mlci.oci.layout import Layout
 from mlci.oci.manifest import Descriptor, Manifest, check_digest, media_type_of, sha256_digest
-from mlci.scan.pickles import read_errors
+from mlci.scan.streams import read_errors
 
 MAX_MANIFEST = 4 * 1024 * 1024  # what registries accept
 _CHUNK = 1 << 20

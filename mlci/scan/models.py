@@ -16,15 +16,14 @@ import io
 import os
 import stat
 import struct
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import outside
-from mlci.scan import layers, pickles, sniff
+from mlci.scan import layers, pickles, sniff, streams
 from mlci.scan.findings import Finding, Unscanned
 
 HEAD = pickles.HEAD
@@ -56,6 +55,17 @@ class ModelScan:
     files: int = 0  # regular files sniffed
 
 
+def scan_stream(name: str, stream: BinaryIO, *, size: int | None, max_bytes: int) -> ModelScan:
+    """One file's bytes (a blob, an artifact) by content; `name` is the path findings give it."""
+    scan = _Scan(max_bytes)
+    shown = _printable(name)
+    try:
+        scan.file(_Where(shown, shown), stream, size)
+    except streams.read_errors() as exc:
+        scan.unscanned.append(Unscanned(shown, f"cannot be read: {_printable(str(exc))}"))
+    return scan.result()
+
+
 def scan_tree(root: Path, *, max_bytes: int) -> ModelScan:
     """Every regular file under `root` (`.git` skipped, `.dvc/cache` included), by content. A symlink is
     never followed out of `root` (listed as not scanned); one inside is read under its own name, and a
@@ -84,7 +94,7 @@ def scan_tree(root: Path, *, max_bytes: int) -> ModelScan:
             seen.add((info.st_dev, info.st_ino))
             try:
                 scan.file(_Where(shown, shown), handle, info.st_size, seekable=True)
-            except pickles.read_errors() as exc:
+            except streams.read_errors() as exc:
                 scan.unscanned.append(Unscanned(shown, f"cannot be read: {_printable(str(exc))}"))
     return scan.result()
 
@@ -107,7 +117,7 @@ def scan_layout(layout: Path, manifest_digest: str, *, max_bytes: int) -> ModelS
                 shown = _printable(member.path)
                 try:
                     scan.file(_Where(shown, shown), member.stream, member.size)
-                except pickles.read_errors() as exc:
+                except streams.read_errors() as exc:
                     raise EnvironmentProblem(f"{layout}: {where} cannot be read ({_printable(str(exc))})") from None
                 placed.add(scan, mark, member.path, index)
         except layers.NotALayer as exc:
@@ -224,11 +234,11 @@ class _Scan:
         elif size is not None and size > self.max_bytes and kind != "zip":
             self.skip(where, f"{_size(size)}, over scan.model_max_mb ({_size(self.max_bytes)}): not read")
         elif kind == "pickle":
-            self.pickle(where, _joined(head, stream), "a pickle")
+            self.pickle(where, streams.joined(head, stream), "a pickle")
         elif kind == "zip":
             self.archive(where, head, stream if seekable else None, stream, size, depth)
         else:
-            self.compressed(where, kind, _joined(head, stream), depth)
+            self.compressed(where, kind, streams.joined(head, stream), depth)
 
     def pickle(self, where: _Where, stream: BinaryIO, what: str) -> None:
         walked = pickles.walk(stream, limit=self.max_bytes)
@@ -242,14 +252,14 @@ class _Scan:
     def compressed(self, where: _Where, kind: sniff.Format, stream: BinaryIO, depth: int) -> None:
         """A compressed stream (joblib's compress=, .pkl.gz): checked when it decompresses to a pickle or a
         .npy; anything else (a .tar.gz, a gzipped log) is not a model and is left alone."""
-        inner = _decompressor(kind, stream)
+        inner = streams.decompressor(kind, stream)
         try:
             head = inner.read(HEAD)
-        except pickles.read_errors():  # not a compressed stream after all
+        except streams.read_errors():  # not a compressed stream after all
             return
         found = sniff.sniff(head, whole=len(head) < HEAD)
         if found == "pickle":
-            self.pickle(where, _joined(head, inner), f"a {kind}-compressed pickle")
+            self.pickle(where, streams.joined(head, inner), f"a {kind}-compressed pickle")
         elif found == "npy":
             self.npy(where, head, inner, None)
 
@@ -265,7 +275,7 @@ class _Scan:
         elif size is not None and size > self.max_bytes:
             self.skip(where, f"{_size(size)}, over scan.model_max_mb ({_size(self.max_bytes)}): not read")
         else:
-            self.pickle(where, _joined(head[start:], stream), "a .npy array of objects (a pickle)")
+            self.pickle(where, streams.joined(head[start:], stream), "a .npy array of objects (a pickle)")
 
     def safetensors(self, where: _Where, head: bytes, stream: BinaryIO, size: int | None) -> None:
         """safetensors holds tensors and a JSON header, no code: safe by design, once the header is one."""
@@ -287,7 +297,7 @@ class _Scan:
             self.skip(where, f"a zip archive nested {depth} deep: not opened")
             return
         try:
-            with _Seekable(file, head, stream, size, self.max_bytes) as seekable, \
+            with streams.Seekable(file, head, stream, size, self.max_bytes) as seekable, \
                     zipfile.ZipFile(seekable) as archive:
                 members = archive.infolist()
                 if len(members) > MAX_MEMBERS:
@@ -296,10 +306,10 @@ class _Scan:
                 self.notes(where, [m.filename for m in members])
                 for member in members:
                     self.member(where.member(member.filename), archive, member, depth)
-        except _TooLarge:
+        except streams.TooLarge:
             self.skip(where, f"a zip archive of {_size(size or 0)}, over scan.model_max_mb "
                              f"({_size(self.max_bytes)}): not opened")
-        except (zipfile.LargeZipFile, *pickles.read_errors()) as exc:  # type: ignore[misc]
+        except (zipfile.LargeZipFile, *streams.read_errors()) as exc:  # type: ignore[misc]
             self.skip(where, f"a zip archive that cannot be read: {_printable(str(exc))}")
 
     def member(self, where: _Where, archive: zipfile.ZipFile, member: zipfile.ZipInfo, depth: int) -> None:
@@ -311,7 +321,7 @@ class _Scan:
         try:
             with archive.open(member) as handle:
                 self.file(where, cast(BinaryIO, handle), member.file_size, depth + 1)
-        except (NotImplementedError, RuntimeError, *pickles.read_errors()) as exc:  # type: ignore[misc]
+        except (NotImplementedError, RuntimeError, *streams.read_errors()) as exc:  # type: ignore[misc]
             self.skip(where, f"a zip member that cannot be read: {_printable(str(exc))}")
 
     def notes(self, where: _Where, names: list[str]) -> None:
@@ -414,103 +424,3 @@ def _printable(text: str) -> str:
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n < 10**9 else f"{n / 1e9:.2f} GB"
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _joined(head: bytes, rest: IO[bytes]) -> BinaryIO:
-    return cast(BinaryIO, io.BufferedReader(_Joined(head, rest), 1 << 20))
-
-
-class _Joined(io.RawIOBase):
-    """A stream's bytes from its start again, once its head was read: the head, then the rest."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self.head, self.rest = memoryview(head), rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self.head:
-            n = min(len(view), len(self.head))
-            view[:n] = self.head[:n]
-            self.head = self.head[n:]
-            return n
-        data = self.rest.read(len(view))
-        view[:len(data)] = data
-        return len(data)
-
-
-class _Seekable:
-    """The stream itself when it can seek (a file), else spooled to a temp file (a tar member, a zip in a
-    zip); _TooLarge past `limit`."""
-
-    def __init__(self, file: BinaryIO | None, head: bytes, stream: BinaryIO, size: int | None, limit: int) -> None:
-        self.file, self.head, self.stream, self.size, self.limit = file, head, stream, size, limit
-        self.spool: IO[bytes] | None = None
-
-    def __enter__(self) -> IO[bytes]:
-        if self.file is not None:
-            self.file.seek(0)
-            return self.file
-        if self.size is not None and self.size > self.limit:
-            raise _TooLarge
-        self.spool = tempfile.TemporaryFile()
-        self.spool.write(self.head)
-        copied = len(self.head)
-        while chunk := self.stream.read(1 << 20):
-            copied += len(chunk)
-            if copied > self.limit:
-                raise _TooLarge
-            self.spool.write(chunk)
-        self.spool.seek(0)
-        return self.spool
-
-    def __exit__(self, *_: object) -> None:
-        if self.spool is not None:
-            self.spool.close()
-
-
-class _Inflate(io.RawIOBase):
-    """A zlib stream (joblib's default compression), decompressed as it is read."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        import zlib
-
-        self.stream, self.inflater, self.pending = stream, zlib.decompressobj(), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self.pending:
-            data = self.inflater.unconsumed_tail or (b"" if self.inflater.eof else self.stream.read(1 << 16))
-            if not data:
-                return 0  # the end (or a truncated stream: the pickle walk says so)
-            self.pending = self.inflater.decompress(data, 1 << 20)  # at most 1 MiB out per step: no bomb
-        n = min(len(view), len(self.pending))
-        view[:n], self.pending = self.pending[:n], self.pending[n:]
-        return n
-
-
-def _decompressor(kind: sniff.Format, stream: BinaryIO) -> BinaryIO:
-    import bz2
-    import gzip
-    import lzma
-
-    if kind == "gzip":
-        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
-    if kind == "bz2":
-        return cast(BinaryIO, bz2.BZ2File(stream))
-    if kind in ("xz", "lzma"):
-        return cast(BinaryIO, lzma.LZMAFile(stream))
-    if kind == "zstd":
-        from mlci.image.layers import zstd_module
-
-        return cast(BinaryIO, zstd_module().ZstdFile(stream))
-    return cast(BinaryIO, io.BufferedReader(_Inflate(stream)))

@@ -12,98 +12,46 @@ opcodes, so that reading is tried too, and anything ambiguous stops the walk wit
 """
 from __future__ import annotations
 
-import functools
 import io
-import lzma
 import pickle
 import pickletools
 import re
 import struct
-import tarfile
-import zipfile
-import zlib
 from collections import ChainMap
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
+from mlci.scan.picklevalues import (
+    ARRAY,
+    BIGSTR,
+    BIGTUPLE,
+    BYTES,
+    LIST,
+    LITERALS,
+    NUMBER,
+    SET,
+    WRAPPER,
+    Dct,
+    NotPickle,
+    Obj,
+    Opaque,
+    Ref,
+    Truncated,
+    array_layout,
+    holds,
+    why,
+)
+from mlci.scan.streams import Reader
+
 HEAD = 64 * 1024  # what the sniffer reads of every file
 _KEEP = 4096  # longer strings are kept as "some string": no module or attribute name is that long
-_LINE = 64 * 1024  # a protocol 0 argument line longer than this is not a pickle
 _MAX_STACK = 1_000_000  # stack entries, marks and memo entries: bounds on memory for hostile input
 _MAX_MEMO = 5_000_000
-_CHUNK = 1 << 20
 _SPECULATE = 64 * 1024  # how far a plain pickle.load's reading of joblib array bytes is followed
-_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 _IDENT = re.compile(r"[A-Za-z_][\w.]*")
 _OPS = {op.code.encode("latin-1")[0]: op for op in pickletools.opcodes}
 Unknown = ("unknown", "unknown")
-
-
-@functools.cache
-def read_errors() -> tuple[type[Exception], ...]:
-    """What reading a damaged, possibly compressed stream raises: I/O errors and every decoder's own."""
-    errors: list[type[Exception]] = [OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
-                                     tarfile.TarError]
-    try:
-        from backports import zstd
-
-        errors.append(zstd.ZstdError)
-    except ImportError:  # Python 3.14's compression.zstd.ZstdError
-        try:
-            errors.append(__import__("compression.zstd", fromlist=["ZstdError"]).ZstdError)
-        except ImportError:
-            pass
-    return tuple(errors)
-
-
-class NotPickle(Exception):
-    """The bytes are not (or stop being) a well-formed pickle; the message says where and why."""
-
-
-class _Truncated(NotPickle):
-    """The stream ended inside a pickle."""
-
-
-class _Opaque:
-    """A value whose content does not matter here (a float, bytes, a list, a long string)."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def __repr__(self) -> str:
-        return f"<{self.kind}>"
-
-
-BYTES, NUMBER, BIGSTR, LIST, SET, BIGTUPLE, ARRAY = (_Opaque(k) for k in (
-    "bytes", "number", "long string", "list", "set", "long tuple", "array"))
-_LITERALS = (int, float, str, bytes, type(None))
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A global the pickle imports (GLOBAL, STACK_GLOBAL, INST)."""
-
-    module: str
-    name: str
-
-
-@dataclass(eq=False)
-class Obj:
-    """What a call (REDUCE, NEWOBJ, OBJ, INST) or a persistent id returns; BUILD merges its attributes."""
-
-    func: Any
-    args: Any
-    state: Any = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-class Dct(dict[Any, Any]):
-    """A dict value; keeps at most 64 string keys (all joblib's wrapper needs), never its bulk."""
-
-    def put(self, key: Any, value: Any) -> None:
-        if isinstance(key, str) and (key in self or len(self) < 64):
-            self[key] = value
 
 
 @dataclass
@@ -123,7 +71,7 @@ def walk(stream: BinaryIO, *, limit: int | None = None) -> Walk:
     early. A first pickle that is broken is an error; after one complete pickle, bytes that are not another
     one end the walk quietly (PyTorch's legacy format and others append raw data), their globals kept."""
     found = Walk()
-    reader = _Reader(stream, limit)
+    reader = Reader(stream, limit)
     try:
         while True:
             _Machine(reader, found, joblib=True).run()
@@ -132,7 +80,7 @@ def walk(stream: BinaryIO, *, limit: int | None = None) -> Walk:
                 return found
     except NotPickle as exc:
         if found.pickles == 0:
-            found.error, found.truncated = str(exc), isinstance(exc, _Truncated)
+            found.error, found.truncated = str(exc), isinstance(exc, Truncated)
     return found
 
 
@@ -156,74 +104,6 @@ def _plausible(found: Walk) -> bool:
     return all(_IDENT.fullmatch(m) and _IDENT.fullmatch(n) for m, n in found.globals if (m, n) != Unknown)
 
 
-class _Reader:
-    """Buffered reads with the offset kept; payloads are skipped in chunks, never held; peek() for
-    speculation."""
-
-    def __init__(self, stream: BinaryIO, limit: int | None) -> None:
-        self.stream, self.limit = stream, limit
-        self.buffer, self.at, self.base = b"", 0, 0  # base: offset of buffer[0]
-
-    @property
-    def pos(self) -> int:
-        return self.base + self.at
-
-    def _fill(self, n: int) -> bool:
-        """At least n unread bytes in the buffer (False at the end of the stream)."""
-        while len(self.buffer) - self.at < n:
-            try:
-                chunk = self.stream.read(max(_CHUNK, n - (len(self.buffer) - self.at)))
-            except read_errors() as exc:
-                raise NotPickle(f"cannot be read past byte {self.base + len(self.buffer)}: {_why(exc)}") from None
-            if not chunk:
-                return False
-            self.base += self.at
-            self.buffer = self.buffer[self.at:] + chunk
-            self.at = 0
-            if self.limit is not None and self.base + len(self.buffer) > self.limit:
-                raise NotPickle(f"more than {self.limit} bytes (scan.model_max_mb)")
-        return True
-
-    def read(self, n: int) -> bytes:
-        self._fill(n)
-        data = self.buffer[self.at:self.at + n]
-        self.at += len(data)
-        return data
-
-    def readline(self) -> bytes:
-        searched = 0  # unread bytes already searched for the newline
-        while True:
-            end = self.buffer.find(b"\n", self.at + searched)
-            if end >= 0:
-                data = self.buffer[self.at:end + 1]
-                self.at = end + 1
-                return data
-            searched = len(self.buffer) - self.at
-            if searched > _LINE:
-                raise NotPickle(f"byte {self.pos}: a text argument longer than {_LINE} bytes")
-            if not self._fill(searched + 1):
-                return self.read(searched)
-
-    def peek(self, n: int) -> bytes:
-        self._fill(n)
-        return self.buffer[self.at:self.at + n]
-
-    def skip(self, n: int) -> None:
-        """Step over n bytes, reading at most a chunk at a time."""
-        while n > 0:
-            if not self._fill(1):
-                raise _Truncated(f"truncated at byte {self.pos} (inside a {n}-byte payload)")
-            step = min(n, len(self.buffer) - self.at)
-            self.at += step
-            n -= step
-            if self.at == len(self.buffer):
-                self.base += self.at
-                self.buffer, self.at = b"", 0
-
-    def at_eof(self) -> bool:
-        return not self._fill(1)
-
-
 _SIZED = {"bytes1": ("<B", "bytes"), "bytes4": ("<I", "bytes"), "bytes8": ("<Q", "bytes"),
           "bytearray8": ("<Q", "bytes"), "string1": ("<B", "str1"), "string4": ("<i", "str1"),
           "unicodestring1": ("<B", "str"), "unicodestring4": ("<I", "str"), "unicodestring8": ("<Q", "str"),
@@ -233,7 +113,7 @@ _SIZED = {"bytes1": ("<B", "bytes"), "bytes4": ("<I", "bytes"), "bytes8": ("<Q",
 class _Machine:
     """The unpickler's stack machine over opaque values, for one pickle (up to its STOP)."""
 
-    def __init__(self, reader: _Reader, found: Walk, *, joblib: bool,
+    def __init__(self, reader: Reader, found: Walk, *, joblib: bool,
                  memo: MutableMapping[Any, Any] | None = None, stacks: list[list[Any]] | None = None,
                  speculative: bool = False) -> None:
         self.r, self.found, self.joblib, self.speculative = reader, found, joblib, speculative
@@ -249,7 +129,7 @@ class _Machine:
             at = self.r.pos
             code = self.r.read(1)
             if not code:
-                raise _Truncated(f"truncated at byte {at}: the pickle has no STOP")
+                raise Truncated(f"truncated at byte {at}: the pickle has no STOP")
             op = _OPS.get(code[0])
             if op is None:
                 raise NotPickle(f"byte {at}: {code!r} is not a pickle opcode")
@@ -261,7 +141,7 @@ class _Machine:
             except NotPickle:
                 raise
             except (IndexError, KeyError, TypeError, ValueError) as exc:
-                raise NotPickle(f"byte {at}: {op.name}: {_why(exc)}") from None
+                raise NotPickle(f"byte {at}: {op.name}: {why(exc)}") from None
 
     def _arg(self, op: pickletools.OpcodeInfo, at: int) -> Any:
         if op.arg is None:
@@ -272,7 +152,7 @@ class _Machine:
                 fmt, kind = _SIZED[name]
                 raw = self.r.read(struct.calcsize(fmt))
                 if len(raw) < struct.calcsize(fmt):
-                    raise _Truncated(f"truncated at byte {self.r.pos} (in {op.name}'s length)")
+                    raise Truncated(f"truncated at byte {self.r.pos} (in {op.name}'s length)")
                 n = struct.unpack(fmt, raw)[0]
                 if n < 0:
                     raise NotPickle(f"byte {at}: {op.name} with a negative length")
@@ -281,7 +161,7 @@ class _Machine:
                     return {"bytes": BYTES, "long": NUMBER}.get(kind, BIGSTR)
                 data = self.r.read(n)
                 if len(data) < n:
-                    raise _Truncated(f"truncated at byte {self.r.pos} (inside {op.name})")
+                    raise Truncated(f"truncated at byte {self.r.pos} (inside {op.name})")
                 if kind == "str":
                     return data.decode("utf-8", "surrogatepass")
                 return {"bytes": BYTES, "str1": data.decode("latin-1")}.get(kind) or pickle.decode_long(data)
@@ -290,13 +170,13 @@ class _Machine:
             return op.arg.reader(self.r)  # type: ignore[arg-type]  # read() and readline() are all it uses
         except (ValueError, UnicodeDecodeError, struct.error, OverflowError) as exc:
             if self.r.at_eof():
-                raise _Truncated(f"truncated at byte {self.r.pos} (inside {op.name})") from None
-            raise NotPickle(f"byte {at}: {op.name}: {_why(exc)}") from None
+                raise Truncated(f"truncated at byte {self.r.pos} (inside {op.name})") from None
+            raise NotPickle(f"byte {at}: {op.name}: {why(exc)}") from None
 
     def _line(self, op: pickletools.OpcodeInfo) -> bytes:
         data = self.r.readline()
         if not data.endswith(b"\n"):
-            raise _Truncated(f"truncated at byte {self.r.pos} (inside {op.name})")
+            raise Truncated(f"truncated at byte {self.r.pos} (inside {op.name})")
         return data[:-1]
 
     # -- the stack
@@ -332,7 +212,7 @@ class _Machine:
         """The object an APPEND, SETITEM, ADDITEMS or BUILD changes: a container or an object, never a
         literal (the unpickler fails on those)."""
         value = self.top()
-        if isinstance(value, _LITERALS) or (isinstance(value, _Opaque) and value not in kinds):
+        if isinstance(value, LITERALS) or (isinstance(value, Opaque) and value not in kinds):
             raise NotPickle(f"byte {self.r.pos - 1}: cannot change a {type(value).__name__} value")
         return value
 
@@ -370,7 +250,7 @@ class _Machine:
     def record(self, module: str, name: str) -> Ref:
         ref = Ref(module, name)
         self.found.globals[(module, name)] = None
-        self.wrapper_seen = self.wrapper_seen or (module, name) == _WRAPPER
+        self.wrapper_seen = self.wrapper_seen or (module, name) == WRAPPER
         return ref
 
     def ext(self, code: int) -> None:
@@ -382,7 +262,7 @@ class _Machine:
         self.push(tuple(items) if len(items) <= 64 else BIGTUPLE)
 
     def call(self, func: Any, args: Any) -> None:
-        if isinstance(func, _LITERALS) or isinstance(func, _Opaque):
+        if isinstance(func, LITERALS) or isinstance(func, Opaque):
             raise NotPickle(f"byte {self.r.pos - 1}: calls a {type(func).__name__} value")
         if not (isinstance(args, (tuple, Obj)) or args is BIGTUPLE):
             raise NotPickle(f"byte {self.r.pos - 1}: a call's arguments are not a tuple")
@@ -405,23 +285,23 @@ class _Machine:
         """Whether joblib.load would take this object for a NumpyArrayWrapper (its isinstance check): made
         by the class itself or by a constructor given the class (copyreg._reconstructor, object.__new__);
         an object whose making mlci cannot follow in a file that imports the class is ambiguous."""
-        wrapper = Ref(*_WRAPPER)
+        wrapper = Ref(*WRAPPER)
         if obj.func == wrapper:
             return True
         if obj.func is None:  # a persistent id: joblib.load has no persistent_load and fails on it
             return False
-        holds = _holds(obj.args, wrapper, 0) if isinstance(obj.func, Ref) else None
-        if holds is None:
+        held = holds(obj.args, wrapper, 0) if isinstance(obj.func, Ref) else None
+        if held is None:
             raise NotPickle(f"byte {self.r.pos - 1}: BUILD of an object made in a way mlci cannot follow, in a "
                             "joblib file: cannot tell whether array bytes follow")
-        return holds
+        return held
 
     def _joblib_array(self, obj: Obj) -> None:
         """Step over the array joblib.load reads after this wrapper's BUILD (NumpyArrayWrapper.read_array):
         an object array is a nested pickle (walked, fresh memo); else 1 + n padding bytes (with
         `numpy_array_alignment_bytes`), then shape x itemsize raw bytes."""
         at = self.r.pos
-        count, itemsize, objects = _array_layout(obj.attrs, at)
+        count, itemsize, objects = array_layout(obj.attrs, at)
         if objects:
             _Machine(self.r, self.found, joblib=False).run()
             return
@@ -429,7 +309,7 @@ class _Machine:
         if obj.attrs.get("numpy_array_alignment_bytes") is not None:
             padding = self.r.read(1)
             if not padding:
-                raise _Truncated(f"truncated at byte {at} (a joblib array's padding)")
+                raise Truncated(f"truncated at byte {at} (a joblib array's padding)")
             self.r.skip(padding[0])
         self.r.skip(count * itemsize)
 
@@ -441,13 +321,13 @@ class _Machine:
         if not first or first[0] not in _OPS:
             return
         window = self.r.peek(_SPECULATE)
-        shadow = _Machine(_Reader(io.BytesIO(window), None), self.found, joblib=False,
+        shadow = _Machine(Reader(io.BytesIO(window), None), self.found, joblib=False,
                           memo=ChainMap({}, self.memo), stacks=[*map(list, self.metastack), list(self.stack)],
                           speculative=True)
         opcodes = self.found.opcodes
         try:
             shadow.run()
-        except _Truncated:
+        except Truncated:
             if len(window) == _SPECULATE:
                 raise NotPickle(f"byte {self.r.pos}: the bytes of a joblib array also read as pickle opcodes "
                                 f"for {_SPECULATE} bytes: ambiguous") from None
@@ -464,76 +344,6 @@ class _Machine:
         if key not in self.memo:
             raise NotPickle(f"byte {self.r.pos}: memo entry {key} was never stored")
         self.push(self.memo[key])
-
-
-def _array_layout(attrs: dict[str, Any], at: int) -> tuple[int, int, bool]:
-    """(element count, item size, object dtype) of a joblib wrapper's state, or NotPickle when it cannot be
-    told exactly (mlci never guesses where opcodes resume)."""
-    shape, dtype = attrs.get("shape"), attrs.get("dtype")
-    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise NotPickle(f"byte {at}: a joblib array without a readable shape: the rest cannot be read")
-    count = 1
-    for n in shape:
-        count *= n
-    itemsize, objects = _dtype(dtype, at, 0)
-    return count, itemsize, objects
-
-
-def _dtype(dtype: Any, at: int, depth: int) -> tuple[int, bool]:
-    """A pickled numpy dtype's item size and whether it holds objects (dtype(str, False, True) + state)."""
-    bad = NotPickle(f"byte {at}: a joblib array of a dtype mlci cannot size: the rest cannot be read")
-    if (depth > 8 or not isinstance(dtype, Obj) or dtype.func != Ref("numpy", "dtype")
-            or not isinstance(dtype.args, tuple) or not dtype.args or not isinstance(dtype.args[0], str)):
-        raise bad
-    match = re.fullmatch(r"([?a-zA-Z])(\d*)", dtype.args[0])
-    state = dtype.state if isinstance(dtype.state, tuple) else ()
-    if match is None or (state and len(state) < 8):
-        raise bad
-    kind, digits = match[1], int(match[2] or 0)
-    elsize = state[5] if state and isinstance(state[5], int) else -1
-    flags = state[7] if state and isinstance(state[7], int) else 0
-    if kind == "O" or flags & 1:
-        return 8, True
-    if kind in "SUVa":
-        unit = 4 if kind == "U" else 1
-        if elsize <= 0 or (digits and elsize != digits * unit):
-            raise bad
-        if kind == "V" and (state[2] is not None or state[3] is not None):
-            if not _fields_plain(state, at, depth):
-                return elsize, True
-        return elsize, False
-    if digits <= 0 or elsize not in (-1, digits):
-        raise bad
-    return digits, False
-
-
-def _fields_plain(state: tuple[Any, ...], at: int, depth: int) -> bool:
-    """Whether a structured or subarray dtype's parts hold no objects (NotPickle when unreadable)."""
-    parts: list[Any] = []
-    if state[2] is not None:
-        parts.append(state[2][0] if isinstance(state[2], tuple) and state[2] else None)
-    if state[3] is not None:
-        fields = state[4]
-        if not isinstance(fields, Dct) or not isinstance(state[3], tuple) or len(fields) != len(state[3]):
-            raise NotPickle(f"byte {at}: a joblib array of a structured dtype mlci cannot read")
-        parts.extend(v[0] if isinstance(v, tuple) and v else None for v in fields.values())
-    return not any(_dtype(part, at, depth + 1)[1] for part in parts)
-
-
-def _holds(value: Any, ref: Ref, depth: int) -> bool | None:
-    """Whether `value` holds `ref` (None: it may, inside a list, set or object mlci does not follow)."""
-    if value == ref:
-        return True
-    if isinstance(value, (*_LITERALS, Ref)) or value in (BYTES, NUMBER, BIGSTR, ARRAY):
-        return False
-    if depth > 16 or not isinstance(value, (tuple, Dct)):
-        return None
-    found = [_holds(v, ref, depth + 1) for v in (value if isinstance(value, tuple) else value.values())]
-    return True if True in found else (None if None in found else False)
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 def _tuple(n: int) -> Callable[[_Machine, Any], None]:

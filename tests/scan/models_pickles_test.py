@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlci.scan import pickles
-from mlci.scan.models import _Scan, _Where
+from mlci.scan.models import scan_stream
 from mlci.scan.sniff import sniff
 from tests.testing.modelfiles import malicious
 
@@ -39,8 +39,7 @@ def test_stack_global_names_come_from_the_memo_as_the_unpickler_reads_them() -> 
 def test_a_global_whose_name_is_computed_at_load_time_is_unknown() -> None:
     data = b"\x80\x04\x8c\x08builtins\x8c\x03str\x93\x8c\x02os\x85R\x8c\x06system\x93)R."
     assert list(_walk(data).globals) == [("builtins", "str"), pickles.Unknown]
-    scan = _Scan(1 << 20)
-    scan.file(_Where("m", "m"), io.BytesIO(data), len(data))
+    scan = scan_stream("m", io.BytesIO(data), size=len(data), max_bytes=1 << 20)
     assert {(f.id, f.severity) for f in scan.findings} >= {("pickle-computed-global", "CRITICAL")}
 
 
@@ -80,6 +79,5 @@ def test_no_bytes_make_the_sniffer_or_the_scanner_crash(data: bytes) -> None:
     kind = sniff(data[:pickles.HEAD], whole=True)
     walked = _walk(data)
     assert walked.error is None or walked.error
-    scan = _Scan(1 << 20)
-    scan.file(_Where("f", "f"), io.BytesIO(data), len(data))
-    assert kind is not None or (scan.findings == [] and scan.unscanned == [])
+    scan = scan_stream("f", io.BytesIO(data), size=len(data), max_bytes=1 << 20)
+    assert kind is not None or (scan.findings == () and scan.unscanned == ())
