@@ -219,10 +219,10 @@ class _Scan:
              seekable: bool = False) -> None:
         """Sniff one file (or archive member: `depth` > 0) and check it if it is a model format;
         `seekable`: a file on disk, which a zip archive is read from in place."""
-        self.files += depth == 0
+        if depth == 0:
+            self.files += 1
         head = stream.read(HEAD)
-        whole = len(head) < HEAD or size == len(head)
-        kind = sniff.sniff(head, whole=whole)
+        kind = sniff.sniff(head)
         if kind is None:
             return
         if kind in _NOT_READ:
@@ -241,7 +241,10 @@ class _Scan:
             self.compressed(where, kind, streams.joined(head, stream), depth)
 
     def pickle(self, where: _Where, stream: BinaryIO, what: str) -> None:
+        """Walk a possible pickle to its end; bytes that turn out not to be one are left alone."""
         walked = pickles.walk(stream, limit=self.max_bytes)
+        if pickles.verdict(walked) is None:
+            return
         self.judge(where, walked)
         if walked.error is not None:
             checked = f"; the {len(walked.globals)} global(s) before that were checked" if walked.globals else ""
@@ -257,7 +260,7 @@ class _Scan:
             head = inner.read(HEAD)
         except streams.read_errors():  # not a compressed stream after all
             return
-        found = sniff.sniff(head, whole=len(head) < HEAD)
+        found = sniff.sniff(head)
         if found == "pickle":
             self.pickle(where, streams.joined(head, inner), f"a {kind}-compressed pickle")
         elif found == "npy":

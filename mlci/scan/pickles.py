@@ -64,6 +64,7 @@ class Walk:
     protocol: int | None = None  # of the first pickle (None: protocol 0 or 1, which declare none)
     error: str | None = None
     truncated: bool = False  # the error is the end of the stream (inside the first pickle)
+    trailing: bool = False  # bytes that are not a pickle follow the last complete one
 
 
 def walk(stream: BinaryIO, *, limit: int | None = None) -> Walk:
@@ -81,20 +82,29 @@ def walk(stream: BinaryIO, *, limit: int | None = None) -> Walk:
     except NotPickle as exc:
         if found.pickles == 0:
             found.error, found.truncated = str(exc), isinstance(exc, Truncated)
+        found.trailing = found.pickles > 0
     return found
 
 
-Probe = Literal["pickle", "broken"] | None
-
-
-def probe(head: bytes, *, whole: bool) -> Probe:
-    """Whether a file's first bytes (`whole`: all of it) are a pickle, a broken pickle (one that declares a
-    protocol, or imports globals, and stops being a pickle after a few opcodes), or neither (text, CSV,
-    JSON and binary data are not pickles: their first opcodes break the stack rules)."""
+def probe(head: bytes) -> bool:
+    """Whether a file's first bytes may be a pickle: they walk as one, or end inside one (then only the walk
+    of the whole file decides: text whose first letter reads as a 1.8 GB string length ends inside it).
+    Text, CSV, JSON and binary data break the stack rules within a few opcodes."""
     found = walk(io.BytesIO(head))
-    if found.pickles or (found.truncated and not whole):
-        return "pickle" if found.protocol is not None or _plausible(found) else None
-    if found.opcodes >= 4 and (found.protocol is not None or (found.globals and _plausible(found))):
+    return found.truncated or verdict(found) is not None
+
+
+def verdict(found: Walk) -> Literal["pickle", "broken"] | None:
+    """What a walk of a whole file says it is: a pickle, a broken pickle (one that declares a protocol, or
+    imports globals, and stops being a pickle after a few opcodes: the unpickler would run what came before),
+    or not a pickle at all."""
+    if found.protocol is None and not _plausible(found):
+        return None
+    if found.protocol is None and not found.globals and found.trailing:
+        return None  # protocol 0/1 data with more after it: text that happened to parse ("Currently": C, 117 bytes, .)
+    if found.pickles:
+        return "pickle"
+    if found.opcodes >= 4 and (found.protocol is not None or found.globals):
         return "broken"
     return None
 

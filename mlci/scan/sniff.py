@@ -22,9 +22,9 @@ _HDF5 = b"\x89HDF\r\n\x1a\n"
 _ONNX_FIELDS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")  # ModelProto fields 2-8 after ir_version (field 1)
 
 
-def sniff(head: bytes, *, whole: bool) -> Format | None:
-    """The format of a file that starts with `head` (`whole`: the file is no longer than that), or None for
-    anything else. A pickle that breaks after a few opcodes is still "pickle": the walk says why."""
+def sniff(head: bytes) -> Format | None:
+    """The format of a file that starts with `head`, or None for anything else. "pickle" means it may be one:
+    the walk of the whole file decides (mlci.scan.pickles.verdict)."""
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return name
@@ -34,7 +34,7 @@ def sniff(head: bytes, *, whole: bool) -> Format | None:
         return "hdf5"
     if _safetensors_prefix(head):
         return "safetensors"
-    if pickles.probe(head, whole=whole) is not None:
+    if pickles.probe(head):
         return "pickle"
     if len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and not head[1] & 0x20 \
             and (head[0] << 8 | head[1]) % 31 == 0:

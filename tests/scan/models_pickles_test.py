@@ -22,7 +22,7 @@ def _walk(data: bytes) -> pickles.Walk:
 def test_every_protocol_is_sniffed_and_its_global_found() -> None:
     for protocol in range(6):
         data = malicious(protocol)
-        assert sniff(data, whole=True) == "pickle", protocol
+        assert sniff(data) == "pickle", protocol
         walked = _walk(data)
         assert walked.error is None and list(walked.globals) == [("posix", "system")], protocol
         assert walked.protocol == (protocol if protocol >= 2 else None)
@@ -58,10 +58,12 @@ def test_a_large_payload_is_skipped_in_flat_memory() -> None:
 
 def test_text_that_starts_like_protocol_0_is_not_a_pickle() -> None:
     for text in (b"c = 1\nd = 2\n", b"cos\nsystem\n", b"(a, b)\n", b"I1 is the first\n", b"Sample text\n",
+                 b"Template: x\nType: y\n", b"Currently there is just one ChangeLog file for tar, but\nthere used "
+                 b"to be separate ChangeLog files for each subdirectory. They have been merged. The end.\n",
                  b"id,name\n1,x\n", b'{"a": 1}', b"N\n", b"]]]", b"\x80\x04"):
-        assert sniff(text, whole=True) is None, text
-    assert sniff(b"cos\nsystem\n(S'echo'\ntR.", whole=True) == "pickle"
-    assert sniff(b"cos\nsystem\n(S'echo'\ntR", whole=True) == "pickle"  # no STOP: broken, but it imports os.system
+        assert pickles.verdict(_walk(text)) is None, text
+    assert pickles.verdict(_walk(b"cos\nsystem\n(S'echo'\ntR.")) == "pickle"
+    assert pickles.verdict(_walk(b"cos\nsystem\n(S'echo'\ntR")) == "broken"  # no STOP: REDUCE already ran
 
 
 VALID = malicious(4)
@@ -76,7 +78,7 @@ MAGIC = [b"\x80\x05", b"PK\x03\x04", b"\x1f\x8b\x08", b"\x93NUMPY\x01\x00", b"BZ
               st.integers(0, 255)),
     st.builds(lambda prefix, b: prefix + b, st.sampled_from(MAGIC), st.binary(max_size=300))))
 def test_no_bytes_make_the_sniffer_or_the_scanner_crash(data: bytes) -> None:
-    kind = sniff(data[:pickles.HEAD], whole=True)
+    kind = sniff(data[:pickles.HEAD])
     walked = _walk(data)
     assert walked.error is None or walked.error
     scan = scan_stream("f", io.BytesIO(data), size=len(data), max_bytes=1 << 20)
