@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import struct
 from typing import Any, Literal
 
@@ -101,6 +102,8 @@ def npy_header(head: bytes) -> tuple[bool, int]:
         raise ValueError(f"a {size}-byte .npy header, longer than mlci reads")
     try:
         text = head[start:start + size].decode("utf-8" if major == b"\x03" else "latin-1")
+        if major == b"\x01":
+            text = re.sub(r"(\d)L\b", r"\1", text)  # Python 2's long literals, which numpy also accepts
         header = ast.literal_eval(text)  # as numpy's own reader parses it: literals only, never code
     except (UnicodeDecodeError, SyntaxError, RecursionError, MemoryError) as exc:
         raise ValueError(f"a .npy header that is not a Python literal ({type(exc).__name__})") from None
