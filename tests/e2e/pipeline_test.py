@@ -13,6 +13,7 @@ from tests.testing.forge import ForgeServer
 from tests.testing.gitlab_ci_local import PipelineResult, run_pipeline, seed_project_include
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
 from tests.testing.registry import Registry, plain_http
+from tests.testing.trivydb import PIP, Advisory, make_db
 
 pytestmark = pytest.mark.e2e
 TEMPLATES = repos.ROOT / ".gitlab-ci"
@@ -31,9 +32,9 @@ def _pipeline_repo(tmp_path: Path) -> Path:
 def _run(repo: Path, variables: dict[str, str] | None = None) -> PipelineResult:
     result = run_pipeline(repo, timeout=600, variables=variables)
     ran = {name for name, job in result.jobs.items() if job.status != "never"}
-    # The build job always runs (rules cannot read mlci.yaml); report only in merge request pipelines.
-    expected = {"config", "train", "data-test", "build"} | ({"report"} if "CI_PIPELINE_SOURCE" in (variables or {})
-                                                           else set())
+    # The build and scan jobs always run (rules cannot read mlci.yaml); report only in merge request pipelines.
+    expected = {"config", "train", "data-test", "build", "scan"} | (
+        {"report"} if "CI_PIPELINE_SOURCE" in (variables or {}) else set())
     assert ran == expected, result.describe()
     return result
 
@@ -43,7 +44,8 @@ def test_train_job_trains_pushes_and_the_next_pipeline_pulls(tmp_path: Path, reg
     image = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model", **plain_http(registry.host),
              "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
              "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}"}
-    first = _run(repo, image)
+    clean = make_db(tmp_path / "trivy-clean", advisories=())  # nothing in the example is known vulnerable
+    first = _run(repo, {**image, "MLCI_SCAN_CACHE_DIR": str(clean.cache_dir)})
     assert first.returncode == 0, first.describe()
     assert first.job("config").status == "success"
     train = first.job("train")
@@ -64,11 +66,23 @@ def test_train_job_trains_pushes_and_the_next_pipeline_pulls(tmp_path: Path, reg
     digest = re.search(r"MLCI_IMAGE_DIGEST=(sha256:[0-9a-f]{64})", dotenv)
     assert digest and f"{registry.url.removeprefix('http://')}/ml/credit-model" in dotenv
     assert "pulling model/model.pkl from the DVC remote" in build.log  # weights via DVC, not CI artifacts
-    second = _run(repo, image)
-    assert second.returncode == 0, second.describe()
+    scan = first.job("scan")
+    assert scan.status == "success" and f"pass: docker://{registry.host}/ml/credit-model" in scan.log, scan.log
+    cs_report = json.loads((first.artifacts_dir("scan") / "gl-container-scanning-report.json").read_text())
+    assert cs_report["scan"]["type"] == "container_scanning" and cs_report["vulnerabilities"] == []
+    assert json.loads((first.artifacts_dir("scan") / "mlci-scan-record.json").read_text())["digest"] == digest[1]
+    # The next pipeline, with a DB that now knows a hole in the image's joblib: the scan job fails the pipeline.
+    joblib = Advisory(PIP, "joblib", "GHSA-e2e0-jobl-ib01", "HIGH", "joblib loads what it should not",
+                      vulnerable="<9.9", fixed="9.9")
+    vulnerable = make_db(tmp_path / "trivy-joblib", advisories=(joblib,))
+    second = _run(repo, {**image, "MLCI_SCAN_CACHE_DIR": str(vulnerable.cache_dir)})
+    assert second.returncode == 1, second.describe()
     log = second.job("train").log
     assert "stages: 4 (ran 0, skipped 4" in log, log  # pulled from the remote: nothing retrained
     assert "reused" in second.job("build").log and digest[1] in second.job("build").log
+    scan = second.job("scan")
+    assert scan.status == "failed" and scan.exit_code == 1, second.describe()
+    assert "GHSA-e2e0-jobl-ib01 (HIGH, joblib" in scan.log, scan.log
 
 
 def test_stale_dvc_lock_fails_the_pipeline_in_the_train_job(tmp_path: Path) -> None:
