@@ -86,6 +86,9 @@ def scan_problems(settings: ScanSettings) -> list[str]:
         value = getattr(settings, name)
         if value is not None and value < 1:
             problems.append(f"scan.{name}: must be at least 1, got {value}")
+    if not settings.offline and not settings.db_repository:
+        problems.append("scan.db_repository: scan.offline is false, so trivy updates its DB, but from where? Name "
+                        "the DB mirror (e.g. registry.bank/mirror/trivy-db:2), or set scan.offline: true")
     for item in settings.exceptions:
         at = f"{item.where}: scan.exceptions[{item.id!r}]" if item.where else f"scan.exceptions[{item.id!r}]"
         if not ID.fullmatch(item.id):

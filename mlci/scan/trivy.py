@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci.core import log, proc
-from mlci.core.errors import ConfigError, EnvironmentProblem
+from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import atomic_write
 from mlci.scan.findings import SEVERITIES, DbInfo, Finding, ScanOutput, Severity
 from mlci.scan.settings import ScanSettings
@@ -77,10 +77,8 @@ class Trivy:
 
 def find_trivy(settings: ScanSettings) -> Trivy:
     """The trivy binary (scan.trivy, else MLCI_TRIVY, else beside mlci's Python, else on PATH) checked to be at
-    least MINIMUM_VERSION; exit 3 naming what was tried otherwise. Exit 2 for offline false without a mirror."""
-    if not settings.offline and not settings.db_repository:
-        raise ConfigError(["scan.db_repository: scan.offline is false, so trivy updates its DB, but from where? "
-                           "Name the DB mirror (e.g. registry.bank/mirror/trivy-db:2), or set scan.offline: true"])
+    least MINIMUM_VERSION; exit 3 naming what was tried otherwise (offline false without a mirror is refused when
+    the config is read: scan_problems)."""
     path = _locate(settings)
     version = _version(path, settings.timeout_seconds)
     return Trivy(path, version, settings, cache_dir(settings))
