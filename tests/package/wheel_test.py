@@ -3,7 +3,9 @@ run from a fresh venv (tests/testing/installed.py) on a copy of the example repo
 from __future__ import annotations
 
 import ast
+import collections
 import json
+import pickle
 import os
 import re
 import shutil
@@ -88,6 +90,7 @@ def test_every_third_party_import_is_declared_and_installs_with_the_package(inst
 MISSING_EXTRA_CASES = {
     "postgres": {"name": "warehouse", "dsn_env": "WAREHOUSE_DSN", "table": "scoring.applications"},
     "s3": {"name": "lake", "path": "s3://bucket/applications.csv"},
+    "scan": {},  # test_a_missing_scan_extra_is_one_line_naming_it
 }
 
 
@@ -107,6 +110,15 @@ def test_a_missing_extra_is_one_line_naming_it(installed_mlci: Path, tmp_path: P
                          env_extra={"WAREHOUSE_DSN": "host=127.0.0.1 port=1 dbname=x"})
     assert done.returncode == 3, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and f"pip install 'mlci[{extra}]'" in done.stderr
+
+
+def test_a_missing_scan_extra_is_one_line_naming_it(installed_mlci: Path, tmp_path: Path) -> None:
+    """Without mlci[scan], the model-file scanner meets a pickle: exit 3 naming the extra (trivy not asked for)."""
+    (tmp_path / "mlci.yaml").write_text(json.dumps({"version": 1, "scan": {"scanners": ["model"]}}))
+    (tmp_path / "model").write_bytes(pickle.dumps(collections.OrderedDict(weights=[1.0]), protocol=4))  # a global
+    done = installed.run(installed_mlci, tmp_path, "scan", "--fs", ".")
+    assert done.returncode == 3, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "pip install 'mlci[scan]'" in done.stderr
 
 
 def test_every_command_runs_from_the_installed_package(installed_mlci: Path, tmp_path: Path) -> None:
