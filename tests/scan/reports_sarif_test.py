@@ -60,3 +60,15 @@ def test_sarif_ids_are_stable_and_suppressed_results_can_be_left_out() -> None:
     repo = rs.verdict([(rs.MISCONF, "fails", None)], output=dataclasses.replace(
         rs.verdict().output, target="credit-model", digest=None, findings=(rs.MISCONF,)))
     assert "logicalLocations" not in sarif.sarif(repo)["runs"][0]["results"][0]["locations"][0]
+
+
+def test_sarif_keeps_the_worst_results_within_githubs_limit_and_says_how_many_it_left_out() -> None:
+    full = sarif.sarif(rs.verdict())
+    total = len(full["runs"][0]["results"])
+    assert "resultsLeftOut" not in full["runs"][0]["properties"]
+    cut = sarif.sarif(rs.verdict(), limit=2)
+    run = cut["runs"][0]
+    assert rs.problems(rs.SARIF, cut) == []
+    assert [r["ruleId"] for r in run["results"]] == [r["ruleId"] for r in full["runs"][0]["results"][:2]]
+    assert run["properties"]["resultsLeftOut"] == total - 2
+    assert {r["id"] for r in run["tool"]["driver"]["rules"]} == {r["ruleId"] for r in run["results"]}

@@ -33,9 +33,16 @@ _URL = re.compile(rf"https?://[A-Za-z0-9.-]+(:[0-9]{{1,5}})?(/({_PCHAR}|/)*)?(\?
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def sarif(verdict: Verdict, *, suppressed: bool = True) -> dict[str, Any]:
-    """The SARIF log of one target's verdict (results worst first; rules in the order they first occur)."""
+MAX_RESULTS = 5000  # GitHub code scanning keeps the first 5,000 results of a run (and refuses over 25,000)
+
+
+def sarif(verdict: Verdict, *, suppressed: bool = True, limit: int = MAX_RESULTS) -> dict[str, Any]:
+    """The SARIF log of one target's verdict (results worst first, at most `limit`: the rest would be dropped
+    by GitHub unseen, so the worst are kept and the run's properties say how many were left out; rules in the
+    order they first occur)."""
     judged = [j for j in worst_first(verdict.judged) if suppressed or j.outcome != "suppressed"]
+    left_out = max(0, len(judged) - limit)
+    judged = judged[:limit]
     rules: dict[str, dict[str, Any]] = {}
     for item in judged:
         _rule(rules, item.finding)
@@ -59,7 +66,7 @@ def sarif(verdict: Verdict, *, suppressed: bool = True) -> dict[str, Any]:
             # job and matrix) only where a run has none, and two scans must not share one category
             "invocations": [_invocation(verdict)],
             "results": results,
-            "properties": _run_properties(verdict),
+            "properties": {**_run_properties(verdict), **({"resultsLeftOut": left_out} if left_out else {})},
         }],
     }
 
