@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import collections
 import json
-import pickle
 import os
+import pickle
 import re
 import shutil
 import subprocess
