@@ -21,12 +21,11 @@ from mlci.dvcstage.settings import TrainConfig
 from mlci.forge.settings import ForgeSettings, forge_problems
 from mlci.image.settings import ImageSettings
 from mlci.oci.settings import RegistrySettings, deprecations, registries_problems
+from mlci.promote.settings import Approval, Environment, GitOps, PromoteSettings, Signing, promote_problems
 from mlci.report.settings import ReportSettings, report_problems
 from mlci.scan.settings import ScanSettings, scan_problems
 
 SUPPORTED_VERSION = 1
-# Top-level sections fixed by the design; each becomes supported when its stage lands.
-NOT_YET_SUPPORTED = ("promote",)
 # Variables mlci writes for later jobs (mlci build --dotenv), not config overrides.
 OUTPUT_VARIABLES = frozenset({"MLCI_IMAGE_DIGEST"})
 # The `registries` section from one variable (a YAML/JSON flow mapping), merged host by host, key by key, over
@@ -49,6 +48,7 @@ class Config:
     forge: ForgeSettings = field(default_factory=ForgeSettings, metadata=_see("forge"))
     image: ImageSettings = field(default_factory=ImageSettings, metadata=_see("image"))
     scan: ScanSettings = field(default_factory=ScanSettings, metadata=_see("scan"))
+    promote: PromoteSettings = field(default_factory=PromoteSettings, metadata=_see("promote"))
     registries: dict[str, RegistrySettings] = field(default_factory=dict, metadata={"doc": (
         "Per registry host (`HOST[:PORT]`): credentials, TLS, mirrors, chunk size, concurrency; see `registries`.")})
 
@@ -105,6 +105,8 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
                     for key, text in registries_problems(config.registries))
     problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" if p.startswith("scan.") else p
                     for p in scan_problems(config.scan))
+    problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" for p in
+                    promote_problems(config.promote))
     if problems:
         raise ConfigError(problems)
     for message in deprecations(config.image.plain_http, config.image.ca_bundle):
@@ -149,10 +151,7 @@ def _parse_file(path: Path, shown: str, problems: list[str], locations: dict[str
     if text is None:
         return {}
     raw = core_config.parse_mapping(
-        text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, locations=locations,
-        extra_known=NOT_YET_SUPPORTED,
-        extra_message=("not supported yet (this mlci implements: data_tests, train, report, forge, image, scan, "
-                       "registries)"))
+        text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, locations=locations)
     if raw is None and not problems:
         problems.append(f"{shown}:1: version: missing required key (write `version: {SUPPORTED_VERSION}`)")
     return raw or {}
@@ -203,4 +202,7 @@ def key_tables() -> dict[str, str]:
         if dataclasses.is_dataclass(hints[spec.name]):
             tables[spec.name] = core_config.key_table(hints[spec.name], f"{spec.name}.")
     tables["registries"] = core_config.key_table(RegistrySettings, "registries.HOST.")
+    tables["promote"] = "\n\n".join(core_config.key_table(section, prefix) for section, prefix in (
+        (PromoteSettings, "promote."), (Environment, "promote.environments.NAME."),
+        (Approval, "promote.environments.NAME.approval."), (Signing, "promote.signing."), (GitOps, "promote.gitops.")))
     return tables

@@ -42,7 +42,6 @@ def test_every_problem_is_one_line_with_file_line_and_key(tmp_path: Path) -> Non
         "  push: 'yes'\n"
         "  targets: train\n"
         "  output_tail: 3.5\n"
-        "promote: {}\n"
         "trian: {}\n"
     ))
     assert problems == [
@@ -50,9 +49,7 @@ def test_every_problem_is_one_line_with_file_line_and_key(tmp_path: Path) -> Non
         "mlci.yaml:4: train.push: expected true or false, got str 'yes'",
         "mlci.yaml:5: train.targets: expected a list, got str",
         "mlci.yaml:6: train.output_tail: expected an integer, got float 3.5",
-        "mlci.yaml:7: promote: not supported yet (this mlci implements: data_tests, train, report, forge, image, "
-        "scan, registries)",
-        "mlci.yaml:8: trian: unknown key (did you mean 'train'?)",
+        "mlci.yaml:7: trian: unknown key (did you mean 'train'?)",
     ]
 
 
@@ -154,8 +151,6 @@ def test_docs_describe_every_key() -> None:
     for key, _type, doc in cfg.schema_keys():
         assert f"`{key}`" in docs, key
         assert doc
-    for section in cfg.NOT_YET_SUPPORTED:
-        assert f"`{section}`" in docs
 
 
 def _env_text(hint: object) -> tuple[str, object]:
@@ -199,7 +194,7 @@ def test_every_settable_key_can_be_set_from_the_environment(section: str, key: s
 def test_structures_are_the_only_keys_not_settable_from_the_environment() -> None:
     unsettable = {f"{s}.{k}" for s, k, hint in _sections() if not core_config.env_settable(hint)}
     assert unsettable == {"data_tests.datasets", "report.gates", "image.build_args", "image.env",
-                          "scan.exceptions"}
+                          "scan.exceptions", "promote.environments", "promote.signing", "promote.gitops"}
     assert schema.is_optional(typing.get_type_hints(cfg.ForgeSettings)["kind"])  # Literal | None: typing.Union
 
 

@@ -82,8 +82,7 @@ def read_text(path: Path, shown: str, problems: list[str]) -> str | None:
 def parse_mapping(text: str, shown: str, root: type, problems: list[str], *,
                   hooks: dict[Any, schema.Hook] | None = None,
                   check: Callable[[schema.Validator, Any, dict[str, Any]], None] | None = None,
-                  locations: dict[str, str] | None = None,
-                  **mapping_options: Any) -> dict[str, Any] | None:
+                  locations: dict[str, str] | None = None) -> dict[str, Any] | None:
     """Validate YAML text against dataclass `root`: the raw values, or None when nothing could be read.
     `check(validator, root_node, raw)` adds cross-field problems with line numbers; `locations` receives
     `file:line` of every dotted key seen."""
@@ -94,7 +93,7 @@ def parse_mapping(text: str, shown: str, root: type, problems: list[str], *,
         if node is None:
             return None
         validator = schema.Validator(loader, shown, problems, hooks)
-        raw = validator.mapping(node, root, "", **mapping_options)
+        raw = validator.mapping(node, root, "")
         if locations is not None:
             locations.update(validator.locations)
         if raw is schema.INVALID:

@@ -42,8 +42,7 @@ class Validator:
         shown = path if len(path) <= 4 * _KEY_SHOWN else path[:4 * _KEY_SHOWN - 3] + "..."
         self.problems.append(log.one_line(f"{self.where(node)}: {shown}: {message}"))
 
-    def mapping(self, node: yaml.Node, schema: type, path: str, extra_known: tuple[str, ...] = (),
-                extra_message: str = "") -> Any:
+    def mapping(self, node: yaml.Node, schema: type, path: str) -> Any:
         """A mapping node checked against dataclass `schema`: a dict of validated values, or INVALID."""
         if not isinstance(node, yaml.MappingNode):
             if is_null(node):
@@ -70,10 +69,8 @@ class Validator:
                 continue
             seen.add(key)
             self.locations.setdefault(prefix + key, self.where(key_node))
-            if key in extra_known:
-                self.problem(key_node, prefix + key, extra_message)
-            elif key not in fields:
-                self.problem(key_node, prefix + key, "unknown key" + did_you_mean(key, [*fields, *extra_known])
+            if key not in fields:
+                self.problem(key_node, prefix + key, "unknown key" + did_you_mean(key, list(fields))
                              if len(key) <= _KEY_SHOWN else "unknown key")
                 ok = False
             else:

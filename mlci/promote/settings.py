@@ -1,0 +1,119 @@
+"""The `promote` section of mlci.yaml: one entry per target environment (its destination, what it accepts,
+what travels with the image), plus the signing key and the GitOps repository."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+ENV_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Who must have approved a promotion into the environment, and how mlci learns it."""
+
+    mode: Literal["none", "forge", "variable"] = field(default="none", metadata={"doc": (
+        "none; forge (GitLab deployment approvals of the protected environment, read through its API; GitHub "
+        "environments' required reviewers, enforced by GitHub before the job starts); variable (a CI variable "
+        "names the approver: weaker, anyone who can set variables can fake it; flagged in the record).")})
+    variable: str | None = field(default=None, metadata={"doc": (
+        "mode variable: the NAME of the CI variable that holds the approver's login.")})
+    required: int = field(default=1, metadata={"doc": "Approvals required (mode forge)."})
+
+
+@dataclass(frozen=True)
+class Environment:
+    """`promote.environments.NAME`: where images go and what that environment accepts."""
+
+    image: str | None = field(default=None, metadata={"doc": (
+        "The destination repository, docker://HOST[:PORT]/REPO (or oci:DIR, oci-archive:FILE); the tag is the "
+        "source's (or --tag).")})
+    branches: tuple[str, ...] = field(default=(), metadata={"doc": (
+        "Source branches accepted (globs, e.g. main); the branch is CI_COMMIT_BRANCH / GITHUB_REF_NAME.")})
+    tags: str | None = field(default=None, metadata={"doc": (
+        "A regular expression the source's git tag must match in full (e.g. v\\\\d+\\\\.\\\\d+\\\\.\\\\d+), the "
+        "tag being CI_COMMIT_TAG / GITHUB_REF_NAME on a tag; with branches empty only tags are accepted.")})
+    require_scan: bool = field(default=True, metadata={"doc": (
+        "A passing scan record of the digest (mlci scan), made with the scan policy now in force, is required.")})
+    scan_max_age_days: int = field(default=7, metadata={"doc": "The scan record's maximum age."})
+    approval: Approval = field(default_factory=Approval, metadata={"doc": "See `promote.environments.NAME.approval`."})
+    aliases: bool = field(default=False, metadata={"doc": "Promoting vX.Y.Z also tags X.Y and X (moved forward)."})
+    sign: bool = field(default=True, metadata={"doc": (
+        "Sign the promoted digest (cosign's key format, `sha256-<hex>.sig`) with promote.signing's key.")})
+    dvc_remote: str | None = field(default=None, metadata={"doc": (
+        "The environment's DVC remote (a name in .dvc/config): the promoted version's model outputs are copied "
+        "there so `dvc pull` works inside.")})
+    dvc_outputs: tuple[str, ...] = field(default=(), metadata={"doc": (
+        "Outputs copied besides the model's own (image.artifacts and the metrics): datasets, opt-in one by one "
+        "(they can be terabytes).")})
+    nexus_raw: str | None = field(default=None, metadata={"doc": (
+        "A Nexus raw hosted repository, https://HOST/repository/REPO: the model file, metrics, dvc.lock and the "
+        "scan record are uploaded there under MODEL/VERSION/.")})
+
+
+@dataclass(frozen=True)
+class Signing:
+    """The ECDSA P-256 key promotions sign with: a PKCS#8 PEM from a file or an environment variable."""
+
+    key_file: str | None = field(default=None, metadata={"doc": "A PEM private key file (never in the repo)."})
+    key_env: str | None = field(default=None, metadata={"doc": (
+        "The NAME of the environment variable holding the PEM private key (masked in all output).")})
+    password_env: str | None = field(default=None, metadata={"doc": (
+        "The NAME of the variable holding the key's password, for an encrypted PKCS#8 key.")})
+
+
+@dataclass(frozen=True)
+class GitOps:
+    """The GitOps repository every promotion is recorded in."""
+
+    repository: str | None = field(default=None, metadata={"doc": (
+        "A local path or a git URL (credentials from git's own helpers, never in the URL).")})
+    branch: str = field(default="main", metadata={"doc": "The branch records are committed to."})
+    path: str = field(default="environments/{env}.yaml", metadata={"doc": (
+        "The file of each environment in that repository ({env}: its name).")})
+    push: bool = field(default=True, metadata={"doc": "Push the commit (retried on a non-fast-forward)."})
+    gto: bool = field(default=True, metadata={"doc": (
+        "Also write GTO's tags in the model repository (MODEL@vX.Y.Z, MODEL#ENV#N) for `gto show`/`gto history`.")})
+
+
+@dataclass(frozen=True)
+class PromoteSettings:
+    """`promote` in mlci.yaml."""
+
+    environments: dict[str, Environment] = field(default_factory=dict, metadata={"doc": (
+        "Per target environment (lower-case name, e.g. stage, prod); see `promote.environments.NAME`.")})
+    model: str | None = field(default=None, metadata={"doc": (
+        "The model's name (GTO's artifact name in dvc.yaml `artifacts:`); default: the only artifact there, "
+        "else the repository's directory name.")})
+    signing: Signing = field(default_factory=Signing, metadata={"doc": "See `promote.signing`."})
+    gitops: GitOps = field(default_factory=GitOps, metadata={"doc": "See `promote.gitops`."})
+    audit_log: str = field(default="mlci-promote-audit.jsonl", metadata={"doc": (
+        "A JSON-lines file one line per promotion is appended to (a CI artifact).")})
+    allow_force: bool = field(default=False, metadata={"doc": (
+        "Whether --force may move an existing tag to another digest (recorded as forced).")})
+
+
+def promote_problems(settings: PromoteSettings) -> list[str]:
+    """Everything in `promote` that cannot work, as `KEY: message`."""
+    problems = []
+    for name, env in settings.environments.items():
+        at = f"promote.environments.{name}"
+        if not ENV_NAME.fullmatch(name):
+            problems.append(f"{at}: an environment name is lower-case letters, digits, - and _ (at most 32)")
+        if env.tags is not None:
+            try:
+                re.compile(env.tags)
+            except re.error as exc:
+                problems.append(f"{at}.tags: not a regular expression ({exc})")
+        if not env.branches and env.tags is None:
+            problems.append(f"{at}: accepts nothing: give branches, tags or both")
+        if env.scan_max_age_days < 1:
+            problems.append(f"{at}.scan_max_age_days: must be at least 1")
+        if env.approval.mode == "variable" and not env.approval.variable:
+            problems.append(f"{at}.approval.variable: name the CI variable that holds the approver (mode variable)")
+        if env.approval.required < 1:
+            problems.append(f"{at}.approval.required: must be at least 1")
+    if settings.signing.key_file and settings.signing.key_env:
+        problems.append("promote.signing: give key_file or key_env, not both")
+    return problems
