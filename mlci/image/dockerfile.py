@@ -52,9 +52,13 @@ def _push_flags(options: RegistryOptions | None, tmp: Path) -> list[str]:
     if credentials is not None:
         auth = tmp / "auth.json"
         token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+        # The credential itself, so not through fsutil (which masks registered secrets): a private file in a
+        # private temp dir, removed with it.
         fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"auths": {options.host: {"auth": token}}}, handle)
+        try:
+            os.write(fd, json.dumps({"auths": {options.host: {"auth": token}}}).encode())
+        finally:
+            os.close(fd)
         flags += ["--authfile", str(auth)]
     return flags
 
