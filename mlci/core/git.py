@@ -52,6 +52,19 @@ def remote_url(repo: Path, name: str = "origin") -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+def exact_tag(repo: Path) -> str | None:
+    """A tag on HEAD itself (the newest, when several), or None."""
+    result = git(repo, "tag", "--points-at", "HEAD", "--sort=-creatordate")
+    names = result.stdout.split() if result.returncode == 0 else []
+    return names[0] if names else None
+
+
+def current_branch(repo: Path) -> str | None:
+    """The checked-out branch, or None on a detached HEAD."""
+    result = git(repo, "symbolic-ref", "--quiet", "--short", "HEAD")
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def _last_line(result: proc.Result) -> str:
     lines = [line for line in (result.stderr + "\n" + result.stdout).splitlines() if line.strip()]
     return lines[-1].removeprefix("fatal: ") if lines else f"git exited {result.returncode}"

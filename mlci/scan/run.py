@@ -137,11 +137,7 @@ def _now() -> datetime.datetime:
 def _ignore_file(context: Context) -> IgnoreFile | None:
     from mlci.scan import trivyignore
 
-    name = context.settings.trivyignore
-    if not name:
-        return None
-    path = context.config_dir / name
-    return trivyignore.load(path, name) if path.is_file() else None
+    return trivyignore.configured(context.settings.trivyignore, context.config_dir)
 
 
 def _trivy(settings: ScanSettings) -> Trivy | None:

@@ -43,6 +43,14 @@ class IgnoreFile:
 KIND_SECTIONS = {"vulnerability": "vulnerabilities", "misconfiguration": "misconfigurations", "secret": "secrets"}
 
 
+def configured(name: str | None, config_dir: Path) -> IgnoreFile | None:
+    """The ignore file scan.trivyignore names (relative to mlci.yaml's directory), None when unset or absent."""
+    if not name:
+        return None
+    path = config_dir / name
+    return load(path, name) if path.is_file() else None
+
+
 def load(path: Path, shown: str) -> IgnoreFile:
     """The ignore file at `path` (shown as `shown` in problems); every problem at once, exit 2."""
     problems: list[str] = []

@@ -1,0 +1,65 @@
+"""`mlci promote`: a tagged image into a target environment, by digest, with its evidence, under that
+environment's policy (docs/promote.md)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mlci.core import log
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Register `promote`."""
+    parser = sub.add_parser("promote", parents=[common], help="promote an image into an environment",
+                            description="Copy SRC by digest (with its scan records, SBOM and signatures) into the "
+                                        "environment's registry, if its policy accepts it; tags last. Exit 1 when "
+                                        "the policy refuses (nothing copied).")
+    parser.add_argument("source", metavar="SRC", help="the image: docker://HOST/REPO:TAG, oci:DIR:TAG, ...")
+    parser.add_argument("destination", metavar="DEST", nargs="?",
+                        help="where it goes (default: promote.environments.ENV.image)")
+    parser.add_argument("--env", required=True, metavar="ENV", help="the target environment (promote.environments)")
+    parser.add_argument("--tag", help="the tag at the destination (default: the source's)")
+    parser.add_argument("--force", action="store_true",
+                        help="move a tag that names another digest (needs promote.allow_force; recorded)")
+    parser.add_argument("--digest-file", metavar="PATH", help="write the promoted digest here")
+    parser.add_argument("--dotenv", metavar="PATH",
+                        help="write MLCI_PROMOTED_IMAGE=... and MLCI_PROMOTED_DIGEST=... here")
+    parser.add_argument("--repo", default=".", help="the model repository (default: the current directory)")
+    parser.set_defaults(handler=lambda a: run(
+        config_path=a.config, repo=Path(a.repo), source=a.source, destination=a.destination, env=a.env, tag=a.tag,
+        force=a.force, digest_file=a.digest_file, dotenv=a.dotenv, as_json=a.json))
+
+
+def run(*, config_path: str | None, repo: Path, source: str, destination: str | None, env: str, tag: str | None,
+        force: bool, digest_file: str | None, dotenv: str | None, as_json: bool) -> int:
+    """Promote; print the destination `ref:tag@digest` (or JSON with what was copied, reused and tagged)."""
+    from mlci import settings as cfg
+    from mlci.core.fsutil import atomic_write, check_writable
+    from mlci.promote import run as promotion
+
+    for flag, value in (("--digest-file", digest_file), ("--dotenv", dotenv)):
+        if value is not None:
+            check_writable(Path(value), flag)
+    loaded = cfg.load(config_path, repo.resolve())
+    root = loaded.path.parent if loaded.path else repo.resolve()
+    result = promotion.promote(promotion.Request(source, destination, env, tag, force), loaded.config, repo.resolve(),
+                               root, os.environ)
+    staged, tagged = result.staged, result.tagged
+    log.logger.info("mlci: %s: %d blob(s) copied (%.1f MB), %d already there; %d referrer(s)%s; tagged %s%s",
+                    result.environment, len(staged.copied), staged.bytes_copied / 1e6, len(staged.reused),
+                    len(staged.referrers), ", signatures" if staged.signature else "", ", ".join(tagged.tags),
+                    f" (moved from {tagged.previous}, forced)" if tagged.forced else "")
+    if digest_file:
+        atomic_write(Path(digest_file), result.digest + "\n")
+    if dotenv:
+        atomic_write(Path(dotenv), f"MLCI_PROMOTED_IMAGE={result.destination.rsplit('@', 1)[0]}\n"
+                                   f"MLCI_PROMOTED_DIGEST={result.digest}\n")
+    if as_json:
+        log.out_json({"image": result.destination, "digest": result.digest, "environment": result.environment,
+                      "copied": staged.copied, "reused": staged.reused, "bytes_copied": staged.bytes_copied,
+                      "referrers": staged.referrers, "signature": staged.signature, "tagged": tagged.tags,
+                      "previous": tagged.previous, "forced": tagged.forced, "scan_record": result.scan_record})
+    else:
+        log.out(result.destination)
+    return 0

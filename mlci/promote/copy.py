@@ -1,0 +1,199 @@
+"""The image side of a promotion, in two steps so that tags come last: `stage` copies the image by digest (every
+blob the destination lacks, mounted from the source repository on the same registry, several at once; index
+children first), its referrers (scan records, SBOMs) and its cosign signature tag `sha256-<hex>.sig`, then
+checks the digest at the destination; `tag` writes the tag (refused when it names another digest, unless
+forced) and the alias tags. Nothing else is copied: no `mlci-key-*` tag, no build-cache record (an artifact
+without a subject, so never a referrer). A re-run reuses everything that already arrived."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
+from mlci.core.log import logger
+from mlci.oci import referrers
+from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy_blobs
+from mlci.oci.manifest import Manifest, NotFound, sha256_digest
+from mlci.oci.progress import Progress
+from mlci.oci.transport import Endpoint, ImageSource
+
+RELEASE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+SIGNATURE_SUFFIX = ".sig"
+
+
+class TagMoved(GateFailed):
+    """A destination tag already names another digest (tags are immutable there)."""
+
+
+@dataclass
+class Staged:
+    """What `stage` put into the destination (all but the tags)."""
+
+    digest: str
+    manifest: Manifest
+    copied: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    bytes_copied: int = 0
+    referrers: list[str] = field(default_factory=list)
+    signature: str | None = None
+
+
+@dataclass
+class Tagged:
+    """The tags written, and the digest a forced move replaced."""
+
+    tags: list[str]
+    previous: str | None = None
+    forced: bool = False
+
+
+def signature_tag(digest: str) -> str:
+    """cosign's tag for the signatures of `digest`: sha256-<hex>.sig."""
+    return digest.replace(":", "-") + SIGNATURE_SUFFIX
+
+
+def alias_tags(tag: str) -> list[str]:
+    """The alias tags of a release tag vX.Y.Z (or X.Y.Z): X.Y and X, with the tag's `v` if it has one."""
+    match = RELEASE.fullmatch(tag)
+    if match is None:
+        return []
+    prefix = "v" if tag.startswith("v") else ""
+    major, minor, _ = match.groups()
+    return [f"{prefix}{major}.{minor}", f"{prefix}{major}"]
+
+
+def existing(dst: Endpoint, tag: str) -> str | None:
+    """The digest `tag` names at the destination, None when it names nothing yet."""
+    try:
+        return dst.get_manifest(tag).digest
+    except NotFound:
+        return None
+
+
+def check_tag(dst: Endpoint, tag: str, digest: str, *, force: bool) -> str | None:
+    """Refuse (exit 1, before anything is copied) a tag that already names another digest, unless forced;
+    returns the digest it named (None: a new tag)."""
+    current = existing(dst, tag)
+    if current is not None and current != digest and not force:
+        raise TagMoved(f"tag {tag!r} already names {current} at the destination; promoting {digest} would move "
+                       "it (tags are immutable there): promote under a new tag, or --force where "
+                       "promote.allow_force permits (the move is recorded)")
+    return current
+
+
+def stage(src: ImageSource, src_ref: str | None, dst: Endpoint) -> Staged:
+    """Copy the image `src_ref` names, its referrers and its signatures into `dst`, by digest, untagged."""
+    if isinstance(src, RegistryEndpoint) and isinstance(dst, RegistryEndpoint) \
+            and src.registry.host == dst.registry.host and src.repository != dst.repository:
+        dst.mount_from = (*dst.mount_from, src.repository)  # the same registry: blobs mounted, not sent
+    top = src.get_manifest(src_ref)
+    manifests = _tree(src, top)
+    staged = Staged(top.digest, top)
+    _blobs(src, dst, manifests, staged)
+    for manifest in manifests:
+        dst.put_manifest(manifest, None, child=True)  # by digest: no tag yet
+    for manifest in manifests:
+        staged.referrers.extend(_copy_referrers(src, dst, manifest.digest, staged))
+    staged.signature = _copy_signature(src, dst, top.digest, staged)
+    arrived = dst.get_manifest(top.digest)
+    if arrived.digest != top.digest or sha256_digest(arrived.data) != top.digest:
+        raise EnvironmentProblem(f"the destination answers {arrived.digest} for {top.digest}: not the image sent")
+    return staged
+
+
+def tag(dst: Endpoint, staged: Staged, name: str, *, aliases: bool, force: bool, seen: str | None) -> Tagged:
+    """Write `name` (then the aliases, which move by design) for the staged image; `seen` is what check_tag
+    found. A tag that moved since that check (another promoter) is refused, not overwritten."""
+    now = existing(dst, name)
+    if now != seen and now != staged.digest:
+        raise TagMoved(f"tag {name!r} moved at the destination during this promotion (now {now}): another "
+                       "promotion got there first; nothing was tagged")
+    dst.put_manifest(staged.manifest, name)
+    written = [name]
+    for alias in alias_tags(name) if aliases else []:
+        dst.put_manifest(staged.manifest, alias)
+        written.append(alias)
+    dst.commit()
+    after = existing(dst, name)
+    if after != staged.digest:
+        raise TagMoved(f"tag {name!r} names {after} right after it was written: another promotion wrote it at the "
+                       "same moment; check the destination")
+    return Tagged(written, previous=seen if seen != staged.digest else None,
+                  forced=seen is not None and seen != staged.digest)
+
+
+def _tree(src: ImageSource, top: Manifest) -> list[Manifest]:
+    """`top` and every manifest under it, children before parents, each once."""
+    order: list[Manifest] = []
+    seen: set[str] = set()
+
+    def visit(manifest: Manifest, depth: int) -> None:
+        if depth > 4:
+            raise EnvironmentProblem(f"manifest {top.digest}: indexes nested deeper than 4 levels")
+        for child in manifest.children():
+            if child.digest not in seen:
+                seen.add(child.digest)
+                visit(src.get_manifest(child.digest), depth + 1)
+        order.append(manifest)
+
+    visit(top, 0)
+    return order
+
+
+def _blobs(src: ImageSource, dst: Endpoint, manifests: list[Manifest], staged: Staged) -> None:
+    blobs = {b.digest: b for m in manifests for b in m.blobs()}
+    with Progress(staged.digest, [b.size for b in blobs.values()]) as progress:
+        result = copy_blobs(src, dst, list(blobs.values()), progress)
+    staged.copied += result.copied
+    staged.reused += result.reused
+    staged.bytes_copied += result.bytes_copied
+
+
+def _copy_referrers(src: ImageSource, dst: Endpoint, digest: str, staged: Staged) -> list[str]:
+    """The referrers of `digest` at the source (records, SBOMs), copied and listed at the destination."""
+    if not isinstance(src, RegistryEndpoint | LayoutEndpoint):
+        return []  # an oci-archive keeps none
+    if not isinstance(dst, RegistryEndpoint | LayoutEndpoint):
+        raise UsageError("an oci-archive destination cannot hold the image's referrers (scan records, SBOM): "
+                         "promote into a registry or an oci: layout")
+    copied = []
+    for descriptor in referrers.referrers(src, digest):
+        manifest = src.get_manifest(descriptor.digest)
+        _blobs(src, dst, [manifest], staged)
+        referrers.put_referrer(dst, manifest)
+        copied.append(manifest.digest)
+    return copied
+
+
+def _copy_signature(src: ImageSource, dst: Endpoint, digest: str, staged: Staged) -> str | None:
+    """cosign's signature manifest of `digest`, copied under its tag; one already at the destination keeps its
+    signatures and gains the source's (layers united, as cosign appends them)."""
+    name = signature_tag(digest)
+    try:
+        signatures = src.get_manifest(name)
+    except NotFound:
+        return None
+    _blobs(src, dst, [signatures], staged)
+    try:
+        present = dst.get_manifest(name)
+    except NotFound:
+        present = None
+    if present is not None and present.digest != signatures.digest:
+        signatures = _united(present, signatures)
+        logger.info("mlci: %s: the destination's signatures kept, the source's added", name)
+    dst.put_manifest(signatures, name)
+    return signatures.digest
+
+
+def _united(present: Manifest, incoming: Manifest) -> Manifest:
+    """A signature manifest with the layers of `present`, then those of `incoming` it lacks."""
+    body = json.loads(present.data)
+    layers = list(body.get("layers") or [])
+    known = {json.dumps(layer, sort_keys=True) for layer in layers}
+    for layer in json.loads(incoming.data).get("layers") or []:
+        if json.dumps(layer, sort_keys=True) not in known:
+            layers.append(layer)
+    body["layers"] = layers
+    data = json.dumps(body, separators=(",", ":")).encode()
+    return Manifest(data, present.media_type, sha256_digest(data))

@@ -1,0 +1,89 @@
+"""Whether an image may enter an environment: the source's git ref against the environment's rule (a release
+tag pattern, branches), and a passing scan record of the digest made with the scan policy now in force, no
+older than the environment allows. A refusal names the rule, the digest and what would satisfy it."""
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlci.core.errors import GateFailed
+from mlci.promote.settings import Environment
+from mlci.scan.record import ScanRecord
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The git ref the promoted build came from: a tag or a branch (and where mlci learnt it)."""
+
+    kind: str  # "tag" or "branch"
+    name: str
+    origin: str  # the CI variable, or "git"
+
+
+def source_ref(environ: Mapping[str, str], repo: Path) -> SourceRef | None:
+    """The pipeline's ref: GitLab's CI_COMMIT_TAG / CI_COMMIT_BRANCH, GitHub's GITHUB_REF_TYPE + GITHUB_REF_NAME,
+    else the checkout's own (a tag on HEAD, else its branch); None when there is none (a detached HEAD)."""
+    if environ.get("CI_COMMIT_TAG"):
+        return SourceRef("tag", environ["CI_COMMIT_TAG"], "CI_COMMIT_TAG")
+    if environ.get("CI_COMMIT_BRANCH"):
+        return SourceRef("branch", environ["CI_COMMIT_BRANCH"], "CI_COMMIT_BRANCH")
+    if environ.get("GITHUB_REF_NAME") and environ.get("GITHUB_REF_TYPE") in ("tag", "branch"):
+        return SourceRef(environ["GITHUB_REF_TYPE"], environ["GITHUB_REF_NAME"], "GITHUB_REF_NAME")
+    from mlci.core import git
+
+    tag = git.exact_tag(repo)
+    if tag:
+        return SourceRef("tag", tag, "git")
+    branch = git.current_branch(repo)
+    return SourceRef("branch", branch, "git") if branch else None
+
+
+def check_source(env_name: str, env: Environment, ref: SourceRef | None, digest: str) -> None:
+    """The environment accepts builds of this ref (exit 1 otherwise, naming the rule)."""
+    accepted = ref is not None and (
+        (ref.kind == "tag" and env.tags is not None and re.fullmatch(env.tags, ref.name) is not None)
+        or (ref.kind == "branch" and any(fnmatch.fnmatchcase(ref.name, glob) for glob in env.branches)))
+    if accepted:
+        return
+    rules = [f"tags matching {env.tags!r}"] if env.tags else []
+    rules += [f"branches {', '.join(env.branches)}"] if env.branches else []
+    seen = f"{ref.kind} {ref.name!r} ({ref.origin})" if ref is not None else "no tag or branch (a detached HEAD)"
+    raise GateFailed(f"promote.environments.{env_name} accepts {' or '.join(rules)}; {digest} was built from "
+                     f"{seen}: promote a build of an accepted ref")
+
+
+def check_revision(labels: Mapping[str, str], sha: str, digest: str) -> None:
+    """The image was built from the commit this pipeline runs on (its `org.opencontainers.image.revision`), so a
+    release tag's pipeline cannot promote some other build (exit 1 otherwise)."""
+    from mlci.image.labels import REVISION
+
+    built = labels.get(REVISION)
+    if built is None:
+        raise GateFailed(f"{digest} carries no {REVISION} label: mlci cannot tell which commit it was built from "
+                         "(build it with mlci build)")
+    if built != sha:
+        raise GateFailed(f"{digest} was built from commit {built[:12]}, this pipeline runs on {sha[:12]}: promote "
+                         "from the pipeline of the commit the image was built from")
+
+
+def check_scan(env_name: str, env: Environment, records: Sequence[ScanRecord], policy_hash: str, digest: str,
+               now: datetime.datetime) -> ScanRecord | None:
+    """The newest passing record of `digest` made under `policy_hash` within scan_max_age_days (None when the
+    environment requires none); exit 1 naming what was found otherwise."""
+    if not env.require_scan:
+        return None
+    limit = datetime.timedelta(days=env.scan_max_age_days)
+    for record in records:
+        if record.digest == digest and record.passed and record.policy_hash == policy_hash \
+                and record.age(now) <= limit:
+            return record
+    found = "; ".join(f"{r.verdict} on {r.scanned_at:%Y-%m-%d %H:%M} UTC"
+                      + (" under another scan policy" if r.policy_hash != policy_hash else "")
+                      for r in records[:3]) or "no scan record at all"
+    raise GateFailed(f"promote.environments.{env_name} requires a passing scan record of {digest} made with the "
+                     f"scan policy now in force ({policy_hash[:19]}...) in the last {env.scan_max_age_days} days; "
+                     f"found: {found}: run `mlci scan` on the image first")

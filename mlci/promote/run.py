@@ -1,0 +1,103 @@
+"""`mlci promote` as a library: the environment's policy first (the source's ref and commit, a passing scan
+record under today's scan policy, approvals), then the image staged by digest with its referrers and
+signatures, the model's data and artifacts, the signature, and only then the tags; the GitOps record last."""
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlci.core.errors import UsageError
+from mlci.core.log import logger
+from mlci.oci.reference import DockerRef, ImageRef
+from mlci.promote import copy, policy
+from mlci.promote.settings import Environment
+from mlci.settings import Config
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the release manager asked for."""
+
+    source: str
+    destination: str | None
+    environment: str
+    tag: str | None = None
+    force: bool = False
+
+
+@dataclass
+class Result:
+    """What a promotion did."""
+
+    source: str
+    destination: str
+    environment: str
+    digest: str
+    staged: copy.Staged
+    tagged: copy.Tagged
+    scan_record: str | None = None
+    facts: dict[str, object] = field(default_factory=dict)
+
+
+def environment(config: Config, name: str) -> Environment:
+    """The environment's settings (exit 2 when mlci.yaml does not have it)."""
+    environments = config.promote.environments
+    if name not in environments:
+        known = ", ".join(sorted(environments)) or "none"
+        raise UsageError(f"promote.environments has no {name!r} (configured: {known}); add it to mlci.yaml")
+    return environments[name]
+
+
+def promote(request: Request, config: Config, root: Path, config_dir: Path, environ: Mapping[str, str],
+            now: datetime.datetime | None = None) -> Result:
+    """Check the policy, then promote; nothing is copied when the policy refuses."""
+    from mlci.core import git
+    from mlci.image.build import image_labels
+    from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, open_endpoint
+    from mlci.oci.reference import LayoutRef, parse
+    from mlci.scan import policy as scan_policy
+    from mlci.scan import record, trivyignore
+
+    moment = now or datetime.datetime.now(datetime.UTC)
+    env = environment(config, request.environment)
+    destination = request.destination or env.image
+    if not destination:
+        raise UsageError(f"name the destination, or set promote.environments.{request.environment}.image")
+    if request.force and not config.promote.allow_force:
+        raise UsageError("--force moves an existing tag; mlci.yaml must allow it (promote.allow_force: true)")
+    src_ref, dst_ref = parse(request.source), parse(destination)
+    name = request.tag or _tag_of(dst_ref) or _tag_of(src_ref)
+    if not name or name.startswith("sha256:"):
+        raise UsageError("name the tag to promote under (--tag, or a tag in the destination or source reference)")
+    legacy = (config.image.plain_http, config.image.ca_bundle, config.registries)
+    src, src_tag = open_endpoint(src_ref, *legacy)
+    dst, _ = open_endpoint(DockerRef(dst_ref.registry, dst_ref.repository) if isinstance(dst_ref, DockerRef)
+                           else LayoutRef(dst_ref.transport, dst_ref.path), *legacy)
+    top = src.get_manifest(src_tag)
+    digest = top.digest
+    policy.check_source(request.environment, env, policy.source_ref(environ, root), digest)
+    policy.check_revision(image_labels(src, top), git.head_sha(root), digest)
+    records = record.find(src, digest) if isinstance(src, RegistryEndpoint | LayoutEndpoint) else []
+    ignore = trivyignore.configured(config.scan.trivyignore, config_dir)
+    scan = policy.check_scan(request.environment, env, records, scan_policy.policy_hash(config.scan, ignore), digest,
+                             moment)
+    seen = copy.check_tag(dst, name, digest, force=request.force)
+    dst.check_writable()
+    logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
+    staged = copy.stage(src, digest, dst)
+    tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
+    return Result(request.source, _pinned(dst_ref, name, digest), request.environment, digest, staged, tagged,
+                  scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None)
+
+
+def _tag_of(ref: ImageRef) -> str | None:
+    return ref.tag
+
+
+def _pinned(ref: ImageRef, tag: str, digest: str) -> str:
+    """The destination as `docker://HOST/REPO:TAG@DIGEST` (or `oci:DIR:TAG@DIGEST`)."""
+    if isinstance(ref, DockerRef):
+        return f"docker://{ref.registry}/{ref.repository}:{tag}@{digest}"
+    return f"{ref.transport}:{ref.path}:{tag}@{digest}"

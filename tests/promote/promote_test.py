@@ -1,0 +1,136 @@
+"""`mlci promote` between two real registries: the policy refuses before anything is copied (the source's ref and
+commit, a passing scan record under today's scan policy, an immutable tag), a promotion copies the image by
+digest with its scan record, tags last, aliases, and a re-run re-uses everything."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlci.oci.copy import RegistryEndpoint, open_endpoint
+from mlci.oci.reference import parse
+from mlci.scan import record
+from tests.image.support import model_repo
+from tests.testing import repos
+from tests.testing.registry import Registry, access_log, plain_http, start_registry, stop_registry
+from tests.testing.trivydb import TrivyDb, make_db
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
+    """A "dev" and a "stage" registry shared by this module's tests (each test uses its own repositories)."""
+    root = tmp_path_factory.mktemp("promote-registries")
+    dev, stage = start_registry(directory=root / "dev"), start_registry(directory=root / "stage")
+    yield dev, stage
+    stop_registry(dev)
+    stop_registry(stage)
+
+
+@pytest.fixture(scope="module")
+def clean_db(tmp_path_factory: pytest.TempPathFactory) -> TrivyDb:
+    return make_db(tmp_path_factory.mktemp("promote-db"), advisories=())
+
+
+def _repo(path: Path, dev: Registry, stage: Registry, db: TrivyDb, name: str, **env: Any) -> Path:
+    repo = model_repo(path, {"name": f"docker://{dev.host}/ml/{name}", "code": ["src"]})
+    config = json.loads((repo / "mlci.yaml").read_text())
+    config["scan"] = {"cache_dir": str(db.cache_dir)}
+    config["promote"] = {"environments": {
+        "stage": {"image": f"docker://{stage.host}/ml/{name}", "branches": ["main"], "sign": False, **env},
+        "prod": {"image": f"docker://{stage.host}/prod/{name}", "tags": r"v\d+\.\d+\.\d+", "sign": False}},
+        "allow_force": True}
+    (repo / "mlci.yaml").write_text(json.dumps(config))
+    repos.commit_all(repo, "promotion environments")
+    return repo
+
+
+def _env(dev: Registry, stage: Registry, **extra: str) -> dict[str, str]:
+    return {**plain_http(dev.host, stage.host), "CI_COMMIT_BRANCH": "main", "SOURCE_DATE_EPOCH": "1700000000",
+            **extra}
+
+
+def _mlci(repo: Path, env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    done = repos.run_mlci(repo, *args, env=env)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _built(repo: Path, env: dict[str, str], tag: str) -> str:
+    code, out, err = _mlci(repo, env, "build", "--tag", tag)
+    assert code == 0, err
+    return out.strip()  # docker://dev/ml/NAME:TAG@sha256:...
+
+
+def test_a_scanned_image_is_promoted_by_digest_with_its_record_and_a_rerun_copies_nothing(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    dev, stage = pair
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, "happy")
+    env = _env(dev, stage)
+    image = _built(repo, env, "1.0")
+    code, _, err = _mlci(repo, env, "scan", image.rsplit("@", 1)[0])
+    assert code == 0, err
+    digest = image.rsplit("@", 1)[1]
+    code, out, err = _mlci(repo, env, "promote", image.rsplit("@", 1)[0], "--env", "stage", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["image"] == f"docker://{stage.host}/ml/happy:1.0@{digest}" and result["tagged"] == ["1.0"]
+    assert result["copied"] and result["referrers"] and result["scan_record"]
+    destination, _ = open_endpoint(parse(f"docker://{stage.host}/ml/happy"), plain_http=(stage.host,))
+    assert destination.get_manifest("1.0").digest == digest
+    assert isinstance(destination, RegistryEndpoint)
+    assert [r.verdict for r in record.find(destination, digest)] == ["pass"]  # the evidence travelled
+    assert not any(t.startswith("mlci-key-") for t in destination.registry.tags("ml/happy"))
+    mark = len(access_log(stage))
+    code, out, err = _mlci(repo, env, "promote", image.rsplit("@", 1)[0], "--env", "stage", "--json")
+    again = json.loads(out)
+    assert code == 0 and again["copied"] == [] and again["reused"] and again["tagged"] == ["1.0"], err
+    sent = [e for e in access_log(stage)[mark:] if e.method == "PATCH" or ("/blobs/uploads/" in e.target
+            and e.method == "PUT")]
+    assert sent == []  # (the write check opens and cancels one upload session: no byte is sent)
+
+
+def test_without_a_passing_scan_record_nothing_is_copied(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    dev, stage = pair
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, "unscanned")
+    env = _env(dev, stage)
+    image = _built(repo, env, "1.0")
+    mark = len(access_log(stage))
+    code, _, err = _mlci(repo, env, "promote", image.rsplit("@", 1)[0], "--env", "stage")
+    assert code == 1, err
+    assert "requires a passing scan record of sha256:" in err and "found: no scan record at all" in err
+    assert not [e for e in access_log(stage)[mark:] if e.method in ("POST", "PUT", "PATCH")]
+
+
+def test_the_environment_rule_the_commit_and_tag_immutability_refuse_before_copying(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    dev, stage = pair
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, "rules")
+    env = _env(dev, stage)
+    first = _built(repo, env, "1.0").rsplit("@", 1)[0]
+    assert _mlci(repo, env, "scan", first)[0] == 0
+    code, _, err = _mlci(repo, env, "promote", first, "--env", "prod")
+    assert code == 1 and "promote.environments.prod accepts tags matching" in err and "branch 'main'" in err, err
+    assert _mlci(repo, env, "promote", first, "--env", "stage")[0] == 0
+    (repo / "src" / "serve.py").write_text("print('serve, faster')\n")
+    repos.commit_all(repo, "a code change")
+    code, _, err = _mlci(repo, env, "promote", first, "--env", "stage")
+    assert code == 1 and "was built from commit" in err, err  # HEAD moved on: not this pipeline's build
+    second = _built(repo, env, "1.0").rsplit("@", 1)[0]
+    assert _mlci(repo, env, "scan", second)[0] == 0
+    code, _, err = _mlci(repo, env, "promote", second, "--env", "stage")
+    assert code == 1 and "tag '1.0' already names sha256:" in err, err
+    code, out, err = _mlci(repo, env, "promote", second, "--env", "stage", "--force", "--json")
+    assert code == 0 and json.loads(out)["forced"] and json.loads(out)["previous"], err
+
+
+def test_a_release_tag_gets_its_alias_tags(tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    dev, stage = pair
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, "aliases", aliases=True)
+    env = _env(dev, stage)
+    image = _built(repo, env, "v1.2.3").rsplit("@", 1)[0]
+    assert _mlci(repo, env, "scan", image)[0] == 0
+    code, out, err = _mlci(repo, env, "promote", image, "--env", "stage", "--json")
+    assert code == 0 and json.loads(out)["tagged"] == ["v1.2.3", "v1.2", "v1"], err
