@@ -68,7 +68,7 @@ def test_every_gitlab_job_runs_one_mlci_command() -> None:
     jobs = yaml.safe_load((ROOT / ".gitlab-ci" / "mlci.yml").read_text())
     scripts = {name: job["script"] for name, job in jobs.items() if isinstance(job, dict) and "script" in job}
     assert set(scripts) == {".mlci-config-check", ".mlci-train", ".mlci-data-test", ".mlci-report", ".mlci-build",
-                            ".mlci-scan"}
+                            ".mlci-scan", ".mlci-promote"}
     for name, script in scripts.items():
         assert len(script) == 1 and script[0].startswith("mlci "), name
         assert "after_script" not in jobs[name]  # gitlab-ci-local drops artifacts after an after_script

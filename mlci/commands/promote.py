@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from mlci.commands import handed_on_image
 from mlci.core import log
 
 
@@ -15,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
                             description="Copy SRC by digest (with its scan records, SBOM and signatures) into the "
                                         "environment's registry, if its policy accepts it; tags last. Exit 1 when "
                                         "the policy refuses (nothing copied).")
-    parser.add_argument("source", metavar="SRC", help="the image: docker://HOST/REPO:TAG, oci:DIR:TAG, ...")
+    parser.add_argument("source", metavar="SRC", nargs="?",
+                        help="the image: docker://HOST/REPO:TAG, oci:DIR:TAG, ... (default: MLCI_IMAGE, pinned by "
+                             "MLCI_IMAGE_DIGEST, as `mlci build --dotenv` hands it on)")
     parser.add_argument("destination", metavar="DEST", nargs="?",
                         help="where it goes (default: promote.environments.ENV.image)")
     parser.add_argument("--env", required=True, metavar="ENV", help="the target environment (promote.environments)")
@@ -31,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         force=a.force, digest_file=a.digest_file, dotenv=a.dotenv, as_json=a.json))
 
 
-def run(*, config_path: str | None, repo: Path, source: str, destination: str | None, env: str, tag: str | None,
+def run(*, config_path: str | None, repo: Path, source: str | None, destination: str | None, env: str, tag: str | None,
         force: bool, digest_file: str | None, dotenv: str | None, as_json: bool) -> int:
     """Promote; print the destination `ref:tag@digest` (or JSON with what was copied, reused and tagged)."""
     from mlci import settings as cfg
@@ -41,6 +44,11 @@ def run(*, config_path: str | None, repo: Path, source: str, destination: str | 
     for flag, value in (("--digest-file", digest_file), ("--dotenv", dotenv)):
         if value is not None:
             check_writable(Path(value), flag)
+    from mlci.core.errors import UsageError
+
+    source = source or handed_on_image()
+    if source is None:
+        raise UsageError("name the image to promote (SRC), or run after `mlci build --dotenv` (MLCI_IMAGE)")
     loaded = cfg.load(config_path, repo.resolve())
     root = loaded.path.parent if loaded.path else repo.resolve()
     result = promotion.promote(promotion.Request(source, destination, env, tag, force), loaded.config, repo.resolve(),
@@ -63,3 +71,4 @@ def run(*, config_path: str | None, repo: Path, source: str, destination: str | 
     else:
         log.out(result.destination)
     return 0
+

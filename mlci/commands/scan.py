@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from mlci.commands import directory
+from mlci.commands import directory, handed_on_image
 from mlci.core import log
 
 
@@ -59,7 +58,7 @@ def run(*, config_path: str | None, image: str | None, fs: Path | None, as_json:
     if fs is not None:
         result = scan.scan_directory(fs, context, paths)
     else:
-        image = image or _handed_on()
+        image = image or handed_on_image()
         if image is None:
             _out({"skipped": "no image"} if as_json else "skipped: no image (name one, or run after `mlci build "
                  "--dotenv` with MLCI_IMAGE and MLCI_IMAGE_DIGEST set)", as_json)
@@ -85,15 +84,6 @@ def run(*, config_path: str | None, image: str | None, fs: Path | None, as_json:
 def _pinned(image: str, digest: str | None) -> str:
     """The image as named, with the digest that was scanned (a tag moves; the digest is what was judged)."""
     return f"{image}@{digest}" if digest and not image.endswith(digest) else image
-
-
-def _handed_on() -> str | None:
-    """The image `mlci build --dotenv` handed on (MLCI_IMAGE, pinned by MLCI_IMAGE_DIGEST when set)."""
-    image, digest = os.environ.get("MLCI_IMAGE"), os.environ.get("MLCI_IMAGE_DIGEST")
-    if not image:
-        return None
-    pin = digest and image.startswith("docker://") and "@" not in image  # a layout's entry is named by its tag
-    return f"{image}@{digest}" if pin else image
 
 
 def _out(value: object, as_json: bool) -> None:
