@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ENV_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+# A forge environment's name as CI shows it (GitLab's rule without the variables `${}` it expands; GitHub's
+# names are a superset): letters, digits, spaces and `-_/.`.
+FORGE_ENV_NAME = re.compile(r"[A-Za-z0-9_./-]([A-Za-z0-9 _./-]{0,253}[A-Za-z0-9_./-])?")
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,11 @@ class Approval:
         "names the approver: weaker, anyone who can set variables can fake it; flagged in the record).")})
     variable: str | None = field(default=None, metadata={"doc": (
         "mode variable: the NAME of the CI variable that holds the approver's login.")})
-    required: int = field(default=1, metadata={"doc": "Approvals required (mode forge)."})
+    required: int = field(default=1, metadata={"doc": (
+        "Approvals required (mode forge): distinct approvers, the promoter never counted.")})
+    environment: str | None = field(default=None, metadata={"doc": (
+        "mode forge: the forge's name of the environment the promote job deploys to (GitLab `environment:name`, "
+        "GitHub `environment:`); default: the environment's own name (NAME).")})
 
 
 @dataclass(frozen=True)
@@ -112,8 +120,15 @@ def promote_problems(settings: PromoteSettings) -> list[str]:
             problems.append(f"{at}.scan_max_age_days: must be at least 1")
         if env.approval.mode == "variable" and not env.approval.variable:
             problems.append(f"{at}.approval.variable: name the CI variable that holds the approver (mode variable)")
+        if env.approval.variable is not None and not VARIABLE_NAME.fullmatch(env.approval.variable):
+            problems.append(f"{at}.approval.variable: must be the NAME of the CI variable that holds the approver, "
+                            "not the approver")
         if env.approval.required < 1:
             problems.append(f"{at}.approval.required: must be at least 1")
+        forge_env = env.approval.environment
+        if forge_env is not None and not FORGE_ENV_NAME.fullmatch(forge_env):
+            problems.append(f"{at}.approval.environment: a forge environment's name is letters, digits, spaces "
+                            "and - _ / . (at most 255), as CI_ENVIRONMENT_NAME shows it")
     if settings.signing.key_file and settings.signing.key_env:
         problems.append("promote.signing: give key_file or key_env, not both")
     return problems
