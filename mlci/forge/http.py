@@ -119,6 +119,17 @@ class Fields:
         """A nested object, or None when it is absent or null."""
         return None if self._data.get(key) is None else self.child(key)
 
+    def has(self, key: str) -> bool:
+        """Whether the field is there and not null (fields a forge sends only in some tiers or versions)."""
+        return self._data.get(key) is not None
+
+    def objects(self, key: str) -> list[Fields]:
+        """A nested list of objects that must be there."""
+        value = self._data.get(key)
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise self._fail(key, "a list of objects")
+        return [Fields(item, f"{self._where} `{key}` item {n}", self._hint) for n, item in enumerate(value)]
+
 
 class Reply:
     """A successful forge answer: headers, links and the JSON body through checked accessors."""
