@@ -1,4 +1,5 @@
-"""A local stand-in for GitLab's and GitHub's REST APIs (merge request notes, PR comments, uploads).
+"""A local stand-in for GitLab's and GitHub's REST APIs (merge request notes, PR comments, uploads,
+deployments and their approvals, workflow runs and their reviews).
 
 :func:`start_forge` runs a :class:`http.server.ThreadingHTTPServer` on 127.0.0.1 (plain
 HTTP, or HTTPS with a throwaway CA when ``tls=True``) in a background thread and
@@ -7,20 +8,25 @@ returns a :class:`ForgeServer`. One server speaks both dialects:
 * GitLab under ``/api/v4`` (:attr:`ForgeServer.gitlab_api`): ``GET /user``,
   ``GET|POST /projects/:id/merge_requests/:iid/notes``,
   ``GET|PUT|DELETE .../notes/:note_id``, ``POST /projects/:id/uploads`` and
-  ``GET /projects/:id/uploads/:secret/:filename``; uploaded files are also served
+  ``GET /projects/:id/uploads/:secret/:filename``, ``GET /projects/:id/deployments`` and
+  ``GET /projects/:id/deployments/:deployment_id``; uploaded files are also served
   (without auth) at ``/-/project/<id>/uploads/<secret>/<file>`` and
   ``/<project path>/uploads/<secret>/<file>``.
 * GitHub at the root, like api.github.com (:attr:`ForgeServer.github_api`), and
   under ``/api/v3`` like GitHub Enterprise Server (:attr:`ForgeServer.ghes_api`):
   ``GET /user``, ``GET|POST /repos/{owner}/{repo}/issues/{number}/comments``,
   ``GET /repositories/{repo_id}/issues/{number}/comments`` (where ``Link`` points),
-  ``GET|PATCH|DELETE /repos/{owner}/{repo}/issues/comments/{comment_id}``.
+  ``GET|PATCH|DELETE /repos/{owner}/{repo}/issues/comments/{comment_id}``,
+  ``GET /repos/{owner}/{repo}/actions/runs/{run_id}`` and ``.../runs/{run_id}/approvals``.
 
 State lives in memory behind one lock; tests drive it through Python
 (:meth:`ForgeServer.add_user`, :meth:`~ForgeServer.add_merge_request`,
 :meth:`~ForgeServer.add_notes`, :meth:`~ForgeServer.add_pull_request`,
 :meth:`~ForgeServer.add_comments`, :meth:`~ForgeServer.notes`,
-:meth:`~ForgeServer.comments`, :meth:`~ForgeServer.uploads`), read every request
+:meth:`~ForgeServer.comments`, :meth:`~ForgeServer.uploads`, :meth:`~ForgeServer.add_deployment`,
+:meth:`~ForgeServer.approve_deployment`, :meth:`~ForgeServer.set_deployment_status`,
+:meth:`~ForgeServer.set_gitlab_tier`, :meth:`~ForgeServer.set_role`, :meth:`~ForgeServer.add_workflow_run`,
+:meth:`~ForgeServer.review_run`), read every request
 back from :attr:`~ForgeServer.requests` / :meth:`~ForgeServer.request_count`, and
 inject faults with :meth:`~ForgeServer.fail_next` (``store_first=True`` runs the
 request, keeps its effect, and still answers the fault: "502 after storing").
@@ -54,6 +60,20 @@ GitLab
     ``/user``).
   * uploads answer 201 ``{id, alt, url: /uploads/<32 hex>/<file>, full_path:
     /-/project/<id>/uploads/<32 hex>/<file>, markdown}``.
+  * deployments (lib/api/deployments.rb, app/finders/deployments_finder.rb): ``order_by``
+    id|iid|created_at|updated_at|finished_at default id (created_at and iid served as id,
+    updated_at ties on id), ``sort`` default **asc**, ``environment`` (name), ``status``
+    (created|running|success|failed|canceled|skipped|blocked), ``updated_after/before``,
+    ``finished_after/before`` with the finder's rules answered ``400 {"message": "400 Bad request -
+    <rule>"}``; offset pagination as above. List items are ``Entities::Deployment`` (``deployable``
+    is the job, with its ``user``: who ran it, the player of a manual job); only ``GET
+    .../deployments/:deployment_id`` (``DeploymentExtended``) carries, in Premium and Ultimate,
+    ``pending_approval_count`` (required minus given while ``blocked``, else 0), ``approvals``
+    (``{user, status: approved|rejected, created_at, comment}``) and ``approval_summary.rules``
+    (each with its ``deployment_approvals``); the Free tier sends none of them. Unknown deployment:
+    ``404 Not found``. Auth: job tokens are accepted (GitLab 16.2+); other tokens need the ``api`` or
+    ``read_api`` scope, else 403 ``{"error": "insufficient_scope", ...}`` with a ``WWW-Authenticate``
+    challenge; Guests (and Planners) get ``403 Forbidden``.
 
 GitHub
   * ``per_page`` default 30, max 100 (capped; 0 or junk falls back to 30), ``page``
@@ -76,6 +96,12 @@ GitHub
     a fork gets a read-only ``GITHUB_TOKEN`` (``read_only=True``): its writes get the same 403
     "Resource not accessible by integration".
   * comment ``user``: simple-user objects with ``login``, ``id`` and ``type``.
+  * workflow runs: ``GET .../actions/runs/{run_id}`` (``actor``: who triggered the run,
+    ``triggering_actor``: who started this attempt, ``run_attempt``) and ``.../approvals``, the
+    review history as one unpaginated JSON array (GitHub's description gives it no page
+    parameters) of ``{environments: [{id, node_id, name, url, html_url, created_at, updated_at}],
+    state: approved|rejected|pending, user, comment}``; unknown run: ``404 Not Found``; an
+    installation token without ``actions: read``: 403 "Resource not accessible by integration".
 
 Rate limits (:meth:`ForgeServer.fail_next` with ``rate_limit=``; the request is not
 processed), as documented:
@@ -87,9 +113,11 @@ processed), as documented:
     ``{"message": "This endpoint has been requested too many times. Try again later."}``,
     with ``Retry-After`` in GitLab 18.5+ (the default 429 fault).
 
-Simplifications: one token table serves both dialects; there are no roles, so only a
-note's/comment's author may edit or delete it (real maintainers and write
-collaborators may edit others'); timestamps come from a fake clock that starts at
+Simplifications: one token table serves both dialects; roles are checked only on the
+deployment routes (a user without one is a Developer), so only a note's/comment's author may edit
+or delete it (real maintainers and write collaborators may edit others'); approvals are set
+through :meth:`ForgeServer.approve_deployment` and reviews through
+:meth:`ForgeServer.review_run` (the API's approve/review POSTs are not served); timestamps come from a fake clock that starts at
 2024-05-01T12:00:00Z and ticks one second per stored or edited item. Injected faults
 default to what a client meets in the wild: 429 as JSON (plus ``Retry-After`` if
 given), 502/503/504 as a proxy's HTML page, anything else ``{"message": "<code> <phrase>"}``.
@@ -141,6 +169,19 @@ GITHUB_MAX_PER_PAGE = 100
 GITHUB_DOCS = "https://docs.github.com/rest"
 GITHUB_COMMENT_DOCS = "https://docs.github.com/rest/issues/comments"
 GITHUB_USER_DOCS = "https://docs.github.com/rest/users/users#get-the-authenticated-user"
+GITHUB_RUN_DOCS = "https://docs.github.com/rest/actions/workflow-runs#get-a-workflow-run"
+GITHUB_REVIEWS_DOCS = "https://docs.github.com/rest/actions/workflow-runs#get-the-review-history-for-a-workflow-run"
+# Deployments (lib/api/deployments.rb, app/finders/deployments_finder.rb, ee/app/models/ee/deployment.rb).
+DEPLOYMENT_STATUSES = ("created", "running", "success", "failed", "canceled", "skipped", "blocked")
+DEPLOYMENT_FINISHED = ("success", "failed", "canceled")
+DEPLOYMENT_UPCOMING = ("created", "blocked", "running")
+DEPLOYMENT_SORTS = ("id", "iid", "created_at", "updated_at", "finished_at")
+# The job's status a deployment's status mirrors (Deployment#sync_status_with: a `manual` job is `blocked`).
+DEPLOYMENT_JOB_STATUS = {"blocked": "manual", "created": "created"}
+GITLAB_TIERS = ("free", "premium", "ultimate")
+GITLAB_ROLES = ("guest", "planner", "reporter", "developer", "maintainer", "owner")
+# What GitLab answers (403) for a token without the scope the route needs (Gitlab::Auth::InsufficientScopeError).
+GITLAB_INSUFFICIENT_SCOPE = "The request requires higher privileges than provided by the access token."
 # GitHub Actions' app and its bot user on github.com: what GITHUB_TOKEN's comments are authored by.
 ACTIONS_APP_ID = 15368
 ACTIONS_BOT_ID = 41898282
@@ -302,6 +343,64 @@ class _Pull:
     comments: list[_Comment] = field(default_factory=list)
 
 
+@dataclass
+class _DeploymentApproval:
+    """A decision on a GitLab deployment (``Deployments::Approval``)."""
+
+    user: User
+    status: str
+    comment: str | None
+    created_at: dt.datetime
+    rule: str | None = None
+
+
+@dataclass
+class _Deployment:
+    """A GitLab deployment of a CI job to an environment; ``rules``: (name, required approvals) of its
+    protected environment's multiple approval rules, ``required`` the unified setting's count."""
+
+    id: int
+    iid: int
+    project: _Project
+    environment: str
+    environment_id: int
+    job_id: int
+    job_user: User
+    user: User
+    status: str
+    ref: str
+    sha: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    finished_at: dt.datetime | None
+    required: int
+    rules: list[tuple[str, int]]
+    approvals: list[_DeploymentApproval] = field(default_factory=list)
+
+
+@dataclass
+class _RunReview:
+    """One entry of a GitHub workflow run's review history."""
+
+    environments: list[tuple[int, str]]
+    state: str
+    user: User
+    comment: str
+
+
+@dataclass
+class _Run:
+    """A GitHub Actions workflow run."""
+
+    id: int
+    repo: _Repo
+    actor: User
+    triggering_actor: User
+    run_attempt: int
+    created_at: dt.datetime
+    reviews: list[_RunReview] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class _Request:
     """An HTTP request as the handler read it (header names lower-cased)."""
@@ -377,7 +476,8 @@ class ForgeServer:
         self._clock = CLOCK_START
         self._ids: dict[str, int] = {"user": 1000, "project": 41, "mr": 9000, "note": 2_200_000_000,
                                      "repo": 700_000_000, "comment": 3_100_000_000, "upload": 500,
-                                     "app": 900_000}
+                                     "app": 900_000, "deployment": 80_000, "environment": 300,
+                                     "run": 9_100_000_000, "github_environment": 56_780_000}
         self._users_by_token: dict[str, User] = {}
         self._users_by_name: dict[str, User] = {}
         self._job_tokens: dict[str, User] = {}
@@ -389,6 +489,14 @@ class ForgeServer:
         self._repos: dict[tuple[str, str], _Repo] = {}
         self._pulls: dict[tuple[int, int], _Pull] = {}
         self._faults: list[_Fault] = []
+        self._token_scopes: dict[str, frozenset[str]] = {}
+        self._roles: dict[tuple[int, str], str] = {}
+        self._no_actions_read: set[str] = set()
+        self.gitlab_tier = "premium"
+        self._deployments: dict[int, _Deployment] = {}
+        self._environment_ids: dict[tuple[int, str], int] = {}
+        self._runs: dict[tuple[int, int], _Run] = {}
+        self._github_environments: dict[tuple[int, str], tuple[int, str]] = {}
         self._log: list[RecordedRequest] = []
         self.errors: list[str] = []
         self._httpd = _HTTPServer(self, context)
@@ -406,8 +514,10 @@ class ForgeServer:
     # --- test controls: users ---------------------------------------------------------------------
 
     def add_user(self, token: str | None, username: str, id: int | None = None, *,
-                 name: str | None = None, type: str = "User") -> User:
-        """Register a user (``token`` None: an author without API access); both APIs accept the token."""
+                 name: str | None = None, type: str = "User", scopes: Iterable[str] = ("api",)) -> User:
+        """Register a user (``token`` None: an author without API access); both APIs accept the token.
+        ``scopes``: the GitLab token's scopes (``api``, ``read_api``, ``read_user``, ...); the deployment routes
+        check them, the older routes do not."""
         with self._lock:
             if username.lower() in self._users_by_name:
                 raise ValueError(f"user {username!r} already exists")
@@ -416,15 +526,18 @@ class ForgeServer:
             self._users_by_name[username.lower()] = user
             if token is not None:
                 self._users_by_token[token] = user
+                self._token_scopes[token] = frozenset(scopes)
             return user
 
     def add_installation_token(self, token: str, app_slug: str = "github-actions", *,
-                               app_id: int | None = None, bot_id: int | None = None, read_only: bool = False) -> User:
+                               app_id: int | None = None, bot_id: int | None = None, read_only: bool = False,
+                               actions: str = "read") -> User:
         """Register a GitHub installation token (Actions' GITHUB_TOKEN by default, else a GitHub App's): it
         acts as the app's bot ``<slug>[bot]`` (``type: Bot``; github-actions[bot] is id 41898282 as on
         github.com) and gets 403 "Resource not accessible by integration" on ``GET /user``. ``read_only``: the
         GITHUB_TOKEN of a ``pull_request`` run from a fork, whose writes (POST, PATCH, DELETE of comments) get
-        that same 403 with the route's documentation URL."""
+        that same 403 with the route's documentation URL. ``actions="none"``: a token whose workflow's
+        ``permissions:`` leave out ``actions: read``; the workflow-run routes answer it that same 403."""
         with self._lock:
             login = f"{app_slug}[bot]"
             bot = self._users_by_name.get(login.lower())
@@ -440,6 +553,10 @@ class ForgeServer:
             self._installation_tokens[token] = App(identifier, app_slug, bot.name, bot)
             if read_only:
                 self._read_only_tokens.add(token)
+            if actions not in ("read", "write", "none"):
+                raise ValueError("actions must be read, write or none")
+            if actions == "none":
+                self._no_actions_read.add(token)
             return bot
 
     def add_job_token(self, token: str, username: str) -> None:
@@ -518,6 +635,103 @@ class ForgeServer:
         with self._lock:
             pull = self._pull_for(owner, repo, number)
             return [self._comment_json(comment, self.github_api) for comment in pull.comments]
+
+    # --- test controls: GitLab deployments -------------------------------------------------------------
+
+    def set_gitlab_tier(self, tier: str) -> None:
+        """``free`` answers deployments without ``approvals``/``pending_approval_count``/``approval_summary`` (a
+        Premium feature); ``premium`` (the default) and ``ultimate`` with them."""
+        if tier not in GITLAB_TIERS:
+            raise ValueError(f"tier must be one of {GITLAB_TIERS}")
+        with self._lock:
+            self.gitlab_tier = tier
+
+    def set_role(self, project: str | int, username: str, role: str) -> None:
+        """``username``'s role in ``project``; a user without one acts as a Developer. Reading deployments needs
+        Reporter or above: a Guest (or Planner) gets ``403 Forbidden``."""
+        if role not in GITLAB_ROLES:
+            raise ValueError(f"role must be one of {GITLAB_ROLES}")
+        with self._lock:
+            found = self._project_for(project, create=True)
+            self._roles[(found.id, self._user(username).username.lower())] = role
+
+    def add_deployment(self, project: str | int, environment: str, *, job_id: int, job_user: str,
+                       status: str = "running", required_approvals: int = 0,
+                       rules: Iterable[tuple[str, int]] = (), creator: str | None = None,
+                       ref: str = "v1.4.0", sha: str = "a91957a858320c0e17f3a0eca7cfacbff50ea29a") -> int:
+        """A deployment to ``environment`` by the CI job ``job_id``, run by ``job_user``; ``creator`` (default:
+        the job's user) is the deployment's ``user``, who created the pipeline. ``required_approvals``: the
+        protected environment's unified approval setting; ``rules``: its multiple approval rules as (name,
+        required approvals). Returns the deployment's id."""
+        if status not in DEPLOYMENT_STATUSES:
+            raise ValueError(f"status must be one of {DEPLOYMENT_STATUSES}")
+        with self._lock:
+            found = self._project_for(project, create=True)
+            env_key = (found.id, environment)
+            if env_key not in self._environment_ids:
+                self._environment_ids[env_key] = self._next_id("environment")
+            iid = 1 + sum(1 for d in self._deployments.values() if d.project.id == found.id)
+            now = self._tick()
+            deployment = _Deployment(self._next_id("deployment"), iid, found, environment,
+                                     self._environment_ids[env_key], job_id, self._user(job_user),
+                                     self._user(creator or job_user), status, ref, sha, now, now,
+                                     now if status in DEPLOYMENT_FINISHED else None, required_approvals, list(rules))
+            self._deployments[deployment.id] = deployment
+            return deployment.id
+
+    def approve_deployment(self, deployment_id: int, username: str, status: str = "approved", *,
+                           comment: str | None = None, represented_as: str | None = None) -> None:
+        """Record ``username``'s decision (``approved`` or ``rejected``) on a deployment, as GitLab stores it
+        (``represented_as``: the approval rule it counts for). The Python control records it whatever GitLab's
+        rules are (the pipeline triggerer's automatic approval, when the project allows it, is one)."""
+        if status not in ("approved", "rejected"):
+            raise ValueError("status must be approved or rejected")
+        with self._lock:
+            deployment = self._deployments[deployment_id]
+            now = self._tick()
+            deployment.approvals.append(_DeploymentApproval(self._user(username), status, comment, now, represented_as))
+            deployment.updated_at = now
+
+    def set_deployment_status(self, deployment_id: int, status: str) -> None:
+        """Move a deployment to ``status`` (its job was played, finished, ...)."""
+        if status not in DEPLOYMENT_STATUSES:
+            raise ValueError(f"status must be one of {DEPLOYMENT_STATUSES}")
+        with self._lock:
+            deployment = self._deployments[deployment_id]
+            deployment.status = status
+            deployment.updated_at = self._tick()
+            if status in DEPLOYMENT_FINISHED:
+                deployment.finished_at = deployment.updated_at
+
+    # --- test controls: GitHub workflow runs ---------------------------------------------------------
+
+    def add_workflow_run(self, owner: str, repo: str, *, actor: str, triggering_actor: str | None = None,
+                         run_attempt: int = 1, public: bool = False) -> int:
+        """A workflow run in ``owner/repo`` (created if needed) triggered by ``actor``; ``triggering_actor``
+        (default: ``actor``) started its attempt ``run_attempt``. Returns the run's id."""
+        with self._lock:
+            found = self._repo_for(owner, repo, create=True, public=public)
+            run = _Run(self._next_id("run"), found, self._user(actor), self._user(triggering_actor or actor),
+                       run_attempt, self._tick())
+            self._runs[(found.id, run.id)] = run
+            return run.id
+
+    def review_run(self, owner: str, repo: str, run_id: int, *, user: str, environments: Iterable[str],
+                   state: str = "approved", comment: str = "") -> None:
+        """Append a review of the run's pending deployments to ``environments`` by ``user`` (``approved``,
+        ``rejected``, or ``pending``: a comment without a decision)."""
+        if state not in ("approved", "rejected", "pending"):
+            raise ValueError("state must be approved, rejected or pending")
+        with self._lock:
+            found = self._repo_for(owner, repo, create=False)
+            run = self._runs[(found.id, run_id)]
+            named = []
+            for name in environments:
+                key = (found.id, name.lower())  # GitHub's environment names are case-insensitive
+                if key not in self._github_environments:
+                    self._github_environments[key] = (self._next_id("github_environment"), name)
+                named.append(self._github_environments[key])
+            run.reviews.append(_RunReview(named, state, self._user(user), comment))
 
     # --- test controls: faults and the request log --------------------------------------------------
 
@@ -672,7 +886,134 @@ class ForgeServer:
                 self._gitlab_user(request, job_token_allowed=False)
                 project = self._gitlab_project(project_id)
                 return self._serve_upload(project, secret, unquote(filename))
+            case ["projects", project_id, "deployments"]:
+                _allow(method, "GET")
+                project = self._gitlab_read_deployments(request, project_id)
+                return self._gitlab_list_deployments(request, project_id, project)
+            case ["projects", project_id, "deployments", deployment_id]:
+                _allow(method, "GET")
+                project = self._gitlab_read_deployments(request, project_id)
+                number = _grape_int({"deployment_id": deployment_id}, "deployment_id", 0)
+                deployment = self._deployments.get(number)
+                if deployment is None or deployment.project.id != project.id:
+                    raise _HttpError(_json(404, {"message": "404 Not found"}))
+                return _json(200, self._deployment_json(deployment, extended=True))
         return _json(404, {"error": "404 Not Found"})
+
+    def _gitlab_read_deployments(self, request: _Request, project_id: str) -> _Project:
+        """The deployment routes' guard: a job token is accepted (GitLab 16.2+); a personal, project or group
+        token needs the ``api`` or ``read_api`` scope (else 403 insufficient_scope); the user Reporter or above
+        (else 403 Forbidden)."""
+        user = self._gitlab_user(request, job_token_allowed=True)
+        token = request.header("private-token") or request.param("private_token")
+        if not token:
+            scheme, _, bearer = (request.header("authorization") or "").partition(" ")
+            token = bearer.strip() if scheme.lower() == "bearer" else None
+        scopes = self._token_scopes.get(token or "") if token in self._users_by_token else None
+        if scopes is not None and not scopes & {"api", "read_api"}:
+            challenge = (f'Bearer realm="Protected by OAuth 2.0", error="insufficient_scope", '
+                         f'error_description="{GITLAB_INSUFFICIENT_SCOPE}", scope="api read_api"')
+            raise _HttpError(_json(403, {"error": "insufficient_scope", "error_description": GITLAB_INSUFFICIENT_SCOPE,
+                                         "scope": "api read_api"}, {"WWW-Authenticate": challenge}))
+        project = self._gitlab_project(project_id)
+        if self._roles.get((project.id, user.username.lower()), "developer") in ("guest", "planner"):
+            raise _HttpError(_json(403, {"message": "403 Forbidden"}))
+        return project
+
+    def _gitlab_list_deployments(self, request: _Request, project_id: str, project: _Project) -> _Response:
+        """``GET /projects/:id/deployments``: Grape's param checks, DeploymentsFinder's rules and filters, one page
+        with GitLab's pagination headers; items are ``Entities::Deployment`` (no approvals)."""
+        params = {key: values[0] for key, values in request.query.items()}
+        params.setdefault("order_by", "id")
+        params.setdefault("sort", "asc")
+        page = _grape_int(params, "page", 1)
+        per_page = _grape_int(params, "per_page", GITLAB_DEFAULT_PER_PAGE)
+        _grape_check(params, "page", page >= 1, "does not have a valid value")
+        _grape_check(params, "per_page", per_page != 0, "has a value not allowed")
+        _grape_check(params, "per_page", per_page > 0, "does not have a valid value")
+        _grape_check(params, "order_by", params["order_by"] in DEPLOYMENT_SORTS, "does not have a valid value")
+        _grape_check(params, "sort", params["sort"] in ("asc", "desc"), "does not have a valid value")
+        if "status" in params:
+            _grape_check(params, "status", params["status"] in DEPLOYMENT_STATUSES, "does not have a valid value")
+        bounds = {name: _grape_time(params, name) for name in
+                  ("updated_after", "updated_before", "finished_after", "finished_before") if params.get(name)}
+        _deployments_finder_check(params, bounds)
+        found = [d for d in self._deployments.values() if d.project.id == project.id
+                 and ("environment" not in params or d.environment == params["environment"])
+                 and ("status" not in params or d.status == params["status"])
+                 and _within(d.updated_at, bounds.get("updated_after"), bounds.get("updated_before"))
+                 and (not {"finished_after", "finished_before"} & bounds.keys()
+                      or (d.finished_at is not None
+                          and _within(d.finished_at, bounds.get("finished_after"), bounds.get("finished_before"))))]
+        order = params["order_by"] if "updated_after" not in bounds and "updated_before" not in bounds else "updated_at"
+
+        def key(deployment: _Deployment) -> tuple[Any, ...]:
+            """DeploymentsFinder's order: created_at and iid are served as id; updated_at ties on id."""
+            if order == "updated_at":
+                return (deployment.updated_at, deployment.id)
+            if order == "finished_at":
+                return (deployment.finished_at or CLOCK_START, deployment.id)
+            return (deployment.id,)
+
+        found.sort(key=key, reverse=params["sort"] == "desc")
+        params.update({"id": unquote(project_id), "page": str(page), "per_page": str(per_page)})
+        limit = min(per_page, GITLAB_MAX_PER_PAGE)
+        chunk = found[(page - 1) * limit: page * limit]
+        headers = _gitlab_page_headers(f"{self.gitlab_api}/projects/{project_id}/deployments", params, page, limit,
+                                       len(found))
+        return _json(200, [self._deployment_json(d, extended=False) for d in chunk], headers)
+
+    def _deployment_json(self, deployment: _Deployment, *, extended: bool) -> dict[str, Any]:
+        """``Entities::Deployment``; ``extended``: ``DeploymentExtended``, which in Premium and Ultimate adds
+        ``pending_approval_count``, ``approvals`` and ``approval_summary``."""
+        project = deployment.project
+        job_status = DEPLOYMENT_JOB_STATUS.get(deployment.status, deployment.status)
+        rendered: dict[str, Any] = {
+            "id": deployment.id, "iid": deployment.iid, "ref": deployment.ref, "sha": deployment.sha,
+            "created_at": _gitlab_time(deployment.created_at), "updated_at": _gitlab_time(deployment.updated_at),
+            "user": self._gitlab_user_basic(deployment.user),
+            "environment": {"id": deployment.environment_id, "name": deployment.environment,
+                            "slug": re.sub(r"[^a-z0-9]+", "-", deployment.environment.lower()).strip("-")[:24],
+                            "external_url": None, "created_at": _gitlab_time(CLOCK_START),
+                            "updated_at": _gitlab_time(deployment.updated_at)},
+            "deployable": {
+                "id": deployment.job_id, "status": job_status, "stage": "promote", "name": "promote",
+                "ref": deployment.ref, "tag": True, "coverage": None, "allow_failure": False,
+                "created_at": _gitlab_time(deployment.created_at), "started_at": None, "finished_at": None,
+                "duration": None, "queued_duration": None,
+                "user": {**self._gitlab_user_basic(deployment.job_user), "created_at": _gitlab_time(CLOCK_START),
+                         "bio": "", "location": None, "public_email": None, "website_url": "", "organization": None},
+                "commit": {"id": deployment.sha, "short_id": deployment.sha[:8], "title": "Release",
+                           "message": "Release\n"},
+                "pipeline": {"id": deployment.job_id // 10 + 1, "project_id": project.id, "sha": deployment.sha,
+                             "ref": deployment.ref, "status": "running", "source": "push",
+                             "web_url": f"{self.url}/{project.path}/-/pipelines/{deployment.job_id // 10 + 1}"},
+                "web_url": f"{self.url}/{project.path}/-/jobs/{deployment.job_id}",
+                "project": {"ci_job_token_scope_enabled": False}, "artifacts": [], "runner": None,
+                "artifacts_expire_at": None, "archived": False, "tag_list": []},
+            "status": deployment.status,
+        }
+        if extended and self.gitlab_tier != "free":
+            required = sum(count for _, count in deployment.rules) if deployment.rules else deployment.required
+            pending = required - len(deployment.approvals) if deployment.status == "blocked" else 0
+            rules = [{"id": n + 1, "user_id": None, "group_id": 130 + n, "access_level": None,
+                      "access_level_description": name, "required_approvals": count, "group_inheritance_type": 0,
+                      "deployment_approvals": [self._approval_json(a) for a in deployment.approvals if a.rule == name]}
+                     for n, (name, count) in enumerate(deployment.rules)]
+            rendered.update({"pending_approval_count": pending,
+                             "approvals": [self._approval_json(a) for a in deployment.approvals],
+                             "approval_summary": {"rules": rules}})
+        return rendered
+
+    def _approval_json(self, approval: _DeploymentApproval) -> dict[str, Any]:
+        """``Entities::Deployments::Approval``."""
+        return {"user": self._gitlab_user_basic(approval.user), "status": approval.status,
+                "created_at": _gitlab_time(approval.created_at), "comment": approval.comment}
+
+    def _gitlab_user_basic(self, user: User) -> dict[str, Any]:
+        """``Entities::UserBasic`` (the fields clients use)."""
+        return {"id": user.id, "username": user.username, "name": user.name, "state": "active", "locked": False,
+                "avatar_url": None, "web_url": f"{self.url}/{user.username}"}
 
     def _gitlab_user(self, request: _Request, *, job_token_allowed: bool) -> User:
         """The caller: PAT/OAuth via PRIVATE-TOKEN or Bearer; a job token only where the route allows it."""
@@ -869,6 +1210,14 @@ class ForgeServer:
                 if method == "POST":
                     return self._github_create_comment(request, api, pull)
                 return self._github_list_comments(request, api, pull)
+            case ["repos", owner, repo, "actions", "runs", run_id]:
+                _allow(method, "GET", github=True)
+                return _json(200, self._run_json(self._github_run(request, owner, repo, run_id, GITHUB_RUN_DOCS), api),
+                             github=True)
+            case ["repos", owner, repo, "actions", "runs", run_id, "approvals"]:
+                _allow(method, "GET", github=True)
+                run = self._github_run(request, owner, repo, run_id, GITHUB_REVIEWS_DOCS)
+                return _json(200, [self._review_json(review, run, api) for review in run.reviews], github=True)
             case ["repositories", repo_id, "issues", number, "comments"]:
                 _allow(method, "GET", github=True)
                 repo_found = next((r for r in self._repos.values() if str(r.id) == repo_id), None)
@@ -905,6 +1254,49 @@ class ForgeServer:
         scheme, _, credential = (request.header("authorization") or "").strip().partition(" ")
         if scheme.lower() in ("bearer", "token") and credential.strip() in self._read_only_tokens:
             raise _HttpError(_github_error(403, "Resource not accessible by integration", docs))
+
+    def _github_run(self, request: _Request, owner: str, repo: str, run_id: str, docs: str) -> _Run:
+        """The run addressed by the route: 404 for an unknown repository or run (and a private repository
+        without auth), 403 "Resource not accessible by integration" for an installation token without
+        ``actions: read``."""
+        user = self._github_user(request)
+        found = self._repos.get((unquote(owner).lower(), unquote(repo).lower()))
+        if found is None or (user is None and not found.public):
+            raise _HttpError(_github_error(404, "Not Found", docs))
+        scheme, _, credential = (request.header("authorization") or "").strip().partition(" ")
+        if scheme.lower() in ("bearer", "token") and credential.strip() in self._no_actions_read:
+            raise _HttpError(_github_error(403, "Resource not accessible by integration", docs))
+        run = self._runs.get((found.id, int(run_id))) if run_id.isdigit() else None
+        if run is None:
+            raise _HttpError(_github_error(404, "Not Found", docs))
+        return run
+
+    def _run_json(self, run: _Run, api: str) -> dict[str, Any]:
+        """A workflow run as the REST API renders it (the fields clients use)."""
+        repo = run.repo
+        return {"id": run.id, "name": "mlci", "node_id": f"WFR_kwLO{run.id:x}", "head_branch": "v1.4.0",
+                "head_sha": "a91957a858320c0e17f3a0eca7cfacbff50ea29a", "path": ".github/workflows/mlci.yml",
+                "run_number": run.id % 1000, "event": "push", "status": "in_progress", "conclusion": None,
+                "workflow_id": 161335, "url": f"{api}/repos/{repo.owner}/{repo.name}/actions/runs/{run.id}",
+                "html_url": f"{self.url}/{repo.owner}/{repo.name}/actions/runs/{run.id}",
+                "created_at": _github_time(run.created_at), "updated_at": _github_time(run.created_at),
+                "run_attempt": run.run_attempt, "run_started_at": _github_time(run.created_at),
+                "actor": _github_user_json(run.actor, api, self.url),
+                "triggering_actor": _github_user_json(run.triggering_actor, api, self.url),
+                "repository": {"id": repo.id, "name": repo.name, "full_name": f"{repo.owner}/{repo.name}",
+                               "private": not repo.public}}
+
+    def _review_json(self, review: _RunReview, run: _Run, api: str) -> dict[str, Any]:
+        """An ``environment-approvals`` entry of a run's review history."""
+        repo = run.repo
+        return {"environments": [{"id": env_id, "node_id": f"EN_kwDO{env_id:x}", "name": name,
+                                  "url": f"{api}/repos/{repo.owner}/{repo.name}/environments/{quote(name)}",
+                                  "html_url": f"{self.url}/{repo.owner}/{repo.name}/deployments/activity_log"
+                                              f"?environments_filter={quote(name)}",
+                                  "created_at": _github_time(CLOCK_START), "updated_at": _github_time(CLOCK_START)}
+                                 for env_id, name in review.environments],
+                "state": review.state, "user": _github_user_json(review.user, api, self.url),
+                "comment": review.comment}
 
     def _github_app(self, request: _Request) -> App | None:
         """The app whose installation token authenticates the request, if any."""
@@ -1261,6 +1653,41 @@ def _grape_check(params: dict[str, str], name: str, ok: bool, message: str) -> N
     """400 ``{"error": "<name> <message>"}`` unless ``ok``."""
     if not ok:
         raise _HttpError(_json(400, {"error": f"{name} {message}"}))
+
+
+def _grape_time(params: dict[str, str], name: str) -> dt.datetime:
+    """A DateTime param (ISO 8601); 400 ``<name> is invalid`` otherwise."""
+    try:
+        moment = dt.datetime.fromisoformat(params[name].replace("Z", "+00:00"))
+    except ValueError:
+        raise _HttpError(_json(400, {"error": f"{name} is invalid"})) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def _deployments_finder_check(params: dict[str, str], bounds: dict[str, dt.datetime]) -> None:
+    """DeploymentsFinder#validate!: its InefficientQueryError answered as ``400 Bad request - <message>``."""
+    by_updated = bool({"updated_after", "updated_before"} & bounds.keys())
+    by_finished = bool({"finished_after", "finished_before"} & bounds.keys())
+    status = params.get("status")
+    problem = None
+    if by_updated and by_finished:
+        problem = "Both `updated_at` filter and `finished_at` filter can not be specified"
+    elif by_updated and params["order_by"] != "updated_at":
+        problem = "`updated_at` filter requires `updated_at` sort"
+    elif by_finished and params["order_by"] != "finished_at":
+        problem = "`finished_at` filter requires `finished_at` sort."
+    elif params["order_by"] == "finished_at" and not (by_finished or status in DEPLOYMENT_FINISHED):
+        problem = ("`finished_at` sort requires `finished_at` filter or a filter with at least one of the finished "
+                   "statuses.")
+    elif by_finished and status != "success":
+        problem = "`finished_at` filter must be combined with `success` status filter."
+    if problem is not None:
+        raise _HttpError(_json(400, {"message": f"400 Bad request - {problem}"}))
+
+
+def _within(moment: dt.datetime, after: dt.datetime | None, before: dt.datetime | None) -> bool:
+    """``after`` <= moment <= ``before``, each bound optional (the finder's inclusive scopes)."""
+    return (after is None or moment >= after) and (before is None or moment <= before)
 
 
 def _filter_activity(notes: list[_Note], activity_filter: str) -> list[_Note]:
