@@ -129,13 +129,14 @@ class GitLabDeployments:
         path = f"{self.project}/deployments/{deployment_id}"
         found = self.api.call("GET", path).fields()
         deployable = found.optional_child("deployable")
-        reviews: tuple[Review, ...] | None = None
-        if found.has("approvals"):
-            approvals = found.objects("approvals")
-            summary = found.optional_child("approval_summary")
-            for rule in summary.objects("rules") if summary is not None and summary.has("rules") else []:
-                approvals += rule.objects("deployment_approvals") if rule.has("deployment_approvals") else []
-            reviews = tuple(self._review(approval, path) for approval in approvals)
+        # Both lists: GitLab's source sends every approval in `approvals`, its documentation describes the rules'
+        # approvals in `approval_summary` for environments with multiple approval rules; the policy counts people.
+        approvals = found.objects("approvals") if found.has("approvals") else []
+        summary = found.optional_child("approval_summary")
+        for rule in summary.objects("rules") if summary is not None and summary.has("rules") else []:
+            approvals += rule.objects("deployment_approvals") if rule.has("deployment_approvals") else []
+        reviews = (tuple(self._review(approval, path) for approval in approvals)
+                   if found.has("approvals") or summary is not None else None)
         return Deployment(
             found.number("id"), found.text("status"), found.child("environment").text("name"),
             None if deployable is None else deployable.number("id"),
