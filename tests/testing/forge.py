@@ -117,8 +117,9 @@ Simplifications: one token table serves both dialects; roles are checked only on
 deployment routes (a user without one is a Developer), so only a note's/comment's author may edit
 or delete it (real maintainers and write collaborators may edit others'); approvals are set
 through :meth:`ForgeServer.approve_deployment` and reviews through
-:meth:`ForgeServer.review_run` (the API's approve/review POSTs are not served); timestamps come from a fake clock that starts at
-2024-05-01T12:00:00Z and ticks one second per stored or edited item. Injected faults
+:meth:`ForgeServer.review_run` (the API's approve/review POSTs are not served); timestamps
+come from a fake clock that starts at 2024-05-01T12:00:00Z and ticks one second per stored or
+edited item. Injected faults
 default to what a client meets in the wild: 429 as JSON (plus ``Retry-After`` if
 given), 502/503/504 as a proxy's HTML page, anything else ``{"message": "<code> <phrase>"}``.
 
