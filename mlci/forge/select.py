@@ -100,7 +100,7 @@ def connect(settings: ForgeSettings, env: Mapping[str, str]) -> Forge | None:
         raise EnvironmentProblem(f"{token_env} holds a CI job token (CI_JOB_TOKEN), which cannot post merge request "
                                  f"notes: store a project access token (Reporter, `api` scope) or a personal one in "
                                  f"{token_env}, as a masked CI/CD variable")
-    ca_bundle = _ca_bundle(settings, env)
+    ca_bundle = ca_bundle_of(settings, env)
     if kind == "gitlab":
         from mlci.forge.gitlab import GitLab
 
@@ -119,7 +119,7 @@ def connect(settings: ForgeSettings, env: Mapping[str, str]) -> Forge | None:
     return GitHub(api, project, number, token, token_env, ca_bundle, settings.bot_login)
 
 
-def _ca_bundle(settings: ForgeSettings, env: Mapping[str, str]) -> str | None:
+def ca_bundle_of(settings: ForgeSettings, env: Mapping[str, str]) -> str | None:
     """forge.ca_bundle, else REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (as requests reads them), checked to exist: a
     PEM file or a directory of hashed certificates."""
     for name, value in (("forge.ca_bundle", settings.ca_bundle), ("REQUESTS_CA_BUNDLE", env.get("REQUESTS_CA_BUNDLE")),

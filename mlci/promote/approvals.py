@@ -21,7 +21,7 @@ from typing import Any
 from mlci.core import log
 from mlci.core.errors import ConfigError, EnvironmentProblem, GateFailed
 from mlci.forge.reviews import GitHubRuns, GitLabDeployments, Review, User
-from mlci.forge.select import JOB_TOKEN, _ca_bundle, detect_kind
+from mlci.forge.select import JOB_TOKEN, ca_bundle_of, detect_kind
 from mlci.forge.settings import LOGIN, ForgeSettings
 from mlci.promote.settings import Approval
 
@@ -151,7 +151,7 @@ def _from_gitlab(env_name: str, at: str, required: int, forge_env: str, environ:
         raise ConfigError(["forge: set forge.api_url and forge.project (or run in GitLab CI) to read the deployment "
                            "approvals"])
     token, token_env, job_token = _gitlab_token(settings, environ)
-    client = GitLabDeployments(api, project, token, token_env, _ca_bundle(settings, environ), job_token=job_token)
+    client = GitLabDeployments(api, project, token, token_env, ca_bundle_of(settings, environ), job_token=job_token)
     deployment = client.of_job(job_env, job_id)
     if deployment is None:
         raise GateFailed(f"{at}: GitLab has no deployment of job {job_id} among the newest of environment {job_env!r}: "
@@ -185,7 +185,7 @@ def _from_github(env_name: str, at: str, required: int, forge_env: str, environ:
         raise EnvironmentProblem(f"no token to read the run's reviews: set {token_env} (forge.token_env); "
                                  "GITHUB_TOKEN needs `permissions: actions: read`")
     log.add_secret(token)
-    client = GitHubRuns(api, repository, token, token_env, _ca_bundle(settings, environ))
+    client = GitHubRuns(api, repository, token, token_env, ca_bundle_of(settings, environ))
     run = client.run(run_id)
     where = f"GitHub run {run_id} (environment {forge_env})"
     starter = run.triggering_actor or run.actor

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlci.core.errors import UsageError
 from mlci.core.log import logger
 from mlci.oci.reference import DockerRef, ImageRef
-from mlci.promote import copy, policy
+from mlci.promote import approvals, copy, policy
 from mlci.promote.settings import Environment
 from mlci.settings import Config
 
@@ -38,7 +38,7 @@ class Result:
     staged: copy.Staged
     tagged: copy.Tagged
     scan_record: str | None = None
-    facts: dict[str, object] = field(default_factory=dict)
+    approvals: approvals.Approvals | None = None
 
 
 def environment(config: Config, name: str) -> Environment:
@@ -83,13 +83,15 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     ignore = trivyignore.configured(config.scan.trivyignore, config_dir)
     scan = policy.check_scan(request.environment, env, records, scan_policy.policy_hash(config.scan, ignore), digest,
                              moment)
+    approved = approvals.approvals(request.environment, env.approval, environ, config.forge)
     seen = copy.check_tag(dst, name, digest, force=request.force)
     dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
     staged = copy.stage(src, digest, dst)
     tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
     return Result(request.source, _pinned(dst_ref, name, digest), request.environment, digest, staged, tagged,
-                  scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None)
+                  scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None,
+                  approvals=approved)
 
 
 def _tag_of(ref: ImageRef) -> str | None:
