@@ -38,15 +38,17 @@ from mlci.oci.manifest import (
     DOCKER_MANIFEST,
     OCI_CONFIG,
     OCI_MANIFEST,
+    REF_NAME,
     Descriptor,
     Manifest,
     ManifestError,
     NotFound,
-    check_digest,
+    is_digest,
     sha256_digest,
 )
-from mlci.oci.reference import DockerRef
+from mlci.oci.reference import DockerRef, ImageRef
 from mlci.oci.registry import MAX_MANIFEST, RegistryError
+from mlci.oci.settings import RegistrySettings
 from mlci.oci.transport import Endpoint
 from mlci.sign import gojson
 from mlci.sign.keys import PublicKey, SigningKey
@@ -111,7 +113,7 @@ class Verified:
 
 def signature_tag(digest: str) -> str:
     """`sha256-<hex>.sig`: where the signatures of `digest` are found (the spec's tag-based discovery)."""
-    return check_digest(digest, "signed image").replace(":", "-") + SUFFIX
+    return _digest(digest).replace(":", "-") + SUFFIX
 
 
 def identity(ref: DockerRef) -> str:
@@ -121,7 +123,7 @@ def identity(ref: DockerRef) -> str:
 
 def payload(docker_reference: str, digest: str, optional: Mapping[str, str] | None = None) -> bytes:
     """The simple-signing payload, exactly as cosign writes it (`"optional":null` without claims)."""
-    check_digest(digest, "signed image")
+    _digest(digest)
     if not docker_reference or not docker_reference.isprintable():
         raise UsageError(f"docker-reference {docker_reference!r}: give the repository the image is in (HOST/REPO)")
     claims: dict[str, Any] | None = None
@@ -145,7 +147,7 @@ def sign(endpoint: RegistryEndpoint | LayoutEndpoint, digest: str, key: SigningK
     signed by this key is left as it is (`added` False)."""
     if not isinstance(endpoint, RegistryEndpoint | LayoutEndpoint):
         raise UsageError("signatures are written to a registry or an OCI layout (an oci-archive: copy it first)")
-    check_digest(digest, "signed image")
+    _digest(digest)
     endpoint.get_manifest(digest)  # the image is there: NotFound names it otherwise
     data = payload(docker_reference, digest, optional)
     blob = Descriptor(SIMPLE_SIGNING, sha256_digest(data), len(data))
@@ -177,7 +179,7 @@ def verify(source: Endpoint, digest: str, public_key: PublicKey, *,
     """The valid signatures of `digest` by `public_key` in its `.sig` manifest at `source` (each with what it
     claims); NotVerified (exit 1) naming the digest and why when there is none. `docker_reference`: also require
     the payload to name that repository (cosign's default does not check it)."""
-    check_digest(digest, "verified image")
+    _digest(digest)
     tag = signature_tag(digest)
     try:
         manifest = source.get_manifest(tag)
@@ -201,6 +203,13 @@ def verify(source: Endpoint, digest: str, public_key: PublicKey, *,
         more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
         raise NotVerified(f"{digest}: no valid signature by key {public_key.fingerprint} in {tag}: {shown}{more}")
     return verified
+
+
+def _digest(value: str) -> str:
+    """`value` if it is a sha256 digest; a UsageError otherwise (the caller named no image digest)."""
+    if not is_digest(value):
+        raise UsageError(f"{str(value)[:80]!r}: not an image digest (sha256:<64 hex>)")
+    return value
 
 
 class _Invalid(Exception):
@@ -421,3 +430,29 @@ def _decoded(text: str | None) -> bytes | None:
         return base64.b64decode(text.replace("\r", "").replace("\n", ""), validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def verify_image(ref: ImageRef, public_key: PublicKey, *, registries: Mapping[str, RegistrySettings] | None = None,
+                 plain_http: tuple[str, ...] = (), ca_bundle: str | None = None,
+                 docker_reference: str | None = None) -> tuple[str, list[Verified]]:
+    """The digest `ref` names (a tag resolved now) and its valid signatures by `public_key`, in any transport;
+    NotVerified (exit 1) when there is none, an EnvironmentProblem (exit 3) when the image cannot be reached."""
+    from mlci.oci.copy import open_endpoint
+
+    endpoint, reference = open_endpoint(ref, plain_http, ca_bundle, dict(registries or {}))
+    if reference is None and isinstance(endpoint, LayoutEndpoint):
+        reference = _only_image(endpoint)
+    digest = endpoint.get_manifest(reference).digest
+    return digest, verify(endpoint, digest, public_key, docker_reference=docker_reference)
+
+
+def _only_image(endpoint: LayoutEndpoint) -> str | None:
+    """The one image of a layout named without a tag, its signature tags and referrers aside (None: let the
+    layout say what it holds)."""
+    images = set()
+    for entry in endpoint.layout.entries():
+        annotations = entry.get("annotations")
+        name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+        if not entry.get("artifactType") and not (isinstance(name, str) and name.endswith(SUFFIX)):
+            images.add(str(entry.get("digest")))
+    return images.pop() if len(images) == 1 else None
