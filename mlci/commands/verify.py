@@ -38,9 +38,10 @@ def run(*, config_path: str | None, image: str, key: Path, as_json: bool) -> int
         digest, verified = cosign.verify_image(ref, public_key, registries=config.registries,
                                                plain_http=config.image.plain_http, ca_bundle=config.image.ca_bundle)
     except cosign.NotVerified as exc:
+        failure = cosign.NotVerified(f"{ref}: {exc}")
         if as_json:
-            log.out_json({"image": str(ref), "verified": False, "key": public_key.fingerprint, "reason": str(exc)})
-        raise
+            log.out_json({"image": str(ref), "verified": False, "key": public_key.fingerprint, "reason": str(failure)})
+        raise failure from None
     if as_json:
         log.out_json({"image": str(ref), "digest": digest, "verified": True, "key": public_key.fingerprint,
                       "signatures": [v.to_json() for v in verified]})

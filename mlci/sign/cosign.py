@@ -366,8 +366,7 @@ def _check(source: Endpoint, layer: Descriptor, number: int, digest: str, public
     except EnvironmentProblem as exc:  # bytes that do not match the digest, a blob gone from an archive
         raise _Invalid(str(exc)) from None
     if not public_key.verifies(signature, data):
-        raise _Invalid(f"does not verify with key {public_key.fingerprint} (signed by another key, or the payload "
-                       "was changed)")
+        raise _Invalid("does not verify with this key (signed by another key, or the payload was changed)")
     critical, optional = _claims(data)
     claimed = _field(critical.get("image"), "docker-manifest-digest", "critical.image")
     if claimed != digest:
@@ -440,6 +439,8 @@ def verify_image(ref: ImageRef, public_key: PublicKey, *, registries: Mapping[st
     from mlci.oci.copy import open_endpoint
 
     endpoint, reference = open_endpoint(ref, plain_http, ca_bundle, dict(registries or {}))
+    if isinstance(endpoint, RegistryEndpoint):
+        endpoint.registry.ping()  # once, not retried: a registry that is down fails the check now
     if reference is None and isinstance(endpoint, LayoutEndpoint):
         reference = _only_image(endpoint)
     digest = endpoint.get_manifest(reference).digest

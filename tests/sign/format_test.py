@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,10 +79,10 @@ def test_a_genuine_cosign_signature_image_is_rebuilt_byte_for_byte_and_verifies(
     [verified] = cosign.verify(LayoutEndpoint(layout), COSIGN_SUBJECT, public)
     assert verified.docker_reference == "localhost:15381/tobby/fixture" and verified.optional is None
     # the identity is informative (cosign's default does not match it); asked for, it is matched
-    with pytest.raises(cosign.NotVerified, match="names 'localhost:15381/tobby/fixture', not 'r.bank/x'"):
+    with pytest.raises(cosign.NotVerified, match=re.escape("names 'localhost:15381/tobby/fixture', not 'r.bank/x'")):
         cosign.verify(LayoutEndpoint(layout), COSIGN_SUBJECT, public, docker_reference="r.bank/x")
     other = p256(tmp_path / "other")
-    with pytest.raises(cosign.NotVerified, match="does not verify with key sha256:"):
+    with pytest.raises(cosign.NotVerified, match="does not verify with this key"):
         cosign.verify(LayoutEndpoint(layout), COSIGN_SUBJECT, keys.load_public_key(other.public))
 
 

@@ -3,6 +3,7 @@ a variable), from a file, a variable or a file-type variable; every refusal is o
 and the key is never an argument."""
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -123,11 +124,20 @@ def test_pems_that_are_not_pkcs8_keys_are_refused_with_what_to_do(tmp_path: Path
         _shows_no_key(_problem(exc), pair)
 
 
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of every command and subcommand."""
+    found: list[str] = []
+    for action in parser._actions:
+        found += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _options(sub)
+    return found
+
+
 def test_a_private_key_is_never_an_argument_and_is_refused_where_a_public_key_belongs(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = cli.build_parser()
-    options = [option for action in parser._subparsers._group_actions  # type: ignore[union-attr]
-               for sub in action.choices.values() for a in sub._actions for option in a.option_strings]
+    options = _options(cli.build_parser())
     assert "--key" in options  # verify's public key
     assert not [o for o in options if re.search(r"private|passw|passphrase|signing|secret", o)]
     pair = p256(tmp_path, password="s3cret-pass")
