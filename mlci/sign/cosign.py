@@ -140,7 +140,7 @@ def payload(docker_reference: str, digest: str, optional: Mapping[str, str] | No
         raise UsageError("a signature's claims must be valid Unicode text") from None
 
 
-def sign(endpoint: RegistryEndpoint | LayoutEndpoint, digest: str, key: SigningKey, *, docker_reference: str,
+def sign(endpoint: Endpoint, digest: str, key: SigningKey, *, docker_reference: str,
          optional: Mapping[str, str] | None = None) -> Signed:
     """Sign the image `digest` (it must be at `endpoint`) as `docker_reference` (see identity()) and append the
     signature to its `sha256-<hex>.sig` manifest there (created if missing). Idempotent: the same payload already
@@ -353,7 +353,7 @@ def _check(source: Endpoint, layer: Descriptor, number: int, digest: str, public
            docker_reference: str | None) -> Verified:
     """One layer as a verifier checks it: the payload, the signature over it, then its claims."""
     if layer.media_type != SIMPLE_SIGNING:
-        raise _Invalid(f"a layer of type {layer.media_type!r}, not a simple-signing payload")
+        raise _Invalid(f"a layer of type {layer.media_type[:80]!r}, not a simple-signing payload")
     signature = _decoded(layer.annotations.get(SIGNATURE))
     if signature is None:
         raise _Invalid(f"no base64 `{SIGNATURE}` annotation")
