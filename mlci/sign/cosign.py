@@ -12,7 +12,8 @@ with `cosign sign --key cosign.key --tlog-upload=false`), made and checked over 
   go-containerregistry writes for an empty image with those layers appended) tagged `sha256-<hex>.sig` in the
   image's repository (tag-based discovery). Each further signature of the digest is appended as another layer,
   never replacing one; the same payload already signed by the same key is not appended again (cosign's duplicate
-  detector), so signing again changes nothing.
+  detector), so signing again changes nothing. A signature image copied in from another repository (promotion) is
+  united the same way with the one already there (unite()).
 
 Verification fetches the tag, each payload by its digest (checked), checks the signature with the public key, then
 the claims: the type, and that `docker-manifest-digest` is the image's digest. That is what `cosign verify --key
@@ -145,8 +146,7 @@ def sign(endpoint: Endpoint, digest: str, key: SigningKey, *, docker_reference: 
     """Sign the image `digest` (it must be at `endpoint`) as `docker_reference` (see identity()) and append the
     signature to its `sha256-<hex>.sig` manifest there (created if missing). Idempotent: the same payload already
     signed by this key is left as it is (`added` False)."""
-    if not isinstance(endpoint, RegistryEndpoint | LayoutEndpoint):
-        raise UsageError("signatures are written to a registry or an OCI layout (an oci-archive: copy it first)")
+    _writable(endpoint)
     _digest(digest)
     endpoint.get_manifest(digest)  # the image is there: NotFound names it otherwise
     data = payload(docker_reference, digest, optional)
@@ -167,11 +167,39 @@ def sign(endpoint: Endpoint, digest: str, key: SigningKey, *, docker_reference: 
             logger.info("mlci: %s: another signer wrote over it; appending the signature again", tag)
         layer = Descriptor(SIMPLE_SIGNING, blob.digest, blob.size,
                            {SIGNATURE: base64.b64encode(key.sign(data)).decode("ascii")})
-        manifest, config, config_data = _appended(existing, layer, tag)
+        manifest, config, config_data = _appended(existing, [layer.to_json()], tag)
         _put_blob(endpoint, config, config_data)
         endpoint.put_manifest(manifest, tag)
         wrote = True
     raise SignError(f"{digest}: the signature did not stay in {tag}: other signers wrote over it {ATTEMPTS} times")
+
+
+def unite(endpoint: Endpoint, digest: str, incoming: Manifest) -> Descriptor:
+    """Put another repository's signature image of `digest` (its `.sig` manifest; its config and payload blobs
+    already copied to `endpoint`) under the tag at `endpoint`, keeping every signature there: stored as it is (the
+    same digest) where the tag is new, else the layers the destination lacks appended, the config rebuilt as cosign
+    would. Returns the descriptor of what the tag then holds; nothing is written when nothing is missing."""
+    _writable(endpoint)
+    tag = signature_tag(digest)
+    try:
+        wanted = _layers(incoming, tag)
+        raw = incoming.body()["layers"]
+    except ManifestError as exc:
+        raise SignError(f"{exc}; not copied") from None
+    for attempt in range(ATTEMPTS + 1):
+        existing = _read(endpoint, tag)
+        missing = wanted if existing is None else [layer for layer in wanted if layer not in existing.layers]
+        if existing is not None and not missing:
+            return existing.manifest.descriptor()
+        if attempt == ATTEMPTS:
+            break
+        if existing is None:
+            endpoint.put_manifest(incoming, tag)
+            continue
+        manifest, config, config_data = _appended(existing, [raw[wanted.index(layer)] for layer in missing], tag)
+        _put_blob(endpoint, config, config_data)
+        endpoint.put_manifest(manifest, tag)
+    raise SignError(f"{digest}: the signatures did not stay in {tag}: other signers wrote over it {ATTEMPTS} times")
 
 
 def verify(source: Endpoint, digest: str, public_key: PublicKey, *,
@@ -205,6 +233,13 @@ def verify(source: Endpoint, digest: str, public_key: PublicKey, *,
     return verified
 
 
+def _writable(endpoint: Endpoint) -> None:
+    """Signatures are read back after each write, which an archive (written once, at commit) cannot do."""
+    if not isinstance(endpoint, RegistryEndpoint | LayoutEndpoint):
+        raise UsageError("signatures are written to a registry or an OCI layout (an oci-archive: write the layout, "
+                         "then the archive)")
+
+
 def _digest(value: str) -> str:
     """`value` if it is a sha256 digest; a UsageError otherwise (the caller named no image digest)."""
     if not is_digest(value):
@@ -224,7 +259,7 @@ class _Existing:
     config: dict[str, Any]
 
 
-def _read(endpoint: RegistryEndpoint | LayoutEndpoint, tag: str) -> _Existing | None:
+def _read(endpoint: Endpoint, tag: str) -> _Existing | None:
     """The signature image now tagged `tag` (None when there is none), checked to be one mlci may extend."""
     try:
         manifest = endpoint.get_manifest(tag)
@@ -236,8 +271,6 @@ def _read(endpoint: RegistryEndpoint | LayoutEndpoint, tag: str) -> _Existing | 
         config_descriptor = Descriptor.from_json(body.get("config"), f"{tag}: config")
     except ManifestError as exc:
         raise SignError(f"{exc}; mlci does not write over it") from None
-    if len(layers) >= MAX_LAYERS:
-        raise SignError(f"{tag}: holds {len(layers)} signatures already, cosign's limit; not extended")
     try:
         data = _blob(endpoint, config_descriptor, MAX_CONFIG, f"{tag}: config")
     except _Invalid as exc:
@@ -275,20 +308,23 @@ def _same(existing: _Existing | None, blob: Descriptor, data: bytes, public: Pub
     return None
 
 
-def _appended(existing: _Existing | None, layer: Descriptor, tag: str) -> tuple[Manifest, Descriptor, bytes]:
-    """The signature image manifest with `layer` appended, its config's descriptor and the config's bytes."""
-    config_data = _config_bytes(existing, layer.digest)
+def _appended(existing: _Existing | None, layers: list[dict[str, Any]], tag: str
+              ) -> tuple[Manifest, Descriptor, bytes]:
+    """The signature image manifest with `layers` (descriptor JSON) appended, its config's descriptor and bytes."""
+    if existing is not None and len(existing.layers) + len(layers) > MAX_LAYERS:
+        raise SignError(f"{tag}: would hold more than {MAX_LAYERS} signatures, cosign's limit; not extended")
+    config_data = _config_bytes(existing, [str(layer["digest"]) for layer in layers])
     if existing is None:
         config = Descriptor(OCI_CONFIG, sha256_digest(config_data), len(config_data))
         body: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": _descriptor(config.to_json()),
-                                "layers": [_descriptor(layer.to_json())]}
+                                "layers": [_descriptor(layer) for layer in layers]}
         media_type = OCI_MANIFEST
     else:
         old = existing.body
         config = Descriptor(str(old["config"]["mediaType"]), sha256_digest(config_data), len(config_data))
         body = dict(old)
         body["config"] = _descriptor({**old["config"], "size": config.size, "digest": config.digest})
-        body["layers"] = [*(_descriptor(entry) for entry in old["layers"]), _descriptor(layer.to_json())]
+        body["layers"] = [*(_descriptor(entry) for entry in old["layers"]), *(_descriptor(layer) for layer in layers)]
         body = _ordered(body, _MANIFEST_FIELDS)
         media_type = existing.manifest.media_type
     data = gojson.dumps(body)
@@ -297,19 +333,19 @@ def _appended(existing: _Existing | None, layer: Descriptor, tag: str) -> tuple[
     return Manifest.of(data, media_type), config, config_data
 
 
-def _config_bytes(existing: _Existing | None, diff_id: str) -> bytes:
-    """The signature image's config with one more layer: its diff_id and an empty history entry appended, as
+def _config_bytes(existing: _Existing | None, diff_ids: list[str]) -> bytes:
+    """The signature image's config with more layers: their diff_ids and an empty history entry each appended, as
     go-containerregistry's mutate.Append writes it (for cosign's own configs, byte for byte)."""
     config: dict[str, Any] = dict(existing.config) if existing is not None else {
         "architecture": "", "created": ZERO_TIME, "os": "", "rootfs": {"type": "layers", "diff_ids": []},
         "config": {}}
     rootfs = config.get("rootfs")
     rootfs = dict(rootfs) if isinstance(rootfs, dict) else {"type": "layers"}
-    diff_ids = rootfs.get("diff_ids")
+    known = rootfs.get("diff_ids")
     history = config.get("history")
-    rootfs["diff_ids"] = [*(diff_ids if isinstance(diff_ids, list) else []), diff_id]
+    rootfs["diff_ids"] = [*(known if isinstance(known, list) else []), *diff_ids]
     config["rootfs"] = _ordered(rootfs, ("type", "diff_ids"))
-    config["history"] = [*(history if isinstance(history, list) else []), {"created": ZERO_TIME}]
+    config["history"] = [*(history if isinstance(history, list) else []), *({"created": ZERO_TIME} for _ in diff_ids)]
     try:
         return gojson.dumps(_ordered(config, _CONFIG_FIELDS))
     except ValueError:  # a float or an unwritable string in another tool's config
@@ -331,7 +367,7 @@ def _ordered(mapping: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]
     return {**known, **{k: v for k, v in mapping.items() if k not in known}}
 
 
-def _put_blob(endpoint: RegistryEndpoint | LayoutEndpoint, blob: Descriptor, data: bytes) -> None:
+def _put_blob(endpoint: Endpoint, blob: Descriptor, data: bytes) -> None:
     import io
 
     if not endpoint.try_reuse_blob(blob):

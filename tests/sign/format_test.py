@@ -65,7 +65,7 @@ def test_the_payload_is_the_bytes_sigstore_expects() -> None:
 def test_a_genuine_cosign_signature_image_is_rebuilt_byte_for_byte_and_verifies(tmp_path: Path) -> None:
     layer = Descriptor(cosign.SIMPLE_SIGNING, sha256_digest(COSIGN_PAYLOAD), len(COSIGN_PAYLOAD),
                        {cosign.SIGNATURE: COSIGN_SIGNATURE})
-    manifest, config, config_data = cosign._appended(None, layer, "the tag")
+    manifest, config, config_data = cosign._appended(None, [layer.to_json()], "the tag")
     assert manifest.data == COSIGN_MANIFEST  # config, its digest and size, every field in cosign's order
     assert config.digest == "sha256:2122b6ad0794d3fdae43a4b477cf1d95d4a38d3c5f10631e199676039b876e37"
     # the genuine signature image, stored as cosign pushed it, is what `mlci verify` accepts with cosign.pub

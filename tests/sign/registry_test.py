@@ -198,6 +198,36 @@ def test_another_key_appends_a_layer_and_signing_again_changes_nothing(registry:
         "stage.bank/team/model", "prod.bank/team/model"]
 
 
+def test_a_signature_image_copied_in_keeps_the_destinations_signatures(registry: Registry, tmp_path: Path) -> None:
+    dev_key, prod_key = p256(tmp_path / "dev"), p256(tmp_path / "prod")
+    digest = push_random_image(registry, "dev/model", "v1")
+    src, dst = _endpoint(registry, "dev/model"), _endpoint(registry, REPO)
+    cosign.sign(src, digest, _key(dev_key), docker_reference=f"{registry.host}/dev/model")
+    tag = cosign.signature_tag(digest)
+    copy(src, digest, dst, None)
+    copy(src, tag, dst, None)  # the signature image's blobs (and the manifest, untagged)
+    incoming = src.get_manifest(tag)
+    assert cosign.unite(dst, digest, incoming).digest == incoming.digest  # a new tag: stored as it is
+    cosign.sign(dst, digest, _key(prod_key), docker_reference=f"{registry.host}/{REPO}")
+    # the source gains a signature (a re-promotion from dev): copied in, the destination's kept
+    cosign.sign(src, digest, _key(prod_key), docker_reference="stage.bank/dev/model")
+    copy(src, tag, dst, None)
+    united = cosign.unite(dst, digest, src.get_manifest(tag))
+    body = json.loads(_raw_manifest(registry, tag)[0])
+    assert united.digest == "sha256:" + hashlib.sha256(_raw_manifest(registry, tag)[0]).hexdigest()
+    references = [json.loads(pulled_blob(registry, REPO, layer["digest"]))["critical"]["identity"]["docker-reference"]
+                  for layer in body["layers"]]
+    assert references == [f"{registry.host}/dev/model", f"{registry.host}/{REPO}", "stage.bank/dev/model"]
+    config = json.loads(pulled_blob(registry, REPO, body["config"]["digest"]))
+    assert config["rootfs"]["diff_ids"] == [layer["digest"] for layer in body["layers"]]
+    assert len(config["history"]) == 3
+    assert len(independently_verified(registry, digest, dev_key.public.read_bytes())) == 1
+    assert len(independently_verified(registry, digest, prod_key.public.read_bytes())) == 2
+    puts = len([e for e in access_log(registry) if e.method == "PUT" and "/manifests/" in e.target])
+    assert cosign.unite(dst, digest, src.get_manifest(tag)) == united  # nothing missing: nothing written
+    assert len([e for e in access_log(registry) if e.method == "PUT" and "/manifests/" in e.target]) == puts
+
+
 class _Contended(RegistryEndpoint):
     """A registry endpoint where another signer's write lands over mlci's first one (read-modify-write race)."""
 
