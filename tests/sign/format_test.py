@@ -113,3 +113,46 @@ def test_an_mlci_signature_has_the_spec_layout(tmp_path: Path) -> None:
     config = json.loads(layout.blob_path(body["config"]["digest"]).read_bytes())
     assert config["rootfs"] == {"type": "layers", "diff_ids": [entry["digest"]]}
     assert config["history"] == [{"created": "0001-01-01T00:00:00Z"}]
+
+
+def _signed_layout(tmp_path: Path, payloads: list[bytes], key: keys.SigningKey, subject: str) -> LayoutEndpoint:
+    """A layout whose `.sig` of `subject` holds `payloads`, each signed by `key` (so the claims are what is tested)."""
+    layout = Layout(tmp_path / "hostile")
+    layout.init()
+    layers = []
+    for data in payloads:
+        layout.put_blob(sha256_digest(data), io.BytesIO(data))
+        layers.append(Descriptor(cosign.SIMPLE_SIGNING, sha256_digest(data), len(data),
+                                 {cosign.SIGNATURE: base64.b64encode(key.sign(data)).decode()}).to_json())
+    manifest, config, config_data = cosign._appended(None, layers, "hostile")
+    layout.put_blob(config.digest, io.BytesIO(config_data))
+    layout.put_manifest(manifest, cosign.signature_tag(subject))
+    return LayoutEndpoint(layout)
+
+
+def test_signed_payloads_that_are_not_simple_signing_are_refused_and_never_crash(tmp_path: Path) -> None:
+    pair = p256(tmp_path / "keys")
+    key = keys.load_signing_key(Signing(key_file=str(pair.private)), base=tmp_path, environ={})
+    good = cosign.payload("r.bank/team/model", D34D)
+    text = good.decode()
+    hostile = [
+        b"[" * 100_000 + b"]" * 100_000,  # nesting deeper than any parser's stack
+        b"not json", b"\xff\xfe", b"[]", b'{"critical":[]}', b'{"critical":{"type":"atomic container signature"}}',
+        text.replace('"optional":null', '"optional":[1]').encode(),
+        text.replace('"optional":null', '"optional":NaN').encode(),
+        text.replace('"docker-manifest-digest"', '"docker-manifest-digest":"sha256:' + "0" * 64
+                     + '","Docker-manifest-digest"').encode(),  # the digest twice, in two cases: ambiguous
+        text.replace('"type"', '"type":"x","type"').encode(),  # a key given twice
+        cosign.payload("r.bank/team/model", "sha256:" + "1" * 64),  # another digest
+        b"x" * (cosign.MAX_PAYLOAD + 1),
+    ]
+    with pytest.raises(cosign.NotVerified) as exc:
+        cosign.verify(_signed_layout(tmp_path, hostile, key, D34D), D34D, key.public)
+    assert "\n" not in str(exc.value) and f"(and {len(hostile) - cosign.SHOWN_PROBLEMS} more)" in str(exc.value)
+    for payload in hostile:
+        with pytest.raises(cosign.NotVerified):
+            cosign.verify(_signed_layout(tmp_path / payload[:8].hex(), [payload], key, D34D), D34D, key.public)
+    # the spec's own example capitalises the key; Go's decoder (cosign) and mlci accept it
+    capitalised = text.replace('"docker-manifest-digest"', '"Docker-manifest-digest"').encode()
+    [verified] = cosign.verify(_signed_layout(tmp_path / "spec", [capitalised], key, D34D), D34D, key.public)
+    assert verified.docker_reference == "r.bank/team/model"
