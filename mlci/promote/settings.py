@@ -66,7 +66,8 @@ class Signing:
 
     key_file: str | None = field(default=None, metadata={"doc": "A PEM private key file (never in the repo)."})
     key_env: str | None = field(default=None, metadata={"doc": (
-        "The NAME of the environment variable holding the PEM private key (masked in all output).")})
+        "The NAME of the environment variable holding the PEM private key, or the path of a file holding it (a "
+        "GitLab file-type variable); masked in all output.")})
     password_env: str | None = field(default=None, metadata={"doc": (
         "The NAME of the variable holding the key's password, for an encrypted PKCS#8 key.")})
 
