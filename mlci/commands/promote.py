@@ -68,7 +68,8 @@ def run(*, config_path: str | None, repo: Path, source: str | None, destination:
                       "copied": staged.copied, "reused": staged.reused, "bytes_copied": staged.bytes_copied,
                       "referrers": staged.referrers, "signature": staged.signature, "tagged": tagged.tags,
                       "previous": tagged.previous, "forced": tagged.forced, "scan_record": result.scan_record,
-                      "approval": result.approvals.record() if result.approvals else None})
+                      "approval": result.approvals.record() if result.approvals else None,
+                      "signed": result.signature})
     else:
         log.out(result.destination)
     return 0

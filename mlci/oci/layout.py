@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -230,11 +231,18 @@ def with_entry(entries: list[dict[str, Any]], manifest: Manifest, tag: str | Non
     return [*kept, entry]
 
 
+# Tags that name an image's companions, not an image: cosign's sha256-<hex>.sig/.att/.sbom, the referrers
+# tag-schema fallback sha256-<hex> and mlci's journal tags sha256-<hex>.ref-<hex>.
+COMPANION_TAG = re.compile(r"sha256-[0-9a-f]{64}(\.[a-z0-9-]+)?")
+
+
 def find_entry(entries: list[dict[str, Any]], tag: str | None, where: object) -> dict[str, Any]:
     """The index.json entry tagged `tag` (or the only image when tag is None: referrers listed beside it, entries
-    with an `artifactType`, do not count); an error naming `where`."""
+    with an `artifactType`, and the companions' tags (signatures, fallback indexes) do not count); an error naming
+    `where`."""
     if tag is None:
-        found = [e for e in entries if not e.get("artifactType")] or list(entries)
+        found = [e for e in entries if not e.get("artifactType")
+                 and not COMPANION_TAG.fullmatch(_ref_name(e) or "")] or list(entries)
     else:
         found = [e for e in entries if _ref_name(e) == tag]
     if len({e.get("digest") for e in found}) != 1:

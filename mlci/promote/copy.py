@@ -6,12 +6,10 @@ forced) and the alias tags. Nothing else is copied: no `mlci-key-*` tag, no buil
 without a subject, so never a referrer). A re-run reuses everything that already arrived."""
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
 from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
-from mlci.core.log import logger
 from mlci.oci import referrers
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy_blobs
 from mlci.oci.manifest import Manifest, NotFound, sha256_digest
@@ -19,7 +17,6 @@ from mlci.oci.progress import Progress
 from mlci.oci.transport import Endpoint, ImageSource
 
 RELEASE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
-SIGNATURE_SUFFIX = ".sig"
 
 
 class TagMoved(GateFailed):
@@ -46,11 +43,6 @@ class Tagged:
     tags: list[str]
     previous: str | None = None
     forced: bool = False
-
-
-def signature_tag(digest: str) -> str:
-    """cosign's tag for the signatures of `digest`: sha256-<hex>.sig."""
-    return digest.replace(":", "-") + SIGNATURE_SUFFIX
 
 
 def alias_tags(tag: str) -> list[str]:
@@ -168,32 +160,15 @@ def _copy_referrers(src: ImageSource, dst: Endpoint, digest: str, staged: Staged
 
 def _copy_signature(src: ImageSource, dst: Endpoint, digest: str, staged: Staged) -> str | None:
     """cosign's signature manifest of `digest`, copied under its tag; one already at the destination keeps its
-    signatures and gains the source's (layers united, as cosign appends them)."""
-    name = signature_tag(digest)
+    signatures and gains the source's (mlci.sign.cosign.unite: layers appended, config rebuilt, as cosign does)."""
+    from mlci.sign import cosign
+
     try:
-        signatures = src.get_manifest(name)
+        signatures = src.get_manifest(cosign.signature_tag(digest))
     except NotFound:
         return None
+    if not isinstance(dst, RegistryEndpoint | LayoutEndpoint):
+        raise UsageError("an oci-archive destination cannot hold the image's signatures: promote into a registry "
+                         "or an oci: layout")
     _blobs(src, dst, [signatures], staged)
-    try:
-        present = dst.get_manifest(name)
-    except NotFound:
-        present = None
-    if present is not None and present.digest != signatures.digest:
-        signatures = _united(present, signatures)
-        logger.info("mlci: %s: the destination's signatures kept, the source's added", name)
-    dst.put_manifest(signatures, name)
-    return signatures.digest
-
-
-def _united(present: Manifest, incoming: Manifest) -> Manifest:
-    """A signature manifest with the layers of `present`, then those of `incoming` it lacks."""
-    body = json.loads(present.data)
-    layers = list(body.get("layers") or [])
-    known = {json.dumps(layer, sort_keys=True) for layer in layers}
-    for layer in json.loads(incoming.data).get("layers") or []:
-        if json.dumps(layer, sort_keys=True) not in known:
-            layers.append(layer)
-    body["layers"] = layers
-    data = json.dumps(body, separators=(",", ":")).encode()
-    return Manifest(data, present.media_type, sha256_digest(data))
+    return cosign.unite(dst, digest, signatures).digest

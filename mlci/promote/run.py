@@ -7,6 +7,7 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlci.core.errors import UsageError
 from mlci.core.log import logger
@@ -14,6 +15,10 @@ from mlci.oci.reference import DockerRef, ImageRef
 from mlci.promote import approvals, copy, policy
 from mlci.promote.settings import Environment
 from mlci.settings import Config
+
+if TYPE_CHECKING:
+    from mlci.oci.transport import Endpoint
+    from mlci.sign.keys import SigningKey
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Result:
     tagged: copy.Tagged
     scan_record: str | None = None
     approvals: approvals.Approvals | None = None
+    signature: str | None = None  # the payload (layer) digest of mlci's signature: stable per image and reference
 
 
 def environment(config: Config, name: str) -> Environment:
@@ -84,14 +90,43 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     scan = policy.check_scan(request.environment, env, records, scan_policy.policy_hash(config.scan, ignore), digest,
                              moment)
     approved = approvals.approvals(request.environment, env.approval, environ, config.forge)
+    key = _signing_key(config, env, request.environment, config_dir, environ)
     seen = copy.check_tag(dst, name, digest, force=request.force)
     dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
     staged = copy.stage(src, digest, dst)
+    signature = _sign(dst, dst_ref, digest, key) if key is not None else None
     tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
     return Result(request.source, _pinned(dst_ref, name, digest), request.environment, digest, staged, tagged,
                   scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None,
-                  approvals=approved)
+                  approvals=approved, signature=signature)
+
+
+def _signing_key(config: Config, env: Environment, name: str, config_dir: Path, environ: Mapping[str, str]
+                 ) -> SigningKey | None:
+    """The key to sign with (read before anything is copied: a bad key is exit 2 with nothing written)."""
+    if not env.sign:
+        return None
+    from mlci.sign import keys
+
+    signing = config.promote.signing
+    if not (signing.key_file or signing.key_env):
+        raise UsageError(f"promote.environments.{name}.sign is true (the default) but promote.signing names no "
+                         "key: set promote.signing.key_file or key_env, or sign: false for this environment")
+    return keys.load_signing_key(signing, config_dir, environ)
+
+
+def _sign(dst: Endpoint, ref: ImageRef, digest: str, key: SigningKey) -> str:
+    """Sign the promoted digest at the destination (cosign's key-based format); the signature's payload digest."""
+    from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
+    from mlci.sign import cosign
+
+    if not isinstance(dst, RegistryEndpoint | LayoutEndpoint):
+        raise UsageError("an oci-archive destination cannot hold a signature: promote into a registry or a layout")
+    reference = cosign.identity(ref) if isinstance(ref, DockerRef) else str(ref)
+    signed = cosign.sign(dst, digest, key, docker_reference=reference)
+    logger.info("mlci: signed %s for %s (%s)", digest, reference, "added" if signed.added else "already signed")
+    return signed.layer.digest
 
 
 def _tag_of(ref: ImageRef) -> str | None:

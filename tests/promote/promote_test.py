@@ -14,6 +14,7 @@ from mlci.oci.copy import RegistryEndpoint, open_endpoint
 from mlci.oci.reference import parse
 from mlci.scan import record
 from tests.image.support import model_repo
+from tests.sign.support import p256
 from tests.testing import repos
 from tests.testing.registry import Registry, access_log, plain_http, start_registry, stop_registry
 from tests.testing.trivydb import TrivyDb, make_db
@@ -134,3 +135,32 @@ def test_a_release_tag_gets_its_alias_tags(tmp_path: Path, pair: tuple[Registry,
     assert _mlci(repo, env, "scan", image)[0] == 0
     code, out, err = _mlci(repo, env, "promote", image, "--env", "stage", "--json")
     assert code == 0 and json.loads(out)["tagged"] == ["v1.2.3", "v1.2", "v1"], err
+
+
+def test_a_promotion_signs_the_digest_and_the_next_hop_carries_the_signature_and_record(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    dev, stage = pair
+    keys = p256(tmp_path / "keys")
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, "signed", sign=True)
+    config = json.loads((repo / "mlci.yaml").read_text())
+    config["promote"]["signing"] = {"key_file": str(keys.private)}
+    config["promote"]["environments"]["prod"]["sign"] = True
+    (repo / "mlci.yaml").write_text(json.dumps(config))
+    repos.commit_all(repo, "sign promotions")
+    env = _env(dev, stage)
+    image = _built(repo, env, "v2.0.0").rsplit("@", 1)[0]
+    assert _mlci(repo, env, "scan", image)[0] == 0
+    code, out, err = _mlci(repo, env, "promote", image, "--env", "stage", "--json")
+    assert code == 0 and json.loads(out)["signed"], err
+    staged = f"docker://{stage.host}/ml/signed:v2.0.0"
+    code, out, err = _mlci(repo, env, "verify", staged, "--key", str(keys.public))
+    assert code == 0, err
+    assert _mlci(repo, env, "verify", image, "--key", str(keys.public))[0] == 1  # dev's copy was never signed
+    tagged = _env(dev, stage, CI_COMMIT_TAG="v2.0.0")
+    del tagged["CI_COMMIT_BRANCH"]
+    code, out, err = _mlci(repo, tagged, "promote", staged, "--env", "prod", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["signature"] and result["referrers"] and result["scan_record"]  # carried from stage
+    assert _mlci(repo, env, "verify", f"docker://{stage.host}/prod/signed:v2.0.0", "--key", str(keys.public))[0] == 0
+    assert keys.private.read_text().splitlines()[1] not in out + err
