@@ -32,7 +32,8 @@ another writer corrupting the upload). ``requests`` records every request (metho
 proxy in front of a real docker-registry that answers a manifest PUT to a reference that already exists with
 Nexus's ``400 {"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"blob upload invalid","detail":"Repository does
 not allow updating assets: R"}]}`` (what Nexus 3.29 sent jib, GoogleContainerTools/jib#3057), whatever the
-manifest; everything else is relayed.
+manifest, and the closing PUT of a blob upload whose blob is already there with ``detail: "R/v2/-/blobs/DIGEST
+cannot be updated"`` (sonatype/nexus-public#967); everything else is relayed.
 """
 from __future__ import annotations
 
@@ -381,13 +382,20 @@ class NexusDockerProxy:
               ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Answer one request: refuse a redeploy, else relay it upstream."""
         if method == "PUT" and "/manifests/" in path and self._exists(path, headers):
-            self.refused.append(path)
-            detail = f"Repository does not allow updating assets: {self.repository}"
-            data = json.dumps({"errors": [{"code": "BLOB_UPLOAD_INVALID", "message": "blob upload invalid",
-                                           "detail": detail}]}).encode()
-            return 400, [("Content-Type", "application/json"), ("Docker-Distribution-Api-Version",
-                                                                  "registry/2.0")], data
+            return self._refuse(path, f"Repository does not allow updating assets: {self.repository}")
+        parts = urlsplit(path)
+        digest = parse_qs(parts.query).get("digest", [""])[0]
+        if method == "PUT" and "/blobs/uploads/" in parts.path and digest:
+            name = parts.path.removeprefix("/v2/").partition("/blobs/uploads/")[0]
+            if self._exists(f"/v2/{name}/blobs/{digest}", headers):  # another upload of it finished first
+                return self._refuse(path, f"{self.repository}/v2/-/blobs/{digest} cannot be updated")
         return self._forward(method, path, headers, body)
+
+    def _refuse(self, path: str, detail: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        self.refused.append(path)
+        data = json.dumps({"errors": [{"code": "BLOB_UPLOAD_INVALID", "message": "blob upload invalid",
+                                       "detail": detail}]}).encode()
+        return 400, [("Content-Type", "application/json"), ("Docker-Distribution-Api-Version", "registry/2.0")], data
 
     def _exists(self, path: str, headers: Mapping[str, str]) -> bool:
         ask = {"Accept": ", ".join(MANIFEST_TYPES), **({"Authorization": headers["Authorization"]}
