@@ -437,12 +437,8 @@ class Registry:
         return response.status_code == 200
 
     def put_manifest(self, repo: str, reference: str, manifest: Manifest) -> str:
-        """PUT a manifest under a tag or its digest; returns its digest. A registry that does not overwrite (Nexus
-        "Disable redeploy": 400 for any reference that exists) is answered by a look: the same manifest there is
-        success, another one is TagImmutable naming the tag and both digests."""
-        response = self.push_manifest(repo, reference, manifest, accept=(201, 400))
-        if response.status_code == 400:
-            self._settle_refused_put(repo, reference, manifest, response)
+        """PUT a manifest under a tag or its digest; returns its digest."""
+        self.push_manifest(repo, reference, manifest)
         return manifest.digest
 
     def _settle_refused_put(self, repo: str, reference: str, manifest: Manifest, response: requests.Response) -> None:
@@ -464,9 +460,17 @@ class Registry:
     def push_manifest(self, repo: str, reference: str, manifest: Manifest, *, headers: dict[str, str] | None = None,
                       once: bool = False, accept: tuple[int, ...] = (201,)) -> requests.Response:
         """PUT a manifest and return the answer, one of `accept` (e.g. 412: a condition in `headers`, If-Match,
-        failed). `once`: sent once, never retried (a retried PUT of a shared tag could land late, over a newer one)."""
-        return self._call("PUT", f"/v2/{repo}/manifests/{reference}", _push(repo), ok=accept, data=manifest.data,
-                          idempotent=not once, headers={"Content-Type": manifest.media_type, **(headers or {})})
+        failed). `once`: sent once, never retried (a retried PUT of a shared tag could land late, over a newer one).
+
+        A registry that does not overwrite (Nexus "Disable redeploy": 400 for any reference that exists) is answered
+        by a look, unless `accept` takes the 400 itself: the same manifest there is success (its 400 is returned),
+        another one is TagImmutable naming the reference and both digests."""
+        response = self._call("PUT", f"/v2/{repo}/manifests/{reference}", _push(repo),
+                              ok=accept if 400 in accept else (*accept, 400), data=manifest.data, idempotent=not once,
+                              headers={"Content-Type": manifest.media_type, **(headers or {})})
+        if response.status_code == 400 and 400 not in accept:
+            self._settle_refused_put(repo, reference, manifest, response)
+        return response
 
     @staticmethod
     def error_codes(response: requests.Response) -> str:

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from mlci.core.errors import ExitCode
+from mlci.oci import referrers
 from mlci.oci.copy import RegistryEndpoint, copy
 from mlci.oci.manifest import OCI_MANIFEST, Manifest, sha256_digest
 from mlci.oci.registry import Registry, RegistryError, TagImmutable
+from mlci.promote.copy import stage, tag
 from tests.testing.nexus import NexusDockerProxy
 from tests.testing.registry import Registry as RunningRegistry
 from tests.testing.registry import push_random_image
@@ -96,3 +98,20 @@ def test_promoting_again_into_a_nexus_connector_succeeds(registry: RunningRegist
 
     assert first.digest == again.digest == digest
     assert again.copied == [] and nexus_docker.refused == ["/v2/prod/model/manifests/v1.2.0"]
+
+
+def test_a_promotion_with_its_scan_record_runs_twice_into_a_nexus_connector(registry: RunningRegistry,
+                                                                             nexus_docker: NexusDockerProxy) -> None:
+    digest = push_random_image(registry, "dev/model", "v1.2.0")
+    source = RegistryEndpoint(Registry(registry.host, plain_http=True), "dev/model")
+    record = referrers.attach(source, referrers.subject_of(source, digest), "application/vnd.mlci.scan.record+json",
+                              [referrers.Blob("application/json", b'{"verdict": "pass"}')])
+    destination = RegistryEndpoint(_client(nexus_docker), "prod/model")
+
+    for seen in (None, digest):  # the second run finds everything there, and Nexus refuses every re-PUT
+        staged = stage(source, "v1.2.0", destination)
+        tagged = tag(destination, staged, "v1.2.0", aliases=False, force=False, seen=seen)
+        assert (staged.digest, staged.referrers, tagged.tags) == (digest, [record.digest], ["v1.2.0"])
+
+    refused = [p.rsplit("/", 1)[-1] for p in nexus_docker.refused]
+    assert record.digest in refused and "v1.2.0" in refused
