@@ -110,6 +110,19 @@ class RawRepository:
             self.sleep(backoff(attempt))
         raise NexusError(f"Nexus {self.http.host}: PUT {asset} failed {PUT_ATTEMPTS} times; last: {last}")
 
+    def upload_checksums(self, directory: str, uploaded: Sequence[Uploaded], name: str = "SHA256SUMS") -> Uploaded:
+        """Upload DIRECTORY/NAME, a `sha256sum -c` file of `uploaded` (files under `directory`, named relative to
+        it). Uploaded last, it marks a complete version, and PROD checks a download with standard tools."""
+        try:
+            base = self.location.asset_path(directory) + "/"
+        except ValueError as exc:
+            raise UsageError(f"Nexus {self.location}: {exc}") from None
+        outside = [u.path for u in uploaded if not u.path.startswith(base)]
+        if outside:
+            raise UsageError(f"Nexus {self.location}: {outside[0]} is not under {directory}")
+        sums = "".join(f"{u.sha256}  {u.path.removeprefix(base)}\n" for u in uploaded)
+        return self.upload(f"{directory}/{name}", sums.encode())
+
     def _exists(self, url: str) -> bool:
         response = self.http.call("HEAD", url)
         if response.status_code in (200, 404):
@@ -166,13 +179,6 @@ class RawRepository:
                 raise NexusError(f"Nexus {self.http.host}: GET {url}: the answer broke off "
                                  f"({exc.__class__.__name__})") from None
         return hasher.hexdigest()
-
-
-def sha256sums(uploaded: Sequence[Uploaded], directory: str) -> bytes:
-    """A `sha256sum -c` file of the uploads under `directory` (names relative to it): uploaded last, it marks a
-    complete version, and PROD checks it with standard tools."""
-    lines = [f"{u.sha256}  {u.path.removeprefix(directory.rstrip('/') + '/')}\n" for u in uploaded]
-    return "".join(lines).encode()
 
 
 class _Body:

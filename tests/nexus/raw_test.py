@@ -10,7 +10,7 @@ import pytest
 
 from mlci.core.errors import ConfigError, ExitCode, UsageError
 from mlci.nexus.errors import ArtifactExists, NexusError
-from mlci.nexus.raw import LOOK_FIRST, RawRepository, sha256sums
+from mlci.nexus.raw import LOOK_FIRST, RawRepository
 from mlci.oci.settings import RegistrySettings
 from tests.nexus.conftest import StartNexus, no_sleep, settings_for
 from tests.testing.faultproxy import Fault, FaultProxy
@@ -43,17 +43,20 @@ def test_an_upload_is_stored_and_checked_by_the_assets_api(start: StartNexus, tm
     assert [s.query["group"] for s in nexus.rest.seen("/search/assets")] == [["/credit/v1.2.0"]]
 
 
-def test_bytes_and_an_empty_file_are_uploads_too(start: StartNexus, tmp_path: Path) -> None:
+def test_bytes_an_empty_file_and_the_checksum_file(start: StartNexus, tmp_path: Path) -> None:
     nexus = start()
-    repo = RawRepository(nexus.repository_url, settings_for(nexus), sleep=no_sleep)
+    repo = RawRepository(nexus.repository_url + "/team", settings_for(nexus), sleep=no_sleep)
 
     record = repo.upload("m/v1/scan-record.json", b'{"verdict": "pass"}')
-    empty = repo.upload("m/v1/empty", _file(tmp_path, "empty", b""))
+    empty = repo.upload("m/v1/model/empty", _file(tmp_path, "empty", b""))
+    sums = repo.upload_checksums("m/v1", [record, empty])
 
-    assert nexus.stored("m/v1/scan-record.json").read_bytes() == b'{"verdict": "pass"}'
+    assert nexus.stored("team/m/v1/scan-record.json").read_bytes() == b'{"verdict": "pass"}'
     assert record.sha256 == _sha256(b'{"verdict": "pass"}') and empty.sha256 == _sha256(b"")
-    assert sha256sums([record, empty], "m/v1") == (f"{record.sha256}  scan-record.json\n"
-                                                   f"{empty.sha256}  empty\n").encode()
+    assert sums.path == "team/m/v1/SHA256SUMS"
+    assert nexus.stored(sums.path).read_text() == f"{record.sha256}  scan-record.json\n{empty.sha256}  model/empty\n"
+    with pytest.raises(UsageError):
+        repo.upload_checksums("m/v2", [record])
 
 
 @pytest.mark.parametrize("size", [1000, LOOK_FIRST + 1], ids=["small: PUT, 400", "large: HEAD first"])

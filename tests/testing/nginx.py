@@ -33,11 +33,8 @@ import secrets
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 from tests.testing.forge import TlsFiles, make_tls_files
 from tests.testing.procs import free_port, tail, terminate
@@ -150,19 +147,6 @@ def access_log(server: Nginx) -> list[Access]:
         method, path, status, length = line.split(" ")
         entries.append(Access(method, path, int(status), int(length)))
     return entries
-
-
-@pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Nginx]:
-    """A plain-HTTP nginx with Nexus's "Disable redeploy", no auth, no REST API."""
-    try:
-        server = start_nginx(tmp_path / "nginx")
-    except NginxNotInstalled as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
-        yield server
-    finally:
-        stop_nginx(server)
 
 
 # --- internals -------------------------------------------------------------------------------------
