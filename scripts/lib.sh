@@ -56,8 +56,23 @@ ensure_image_inputs() {
   fi
 }
 
+stop_system_nginx() {
+  # Installing Debian's nginx starts a system nginx on :80 (unless policy-rc.d forbids it, as in containers)
+  # and enables it at boot. The tests run their own (tests/testing/nginx.py, a Nexus raw stand-in on a free
+  # port), so the system one is stopped and disabled right after mlci's bootstrap installed it.
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  else
+    service nginx stop >/dev/null 2>&1 || true
+    update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi
+}
+
 bootstrap() {
-  ensure_debs git rsync postgresql docker-registry buildah debootstrap
+  local had_nginx=1
+  dpkg -s nginx >/dev/null 2>&1 || had_nginx=0
+  ensure_debs git rsync postgresql docker-registry buildah debootstrap nginx
+  ((had_nginx)) || stop_system_nginx
   ensure_venv
   export PATH="$VENV/bin:$PATH"
 }

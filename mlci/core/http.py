@@ -119,17 +119,19 @@ def wait_for(response: requests.Response, method: str, url: str, attempt: int) -
 
 
 def send(session: requests.Session, method: str, url: str, *, idempotent: bool,
-         sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> requests.Response:
+         sleep: Callable[[float], None] = time.sleep, timeout: float | tuple[float, float] = TIMEOUT,
+         **kwargs: Any) -> requests.Response:
     """One call; idempotent calls are retried on 429/5xx/connection errors and rate-limit 403s.
 
     A non-idempotent call is sent once: its caller decides, after looking, whether to send it again
-    (`wait_for` tells it how long a rate limit asks to wait).
+    (`wait_for` tells it how long a rate limit asks to wait). `timeout`: requests' (connect, read) seconds, for
+    a call whose answer may take longer than TIMEOUT (a server storing gigabytes before it answers).
     """
     attempts = MAX_ATTEMPTS if idempotent else 1
     kwargs.setdefault("verify", session.verify)  # per request: REQUESTS_CA_BUNDLE must not override ca_bundle
     for attempt in range(attempts):
         try:
-            response = session.request(method, url, timeout=TIMEOUT, **kwargs)
+            response = session.request(method, url, timeout=timeout, **kwargs)
         except requests.exceptions.SSLError:
             raise  # a certificate problem does not clear on retry
         except requests.ConnectionError as exc:

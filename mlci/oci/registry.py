@@ -22,7 +22,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
-from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
 from mlci.core.http import make_session, send
 from mlci.core.log import logger
 from mlci.oci.auth import Credentials, basic_header, parse_challenge
@@ -46,8 +46,25 @@ REFERRER_PAGES = 64  # pages of one referrers listing, at most
 Opener = Callable[[], BinaryIO]
 
 
+# distribution-spec codes of a 400 that says what is wrong with the manifest itself; any other 400 to a manifest PUT
+# may be a refusal to overwrite (Nexus "Disable redeploy" answers BLOB_UPLOAD_INVALID, "Repository does not allow
+# updating assets"), and is answered by a look at what the reference names
+INVALID_MANIFEST = frozenset({"MANIFEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "MANIFEST_UNVERIFIED", "BLOB_UNKNOWN",
+                              "TAG_INVALID", "NAME_INVALID", "NAME_UNKNOWN", "DIGEST_INVALID", "SIZE_INVALID",
+                              "UNSUPPORTED"})
+
+
 class RegistryError(EnvironmentProblem):
     """A registry call failed: one line with the call, the status and the registry's error codes."""
+
+
+class TagImmutable(GateFailed):
+    """A tag names another manifest and is not moved to the one asked for: the registry refuses to (Nexus "Disable
+    redeploy"), or a promotion policy does (`why` says which). Exit 1: nothing was changed."""
+
+    def __init__(self, where: str, tag: str, existing: str, wanted: str, why: str) -> None:
+        self.where, self.tag, self.existing, self.wanted = where, tag, existing, wanted
+        super().__init__(f"{where}:{tag} names {existing}; {why}, so it is not moved to {wanted}")
 
 
 class VerifyingReader(io.RawIOBase):
@@ -273,7 +290,8 @@ class Registry:
             if response is None or response.status_code >= 500:
                 raise _SessionLost("the connection dropped during the upload" if response is None
                                    else f"{response.status_code} on PUT", len(body))
-            self._expect(response, (201,), "PUT", digest)
+            if not self._there_anyway(response, repo, digest):
+                self._expect(response, (201,), "PUT", digest)
             return len(body)
         offset, sent = 0, 0
         while offset < size:
@@ -320,7 +338,8 @@ class Registry:
             response = self._try("PUT", _with_digest(location, digest), scope, b"",
                                  {"Content-Type": "application/octet-stream"})
             if response is not None and response.status_code < 500:
-                self._expect(response, (201,), "PUT", digest)
+                if not self._there_anyway(response, repo, digest):
+                    self._expect(response, (201,), "PUT", digest)
                 return sent
             what = "the connection dropped" if response is None else f"{response.status_code} on PUT"
             if self.blob_exists(repo, digest):  # the PUT went through, only its answer was lost
@@ -329,6 +348,11 @@ class Registry:
             if have != size:
                 raise _SessionLost(f"{what}; the session reports {have} of {size} bytes", sent)
         raise _SessionLost("the closing PUT did not get through", sent)
+
+    def _there_anyway(self, response: requests.Response, repo: str, digest: str) -> bool:
+        """A closing PUT refused with 400 for a blob the repository has (Nexus "Disable redeploy" when another upload
+        of it finished first, sonatype/nexus-public#967): it is there, which is all an upload is for."""
+        return response.status_code == 400 and self.blob_exists(repo, digest)
 
     def blob_writer(self, repo: str, media_type: str, chunk_size: int | None = None) -> BlobStream:
         """A blob of unknown digest uploaded as it is written (see BlobStream)."""
@@ -417,12 +441,36 @@ class Registry:
         self.push_manifest(repo, reference, manifest)
         return manifest.digest
 
+    def _settle_refused_put(self, repo: str, reference: str, manifest: Manifest, response: requests.Response) -> None:
+        refused = RegistryError(f"registry {self.host}: 400 on PUT /v2/{repo}/manifests/{reference}: "
+                                f"{_errors(response)}")
+        if _codes(response) & INVALID_MANIFEST:
+            raise refused
+        try:
+            existing = self.fetch_manifest(repo, reference)[0].digest
+        except NotFound:
+            raise refused from None
+        if existing != manifest.digest:
+            raise TagImmutable(f"registry {self.host}: {repo}", reference, existing, manifest.digest,
+                               f"the registry does not overwrite it (400: {_errors(response)}; what Nexus answers "
+                               'with "Disable redeploy")')
+        logger.info("mlci: registry %s: %s:%s already names %s (the registry does not overwrite)", self.host, repo,
+                    reference, manifest.digest)
+
     def push_manifest(self, repo: str, reference: str, manifest: Manifest, *, headers: dict[str, str] | None = None,
                       once: bool = False, accept: tuple[int, ...] = (201,)) -> requests.Response:
         """PUT a manifest and return the answer, one of `accept` (e.g. 412: a condition in `headers`, If-Match,
-        failed). `once`: sent once, never retried (a retried PUT of a shared tag could land late, over a newer one)."""
-        return self._call("PUT", f"/v2/{repo}/manifests/{reference}", _push(repo), ok=accept, data=manifest.data,
-                          idempotent=not once, headers={"Content-Type": manifest.media_type, **(headers or {})})
+        failed). `once`: sent once, never retried (a retried PUT of a shared tag could land late, over a newer one).
+
+        A registry that does not overwrite (Nexus "Disable redeploy": 400 for any reference that exists) is answered
+        by a look, unless `accept` takes the 400 itself: the same manifest there is success (its 400 is returned),
+        another one is TagImmutable naming the reference and both digests."""
+        response = self._call("PUT", f"/v2/{repo}/manifests/{reference}", _push(repo),
+                              ok=accept if 400 in accept else (*accept, 400), data=manifest.data, idempotent=not once,
+                              headers={"Content-Type": manifest.media_type, **(headers or {})})
+        if response.status_code == 400 and 400 not in accept:
+            self._settle_refused_put(repo, reference, manifest, response)
+        return response
 
     @staticmethod
     def error_codes(response: requests.Response) -> str:
@@ -498,6 +546,15 @@ def _push(repo: str) -> str:
 
 def _with_digest(location: str, digest: str) -> str:
     return location + ("&" if "?" in location else "?") + f"digest={digest}"
+
+
+def _codes(response: requests.Response) -> set[str]:
+    """The distribution-spec error codes of an answer."""
+    try:
+        errors = response.json().get("errors") or []
+        return {e["code"] for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)}
+    except (ValueError, AttributeError, TypeError):
+        return set()
 
 
 def _errors(response: requests.Response) -> str:

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mlci.nexus.location import parse_location
+
 ENV_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 # A forge environment's name as CI shows it (GitLab's rule without the variables `${}` it expands; GitHub's
@@ -130,6 +132,11 @@ def promote_problems(settings: PromoteSettings) -> list[str]:
         if forge_env is not None and not FORGE_ENV_NAME.fullmatch(forge_env):
             problems.append(f"{at}.approval.environment: a forge environment's name is letters, digits, spaces "
                             "and - _ / . (at most 255), as CI_ENVIRONMENT_NAME shows it")
+        if env.nexus_raw is not None:
+            try:
+                parse_location(env.nexus_raw)
+            except ValueError as exc:
+                problems.append(f"{at}.nexus_raw: {exc}")
     if settings.signing.key_file and settings.signing.key_env:
         problems.append("promote.signing: give key_file or key_env, not both")
     return problems
