@@ -12,7 +12,13 @@ from tests.testing import repos
 from tests.testing.forge import forge, forge_tls  # noqa: F401 - fixtures for every test module
 from tests.testing.images import buildah_env  # noqa: F401 - a fixture for every test module
 from tests.testing.postgres import postgres  # noqa: F401 - a session fixture for every test module
-from tests.testing.registry import registry, registry_basic, registry_tls, registry_token  # noqa: F401 - fixtures
+from tests.testing.registry import (  # noqa: F401 - fixtures
+    registry,
+    registry_basic,
+    registry_stage,
+    registry_tls,
+    registry_token,
+)
 from tests.testing.s3 import s3  # noqa: F401 - a session fixture for every test module
 from tests.testing.scanimage import vulnerable_image  # noqa: F401 - a session fixture for every test module
 from tests.testing.trivydb import trivy_db  # noqa: F401 - a session fixture for every test module

@@ -21,8 +21,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
                              "MLCI_IMAGE_DIGEST, as `mlci build --dotenv` hands it on)")
     parser.add_argument("destination", metavar="DEST", nargs="?",
                         help="where it goes (default: promote.environments.ENV.image)")
-    parser.add_argument("--env", required=True, metavar="ENV", help="the target environment (promote.environments)")
-    parser.add_argument("--tag", help="the tag at the destination (default: the source's)")
+    parser.add_argument("--env", metavar="ENV", default=os.environ.get("CI_ENVIRONMENT_NAME") or None,
+                        help="the target environment (promote.environments; default: CI_ENVIRONMENT_NAME, the "
+                             "GitLab job's `environment:`)")
+    parser.add_argument("--tag", help="the tag at the destination (default: the release tag of a tag pipeline, "
+                                      "else the destination's or the source's tag)")
     parser.add_argument("--force", action="store_true",
                         help="move a tag that names another digest (needs promote.allow_force; recorded)")
     parser.add_argument("--digest-file", metavar="PATH", help="write the promoted digest here")
@@ -34,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         force=a.force, digest_file=a.digest_file, dotenv=a.dotenv, as_json=a.json))
 
 
-def run(*, config_path: str | None, repo: Path, source: str | None, destination: str | None, env: str, tag: str | None,
+def run(*, config_path: str | None, repo: Path, source: str | None, destination: str | None, env: str | None,
+        tag: str | None,
         force: bool, digest_file: str | None, dotenv: str | None, as_json: bool) -> int:
     """Promote; print the destination `ref:tag@digest` (or JSON with what was copied, reused and tagged)."""
     from mlci import settings as cfg
@@ -46,6 +50,8 @@ def run(*, config_path: str | None, repo: Path, source: str | None, destination:
             check_writable(Path(value), flag)
     from mlci.core.errors import UsageError
 
+    if not env:
+        raise UsageError("name the target environment: --env ENV (or run in a job with a GitLab `environment:`)")
     source = source or handed_on_image()
     if source is None:
         raise UsageError("name the image to promote (SRC), or run after `mlci build --dotenv` (MLCI_IMAGE)")

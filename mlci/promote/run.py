@@ -74,7 +74,10 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     if request.force and not config.promote.allow_force:
         raise UsageError("--force moves an existing tag; mlci.yaml must allow it (promote.allow_force: true)")
     src_ref, dst_ref = parse(request.source), parse(destination)
-    name = request.tag or _tag_of(dst_ref) or _tag_of(src_ref)
+    ref = policy.source_ref(environ, root)
+    # A release tag's pipeline promotes under the release tag; otherwise the destination's or source's tag.
+    name = request.tag or (ref.name if ref is not None and ref.kind == "tag" else None) or _tag_of(dst_ref) \
+        or _tag_of(src_ref)
     if not name or name.startswith("sha256:"):
         raise UsageError("name the tag to promote under (--tag, or a tag in the destination or source reference)")
     legacy = (config.image.plain_http, config.image.ca_bundle, config.registries)
@@ -83,7 +86,7 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
                            else LayoutRef(dst_ref.transport, dst_ref.path), *legacy)
     top = src.get_manifest(src_tag)
     digest = top.digest
-    policy.check_source(request.environment, env, policy.source_ref(environ, root), digest)
+    policy.check_source(request.environment, env, ref, digest)
     policy.check_revision(image_labels(src, top), git.head_sha(root), digest)
     records = record.find(src, digest) if isinstance(src, RegistryEndpoint | LayoutEndpoint) else []
     ignore = trivyignore.configured(config.scan.trivyignore, config_dir)

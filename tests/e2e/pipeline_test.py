@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.sign.support import p256
 from tests.testing import repos
 from tests.testing.forge import ForgeServer
 from tests.testing.gitlab_ci_local import PipelineResult, run_pipeline, seed_project_include
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
-from tests.testing.registry import Registry, plain_http
+from tests.testing.registry import Registry, access_log, plain_http
 from tests.testing.trivydb import PIP, Advisory, make_db
 
 pytestmark = pytest.mark.e2e
@@ -29,12 +30,15 @@ def _pipeline_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def _run(repo: Path, variables: dict[str, str] | None = None) -> PipelineResult:
-    result = run_pipeline(repo, timeout=600, variables=variables)
+def _run(repo: Path, variables: dict[str, str] | None = None, manual: tuple[str, ...] = ()) -> PipelineResult:
+    result = run_pipeline(repo, timeout=600, variables=variables,
+                          extra_args=[x for job in manual for x in ("--manual", job)])
     ran = {name for name, job in result.jobs.items() if job.status != "never"}
-    # The build and scan jobs always run (rules cannot read mlci.yaml); report only in merge request pipelines.
+    # The build and scan jobs always run (rules cannot read mlci.yaml); report only in merge request pipelines;
+    # promote (by hand) only in tag pipelines.
     expected = {"config", "train", "data-test", "build", "scan"} | (
-        {"report"} if "CI_PIPELINE_SOURCE" in (variables or {}) else set())
+        {"report"} if "CI_PIPELINE_SOURCE" in (variables or {}) else set()) | (
+        {"promote"} if "CI_COMMIT_TAG" in (variables or {}) else set())
     assert ran == expected, result.describe()
     return result
 
@@ -162,3 +166,61 @@ def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_po
     assert "| `params.yaml:train.learning_rate` | 0.1 | 0.2 |" in body
     assert body.count("```mermaid") == 2 and "### Data tests: ✅ passed" in body
     assert "glpat-e2e-token" not in second.output + first.output
+
+
+def _release_repo(tmp_path: Path, stage: Registry) -> Path:
+    """The pipeline repo with its stage registry where the test runs one, and a release tag."""
+    repo = _pipeline_repo(tmp_path)
+    config = repo / "mlci.yaml"
+    config.write_text(config.read_text().replace("registry.stage.bank.example", stage.host))
+    repos.commit_all(repo, "stage registry")
+    repos.git(repo, "tag", "-a", "v1.0.0", "-m", "release 1.0.0")
+    return repo
+
+
+def test_a_release_tag_pipeline_promotes_the_scanned_image_into_stage_signed(
+        tmp_path: Path, registry: Registry, registry_stage: Registry) -> None:
+    repo = _release_repo(tmp_path, registry_stage)
+    keys = p256(tmp_path / "keys")
+    clean = make_db(tmp_path / "trivy-clean", advisories=())
+    variables = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model",
+                 **plain_http(registry.host, registry_stage.host), "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
+                 "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}",
+                 "MLCI_SCAN_CACHE_DIR": str(clean.cache_dir), "MLCI_SIGNING_KEY": str(keys.private),
+                 "CI_COMMIT_TAG": "v1.0.0"}
+    result = _run(repo, variables, manual=("promote",))
+    assert result.returncode == 0, result.describe()
+    promote = result.job("promote")
+    assert promote.status == "success", promote.log
+    digest = re.search(r"MLCI_IMAGE_DIGEST=(sha256:[0-9a-f]{64})",
+                       (result.artifacts_dir("build") / "mlci-build.env").read_text())
+    assert digest, result.describe()
+    promoted = (result.artifacts_dir("promote") / "mlci-promote.env").read_text()
+    assert f"MLCI_PROMOTED_IMAGE=docker://{registry_stage.host}/ml/credit-model:v1.0.0" in promoted
+    assert f"MLCI_PROMOTED_DIGEST={digest[1]}" in promoted
+    stage_image = f"docker://{registry_stage.host}/ml/credit-model:v1.0.0"
+    verified = repos.run_mlci(repo, "verify", stage_image, "--key", str(keys.public),
+                              env=plain_http(registry_stage.host))
+    assert verified.returncode == 0, verified.stderr
+    for alias in ("v1.0", "v1"):
+        assert repos.run_mlci(repo, "verify", stage_image.replace(":v1.0.0", f":{alias}"), "--key",
+                              str(keys.public), env=plain_http(registry_stage.host)).returncode == 0
+    assert keys.private.read_text().splitlines()[1] not in promote.log
+
+
+def test_a_release_without_a_scan_record_fails_in_the_promote_job_with_nothing_copied(
+        tmp_path: Path, registry: Registry, registry_stage: Registry) -> None:
+    repo = _release_repo(tmp_path, registry_stage)
+    keys = p256(tmp_path / "keys")
+    clean = make_db(tmp_path / "trivy-clean", advisories=())
+    variables = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model",
+                 **plain_http(registry.host, registry_stage.host), "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
+                 "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}",
+                 "MLCI_SCAN_CACHE_DIR": str(clean.cache_dir), "MLCI_SCAN_ATTACH": "false",  # no record kept
+                 "MLCI_SIGNING_KEY": str(keys.private), "CI_COMMIT_TAG": "v1.0.0"}
+    result = _run(repo, variables, manual=("promote",))
+    assert result.returncode == 1, result.describe()
+    promote = result.job("promote")
+    assert promote.status == "failed" and promote.exit_code == 1, result.describe()
+    assert "requires a passing scan record" in promote.log, promote.log
+    assert not [e for e in access_log(registry_stage) if e.method in ("POST", "PUT", "PATCH")]

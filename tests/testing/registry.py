@@ -418,6 +418,12 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 
 @pytest.fixture
+def registry_stage(tmp_path: Path) -> Iterator[Registry]:
+    """A second fresh anonymous plain-HTTP registry per test (a promotion's destination)."""
+    yield from _fixture("anonymous", False, tmp_path / "registry-stage")
+
+
+@pytest.fixture
 def registry_basic(tmp_path: Path) -> Iterator[Registry]:
     """A fresh plain-HTTP registry with htpasswd auth (:attr:`Registry.username` / ``password``)."""
     yield from _fixture("basic", False, tmp_path / "registry-basic")
