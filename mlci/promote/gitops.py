@@ -40,6 +40,7 @@ MAX_FILE = 1 << 20
 COMMITTER = ("mlci", "noreply@mlci.invalid")
 _SCHEMES = frozenset({"https", "http", "ssh", "git", "file", "git+ssh", "ssh+git"})
 _SCP = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")  # git's `user@host:path`
+_HELPER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.-]*::")  # `ext::CMD`, `fd::N`: a remote helper runs a program
 # A push that lost a race with another one: the remote's branch moved after our fetch (refused by git before
 # sending, or by the remote while updating the ref). Anything else refused (a protected branch, a hook) is final.
 _RACE = ("fetch first", "non-fast-forward", "stale info", "failed to update ref", "cannot lock ref",
@@ -86,6 +87,9 @@ def remote(repository: str) -> tuple[str, str]:
     credential in the URL is registered as a secret; prefer git's credential helpers (docs/promote-gitops.md)."""
     if repository.startswith("-"):
         raise ConfigError(["promote.gitops.repository: must not start with '-' (git would read an option)"])
+    if _HELPER.match(repository):
+        raise ConfigError(["promote.gitops.repository: git's TRANSPORT::ADDRESS remote helpers are not used; give "
+                           "an https://, ssh:// or git:// URL, git's user@host:path, or a local path"])
     if "://" in repository or _SCP.match(repository):
         try:
             parts = urlsplit(repository)
@@ -217,8 +221,9 @@ class _Clone:
         self.url, self.shown, self.branch = url, shown, branch
         self.env = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C", "GIT_EDITOR": "true"}
         self.root.mkdir()
-        self._git("init", "-q")
+        self._git("init", "-q", "--template=")  # no template: no sample hooks to copy, nothing of the host's
         self._git("remote", "add", "origin", url)
+        self.fresh = True
 
     def record(self, rel: str, record: PromotionRecord, *, push: bool) -> RecordResult:
         for attempt in range(ATTEMPTS):
@@ -250,16 +255,17 @@ class _Clone:
         listed = self._network("ls-remote", "--heads", "origin", f"refs/heads/{self.branch}")
         head = next((line.split()[0] for line in listed.stdout.splitlines()
                      if line.endswith(f"\trefs/heads/{self.branch}")), None)
+        fresh, self.fresh = self.fresh, False
         if head is None:
-            self._git("update-ref", "-d", "refs/heads/mlci-record")
-            self._git("symbolic-ref", "HEAD", "refs/heads/mlci-record")
-            self._git("read-tree", "--empty")
-            self._git("clean", "-q", "-f", "-d", "-x")
+            if not fresh:  # an earlier attempt committed here: start again from nothing
+                self._git("update-ref", "-d", "refs/heads/mlci-record")
+                self._git("symbolic-ref", "HEAD", "refs/heads/mlci-record")
+                self._git("read-tree", "--empty")
+                self._git("clean", "-q", "-f", "-d", "-x")
             return None
         self._network("fetch", "-q", "--no-tags", "--depth", "1", "origin",
                       f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}")
         self._git("checkout", "-q", "-f", "--no-track", "-B", "mlci-record", f"refs/remotes/origin/{self.branch}")
-        self._git("clean", "-q", "-f", "-d", "-x")
         return head
 
     def _read(self, rel: str) -> str | None:
@@ -282,7 +288,7 @@ class _Clone:
         message_file = self.root.parent / "message"
         fsutil.atomic_write(message_file, message)
         self._git("add", "--", rel)
-        author = log.one_line(record.promoted_by or COMMITTER[0])[:100]
+        author = log.one_line(log.redact(record.promoted_by or COMMITTER[0]))[:100]
         identity = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": COMMITTER[1]}
         if not (os.environ.get("GIT_COMMITTER_EMAIL") or self._config("user.email")):
             identity |= {"GIT_COMMITTER_NAME": COMMITTER[0], "GIT_COMMITTER_EMAIL": COMMITTER[1]}

@@ -160,7 +160,7 @@ def _tag_commit(repo: Path, name: str) -> str | None:
 
 
 def _tag(repo: Path, name: str, sha: str, message: str, by: str | None, when: datetime.datetime) -> None:
-    tagger = {"GIT_COMMITTER_NAME": log.one_line(by or "mlci")[:100], "GIT_COMMITTER_EMAIL": TAGGER_EMAIL,
+    tagger = {"GIT_COMMITTER_NAME": log.one_line(log.redact(by or "mlci"))[:100], "GIT_COMMITTER_EMAIL": TAGGER_EMAIL,
               "GIT_COMMITTER_DATE": when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")}
     result = git(repo, "tag", "-a", "-m", log.redact(message), "--", name, sha, env={**_ENV, **tagger})
     if result.returncode != 0:

@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlci.core import fsutil, log, yamlsafe
 from mlci.core.errors import UsageError
-from mlci.scan.record import ScanRecord
+
+if TYPE_CHECKING:
+    from mlci.scan.record import ScanRecord
 
 FORMAT = 1
 Scalar = int | float | str | bool
