@@ -152,8 +152,8 @@ def _metrics_file(path: Path, name: str) -> dict[str, Scalar] | None:
     flat: dict[str, Scalar] = {}
     _flatten(data, "", flat)
     if len(flat) > MAX_METRICS:
-        log.logger.warning("mlci: warning: metrics file %s has %d values; the first %d are recorded", name,
-                           len(flat), MAX_METRICS)
+        log.logger.warning("mlci: warning: metrics file %s has more than %d values; the first %d are recorded",
+                           name, MAX_METRICS, MAX_METRICS)
         flat = dict(list(flat.items())[:MAX_METRICS])
     return flat
 
