@@ -74,12 +74,12 @@ def record_promotion(settings: PromoteSettings, record: PromotionRecord) -> Reco
         return RecordResult(commit=None, pushed=False, retries=0, record=record)
     url, shown = remote(gitops.repository)
     rel = file_path(gitops, record.environment)
-    work = Path(tempfile.mkdtemp(prefix="mlci-gitops-"))
-    try:
-        with signals.sigterm_raises():
+    with signals.sigterm_raises():
+        work = Path(tempfile.mkdtemp(prefix="mlci-gitops-"))
+        try:
             return _Clone(work, url, shown, gitops.branch).record(rel, record, push=gitops.push)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def remote(repository: str) -> tuple[str, str]:
@@ -105,9 +105,9 @@ def remote(repository: str) -> tuple[str, str]:
         if parts.password or (parts.username and parts.scheme.lower().startswith("http")):
             log.logger.warning("mlci: warning: promote.gitops.repository holds a credential; it is masked, but "
                                "git's credential helpers keep it out of config (docs/promote-gitops.md)")
-        return repository, log.redact(repository)
+        return repository, log.one_line(log.redact(repository))
     path = Path(repository).expanduser().absolute()
-    return str(path), str(path)
+    return str(path), log.one_line(str(path))
 
 
 def file_path(gitops: GitOps, env: str) -> str:
@@ -221,6 +221,8 @@ class _Clone:
         self.url, self.shown, self.branch = url, shown, branch
         self.env = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C", "GIT_EDITOR": "true"}
         self.root.mkdir()
+        if git(work, "check-ref-format", f"refs/heads/{branch}").returncode != 0 or branch.startswith("-"):
+            raise ConfigError([f"promote.gitops.branch: {log.one_line(branch)!r} is not a branch name git accepts"])
         self._git("init", "-q", "--template=")  # no template: no sample hooks to copy, nothing of the host's
         self._git("remote", "add", "origin", url)
         self.fresh = True

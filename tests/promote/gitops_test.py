@@ -292,6 +292,14 @@ def test_a_path_outside_the_repository_is_a_config_error(tmp_path: Path, path: s
         gitops.record_promotion(settings(tmp_path, path=path), record(1))
 
 
+@pytest.mark.parametrize("branch", ["-f", "a..b", "main:other", "with space"])
+def test_a_branch_git_would_misread_is_a_config_error(tmp_path: Path, branch: str) -> None:
+    remote = bare_repo(tmp_path / "gitops.git")
+    with pytest.raises(ConfigError, match=r"promote\.gitops\.branch: "):
+        gitops.record_promotion(settings(remote, branch=branch), record(1))
+    assert _left(tmp_path) == []
+
+
 @pytest.mark.parametrize("url", ["-uhttps://x/y.git", "ext::sh -c touch% /tmp/pwned"])
 def test_repository_urls_git_would_misread_are_refused(url: str) -> None:
     with pytest.raises(ConfigError, match=r"promote\.gitops\.repository"):
