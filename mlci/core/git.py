@@ -4,6 +4,7 @@ with the fix (exit 3), never an empty revision or a 1970 date."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from mlci.core import proc
@@ -12,10 +13,11 @@ from mlci.core.errors import EnvironmentProblem
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")  # SHA-1, or SHA-256 object format
 
 
-def git(repo: Path, *args: str) -> proc.Result:
+def git(repo: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float | None = None) -> proc.Result:
     """A git command in `repo` (never raises on exit code, except when git refuses the checkout itself:
-    a repository owned by another user, which no git command can read)."""
-    result = proc.run(("git", *args), cwd=repo, check=False)
+    a repository owned by another user, which no git command can read). `env` adds variables; past `timeout`
+    seconds the command is stopped (proc.TimedOut, exit 3)."""
+    result = proc.run(("git", *args), cwd=repo, env=env, check=False, timeout=timeout)
     if result.returncode != 0 and ("dubious ownership" in result.stderr or "unsafe repository" in result.stderr):
         raise EnvironmentProblem(
             f"git refuses the checkout {repo.resolve()}: it is owned by another user (\"dubious ownership\"); "
