@@ -7,14 +7,17 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 from mlci.core.errors import UsageError
 from mlci.core.log import logger
 from mlci.oci.reference import DockerRef, ImageRef
-from mlci.promote import approvals, copy, policy
+from mlci.promote import approvals, audit, copy, gitops, gto, policy
+from mlci.promote.record import Approver, PromotionRecord, Scalar, ScanFacts, read_metrics
 from mlci.promote.settings import Environment
 from mlci.settings import Config
+
+ApprovalMode = Literal["none", "forge", "variable"]
 
 if TYPE_CHECKING:
     from mlci.oci.transport import Endpoint
@@ -45,6 +48,7 @@ class Result:
     scan_record: str | None = None
     approvals: approvals.Approvals | None = None
     signature: str | None = None  # the payload (layer) digest of mlci's signature: stable per image and reference
+    record: gitops.RecordResult | None = None
 
 
 def environment(config: Config, name: str) -> Environment:
@@ -94,15 +98,33 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
                              moment)
     approved = approvals.approvals(request.environment, env.approval, environ, config.forge)
     key = _signing_key(config, env, request.environment, config_dir, environ)
+    sha = git.head_sha(root)
+    model = gto.model_name(root, config.promote.model)
+    version = gto.version_of(ref.name) if ref is not None and ref.kind == "tag" else None
+    if config.promote.gitops.gto:
+        gto.check_stage(request.environment)
+        gto.check_version(root, model, version, sha)  # a version names one commit: refused before any copy
     seen = copy.check_tag(dst, name, digest, force=request.force)
     dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
     staged = copy.stage(src, digest, dst)
     signature = _sign(dst, dst_ref, digest, key) if key is not None else None
     tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
+    facts = PromotionRecord(
+        environment=request.environment, repository=_repository(dst_ref), digest=digest, model=model, git_sha=sha,
+        promoted_at=moment, promoted_by=approved.promoter, version=version, git_ref=ref.name if ref else None,
+        tags=tuple(tagged.tags), source=request.source, metrics=_metrics(root),
+        scan=ScanFacts.of(scan) if scan is not None else None, signature=signature,
+        approval_mode=cast(ApprovalMode, approved.mode), approvals=_approvers(approved),
+        forced=tagged.forced, job=environ.get("CI_JOB_URL") or _github_run(environ))
+    recorded = _record(config, facts)
+    if config.promote.gitops.gto:
+        gto.write_gto_tags(root, model, version, request.environment, sha=sha, by=approved.promoter, when=moment,
+                           message=f"promoted {digest} into {request.environment} by mlci",
+                           push=config.promote.gitops.push and config.promote.gitops.repository is not None)
     return Result(request.source, _pinned(dst_ref, name, digest), request.environment, digest, staged, tagged,
                   scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None,
-                  approvals=approved, signature=signature)
+                  approvals=approved, signature=signature, record=recorded)
 
 
 def _signing_key(config: Config, env: Environment, name: str, config_dir: Path, environ: Mapping[str, str]
@@ -130,6 +152,51 @@ def _sign(dst: Endpoint, ref: ImageRef, digest: str, key: SigningKey) -> str:
     signed = cosign.sign(dst, digest, key, docker_reference=reference)
     logger.info("mlci: signed %s for %s (%s)", digest, reference, "added" if signed.added else "already signed")
     return signed.layer.digest
+
+
+def _record(config: Config, facts: PromotionRecord) -> gitops.RecordResult:
+    """The GitOps commit, then the audit line (written even when the GitOps repository cannot be reached: the
+    image is promoted by then, and the audit log must say so)."""
+    try:
+        result = gitops.record_promotion(config.promote, facts)
+    except BaseException:
+        audit.append_audit(Path(config.promote.audit_log), facts)
+        raise
+    audit.append_audit(Path(config.promote.audit_log), result.record)
+    return result
+
+
+def _metrics(root: Path) -> Mapping[str, Mapping[str, Scalar]]:
+    from mlci.image.entries import Collector
+    from mlci.image.labels import metrics_files
+
+    return read_metrics(root, metrics_files(root, Collector(root)))
+
+
+def _approvers(approved: approvals.Approvals) -> tuple[Approver, ...]:
+    mode: Literal["forge", "variable"] = "variable" if approved.weak else "forge"
+    return tuple(Approver(a.login, mode, _time(a.at)) for a in approved.approvers)
+
+
+def _time(text: str | None) -> datetime.datetime | None:
+    """A forge's approval time, None when it has none or it is not one."""
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def _github_run(environ: Mapping[str, str]) -> str | None:
+    keys = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    if not all(environ.get(k) for k in keys):
+        return None
+    return f"{environ['GITHUB_SERVER_URL']}/{environ['GITHUB_REPOSITORY']}/actions/runs/{environ['GITHUB_RUN_ID']}"
+
+
+def _repository(ref: ImageRef) -> str:
+    if isinstance(ref, DockerRef):
+        return f"{ref.registry}/{ref.repository}"
+    return f"{ref.transport}:{ref.path}"
 
 
 def _tag_of(ref: ImageRef) -> str | None:

@@ -85,7 +85,8 @@ class GitOps:
         "The file of each environment in that repository ({env}: its name).")})
     push: bool = field(default=True, metadata={"doc": "Push the commit (retried on a non-fast-forward)."})
     gto: bool = field(default=True, metadata={"doc": (
-        "Also write GTO's tags in the model repository (MODEL@vX.Y.Z, MODEL#ENV#N) for `gto show`/`gto history`.")})
+        "Also write GTO's tags in the model repository (MODEL@vX.Y.Z, MODEL#ENV#N) for `gto show`/`gto history`; "
+        "pushed to its origin with the record (when repository is set and push is true).")})
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from mlci.scan import record
 from tests.image.support import model_repo
 from tests.sign.support import p256
 from tests.testing import repos
+from tests.testing.gitremote import bare_repo, read_file
 from tests.testing.registry import Registry, access_log, plain_http, start_registry, stop_registry
 from tests.testing.trivydb import TrivyDb, make_db
 
@@ -68,7 +69,15 @@ def test_a_scanned_image_is_promoted_by_digest_with_its_record_and_a_rerun_copie
         tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
     dev, stage = pair
     repo = _repo(tmp_path / "repo", dev, stage, clean_db, "happy")
-    env = _env(dev, stage)
+    bare = bare_repo(tmp_path / "environments.git")
+    config = json.loads((repo / "mlci.yaml").read_text())
+    config["promote"]["gitops"] = {"repository": str(bare)}
+    config["promote"]["audit_log"] = str(tmp_path / "audit.jsonl")
+    (repo / "mlci.yaml").write_text(json.dumps(config))
+    repos.commit_all(repo, "the GitOps repository")
+    origin = bare_repo(tmp_path / "model.git")
+    repos.git(repo, "remote", "set-url", "origin", str(origin))
+    env = _env(dev, stage, GITLAB_USER_LOGIN="release-manager")
     image = _built(repo, env, "1.0")
     code, _, err = _mlci(repo, env, "scan", image.rsplit("@", 1)[0])
     assert code == 0, err
@@ -83,6 +92,13 @@ def test_a_scanned_image_is_promoted_by_digest_with_its_record_and_a_rerun_copie
     assert isinstance(destination, RegistryEndpoint)
     assert [r.verdict for r in record.find(destination, digest)] == ["pass"]  # the evidence travelled
     assert not any(t.startswith("mlci-key-") for t in destination.registry.tags("ml/happy"))
+    state = read_file(bare)  # the GitOps record, pushed
+    assert state["image"]["digest"] == digest and state["promotion"]["by"] == "release-manager"
+    assert state["scan"]["verdict"] == "pass"
+    # GTO's stage tag, pushed to the model repository (the model is named after the repository's directory)
+    assert "refs/tags/repo#stage#1" in repos.git(origin, "show-ref", "--tags")
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and digest in lines[0]
     mark = len(access_log(stage))
     code, out, err = _mlci(repo, env, "promote", image.rsplit("@", 1)[0], "--env", "stage", "--json")
     again = json.loads(out)
