@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -20,7 +20,9 @@ from mlci.settings import Config
 ApprovalMode = Literal["none", "forge", "variable"]
 
 if TYPE_CHECKING:
+    from mlci.nexus.raw import Uploaded
     from mlci.oci.transport import Endpoint
+    from mlci.scan.record import ScanRecord
     from mlci.sign.keys import SigningKey
 
 
@@ -49,6 +51,7 @@ class Result:
     approvals: approvals.Approvals | None = None
     signature: str | None = None  # the payload (layer) digest of mlci's signature: stable per image and reference
     record: gitops.RecordResult | None = None
+    artifacts: list[dict[str, object]] = field(default_factory=list)  # what went to the Nexus raw repository
 
 
 def environment(config: Config, name: str) -> Environment:
@@ -108,6 +111,7 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
     staged = copy.stage(src, digest, dst)
+    uploaded = _artifacts(config, env, root, model, version or name, scan) if env.nexus_raw else []
     signature = _sign(dst, dst_ref, digest, key) if key is not None else None
     tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
     facts = PromotionRecord(
@@ -124,7 +128,7 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
                            push=config.promote.gitops.push and config.promote.gitops.repository is not None)
     return Result(request.source, _pinned(dst_ref, name, digest), request.environment, digest, staged, tagged,
                   scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None,
-                  approvals=approved, signature=signature, record=recorded)
+                  approvals=approved, signature=signature, record=recorded, artifacts=[u.to_json() for u in uploaded])
 
 
 def _signing_key(config: Config, env: Environment, name: str, config_dir: Path, environ: Mapping[str, str]
@@ -152,6 +156,40 @@ def _sign(dst: Endpoint, ref: ImageRef, digest: str, key: SigningKey) -> str:
     signed = cosign.sign(dst, digest, key, docker_reference=reference)
     logger.info("mlci: signed %s for %s (%s)", digest, reference, "added" if signed.added else "already signed")
     return signed.layer.digest
+
+
+def _artifacts(config: Config, env: Environment, root: Path, model: str, version: str,
+               scan: ScanRecord | None) -> list[Uploaded]:
+    """The model's files (image.artifacts, pulled with DVC when the checkout lacks them), its metrics files, dvc.lock
+    and the scan record, into the environment's Nexus raw repository under MODEL/VERSION/, checksums verified;
+    SHA256SUMS last (a directory without it is an interrupted promotion that a re-run completes)."""
+    from mlci.core.fsutil import outside
+    from mlci.dvcstage.fetch import pull_missing
+    from mlci.image.entries import Collector
+    from mlci.image.labels import metrics_files
+    from mlci.nexus.raw import RawRepository
+
+    assert env.nexus_raw is not None
+    pull_missing(config.image.artifacts, root)
+    files: list[tuple[str, Path | bytes]] = []
+    for kind, paths in (("model", config.image.artifacts), ("metrics", metrics_files(root, Collector(root)))):
+        for name in paths:
+            path = root / name
+            if outside(root, path) is not None:
+                raise UsageError(f"{name}: a symlink out of the repository; not uploaded")
+            found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            linked = [p for p in found if outside(root, p) is not None]
+            if linked:
+                raise UsageError(f"{linked[0].relative_to(root)}: a symlink out of the repository; not uploaded")
+            files += [(f"{kind}/{p.relative_to(root).as_posix()}", p) for p in found if p.is_file()]
+    if (root / "dvc.lock").is_file():
+        files.append(("dvc.lock", root / "dvc.lock"))
+    if scan is not None:
+        files.append(("scan-record.json", scan.to_bytes()))
+    repository = RawRepository(env.nexus_raw, config.registries)
+    directory = f"{model}/{version}"
+    done = [repository.upload(f"{directory}/{name}", source) for name, source in files]
+    return [*done, repository.upload_checksums(directory, done)]
 
 
 def _record(config: Config, facts: PromotionRecord) -> gitops.RecordResult:

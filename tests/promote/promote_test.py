@@ -17,6 +17,7 @@ from tests.image.support import model_repo
 from tests.sign.support import p256
 from tests.testing import repos
 from tests.testing.gitremote import bare_repo, read_file
+from tests.testing.nexus import start_nexus, stop_nexus
 from tests.testing.registry import Registry, access_log, plain_http, start_registry, stop_registry
 from tests.testing.trivydb import TrivyDb, make_db
 
@@ -180,3 +181,32 @@ def test_a_promotion_signs_the_digest_and_the_next_hop_carries_the_signature_and
     assert result["signature"] and result["referrers"] and result["scan_record"]  # carried from stage
     assert _mlci(repo, env, "verify", f"docker://{stage.host}/prod/signed:v2.0.0", "--key", str(keys.public))[0] == 0
     assert keys.private.read_text().splitlines()[1] not in out + err
+
+
+def test_the_model_files_and_the_scan_record_go_to_a_nexus_raw_repository_checked(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    dev, stage = pair
+    nexus = start_nexus(tmp_path / "nexus")  # nginx with "disable redeploy" and the REST stand-in
+    try:
+        repo = model_repo(tmp_path / "repo", {"name": f"docker://{dev.host}/ml/raw", "code": ["src"],
+                                              "artifacts": ["model/weights.bin"]},
+                          {"model/weights.bin": b"\x00weights" * 1000})
+        config = json.loads((repo / "mlci.yaml").read_text())
+        config["scan"] = {"cache_dir": str(clean_db.cache_dir)}
+        config["promote"] = {"environments": {"stage": {"image": f"docker://{stage.host}/ml/raw", "branches": ["main"],
+                                                        "sign": False, "nexus_raw": nexus.repository_url}}}
+        (repo / "mlci.yaml").write_text(json.dumps(config))
+        repos.commit_all(repo, "nexus")
+        env = {**_env(dev, stage), **plain_http(dev.host, stage.host, nexus.host)}
+        image = _built(repo, env, "1.0").rsplit("@", 1)[0]
+        assert _mlci(repo, env, "scan", image)[0] == 0
+        code, out, err = _mlci(repo, env, "promote", image, "--env", "stage", "--json")
+        assert code == 0, err
+        uploaded = {a["path"]: a for a in json.loads(out)["artifacts"]}
+        assert set(uploaded) == {"repo/1.0/model/model/weights.bin", "repo/1.0/scan-record.json", "repo/1.0/SHA256SUMS"}
+        assert all(a["verified"] in ("assets API", "read-back") for a in uploaded.values())
+        assert nexus.stored("repo/1.0/model/model/weights.bin").read_bytes() == b"\x00weights" * 1000
+        again = _mlci(repo, env, "promote", image, "--env", "stage", "--json")  # "disable redeploy": same bytes
+        assert again[0] == 0 and {a["state"] for a in json.loads(again[1])["artifacts"]} == {"already there"}, again[2]
+    finally:
+        stop_nexus(nexus)
