@@ -149,3 +149,20 @@ def test_no_image_is_skipped_and_missing_db_or_bad_policy_are_one_line(tmp_path:
     done = repos.run_mlci(repo, "scan", "--fs", ".")
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("mlci.yaml:3: scan.severities: unknown severity"), done.stderr
+
+
+def test_the_example_repo_passes_a_repository_scan_and_a_planted_model_in_its_dvc_cache_fails_it(
+        tmp_path: Path, trivy_db: TrivyDb) -> None:
+    """--fs on the example repo: its lock file, Dockerfile and code against the fixture DB (nothing seeded
+    for its packages), then a malicious object planted in its DVC cache (no extension) fails the gate."""
+    repo = repos.example_repo(tmp_path / "credit-model")
+    (repo / "mlci.yaml").write_text((repo / "mlci.yaml").read_text() + f"scan:\n  cache_dir: {trivy_db.cache_dir}\n")
+    done = repos.run_mlci(repo, "scan", "--fs", ".", "--json-out", str(tmp_path / "fs.json"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "fs.json").read_text())
+    assert summary["verdict"] == "pass" and set(summary["scanners"]) >= {"vuln", "secret", "misconfig", "model"}
+    planted = repo / ".dvc" / "cache" / "files" / "md5" / "ab" / "cdef0123456789abcdef0123456789"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(pickle.dumps(_Payload(), protocol=2))
+    done = repos.run_mlci(repo, "scan", "--fs", ".", "--json-out", str(tmp_path / "fs.json"))
+    assert done.returncode == 1 and "pickle:posix.system" in done.stderr, done.stderr
