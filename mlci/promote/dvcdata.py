@@ -25,6 +25,10 @@ from mlci.promote.dvcsnapshot import Snapshot, snapshot
 from mlci.promote.settings import Environment
 
 _OID = re.compile(r"[0-9a-f]{32}(?:\.dir)?")
+# What `dvc fetch` prints about an object it could not get (dvc_data's transfer), and the warning's list of those
+# that are nowhere (dvc/repo/fetch.py).
+_TRANSFER = re.compile(r"^ERROR: (failed to transfer '.*)$", re.MULTILINE)
+_ABSENT = re.compile(r"^(?:name: .*, )?md5: ([0-9a-f]{32}(?:\.dir)?)$", re.MULTILINE)
 ON_TARGET = "deleted"  # `dvc status -c`: on the remote only (not in the local cache); in sync ones are not listed
 
 
@@ -251,9 +255,11 @@ class _Plan:
         return {self.paths[k] for k, v in state.items() if which(v) and k in self.paths}
 
     def check_manifests(self, outputs: Sequence[str], source: str, target: str, why: str | None) -> None:
+        """Exit 3 for a directory output whose manifest the fetch did not bring (DVC leaves it out when any of
+        the directory's files is missing, and calls a missing manifest a warning)."""
         for output in outputs:
             if output in self.unlisted:
-                raise _missing(self.snap, output, self.paths[output], 1, source, target, why)
+                raise _missing(self.snap, output, source, target, why)
 
     def check_missing(self, state: Mapping[str, str], source: str, target: str, why: str | None) -> None:
         """Exit 3 for an object neither in the cache nor on the target: the source did not give it."""
@@ -261,15 +267,17 @@ class _Plan:
             lost = sorted({self.paths.get(k, k) for k, v in self.keys(record.output, state).items()
                            if v == "missing"})
             if lost:
-                raise _missing(self.snap, record.output, lost[0], len(lost), source, target, why)
+                raise _missing(self.snap, record.output, source, target, why, lost)
 
 
-def _missing(snap: Snapshot, output: str, oid: str, count: int, source: str, target: str,
-             why: str | None) -> EnvironmentProblem:
+def _missing(snap: Snapshot, output: str, source: str, target: str, why: str | None, lost: Sequence[str] = ()
+             ) -> EnvironmentProblem:
+    what = f"{len(lost)} of its DVC objects (md5 {lost[0]}{', ...' if len(lost) > 1 else ''})" if lost else \
+        "all of its DVC objects"
     return EnvironmentProblem(
-        f"{_to_base(snap, output)} at {snap.sha[:12]}: {count} DVC object(s) (md5 {oid}) are in neither the DVC "
-        f"cache nor DVC remote '{target}', and DVC remote '{source}' did not provide them: "
-        f"{why or 'they are not there'} (push them from where the model was trained: `dvc push -r {source}`)")
+        f"{_to_base(snap, output)} at {snap.sha[:12]}: DVC remote '{source}' did not provide {what}, and DVC remote "
+        f"'{target}' does not have them either ({why or 'they are not there'}); push them from where the model was "
+        f"trained (`dvc push -r {source}`)")
 
 
 def _status(snap: Snapshot, remote: str, targets: Sequence[str]) -> dict[str, str]:
@@ -286,8 +294,16 @@ def _status(snap: Snapshot, remote: str, targets: Sequence[str]) -> dict[str, st
 
 
 def _fetch(snap: Snapshot, source: str, targets: Sequence[str]) -> str | None:
-    """`dvc fetch` from the source into the cache; DVC's error when it failed (what is missing is judged after)."""
+    """`dvc fetch` from the source into the cache; what DVC said went wrong, if anything (what is missing is judged
+    from the cache and the target after: DVC exits 0 when an object is simply not there)."""
     result = dvc(snap.root, "fetch", f"--remote={source}", "--", *targets, stream=True)
+    output = f"{result.stdout}\n{result.stderr}"
+    failed = _TRANSFER.search(output)
+    if failed:
+        return failed[1]
+    absent = _ABSENT.findall(output) if "Missing cache files:" in output else []
+    if absent:
+        return f"DVC found no {', '.join(absent[:3])}{', ...' if len(absent) > 3 else ''} there"
     return _dvc_said(result) if result.returncode != 0 else None
 
 
