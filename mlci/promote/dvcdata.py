@@ -92,7 +92,7 @@ def _model_outputs(snap: Snapshot, image: ImageSettings) -> list[str]:
 def _copy(snap: Snapshot, outputs: Sequence[str], target: str, source: str | None,
           environment: str | None) -> DataCopy:
     at = f"promote.environments.{environment}" if environment else "promote.environments.NAME"
-    source = _remotes(snap, target, source, at)
+    source = _remotes(snap.info.remotes, snap.info.default_remote, snap.workspace, target, source, at)
     records = _records(snap, outputs, f"{at}.dvc_outputs")
     targets = list(dict.fromkeys(r.output for r in records))
     logger.info("mlci: DVC objects of %s at %s: from DVC remote '%s' to '%s'", ", ".join(targets) or "nothing",
@@ -119,19 +119,42 @@ def _copy(snap: Snapshot, outputs: Sequence[str], target: str, source: str | Non
     return result
 
 
-def _remotes(snap: Snapshot, target: str, source: str | None, at: str) -> str:
+def check_remotes(repo: Path, name: str, environment: Environment, *, source_remote: str | None = None) -> None:
+    """Before anything is promoted: the environment's DVC remote and the source exist in the DVC config (every
+    level, as DVC merges them; read in-process, no checkout). Exit 2 naming the key."""
+    if environment.dvc_remote is None:
+        return
+    from dvc.config import Config
+    from dvc.exceptions import DvcException
+
+    from mlci.core import log
+    from mlci.dvcstage.files import dvc_root
+
+    workspace = dvc_root(repo)
+    if workspace is None:
+        raise ConfigError([f"promote.environments.{name}.dvc_remote: {repo} is not inside a DVC repository"])
+    log.route_libraries()  # DVC's import gave its logger console handlers of its own
+    try:
+        config = Config(dvc_dir=str(workspace / ".dvc"))
+    except DvcException as exc:
+        raise ConfigError([f"{workspace}: DVC cannot read its config: {exc}"]) from None
+    _remotes(tuple(config["remote"]), config["core"].get("remote"), workspace, environment.dvc_remote,
+             source_remote, f"promote.environments.{name}")
+
+
+def _remotes(known: Sequence[str], default: str | None, workspace: Path, target: str, source: str | None,
+             at: str) -> str:
     """The source remote's name, after both are checked against the DVC config (exit 2 naming the key)."""
-    known = snap.info.remotes
     defined = f"defined: {', '.join(known)}" if known else "none is defined"
     if target not in known:
-        raise ConfigError([f"{at}.dvc_remote: DVC remote {target!r} is not in the DVC config of {snap.workspace} "
+        raise ConfigError([f"{at}.dvc_remote: DVC remote {target!r} is not in the DVC config of {workspace} "
                            f"({defined}; add it with `dvc remote add`)"])
-    chosen = source or snap.info.default_remote
+    chosen = source or default
     if chosen is None:
         raise ConfigError(["no source DVC remote to copy from: set train.remote, or DVC's default remote "
                            "(`dvc remote default NAME`)"])
     if chosen not in known:
-        raise ConfigError([f"train.remote: DVC remote {chosen!r} is not in the DVC config of {snap.workspace} "
+        raise ConfigError([f"train.remote: DVC remote {chosen!r} is not in the DVC config of {workspace} "
                            f"({defined})"])
     return chosen
 

@@ -53,8 +53,8 @@ def snapshot(repo: Path, revision: str) -> Iterator[Snapshot]:
     workspace = dvc_root(repo)
     if workspace is None:
         raise ConfigError([f"{repo}: not inside a DVC repository (no .dvc directory up to the git root)"])
-    sha = resolve(workspace, revision)
     prefix = _prefix(workspace)
+    sha = resolve(workspace, revision)
     cache = cache_dir(workspace)
     scratch = Path(tempfile.mkdtemp(prefix="mlci-dvcdata-"))
     try:

@@ -20,7 +20,7 @@ import yaml
 
 from mlci.core.errors import ConfigError, EnvironmentProblem, UsageError
 from mlci.image.settings import ImageSettings
-from mlci.promote.dvcdata import copy_environment_data, copy_model_data, model_outputs
+from mlci.promote.dvcdata import check_remotes, copy_environment_data, copy_model_data, model_outputs
 from mlci.promote.settings import Environment
 from tests.testing import repos
 from tests.testing.procs import free_port
@@ -241,9 +241,12 @@ def test_paths_name_whole_outputs_and_unknown_remotes_revisions_and_outputs_are_
     # unpushable: DVC takes the manifest on the remote for the whole); a glob means what it matches.
     assert model_outputs(repo, ImageSettings(artifacts=("model/tokenizer/vocab.txt", "model/*.bin")), built.rev1) \
         == ["model/tokenizer", "model/weights.bin", "eval/metrics.json"]
-    with pytest.raises(ConfigError, match=r"^promote\.environments\.prod\.dvc_remote: DVC remote 'nope' is not in "
-                                          r"the DVC config .* \(defined: src, tgt;"):
+    unknown = r"^promote\.environments\.prod\.dvc_remote: DVC remote 'nope' is not in the DVC config .* \(defined: src, tgt;"
+    with pytest.raises(ConfigError, match=unknown):
         copy_model_data(repo, built.rev1, MODEL, "nope", environment="prod")
+    with pytest.raises(ConfigError, match=unknown):  # the promotion's check before anything is copied
+        check_remotes(repo, "prod", Environment(tags="v.*", dvc_remote="nope"))
+    check_remotes(repo, "prod", Environment(tags="v.*", dvc_remote="tgt"))
     with pytest.raises(ConfigError, match=r"^train\.remote: DVC remote 'gone' is not in"):
         copy_model_data(repo, built.rev1, MODEL, "tgt", source_remote="gone", environment="prod")
     with pytest.raises(ConfigError, match=r"^promote\.environments\.prod\.dvc_outputs: 'train\.py' is not a cached "
