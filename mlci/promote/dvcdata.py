@@ -107,8 +107,9 @@ def _copy(snap: Snapshot, outputs: Sequence[str], target: str, source: str | Non
         plan.check_manifests(pending, source, target, why)
         state = _status(snap, target, pending)
         plan.check_missing(state, source, target, why)
-        copied = plan.oids(state, lambda value: value != ON_TARGET)
-        if copied:
+        lacking = {path for path, value in state.items() if value != ON_TARGET}
+        copied = {plan.paths[path] for path in lacking if path in plan.paths}
+        if lacking:  # the push is DVC's decision on DVC's own list, whatever the counting makes of it
             _push(snap, target, pending)
             _verify(snap, plan, target, pending)
     sent = sum(plan.size(oid) for oid in copied)
@@ -273,9 +274,6 @@ class _Plan:
         """Whether `dvc status -c` shows the target holding the whole output (a directory needs its manifest in
         the cache: without it DVC cannot tell)."""
         return output not in self.unlisted and all(v == ON_TARGET for v in self.keys(output, state).values())
-
-    def oids(self, state: Mapping[str, str], which: Any) -> set[str]:
-        return {self.paths[k] for k, v in state.items() if which(v) and k in self.paths}
 
     def check_manifests(self, outputs: Sequence[str], source: str, target: str, why: str | None) -> None:
         """Exit 3 for a directory output whose manifest the fetch did not bring (DVC leaves it out when any of

@@ -53,13 +53,13 @@ def snapshot(repo: Path, revision: str) -> Iterator[Snapshot]:
     workspace = dvc_root(repo)
     if workspace is None:
         raise ConfigError([f"{repo}: not inside a DVC repository (no .dvc directory up to the git root)"])
-    prefix = _prefix(workspace)
+    top, prefix = _where(workspace)
     sha = resolve(workspace, revision)
     cache = cache_dir(workspace)
     scratch = Path(tempfile.mkdtemp(prefix="mlci-dvcdata-"))
     try:
         root = scratch / "checkout"
-        _extract(workspace, sha, prefix, scratch / "tree.tar", root)
+        _extract(top, sha, prefix, scratch / "tree.tar", root)
         if not (root / ".dvc").is_dir():
             raise ConfigError([f"{workspace}: there is no DVC repository here at revision {sha[:12]}"])
         adopt_config(workspace / ".dvc", root / ".dvc", cache, scratch / "dvc-site")
@@ -96,20 +96,21 @@ def cache_dir(workspace: Path) -> Path:
     return Path(os.path.realpath(cache.get("dir") or workspace / ".dvc" / "cache"))
 
 
-def _prefix(workspace: Path) -> str:
-    """Where the DVC root lies in its git repository (`dvc init --subdir`): '' or 'sub/dir/'."""
-    result = git.git(workspace, "rev-parse", "--show-prefix")
-    if result.returncode != 0:
+def _where(workspace: Path) -> tuple[Path, str]:
+    """The git checkout's top directory, and where the DVC root lies in it (`dvc init --subdir`): '' or 'sub/'."""
+    result = git.git(workspace, "rev-parse", "--show-toplevel", "--show-prefix")
+    lines = result.stdout.splitlines()
+    if result.returncode != 0 or not lines:
         raise EnvironmentProblem(f"{workspace}: not a git checkout ({result.stderr.strip() or result.returncode})")
-    return result.stdout.strip()
+    return Path(lines[0]), lines[1] if len(lines) > 1 else ""
 
 
-def _extract(workspace: Path, sha: str, prefix: str, tar: Path, into: Path) -> None:
+def _extract(top: Path, sha: str, prefix: str, tar: Path, into: Path) -> None:
     """The tree of `sha` under `prefix`, unpacked into `into` (no LFS download; links that leave it are dropped)."""
-    result = proc.run(("git", "archive", "--format=tar", "-o", str(tar), f"{sha}:{prefix}"), cwd=workspace,
+    result = proc.run(("git", "archive", "--format=tar", "-o", str(tar), f"{sha}:{prefix}"), cwd=top,
                       env={"GIT_LFS_SKIP_SMUDGE": "1"}, check=False)
     if result.returncode != 0:
-        raise ConfigError([f"{workspace}: cannot read revision {sha[:12]} from git: "
+        raise ConfigError([f"{top / prefix}: cannot read revision {sha[:12]} from git: "
                            f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}"])
     with tarfile.open(tar) as archive:
         archive.extractall(into, filter=_safe_member)

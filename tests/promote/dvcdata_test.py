@@ -52,11 +52,13 @@ stages:
 IMAGE = ImageSettings(artifacts=("model/weights.bin", "model/tokenizer"))
 MODEL = ["model/weights.bin", "model/tokenizer", "eval/metrics.json"]  # the cached metrics file too, not summary.json
 SECRET = "mlci-test-secret-0f9e8d7c"  # the S3 secret key, in .dvc/config.local only
+PROJECT = "models/credit"  # the model's DVC root inside the git repo (`dvc init --subdir`, a monorepo's layout)
 
 
 @dataclass(frozen=True)
 class Built:
-    """A repo with two trained revisions pushed to its `src` remote (../src-remote), under `base`."""
+    """A git repo `base/repo` holding the model's DVC repo in PROJECT, with two trained revisions; rev1's objects
+    pushed to its `src` remote, base/src-remote."""
 
     base: Path
     rev1: str  # seed 1: what is promoted
@@ -85,26 +87,25 @@ def _remote_path(md5: str) -> str:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     base = tmp_path_factory.mktemp("dvcdata")
-    repo = base / "repo"
-    repo.mkdir()
-    repos.git(repo, "init", "-q", "-b", "main")
-    repos.dvc(repo, "init", "-q")
+    repo = base / "repo" / PROJECT
+    repo.mkdir(parents=True)
+    repos.git(base / "repo", "init", "-q", "-b", "main")
+    repos.dvc(repo, "init", "-q", "--subdir")
     for name, text in {"train.py": TRAIN, "dvc.yaml": PIPELINE, "params.yaml": "seed: 1\n",
                        **{f"data/ds/part-{i}.csv": f"id,x\n{i},{i * i}\n" for i in range(3)}}.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
     repos.dvc(repo, "add", "-q", "data/ds")
-    _config(repo, "config", src="../../src-remote")  # relative: DVC resolves it against .dvc/
+    _config(repo, "config", src="../../../../src-remote")  # relative: DVC resolves it against .dvc/
     repos.dvc(repo, "repro", "-q")
     rev1 = repos.commit_all(repo, "seed 1")
-    repos.dvc(repo, "push", "-q")  # not --all-commits: DVC 3.67 resolves a relative remote of an older commit to /
+    repos.dvc(repo, "push", "-q")
     (repo / "params.yaml").write_text("seed: 2\n")
     repos.dvc(repo, "repro", "-q")
-    rev2 = repos.commit_all(repo, "seed 2")
-    repos.dvc(repo, "push", "-q")
-    lock = yaml.safe_load(repos.git(repo, "show", f"{rev1}:dvc.lock"))
+    rev2 = repos.commit_all(repo, "seed 2")  # HEAD; its objects only in the cache: only rev1 is promoted
+    lock = yaml.safe_load(repos.git(repo, "show", f"{rev1}:./dvc.lock"))
     recorded = {o["path"]: o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"] != "eval/summary.json"}
-    recorded["data/ds"] = yaml.safe_load(repos.git(repo, "show", f"{rev1}:data/ds.dvc"))["outs"][0]["md5"]
+    recorded["data/ds"] = yaml.safe_load(repos.git(repo, "show", f"{rev1}:./data/ds.dvc"))["outs"][0]["md5"]
     objects: dict[str, set[str]] = {}
     for output, md5 in recorded.items():
         objects[output] = {_remote_path(md5)}
@@ -129,7 +130,7 @@ def _workspace(built: Built, tmp_path: Path) -> Path:
     """A private copy of the repo with its source remote beside it (relative remote paths keep working) and an
     empty DVC cache, as on a fresh CI runner: every object has to come from the source remote."""
     shutil.copytree(built.base, tmp_path / "w", symlinks=True, ignore=lambda d, names: ["cache"] * d.endswith(".dvc"))
-    return tmp_path / "w" / "repo"
+    return tmp_path / "w" / "repo" / PROJECT
 
 
 def _objects(built: Built, outputs: list[str]) -> set[str]:
@@ -140,13 +141,13 @@ def _files(directory: Path) -> set[str]:
     return {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
 
 
-def _fresh_clone(origin: Path, rev: str, dest: Path, target: str) -> Path:
-    """A new clone at `rev` whose only way to the data is the target remote `tgt` (in its config.local, as the
-    target side would configure it)."""
-    subprocess.run(["git", "clone", "-q", str(origin), str(dest)], check=True)
+def _fresh_clone(project: Path, rev: str, dest: Path, target: str) -> Path:
+    """A new clone at `rev` of the git repo holding `project`, whose only way to the data is the target remote
+    `tgt` (in its config.local, as the target side would configure it); its DVC root."""
+    subprocess.run(["git", "clone", "-q", str(project.parents[1]), str(dest)], check=True)
     repos.git(dest, "checkout", "-q", "--detach", rev)
-    _config(dest, "config.local", tgt=target)
-    return dest
+    _config(dest / PROJECT, "config.local", tgt=target)
+    return dest / PROJECT
 
 
 def _pull(clone: Path, *targets: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -158,7 +159,7 @@ def test_a_fresh_clone_pulls_the_promoted_model_from_a_local_target_alone(
         built: Built, tmp_path: Path, scratch: Path) -> None:
     repo = _workspace(built, tmp_path)
     # The target is the workspace's (not the promoted revision's) and lives in config.local, relative.
-    _config(repo, "config.local", tgt="../../tgt-remote")
+    _config(repo, "config.local", tgt="../../../../tgt-remote")
     target = tmp_path / "w" / "tgt-remote"
 
     assert model_outputs(repo, IMAGE, built.rev1) == MODEL
@@ -217,13 +218,13 @@ def test_an_object_missing_at_the_source_is_exit_3_naming_the_output_and_the_rem
     source and a cache that has the rest (DVC's status then calls it missing)."""
     repo = _workspace(built, tmp_path)
     _config(repo, "config", tgt=str(tmp_path / "tgt-remote"))
-    lock = yaml.safe_load(repos.git(repo, "show", f"{built.rev1}:dvc.lock"))["stages"]["train"]["outs"]
+    lock = yaml.safe_load(repos.git(repo, "show", f"{built.rev1}:./dvc.lock"))["stages"]["train"]["outs"]
     md5 = next(o["md5"] for o in lock if o["path"] == "model/tokenizer")
     manifest = json.loads((built.base / "src-remote" / _remote_path(md5)).read_text())
     gone = md5 if lost == "model/tokenizer" else next(e["md5"] for e in manifest if e["relpath"] == "vocab.txt")
     (tmp_path / "w" / "src-remote" / _remote_path(gone)).unlink()
     if lost != "model/tokenizer":
-        shutil.copytree(built.base / "repo" / ".dvc" / "cache", repo / ".dvc" / "cache")
+        shutil.copytree(built.base / "repo" / PROJECT / ".dvc" / "cache", repo / ".dvc" / "cache")
         (repo / ".dvc" / "cache" / _remote_path(gone)).unlink()
 
     with pytest.raises(EnvironmentProblem) as caught:
@@ -241,7 +242,8 @@ def test_paths_name_whole_outputs_and_unknown_remotes_revisions_and_outputs_are_
     # unpushable: DVC takes the manifest on the remote for the whole); a glob means what it matches.
     assert model_outputs(repo, ImageSettings(artifacts=("model/tokenizer/vocab.txt", "model/*.bin")), built.rev1) \
         == ["model/tokenizer", "model/weights.bin", "eval/metrics.json"]
-    unknown = r"^promote\.environments\.prod\.dvc_remote: DVC remote 'nope' is not in the DVC config .* \(defined: src, tgt;"
+    unknown = r"^promote\.environments\.prod\.dvc_remote: DVC remote 'nope' is not in the DVC config .* " \
+              r"\(defined: src, tgt;"
     with pytest.raises(ConfigError, match=unknown):
         copy_model_data(repo, built.rev1, MODEL, "nope", environment="prod")
     with pytest.raises(ConfigError, match=unknown):  # the promotion's check before anything is copied
