@@ -75,7 +75,7 @@ def run(*, config_path: str | None, repo: Path, source: str | None, destination:
                       "referrers": staged.referrers, "signature": staged.signature, "tagged": tagged.tags,
                       "previous": tagged.previous, "forced": tagged.forced, "scan_record": result.scan_record,
                       "approval": result.approvals.record() if result.approvals else None,
-                      "signed": result.signature, "artifacts": result.artifacts,
+                      "signed": result.signature, "artifacts": result.artifacts, "data": result.data,
                       "gitops": result.record.commit if result.record else None})
     else:
         log.out(result.destination)

@@ -7,12 +7,12 @@ import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from mlci.core.errors import UsageError
 from mlci.core.log import logger
 from mlci.oci.reference import DockerRef, ImageRef
-from mlci.promote import approvals, audit, copy, gitops, gto, policy
+from mlci.promote import approvals, audit, copy, dvcdata, gitops, gto, policy
 from mlci.promote.record import Approver, PromotionRecord, Scalar, ScanFacts, read_metrics
 from mlci.promote.settings import Environment
 from mlci.settings import Config
@@ -52,6 +52,7 @@ class Result:
     signature: str | None = None  # the payload (layer) digest of mlci's signature: stable per image and reference
     record: gitops.RecordResult | None = None
     artifacts: list[dict[str, object]] = field(default_factory=list)  # what went to the Nexus raw repository
+    data: dict[str, Any] | None = None  # the DVC objects copied to the environment's DVC remote
 
 
 def environment(config: Config, name: str) -> Environment:
@@ -107,10 +108,12 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     if config.promote.gitops.gto:
         gto.check_stage(request.environment)
         gto.check_version(root, model, version, sha)  # a version names one commit: refused before any copy
+    dvcdata.check_remotes(root, request.environment, env)
     seen = copy.check_tag(dst, name, digest, force=request.force)
     dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
     staged = copy.stage(src, digest, dst)
+    data = dvcdata.copy_environment_data(root, config.image, request.environment, env, sha)
     uploaded = _artifacts(config, env, root, model, version or name, scan) if env.nexus_raw else []
     signature = _sign(dst, dst_ref, digest, key) if key is not None else None
     tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
@@ -128,7 +131,8 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
                            push=config.promote.gitops.push and config.promote.gitops.repository is not None)
     return Result(request.source, _pinned(dst_ref, name, digest), request.environment, digest, staged, tagged,
                   scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None,
-                  approvals=approved, signature=signature, record=recorded, artifacts=[u.to_json() for u in uploaded])
+                  approvals=approved, signature=signature, record=recorded, artifacts=[u.to_json() for u in uploaded],
+                  data=data.as_dict() if data is not None else None)
 
 
 def _signing_key(config: Config, env: Environment, name: str, config_dir: Path, environ: Mapping[str, str]

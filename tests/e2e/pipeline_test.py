@@ -12,6 +12,7 @@ from tests.sign.support import p256
 from tests.testing import repos
 from tests.testing.forge import ForgeServer
 from tests.testing.gitlab_ci_local import PipelineResult, run_pipeline, seed_project_include
+from tests.testing.gitremote import bare_repo, read_file
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
 from tests.testing.registry import Registry, access_log, plain_http
 from tests.testing.trivydb import PIP, Advisory, make_db
@@ -169,11 +170,16 @@ def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_po
 
 
 def _release_repo(tmp_path: Path, stage: Registry) -> Path:
-    """The pipeline repo with its stage registry where the test runs one, and a release tag."""
+    """The pipeline repo with its stage registry where the test runs one, a DVC remote for stage, a GitOps
+    repository, and a release tag."""
     repo = _pipeline_repo(tmp_path)
+    repos.dvc(repo, "remote", "add", "stage", str(tmp_path / "dvc-stage"))
+    bare_repo(tmp_path / "environments.git")
     config = repo / "mlci.yaml"
-    config.write_text(config.read_text().replace("registry.stage.bank.example", stage.host))
-    repos.commit_all(repo, "stage registry")
+    text = config.read_text().replace("registry.stage.bank.example", stage.host)
+    text = text.replace("      aliases: true\n", "      aliases: true\n      dvc_remote: stage\n")
+    config.write_text(text + f"  gitops:\n    repository: {tmp_path / 'environments.git'}\n    gto: false\n")
+    repos.commit_all(repo, "stage registry, DVC remote and GitOps repository")
     repos.git(repo, "tag", "-a", "v1.0.0", "-m", "release 1.0.0")
     return repo
 
@@ -206,6 +212,11 @@ def test_a_release_tag_pipeline_promotes_the_scanned_image_into_stage_signed(
         assert repos.run_mlci(repo, "verify", stage_image.replace(":v1.0.0", f":{alias}"), "--key",
                               str(keys.public), env=plain_http(registry_stage.host)).returncode == 0
     assert keys.private.read_text().splitlines()[1] not in promote.log
+    state = read_file(tmp_path / "environments.git")  # recorded in the GitOps repository
+    assert state["image"]["digest"] == digest[1] and state["model"]["version"] == "v1.0.0"
+    assert state["scan"]["verdict"] == "pass" and state["signature"]
+    weights = tmp_path / "dvc-stage" / "files" / "md5"  # the model's DVC objects, on stage's remote
+    assert weights.is_dir() and any(weights.rglob("*"))
 
 
 def test_a_release_without_a_scan_record_fails_in_the_promote_job_with_nothing_copied(
