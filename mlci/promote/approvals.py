@@ -8,7 +8,7 @@
   when configured, and flagged in the result.
 - `none`: nothing required.
 
-Every CI variable read here is listed in docs/promote-approvals.md; a test checks the list against the code.
+Every CI variable read here is listed in docs/promote.md; a test checks the list against the code.
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ _RACE = ("fetch first", "non-fast-forward", "stale info", "failed to update ref"
          "failed to lock", "incorrect old value", "reference already exists")
 HEADER = """\
 # The state of environment {env}, written by `mlci promote` on every promotion into it (format {format}:
-# docs/promote-gitops.md). `image.ref` is what runs there; `history` lists the states before, newest first.
+# docs/promote.md). `image.ref` is what runs there; `history` lists the states before, newest first.
 # Promote to change it (a rollback is a promotion of an earlier digest); git log has every promotion.
 """
 
@@ -84,7 +84,7 @@ def record_promotion(settings: PromoteSettings, record: PromotionRecord) -> Reco
 
 def remote(repository: str) -> tuple[str, str]:
     """The URL git is given (a local path made absolute) and the form shown in messages (userinfo masked). A
-    credential in the URL is registered as a secret; prefer git's credential helpers (docs/promote-gitops.md)."""
+    credential in the URL is registered as a secret; prefer git's credential helpers (docs/promote.md)."""
     if repository.startswith("-"):
         raise ConfigError(["promote.gitops.repository: must not start with '-' (git would read an option)"])
     if _HELPER.match(repository):
@@ -104,7 +104,7 @@ def remote(repository: str) -> tuple[str, str]:
             log.add_secret(unquote(parts.username))  # https://TOKEN@host: the user part is the token
         if parts.password or (parts.username and parts.scheme.lower().startswith("http")):
             log.logger.warning("mlci: warning: promote.gitops.repository holds a credential; it is masked, but "
-                               "git's credential helpers keep it out of config (docs/promote-gitops.md)")
+                               "git's credential helpers keep it out of config (docs/promote.md)")
         return repository, log.one_line(log.redact(repository))
     path = Path(repository).expanduser().absolute()
     return str(path), log.one_line(str(path))

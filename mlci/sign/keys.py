@@ -27,7 +27,7 @@ CURVE = "secp256r1"  # NIST P-256, the one curve cosign's key-based signatures m
 MAX_PEM = 64 << 10  # a P-256 key is about 250 bytes; anything this large is not one
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.S)
 _OPENSSL_HINT = ("make one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem` "
-                 "(docs/promote-signatures.md)")
+                 "(docs/promote.md)")
 
 
 class KeyProblem(ConfigError):

@@ -326,14 +326,15 @@ def test_config_checks_the_approval_keys() -> None:
 
 
 def test_docs_list_exactly_the_ci_variables_read() -> None:
-    """docs/promote-approvals.md's table names every CI variable approvals.py reads (and the forge selection
+    """docs/promote.md's table names every CI variable approvals.py reads (and the forge selection
     it calls), and nothing else."""
     source = Path(approvals_module.__file__)
     name = re.compile(r"(CI|GITLAB|GITHUB)_[A-Z0-9_]+")
     in_code = {node.value for node in ast.walk(ast.parse(source.read_text()))
                if isinstance(node, ast.Constant) and isinstance(node.value, str) and name.fullmatch(node.value)}
     in_code |= {"GITLAB_CI", "GITHUB_ACTIONS", "REQUESTS_CA_BUNDLE"}  # read by mlci.forge.select for it
-    section = (ROOT / "docs" / "promote-approvals.md").read_text().split("## CI variables", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "promote.md").read_text().split("### CI variables", 1)[1].split("\n## ", 1)[0]
+    section = section.split("\n### ", 1)[0]
     in_docs = {found for row in section.splitlines() if row.startswith("| `")
                for found in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
     assert in_code == in_docs

@@ -1,4 +1,4 @@
-"""Keys made by the real `openssl` CLI with the commands docs/promote-signatures.md gives, and a small image in an
+"""Keys made by the real `openssl` CLI with the commands docs/promote.md gives, and a small image in an
 OCI layout; shared by the signature tests."""
 from __future__ import annotations
 
