@@ -96,6 +96,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
     repos.dvc(repo, "add", "-q", "data/ds")
+    (repo / "notes").symlink_to("/etc/hostname")  # a committed link out of the repo: left out of every checkout
     _config(repo, "config", src="../../../../src-remote")  # relative: DVC resolves it against .dvc/
     repos.dvc(repo, "repro", "-q")
     rev1 = repos.commit_all(repo, "seed 1")
