@@ -133,6 +133,11 @@ def promote_problems(settings: PromoteSettings) -> list[str]:
         if forge_env is not None and not FORGE_ENV_NAME.fullmatch(forge_env):
             problems.append(f"{at}.approval.environment: a forge environment's name is letters, digits, spaces "
                             "and - _ / . (at most 255), as CI_ENVIRONMENT_NAME shows it")
+        if env.dvc_outputs and env.dvc_remote is None:
+            problems.append(f"{at}.dvc_outputs: set dvc_remote too (the DVC remote they are copied to)")
+        for output in env.dvc_outputs:
+            if not output or output.startswith("/") or ".." in output.split("/"):
+                problems.append(f"{at}.dvc_outputs: {output!r} must be a path inside the repository")
         if env.nexus_raw is not None:
             try:
                 parse_location(env.nexus_raw)

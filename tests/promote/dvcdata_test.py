@@ -21,7 +21,7 @@ import yaml
 from mlci.core.errors import ConfigError, EnvironmentProblem, UsageError
 from mlci.image.settings import ImageSettings
 from mlci.promote.dvcdata import check_remotes, copy_environment_data, copy_model_data, model_outputs
-from mlci.promote.settings import Environment
+from mlci.promote.settings import Environment, PromoteSettings, promote_problems
 from tests.testing import repos
 from tests.testing.procs import free_port
 from tests.testing.s3 import S3Server
@@ -96,6 +96,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
     repos.dvc(repo, "add", "-q", "data/ds")
+    (repo / "notes").symlink_to("/etc/hostname")  # a committed link out of the repo: left out of every checkout
     _config(repo, "config", src="../../../../src-remote")  # relative: DVC resolves it against .dvc/
     repos.dvc(repo, "repro", "-q")
     rev1 = repos.commit_all(repo, "seed 1")
@@ -257,6 +258,19 @@ def test_paths_name_whole_outputs_and_unknown_remotes_revisions_and_outputs_are_
     with pytest.raises(UsageError, match=r"^revision '--output=x': no such commit"):
         copy_model_data(repo, "--output=x", MODEL, "tgt")
     assert not (tmp_path / "tgt-remote").exists()  # nothing was sent anywhere
+
+
+def test_opted_in_outputs_need_a_remote_and_a_path_inside_the_repository() -> None:
+    settings = PromoteSettings(environments={
+        "stage": Environment(branches=("main",), dvc_outputs=("data/ds",)),
+        "prod": Environment(tags="v.*", dvc_remote="prod", dvc_outputs=("data/ds", "../x", "/etc", "")),
+    })
+    assert promote_problems(settings) == [
+        "promote.environments.stage.dvc_outputs: set dvc_remote too (the DVC remote they are copied to)",
+        "promote.environments.prod.dvc_outputs: '../x' must be a path inside the repository",
+        "promote.environments.prod.dvc_outputs: '/etc' must be a path inside the repository",
+        "promote.environments.prod.dvc_outputs: '' must be a path inside the repository",
+    ]
 
 
 def test_an_unreachable_target_is_exit_3_in_one_line_without_credentials(
