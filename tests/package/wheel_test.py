@@ -96,7 +96,7 @@ MISSING_EXTRA_CASES = {
 
 def test_every_extra_has_a_missing_extra_case(installed_mlci: Path) -> None:
     probe = "import importlib.metadata as m; print(*m.distribution('mlci').metadata.get_all('Provides-Extra'))"
-    extras = subprocess.run([str(installed_mlci / "python"), "-c", probe], capture_output=True, text=True,
+    extras = subprocess.run([str(installed_mlci / "python"), "-I", "-c", probe], capture_output=True, text=True,
                             check=True, env=installed.env(installed_mlci)).stdout.split()
     assert set(extras) - {"test"} == set(MISSING_EXTRA_CASES)
 
