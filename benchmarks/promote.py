@@ -24,9 +24,10 @@ scan-record lookup, the audit line). Wall time: perf_counter around `/usr/bin/ti
 "Maximum resident set size". Every copy is checked: the destination tag names the source's digest.
 
 Pinned by the harness (it prints this too): random, incompressible layers, gzip streams of stored blocks
-(skopeo gzips a layer it finds uncompressed), pushed with plain `requests` (chunked uploads) and an OCI manifest whose config carries the bench repo's HEAD as
-org.opencontainers.image.revision; plain-HTTP docker-registry 2.8 on 127.0.0.1; a fresh destination registry
-per measured copy (so neither tool can mount or skip a blob); skopeo's blob-info cache in the work dir.
+(skopeo gzips a layer it finds uncompressed), pushed with plain `requests` (chunked uploads), and an OCI
+manifest whose config carries the bench repo's HEAD as org.opencontainers.image.revision; plain-HTTP
+docker-registry 2.8 on 127.0.0.1; a fresh destination registry per measured copy (so neither tool can mount or
+skip a blob); skopeo's blob-info cache in the work dir.
 Disk: the source image plus one copy at a time (about 20 GB for the 10 GB point; sizes are done one at a time
 and deleted). Exit code 1 when a case misses its target (the figures are printed either way).
 """
@@ -61,9 +62,9 @@ PER_LAYER_COST = 0.75  # skopeo's MB/s on many layers below this fraction of its
 REPO, TAG = "bench/model", "v1.0.0"
 CHUNK = 64 << 20
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-PINNED = ("harness pins: random layers (gzip, stored blocks), plain-HTTP docker-registry 2.8 on loopback, a fresh destination registry "
-          "per measured copy, mlci's default `registries` settings but plain_http, skopeo's blob-info cache in the "
-          "work dir")
+PINNED = ("harness pins: random layers (gzip, stored blocks), plain-HTTP docker-registry 2.8 on loopback, a fresh "
+          "destination registry per measured copy, mlci's default `registries` settings but plain_http, skopeo's "
+          "blob-info cache in the work dir")
 # What `mlci promote` does to the image (mlci/promote/run.py), in a fresh interpreter: argv SRC_REF DST_HOST
 # DST_REPO TAG. The one place to adapt when the library's names change.
 LIBRARY = """
@@ -271,7 +272,7 @@ def close(registry: Registry) -> None:
 
 
 def load() -> str:
-    return "%.2f %.2f %.2f" % os.getloadavg()
+    return " ".join(f"{n:.2f}" for n in os.getloadavg())
 
 
 # --- cases ------------------------------------------------------------------------------------------------------
@@ -376,7 +377,8 @@ def case_large(bench: Bench, results: Results, sizes: list[int]) -> None:
         slope, intercept = statistics.linear_regression(xs, ts)
         worst = max(abs(t - (intercept + slope * x)) / t for x, t in zip(xs, ts, strict=True))
         results.add("large", f"| linear fit | {1.048576 / slope:.0f} MB/s marginal, {intercept:.2f} s fixed | worst "
-                    f"residual {worst:.1%} (target {TARGETS['large_residual']:.0%}) |", worst <= TARGETS["large_residual"])
+                    f"residual {worst:.1%} (target {TARGETS['large_residual']:.0%}) |",
+                    worst <= TARGETS["large_residual"])
 
 
 HEADERS = {
@@ -397,7 +399,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {','.join(CASES)}")
-    parser.add_argument("--runs", type=int, default=5, help="measured runs per tool (small, many, again)")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per tool (small, again)")
+    parser.add_argument("--many-runs", type=int, default=3, help="measured runs per tool (many)")
     parser.add_argument("--small-mb", type=int, default=500)
     parser.add_argument("--many-mb", type=int, default=2048)
     parser.add_argument("--many-layers", type=int, default=80)
@@ -418,7 +421,7 @@ def main() -> int:
         if "small" in cases:
             skopeo_small = case_copy(bench, results, "small", args.small_mb, 3, args.runs, not args.no_cli, None)
         if "many" in cases:
-            case_copy(bench, results, "many", args.many_mb, args.many_layers, args.runs, not args.no_cli, skopeo_small)
+            case_copy(bench, results, "many", args.many_mb, args.many_layers, args.many_runs, False, skopeo_small)
         if "again" in cases:
             case_again(bench, results, args.small_mb, args.runs, not args.no_cli)
         if "large" in cases:
