@@ -250,7 +250,7 @@ def fresh_copy(bench: Bench, tool: str, src: Registry, digest: str, repo: str = 
     """One copy by `tool` into a fresh registry, checked (the tag names the digest), the registry then removed."""
     dst = open_registry(bench, "dst")
     try:
-        run = getattr(bench, tool)(src, dst, repo)
+        run: Measured = getattr(bench, tool)(src, dst, repo)
         arrived = tag_digest(dst, repo, TAG)
         if arrived != digest:
             raise SystemExit(f"{tool}: the destination tag names {arrived}, not {digest}")
