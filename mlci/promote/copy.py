@@ -101,13 +101,14 @@ def tag(dst: Endpoint, staged: Staged, name: str, *, aliases: bool, force: bool,
     if now != seen and now != staged.digest:
         raise TagMoved(f"tag {name!r} moved at the destination during this promotion (now {now}): another "
                        "promotion got there first; nothing was tagged")
-    dst.put_manifest(staged.manifest, name)
+    if now != staged.digest:  # a re-promotion finds the tag naming the image already: nothing to write or re-check
+        dst.put_manifest(staged.manifest, name)
     written = [name]
     for alias in alias_tags(name) if aliases else []:
         dst.put_manifest(staged.manifest, alias)
         written.append(alias)
     dst.commit()
-    after = existing(dst, name)
+    after = existing(dst, name) if now != staged.digest else now
     if after != staged.digest:
         raise TagMoved(f"tag {name!r} names {after} right after it was written: another promotion wrote it at the "
                        "same moment; check the destination")
