@@ -107,6 +107,7 @@ def test_a_scanned_image_is_promoted_by_digest_with_its_record_and_a_rerun_copie
     sent = [e for e in access_log(stage)[mark:] if e.method == "PATCH" or ("/blobs/uploads/" in e.target
             and e.method == "PUT")]
     assert sent == []  # (the write check opens and cancels one upload session: no byte is sent)
+    assert not [e for e in access_log(stage)[mark:] if e.method == "PUT" and e.target.endswith("/manifests/1.0")]
 
 
 def test_without_a_passing_scan_record_nothing_is_copied(
