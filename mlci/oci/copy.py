@@ -211,7 +211,7 @@ def copy(src: ImageSource, src_ref: str | None, dst: ImageDestination, dst_tag: 
     `dst_tag` (last). The caller commits `dst` when it has written everything it means to (an archive is
     written then)."""
     top = src.get_manifest(src_ref)
-    manifests = _children(src, top)  # children first, each once, the top one last
+    manifests = manifest_tree(src, top)  # children first, each once, the top one last
     blobs: dict[str, Descriptor] = {}
     for manifest in manifests:
         for blob in manifest.blobs():
@@ -232,7 +232,7 @@ def copy_blobs(src: ImageSource, dst: ImageDestination, blobs: list[Descriptor],
     return result
 
 
-def _children(src: ImageSource, top: Manifest) -> list[Manifest]:
+def manifest_tree(src: ImageSource, top: Manifest) -> list[Manifest]:
     """Every manifest under `top` (depth first, children before parents, each once), then `top`."""
     order: list[Manifest] = []
     seen: set[str] = set()

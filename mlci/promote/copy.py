@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
 from mlci.oci import referrers
-from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy_blobs
+from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy_blobs, manifest_tree
 from mlci.oci.manifest import Manifest, NotFound, sha256_digest
 from mlci.oci.progress import Progress
 from mlci.oci.transport import Endpoint, ImageSource
@@ -80,7 +80,7 @@ def stage(src: ImageSource, src_ref: str | None, dst: Endpoint) -> Staged:
             and src.registry.host == dst.registry.host and src.repository != dst.repository:
         dst.mount_from = (*dst.mount_from, src.repository)  # the same registry: blobs mounted, not sent
     top = src.get_manifest(src_ref)
-    manifests = _tree(src, top)
+    manifests = manifest_tree(src, top)
     staged = Staged(top.digest, top)
     _blobs(src, dst, manifests, staged)
     for manifest in manifests:
@@ -114,24 +114,6 @@ def tag(dst: Endpoint, staged: Staged, name: str, *, aliases: bool, force: bool,
                        "same moment; check the destination")
     return Tagged(written, previous=seen if seen != staged.digest else None,
                   forced=seen is not None and seen != staged.digest)
-
-
-def _tree(src: ImageSource, top: Manifest) -> list[Manifest]:
-    """`top` and every manifest under it, children before parents, each once."""
-    order: list[Manifest] = []
-    seen: set[str] = set()
-
-    def visit(manifest: Manifest, depth: int) -> None:
-        if depth > 4:
-            raise EnvironmentProblem(f"manifest {top.digest}: indexes nested deeper than 4 levels")
-        for child in manifest.children():
-            if child.digest not in seen:
-                seen.add(child.digest)
-                visit(src.get_manifest(child.digest), depth + 1)
-        order.append(manifest)
-
-    visit(top, 0)
-    return order
 
 
 def _blobs(src: ImageSource, dst: Endpoint, manifests: list[Manifest], staged: Staged) -> None:

@@ -184,16 +184,20 @@ def _release_repo(tmp_path: Path, stage: Registry) -> Path:
     return repo
 
 
+def _release_variables(tmp_path: Path, dev: Registry, stage: Registry, key: Path) -> dict[str, str]:
+    """A tag pipeline's variables: dev and stage registries, the Debian base, a clean DB, the signing key."""
+    clean = make_db(tmp_path / "trivy-clean", advisories=())
+    return {"MLCI_IMAGE_NAME": f"docker://{dev.host}/ml/credit-model", **plain_http(dev.host, stage.host),
+            "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
+            "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}",
+            "MLCI_SCAN_CACHE_DIR": str(clean.cache_dir), "MLCI_SIGNING_KEY": str(key), "CI_COMMIT_TAG": "v1.0.0"}
+
+
 def test_a_release_tag_pipeline_promotes_the_scanned_image_into_stage_signed(
         tmp_path: Path, registry: Registry, registry_stage: Registry) -> None:
     repo = _release_repo(tmp_path, registry_stage)
     keys = p256(tmp_path / "keys")
-    clean = make_db(tmp_path / "trivy-clean", advisories=())
-    variables = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model",
-                 **plain_http(registry.host, registry_stage.host), "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
-                 "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}",
-                 "MLCI_SCAN_CACHE_DIR": str(clean.cache_dir), "MLCI_SIGNING_KEY": str(keys.private),
-                 "CI_COMMIT_TAG": "v1.0.0"}
+    variables = _release_variables(tmp_path, registry, registry_stage, keys.private)
     result = _run(repo, variables, manual=("promote",))
     assert result.returncode == 0, result.describe()
     promote = result.job("promote")
@@ -223,12 +227,8 @@ def test_a_release_without_a_scan_record_fails_in_the_promote_job_with_nothing_c
         tmp_path: Path, registry: Registry, registry_stage: Registry) -> None:
     repo = _release_repo(tmp_path, registry_stage)
     keys = p256(tmp_path / "keys")
-    clean = make_db(tmp_path / "trivy-clean", advisories=())
-    variables = {"MLCI_IMAGE_NAME": f"docker://{registry.host}/ml/credit-model",
-                 **plain_http(registry.host, registry_stage.host), "MLCI_IMAGE_BASE": f"oci:{base_layout()}:{BASE_TAG}",
-                 "MLCI_IMAGE_PIP_ARGS": f"--no-index,--find-links,{wheelhouse()}",
-                 "MLCI_SCAN_CACHE_DIR": str(clean.cache_dir), "MLCI_SCAN_ATTACH": "false",  # no record kept
-                 "MLCI_SIGNING_KEY": str(keys.private), "CI_COMMIT_TAG": "v1.0.0"}
+    variables = {**_release_variables(tmp_path, registry, registry_stage, keys.private),
+                 "MLCI_SCAN_ATTACH": "false"}  # the scan keeps no record
     result = _run(repo, variables, manual=("promote",))
     assert result.returncode == 1, result.describe()
     promote = result.job("promote")

@@ -4,7 +4,6 @@ digest with its scan record, tags last, aliases, and a re-run re-uses everything
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,8 @@ from tests.sign.support import p256
 from tests.testing import repos
 from tests.testing.gitremote import bare_repo, read_file
 from tests.testing.nexus import start_nexus, stop_nexus
-from tests.testing.registry import Registry, access_log, plain_http, start_registry, stop_registry
+from tests.testing.registry import Registry, access_log, plain_http
 from tests.testing.trivydb import TrivyDb, make_db
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
-    """A "dev" and a "stage" registry shared by this module's tests (each test uses its own repositories)."""
-    root = tmp_path_factory.mktemp("promote-registries")
-    dev, stage = start_registry(directory=root / "dev"), start_registry(directory=root / "stage")
-    yield dev, stage
-    stop_registry(dev)
-    stop_registry(stage)
 
 
 @pytest.fixture(scope="module")

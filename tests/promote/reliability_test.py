@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,12 @@ from mlci.oci.registry import Registry as Client
 from mlci.promote import copy
 from tests.testing import faultproxy
 from tests.testing.faultproxy import Fault, FaultProxy
-from tests.testing.registry import Registry, access_log, push_random_image, start_registry, stop_registry
+from tests.testing.registry import Registry, access_log, push_random_image
 
 fault_proxies = faultproxy.fault_proxies  # the fixture
 CHUNK = 1 << 20
 LAYERS = (9 << 20, 7 << 20, (4 << 20) + 12345)  # a 20 MB image in three layers
 SIZE = sum(LAYERS)
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
-    root = tmp_path_factory.mktemp("reliability")
-    dev, stage = start_registry(directory=root / "dev"), start_registry(directory=root / "stage")
-    yield dev, stage
-    stop_registry(dev)
-    stop_registry(stage)
 
 
 @pytest.fixture(scope="module")
