@@ -212,6 +212,29 @@ def find(source: Endpoint, digest: str, *, limit: int = FIND_LIMIT) -> list[Scan
     return found
 
 
+def find_reusable(source: Endpoint, digest: str, db_version: int | None, db_updated_at: datetime.datetime | None,
+                  *, trivy_version: str | None = None, scanners: Iterable[str] | None = None,
+                  limit: int = FIND_LIMIT) -> ScanRecord | None:
+    """What `reusable(find(...), ..., None, digest=digest, ...)` gives, reading the records newest first only until
+    one is reusable: a re-scan reads one record however many earlier scans attached theirs. A record whose
+    artifact names another DB (its db-updated-at annotation) is passed over unread: at worst it is scanned again."""
+    listed = referrers.referrers(source, digest, RECORD_TYPE)
+    listed.sort(key=lambda d: d.annotations.get(referrers.CREATED, ""), reverse=True)
+    wanted = None if db_updated_at is None else _time(db_updated_at)
+    for descriptor in listed[:limit]:
+        if descriptor.annotations.get(DB_UPDATED) != wanted:
+            continue
+        try:
+            found = _load(source, digest, descriptor)
+        except EnvironmentProblem as exc:  # not a record, or gone, or unreadable: the others still count
+            logger.warning("mlci: warning: %s; skipped", exc)
+            continue
+        if reusable([found], db_version, db_updated_at, None, digest=digest, trivy_version=trivy_version,
+                    scanners=scanners):
+            return found
+    return None
+
+
 def load_output(source: Endpoint, record: ScanRecord) -> ScanOutput | None:
     """The scan output stored with a record found by find() (None when it has none)."""
     if record.referrer is None:

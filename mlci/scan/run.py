@@ -164,9 +164,8 @@ def _stored_scan(endpoint: RegistryEndpoint | LayoutEndpoint, tag: str | None, s
     except NotFound:
         return None  # preparing the image says what is missing
     db = trivy.db_info(scanner.cache_dir) if scanner is not None and "vuln" in settings.scanners else None
-    found = record.reusable(record.find(endpoint, digest), db.version if db else None,
-                            db.updated_at if db else None, None, digest=digest,
-                            trivy_version=scanner.version if scanner else None, scanners=settings.scanners)
+    found = record.find_reusable(endpoint, digest, db.version if db else None, db.updated_at if db else None,
+                                 trivy_version=scanner.version if scanner else None, scanners=settings.scanners)
     output = record.load_output(endpoint, found) if found is not None else None
     if output is None:
         return None

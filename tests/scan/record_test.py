@@ -210,3 +210,30 @@ def test_a_rescan_is_skipped_only_with_the_same_db_policy_and_trivy() -> None:
     assert record.reusable(records, 2, DB.updated_at, new.policy_hash, scanners=["vuln"]) is None
     assert record.reusable(records, 2, DB.updated_at, new.policy_hash, digest="sha256:" + "e" * 64) is None
     assert record.reusable([], 2, DB.updated_at, new.policy_hash) is None
+
+
+def test_a_rescan_reads_the_records_newest_first_only_until_one_is_reusable(registry: Registry) -> None:
+    image = push_random_image(registry, REPO)
+    endpoint = _endpoint(registry)
+    history = []  # a scan a day with that day's DB; then two with today's: trivy 0.76, and newest, 0.75
+    for days in range(3, 0, -1):
+        output = ScanOutput(target="t", digest=image, trivy_version="0.76.0", scanners=("vuln", "secret"),
+                            db=DbInfo(2, DB.updated_at - datetime.timedelta(days=days)))
+        history.append(record.from_verdict(policy.judge(output, ScanSettings(), None,
+                                                        now=NOW - datetime.timedelta(days=days))))
+    wanted, output = _record(image, VULN, now=NOW - datetime.timedelta(hours=2))
+    older_trivy = dataclasses.replace(_record(image, now=NOW - datetime.timedelta(hours=1))[0], trivy_version="0.75.0")
+    for scan in (*history, wanted, older_trivy):
+        record.attach(scan, endpoint, output=output if scan is wanted else None)
+    records = {r.referrer.digest: r for r in record.find(endpoint, image) if r.referrer is not None}
+    assert len(records) == 5
+    arguments = (endpoint, image, 2, DB.updated_at)
+    mark = len(access_log(registry))
+    found = record.find_reusable(*arguments, trivy_version="0.76.0", scanners=("secret", "vuln"))
+    assert found == wanted == record.reusable(records.values(), 2, DB.updated_at, None, digest=image,
+                                              trivy_version="0.76.0", scanners=("secret", "vuln"))
+    read = {e.target.rsplit("/", 1)[1] for e in access_log(registry)[mark:] if "/manifests/sha256:" in e.target}
+    assert {records[d].scanned_at for d in read & set(records)} == {older_trivy.scanned_at, wanted.scanned_at}
+    assert record.find_reusable(*arguments, trivy_version="0.77.0") is None
+    assert record.find_reusable(endpoint, image, 2, DB.updated_at + datetime.timedelta(hours=1)) is None
+    assert record.find_reusable(*arguments, scanners=("vuln",)) is None
