@@ -22,7 +22,7 @@ from mlci.scan.verdict import Verdict
 if TYPE_CHECKING:
     from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
     from mlci.oci.settings import RegistrySettings
-    from mlci.scan import models, targets
+    from mlci.scan import models, record, targets
     from mlci.scan.trivy import Trivy
 
 logger = log.logger
@@ -78,8 +78,9 @@ def scan_image(reference: str, context: Context, outputs: Outputs, *, attach: bo
     stored = None
     if recordable is not None and not rescan:
         stored = _stored_scan(recordable, tag, scanner, settings, need_sbom=outputs.sbom_out is not None)
+    standing = None  # the stored record reused
     if stored is not None:
-        output, sbom = stored
+        output, sbom, standing = stored
         logger.info("mlci: %s: scanned before with the same DB, trivy and scanners; judged again under today's "
                     "policy (--rescan scans again)", output.digest)
     else:
@@ -96,9 +97,19 @@ def scan_image(reference: str, context: Context, outputs: Outputs, *, attach: bo
     attached: list[str] = []
     if output.digest is not None:
         scan_record = record.from_verdict(verdict, reference)
+        # Judged again to the same verdict under the same policy: the record attached already says it (the scan
+        # it reports is the same scan, with the same DB), so nothing new is attached and that record is the file.
+        unchanged = standing is not None and (standing.passed, standing.policy_hash) == (verdict.passed,
+                                                                                       verdict.policy_hash)
+        if unchanged:
+            assert standing is not None
+            scan_record = standing
         if outputs.record_out is not None:
             record.write(scan_record, outputs.record_out)
-        if attach and settings.attach and recordable is not None:
+        if unchanged:
+            logger.info("mlci: %s: the scan record of %s stands (same verdict, same policy)", output.digest,
+                        scan_record.scanned_at.isoformat())
+        elif attach and settings.attach and recordable is not None:
             attached = [d.digest for d in record.attach(scan_record, recordable, sbom=sbom, output=output)]
         elif attach and settings.attach:
             logger.info("mlci: %s: an oci-archive is not changed; the scan record is not attached (--record-out "
@@ -153,7 +164,8 @@ def _trivy(settings: ScanSettings) -> Trivy | None:
 
 
 def _stored_scan(endpoint: RegistryEndpoint | LayoutEndpoint, tag: str | None, scanner: Trivy | None,
-                 settings: ScanSettings, *, need_sbom: bool) -> tuple[ScanOutput, bytes | None] | None:
+                 settings: ScanSettings, *, need_sbom: bool
+                 ) -> tuple[ScanOutput, bytes | None, record.ScanRecord] | None:
     """The output of an earlier scan of the same digest with the same DB, trivy and scanners (and its SBOM when
     one is asked for), from the records attached to the image; None when there is none to reuse."""
     from mlci.oci.manifest import NotFound
@@ -170,7 +182,7 @@ def _stored_scan(endpoint: RegistryEndpoint | LayoutEndpoint, tag: str | None, s
     if output is None:
         return None
     sbom = _stored_sbom(endpoint, digest) if need_sbom else None
-    return None if need_sbom and sbom is None else (output, sbom)
+    return None if (need_sbom and sbom is None) or found is None else (output, sbom, found)
 
 
 def _stored_sbom(endpoint: RegistryEndpoint | LayoutEndpoint, digest: str) -> bytes | None:

@@ -89,6 +89,8 @@ def test_exceptions_pass_the_gate_and_a_rescan_judges_the_stored_output_under_to
     assert out.startswith("pass: ") and "judged again" not in err
     again, _, err = _scan(repo, reference)
     assert again == 0 and "judged again under today's policy" in err, err
+    assert "the scan record of" in err and "stands (same verdict, same policy)" in err
+    assert len(record.find(LayoutEndpoint(Layout(layout)), vulnerable_image.digest)) == 1  # nothing new attached
     strict = json.loads((repo / "mlci.yaml").read_text())
     del strict["scan"]["exceptions"][0]
     (repo / "mlci.yaml").write_text(json.dumps(strict))
