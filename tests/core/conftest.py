@@ -1,17 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from mlci.core import log
+from tests.testing.secrets import fresh_secrets  # noqa: F401 - used by _every_test_has_fresh_secrets
 
 
 @pytest.fixture(autouse=True)
-def _fresh_secrets() -> Iterator[None]:
-    """Each test registers its own secrets; the process-wide registry is restored afterwards."""
-    saved_secrets, saved_forms = set(log._secrets), list(log._forms)
-    yield
-    log._secrets.clear()
-    log._secrets.update(saved_secrets)
-    log._forms[:] = saved_forms
+def _every_test_has_fresh_secrets(fresh_secrets: None) -> None:  # noqa: F811 - the fixture imported above
+    """Every core test registers its own secrets."""

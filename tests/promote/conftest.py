@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.testing.registry import Registry, start_registry, stop_registry
+from tests.testing.secrets import fresh_secrets  # noqa: F401 - a fixture for the promotion tests
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,6 @@ from mlci.core.errors import UsageError
 from mlci.promote.audit import append_audit
 from tests.testing.gitremote import bare_repo, record, settings
 from tests.testing.repos import ROOT
-
-
-@pytest.fixture
-def _fresh_secrets() -> Iterator[None]:
-    saved_secrets, saved_forms = set(log._secrets), list(log._forms)
-    yield
-    log._secrets.clear()
-    log._secrets.update(saved_secrets)
-    log._forms[:] = saved_forms
 
 
 def test_one_line_per_promotion_with_the_record_s_facts(tmp_path: Path) -> None:
@@ -57,7 +47,7 @@ def test_the_line_is_the_record_the_gitops_file_holds(tmp_path: Path) -> None:
     assert line["promotion"]["previous_digest"] == record(1).digest
 
 
-def test_no_secret_in_the_audit_log(tmp_path: Path, _fresh_secrets: None) -> None:
+def test_no_secret_in_the_audit_log(tmp_path: Path, fresh_secrets: None) -> None:
     log.add_secret("ghp_AuditS3cretToken")
     path = tmp_path / "audit.jsonl"
     append_audit(path, record(1, promoted_by="ghp_AuditS3cretToken", job="https://x:pw-in-url-77@ci.example/j/1"))

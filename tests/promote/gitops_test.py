@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ def _private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr("tempfile.tempdir", None)
     return scratch
-
-
-@pytest.fixture
-def _fresh_secrets() -> Iterator[None]:
-    saved_secrets, saved_forms = set(log._secrets), list(log._forms)
-    yield
-    log._secrets.clear()
-    log._secrets.update(saved_secrets)
-    log._forms[:] = saved_forms
 
 
 def _left(tmp_path: Path) -> list[str]:
@@ -201,7 +191,7 @@ def test_four_concurrent_promotions_to_one_environment_keep_every_record(tmp_pat
 
 
 def test_an_unreachable_remote_is_exit_3_in_one_line_without_its_credential(tmp_path: Path,
-                                                                            _fresh_secrets: None) -> None:
+                                                                            fresh_secrets: None) -> None:
     url = "https://deploy-bot:gitops-s3cret-pw@127.0.0.1:9/risk/gitops.git"
     with pytest.raises(EnvironmentProblem) as caught:
         gitops.record_promotion(settings(url), record(1))
@@ -241,7 +231,7 @@ def commits_or_none(bare: Path) -> list[str] | None:
     return None if done.returncode else commits(bare)
 
 
-def test_no_secret_reaches_the_file_or_the_commit(tmp_path: Path, _fresh_secrets: None) -> None:
+def test_no_secret_reaches_the_file_or_the_commit(tmp_path: Path, fresh_secrets: None) -> None:
     token = "glpat-Zk3xS3cretT0ken"
     log.add_secret(token)
     remote = bare_repo(tmp_path / "gitops.git")

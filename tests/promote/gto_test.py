@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,6 @@ from tests.testing.gitremote import T0, bare_repo
 from tests.testing.repos import commit_model_change, example_repo, git
 
 MODEL = "credit-scoring"
-
-
-@pytest.fixture
-def _fresh_secrets() -> Iterator[None]:
-    saved_secrets, saved_forms = set(log._secrets), list(log._forms)
-    yield
-    log._secrets.clear()
-    log._secrets.update(saved_secrets)
-    log._forms[:] = saved_forms
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +142,7 @@ def test_without_push_the_tags_stay_in_the_checkout(model_repo: tuple[Path, Path
 
 
 def test_an_unreachable_origin_is_exit_3_without_its_credential(model_repo: tuple[Path, Path, list[str]],
-                                                                _fresh_secrets: None) -> None:
+                                                                fresh_secrets: None) -> None:
     repo, _, (first, *_) = model_repo
     git(repo, "remote", "set-url", "origin", "https://gitlab-ci-token:job-t0ken-secret@127.0.0.1:9/risk/model.git")
     with pytest.raises(EnvironmentProblem) as caught:
@@ -164,7 +154,7 @@ def test_an_unreachable_origin_is_exit_3_without_its_credential(model_repo: tupl
                               "cannot be reached: ")
 
 
-def test_no_secret_reaches_a_tag(model_repo: tuple[Path, Path, list[str]], _fresh_secrets: None) -> None:
+def test_no_secret_reaches_a_tag(model_repo: tuple[Path, Path, list[str]], fresh_secrets: None) -> None:
     repo, origin, (first, *_) = model_repo
     log.add_secret("glpat-TagS3cret99")
     gto.write_gto_tags(repo, MODEL, "v1.0.0", "stage", sha=first, message="by token glpat-TagS3cret99",
