@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from mlci.bundle.settings import BundleSettings, bundle_problems
 from mlci.core import config as core_config
 from mlci.core import log, schema
 from mlci.core.errors import ConfigError
@@ -49,6 +50,7 @@ class Config:
     image: ImageSettings = field(default_factory=ImageSettings, metadata=_see("image"))
     scan: ScanSettings = field(default_factory=ScanSettings, metadata=_see("scan"))
     promote: PromoteSettings = field(default_factory=PromoteSettings, metadata=_see("promote"))
+    bundle: BundleSettings = field(default_factory=BundleSettings, metadata=_see("bundle"))
     registries: dict[str, RegistrySettings] = field(default_factory=dict, metadata={"doc": (
         "Per registry host (`HOST[:PORT]`): credentials, TLS, mirrors, chunk size, concurrency; see `registries`.")})
 
@@ -107,6 +109,8 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
                     for p in scan_problems(config.scan))
     problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" for p in
                     promote_problems(config.promote))
+    problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" for p in
+                    bundle_problems(config.bundle))
     if problems:
         raise ConfigError(problems)
     for message in deprecations(config.image.plain_http, config.image.ca_bundle):

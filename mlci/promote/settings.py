@@ -60,6 +60,10 @@ class Environment:
     nexus_raw: str | None = field(default=None, metadata={"doc": (
         "A Nexus raw hosted repository, https://HOST/repository/REPO: the model file, metrics, dvc.lock and the "
         "scan record are uploaded there under MODEL/VERSION/.")})
+    via: Literal["direct", "bundle"] = field(default="direct", metadata={"doc": (
+        "direct: `mlci promote` copies into the environment's registry; bundle: the environment has no link, "
+        "the pipeline exports a signed bundle (`mlci bundle export`) that an inside job verifies and imports "
+        "(docs/airgap.md).")})
 
 
 @dataclass(frozen=True)

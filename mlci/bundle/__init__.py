@@ -1,0 +1,1 @@
+"""Air-gap bundles: export, verify, import (issue 12)."""

@@ -1,0 +1,78 @@
+"""The bundle on disk: written by a Sink (a directory, or one tar, optionally zstd-compressed, optionally split
+into parts), read by a BundleReader that refuses unsafe members as it meets them.
+
+Names: a directory bundle is DIR (built as DIR.partial/, renamed at commit); a tar bundle is FILE (`.tar` or
+`.tar.zst`), or, split, FILE.000, FILE.001, ... (each part `part_size` bytes but the last; the parts are one byte
+stream, cut anywhere). The tar is POSIX pax (ustar + pax headers for long names), regular-file members only, in
+the order they were added, bundle.json and bundle.dsse.json first; mtime 0, uid/gid 0, mode 0644: the same
+content gives the same bytes.
+
+CONTRACT (issue 12 helpers): the signatures here are fixed; filled in by the archive helper."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal, Protocol
+
+Format = Literal["dir", "tar", "tar.zst"]
+CHUNK = 1 << 20
+
+
+class Sink(Protocol):
+    """Where export writes a bundle."""
+
+    def add(self, name: str, size: int, sha256: str, chunks: Iterable[bytes]) -> None:
+        """One file, its bytes hashed as they are written: a size or sha256 other than announced raises
+        EnvironmentProblem naming `name` (the source changed or lied) and nothing is committed."""
+
+    def commit(self) -> list[Path]:
+        """Make the bundle visible (atomically: rename; split parts renamed together); the paths written."""
+
+    def abort(self) -> None:
+        """Remove everything written (also safe after a partial add)."""
+
+
+def open_sink(path: Path, fmt: Format, head: tuple[bytes, bytes], *, part_size: int | None = None,
+              zstd_level: int = 3) -> Sink:
+    """A sink at `path`. `head` = (bundle.json, bundle.dsse.json): first members of a tar; a directory gets
+    them last, at commit (a directory without them is never taken for a bundle). `part_size` (tar formats only,
+    at least 1 MiB) splits the output into FILE.000, FILE.001, ...; refuses (UsageError) a path that exists."""
+    raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Member:
+    """A regular file of a bundle as the reader met it."""
+
+    name: str
+    size: int
+
+
+class BundleReader(Protocol):
+    """A bundle being read; unsafe members raise BundleInvalid (mlci.bundle.errors) naming the member."""
+
+    where: str  # the bundle's path, for messages
+    random_access: bool  # True: open() works (a directory, an uncompressed tar or its parts, after scan())
+
+    def head(self) -> tuple[bytes, bytes]:
+        """bundle.json and bundle.dsse.json (bounded by MAX_MANIFEST / MAX_ENVELOPE): in a tar they must be the
+        first two members, in that order; BundleInvalid if absent (no signature: says so)."""
+
+    def members(self) -> Iterator[tuple[Member, BinaryIO]]:
+        """Every other member in order (a directory: sorted walk), each with a stream of exactly its bytes (read
+        it before the next member). Refused as met: `..`, absolute or non-normal names, names check_member_name
+        rejects, links (hard or symbolic), devices, FIFOs, duplicate names, a truncated archive or part, bytes
+        after the end, a missing part. Directory entries (a tar made by hand) with safe names are skipped."""
+
+    def open(self, name: str) -> BinaryIO:
+        """A member's bytes by name (random_access only; a tar: by the offset members() recorded)."""
+
+    def close(self) -> None:
+        """Release files."""
+
+
+def open_bundle(path: Path) -> BundleReader:
+    """The bundle at `path`: a directory, FILE(.tar|.tar.zst) or FILE.000 (its parts found beside it), told apart
+    by what it is and its first bytes (zstd's magic), never by trust in the name; UsageError if none."""
+    raise NotImplementedError
