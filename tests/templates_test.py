@@ -68,7 +68,7 @@ def test_every_gitlab_job_runs_one_mlci_command() -> None:
     jobs = yaml.safe_load((ROOT / ".gitlab-ci" / "mlci.yml").read_text())
     scripts = {name: job["script"] for name, job in jobs.items() if isinstance(job, dict) and "script" in job}
     assert set(scripts) == {".mlci-config-check", ".mlci-train", ".mlci-data-test", ".mlci-report", ".mlci-build",
-                            ".mlci-scan", ".mlci-promote"}
+                            ".mlci-scan", ".mlci-promote", ".mlci-bundle-export", ".mlci-bundle-import"}
     for name, script in scripts.items():
         assert len(script) == 1 and script[0].startswith("mlci "), name
         assert "after_script" not in jobs[name]  # gitlab-ci-local drops artifacts after an after_script
@@ -84,8 +84,8 @@ def test_the_github_workflow_has_every_gitlab_job_and_hands_on_the_image() -> No
               for name, job in yaml.safe_load((ROOT / ".gitlab-ci" / "mlci.yml").read_text()).items()
               if isinstance(job, dict) and "script" in job}
     workflow = _workflow(ROOT / ".github" / "workflows" / "mlci.yml")
-    github = {job: run.split()[1] for job, run in _run_steps(ROOT / ".github" / "workflows" / "mlci.yml")}
-    assert github == gitlab  # job name -> mlci command, on both forges
+    github = {job: run.split()[1] for path in WORKFLOWS for job, run in _run_steps(path)}
+    assert github == gitlab  # job name -> mlci command, on both forges (the inside's import in its own workflow)
     build = workflow["jobs"]["build"]
     assert [s["run"] for s in build["steps"] if "run" in s] == ['mlci build --dotenv "$GITHUB_OUTPUT"']
     step_id = next(s["id"] for s in build["steps"] if "run" in s)

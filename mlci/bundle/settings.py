@@ -23,9 +23,10 @@ class BundleSettings:
         "Carry a snapshot of the trivy DB (scan.cache_dir) so the inside can re-scan offline; its date is in "
         "bundle.json.")})
     output: str = field(default="mlci-bundle", metadata={"doc": (
-        "Where `mlci bundle export` writes (relative to the repository), the format's suffix added (.tar, "
-        ".tar.zst; none for dir): a CI artifact, or a transfer directory a data diode or removable medium "
-        "takes it from.")})
+        "Where `mlci bundle export` writes, and `mlci bundle import` reads when given no BUNDLE (nor "
+        "MLCI_BUNDLE), the format's suffix added (.tar, .tar.zst; none for dir): relative to the repository (a "
+        "CI artifact), or absolute (a transfer directory that a data diode or removable medium takes it "
+        "from).")})
     public_key: str | None = field(default=None, metadata={"doc": (
         "The PEM public key (cosign.pub) bundles are verified with inside (`mlci bundle verify|import` without "
         "--key); it matches promote.signing's key.")})
@@ -44,6 +45,7 @@ def bundle_problems(settings: BundleSettings) -> list[str]:
         problems.append(f"bundle.zstd_level: {settings.zstd_level}: must be 1..19")
     if settings.public_key and settings.public_key_env:
         problems.append("bundle: give public_key or public_key_env, not both")
-    if not settings.output or settings.output.startswith("/") or ".." in settings.output.split("/"):
-        problems.append(f"bundle.output: {settings.output!r} must be a path inside the repository")
+    if not settings.output or (not settings.output.startswith("/") and ".." in settings.output.split("/")):
+        problems.append(f"bundle.output: {settings.output!r}: a path inside the repository, or an absolute one (a "
+                        "transfer directory)")
     return problems

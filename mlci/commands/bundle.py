@@ -14,6 +14,7 @@ from mlci.core.errors import UsageError
 
 if TYPE_CHECKING:
     from mlci.bundle.archive import Format
+    from mlci.settings import Config
 
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?b?)", re.I)
 _FORMATS = ("tar", "tar.zst", "dir")
@@ -67,7 +68,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         description="Verify everything first, apply the environment's promotion policy, then push the blobs, "
                     "manifests, referrers and signatures, the DVC objects and the Nexus raw artifacts, the tags "
                     "last, and write the GitOps record. Nothing is written anywhere when a check fails (exit 1).")
-    load.add_argument("bundle", metavar="BUNDLE", help="a bundle directory, FILE.tar[.zst] or FILE.tar.000")
+    load.add_argument("bundle", metavar="BUNDLE", nargs="?", default=os.environ.get("MLCI_BUNDLE") or None,
+                      help="a bundle directory, FILE.tar[.zst] or FILE.tar.000 (default: MLCI_BUNDLE, else "
+                           "bundle.output with its format's suffix)")
     load.add_argument("--to", metavar="REGISTRY", dest="destination",
                       help="docker://HOST/REPO (default: promote.environments.ENV.image)")
     load.add_argument("--env", metavar="ENV", default=os.environ.get("CI_ENVIRONMENT_NAME") or None,
@@ -97,7 +100,6 @@ def _suffix(fmt: str) -> str:
 def run_export(args: argparse.Namespace) -> int:
     """Export; print the bundle's path(s) (or JSON with what it carries)."""
     from mlci import settings as cfg
-    from mlci.bundle import export
 
     if not args.env:
         raise UsageError("name the target environment: --env ENV (or run in a job with a GitLab `environment:`)")
@@ -106,22 +108,38 @@ def run_export(args: argparse.Namespace) -> int:
         raise UsageError("name the image to export (SRC), or run after `mlci build --dotenv` (MLCI_IMAGE)")
     repo = Path(args.repo).resolve()
     loaded = cfg.load(args.config, repo)
-    settings = loaded.config.bundle
     root = loaded.path.parent if loaded.path else repo
-    fmt = _fmt(args.format, settings.format)
-    part = args.part_size if args.part_size is not None else settings.part_size
-    if part is not None and fmt == "dir":
+    return export_bundle(loaded.config, repo, root, source, args.env, as_json=args.json, out=args.out,
+                         fmt=args.format, part_size=args.part_size, since=args.since, trivy_db=args.trivy_db,
+                         tag=args.tag)
+
+
+def export_bundle(config: Config, repo: Path, root: Path, source: str, env: str, *, as_json: bool,
+                  out: str | None = None, fmt: str | None = None, part_size: int | None = None,
+                  since: str | None = None, trivy_db: bool | None = None, tag: str | None = None,
+                  dotenv: str | None = None) -> int:
+    """Export a bundle of `source` for `env` (flags over the `bundle` section); also `mlci promote` into an
+    environment reached through bundles (`via: bundle`)."""
+    from mlci.bundle import export
+    from mlci.core.fsutil import atomic_write
+
+    settings = config.bundle
+    chosen = _fmt(fmt, settings.format)
+    part = part_size if part_size is not None else settings.part_size
+    if part is not None and chosen == "dir":
         raise UsageError("--part-size: only a tar bundle is split into parts (--format tar or tar.zst)")
-    output = Path(args.out) if args.out else repo / (settings.output + _suffix(fmt))
+    output = Path(out) if out else repo / (settings.output + _suffix(chosen))
     request = export.ExportRequest(
-        source=source, environment=args.env, output=output, format=fmt, part_size=part,
-        zstd_level=settings.zstd_level, since=Path(args.since) if args.since else None,
-        trivy_db=settings.trivy_db if args.trivy_db is None else args.trivy_db, tag=args.tag)
-    result = export.export(request, loaded.config, repo, root, os.environ)
-    log.logger.info("mlci: bundle for %s: %d file(s), %.1f MB%s", args.env, result.files, result.bytes / 1e6,
+        source=source, environment=env, output=output, format=chosen, part_size=part,
+        zstd_level=settings.zstd_level, since=Path(since) if since else None,
+        trivy_db=settings.trivy_db if trivy_db is None else trivy_db, tag=tag)
+    result = export.export(request, config, repo, root, os.environ)
+    log.logger.info("mlci: bundle for %s: %d file(s), %.1f MB%s", env, result.files, result.bytes / 1e6,
                     f"; left to the base: {result.omitted_blobs} blob(s), {result.omitted_objects} DVC object(s)"
                     if request.since else "")
-    if args.json:
+    if dotenv:
+        atomic_write(Path(dotenv), f"MLCI_BUNDLE={result.paths[0]}\n")
+    if as_json:
         log.out_json({"paths": [str(p) for p in result.paths], "files": result.files, "bytes": result.bytes,
                       "aggregate": result.manifest.aggregate, **result.summary})
     else:
@@ -173,8 +191,10 @@ def run_import(args: argparse.Namespace) -> int:
     loaded = cfg.load(args.config, repo)
     root = loaded.path.parent if loaded.path else repo
     public = keys.public_key(args.key, loaded.config.bundle, root, os.environ)
+    settings = loaded.config.bundle
+    bundle = Path(args.bundle) if args.bundle else repo / (settings.output + _suffix(settings.format))
     request = importer.ImportRequest(
-        bundle=Path(args.bundle), public_key=public, destination=args.destination, environment=args.env,
+        bundle=bundle, public_key=public, destination=args.destination, environment=args.env,
         dvc_remote=args.dvc_remote, nexus_raw=args.nexus_raw, force=args.force)
     result = importer.import_bundle(request, loaded.config, repo, root, os.environ)
     log.logger.info("mlci: %s: %d blob(s) sent, %d already there; tagged %s", result.environment,

@@ -57,6 +57,16 @@ def run(*, config_path: str | None, repo: Path, source: str | None, destination:
         raise UsageError("name the image to promote (SRC), or run after `mlci build --dotenv` (MLCI_IMAGE)")
     loaded = cfg.load(config_path, repo.resolve())
     root = loaded.path.parent if loaded.path else repo.resolve()
+    target = loaded.config.promote.environments.get(env)
+    if target is not None and target.via == "bundle":  # no link: the same policy, then a bundle (docs/airgap.md)
+        from mlci.commands.bundle import export_bundle
+
+        if destination is not None:
+            raise UsageError(f"promote.environments.{env}.via is bundle: there is no DEST to copy to; the bundle "
+                             "goes to bundle.output (or `mlci bundle export --out PATH`)")
+        log.logger.info("mlci: %s is reached through bundles (via: bundle): exporting its bundle", env)
+        return export_bundle(loaded.config, repo.resolve(), root, source, env, as_json=as_json, tag=tag,
+                             dotenv=dotenv)
     result = promotion.promote(promotion.Request(source, destination, env, tag, force), loaded.config, repo.resolve(),
                                root, os.environ)
     staged, tagged = result.staged, result.tagged
