@@ -164,14 +164,16 @@ def _random_chunks(size: int, seed: int, diff: Any) -> Iterator[bytes]:
         yield gzip.compress(data) + (gzip.flush() if left == 0 else b"")
 
 
-def push_image(registry: Registry, repo: str, tag: str, layers: list[int], revision: str) -> str:
-    """Random layers streamed in chunks (constant memory), a config with the revision label, an OCI manifest."""
+def push_image(registry: Registry, repo: str, tag: str, layers: list[int], revision: str, seed: int | None = None
+               ) -> str:
+    """Random layers streamed in chunks (constant memory), a config with the revision label, an OCI manifest; the
+    same `seed` gives the same layers (an image that shares its first layers with another)."""
     import hashlib
 
     import requests
 
     http = requests.Session()
-    seed = random.SystemRandom().getrandbits(64)
+    seed = random.SystemRandom().getrandbits(64) if seed is None else seed
     descriptors, diff_ids = [], []
     for i, size in enumerate(layers):
         diff = hashlib.sha256()
