@@ -474,7 +474,7 @@ class Nexus:
 
 
 def start_nexus(directory: Path, *, redeploy: bool = False, auth: bool = False, tls: bool = False,
-                rest: bool = True, **rest_options: Any) -> Nexus:
+                rest: bool = True, port: int | None = None, **rest_options: Any) -> Nexus:
     """nginx (Disable redeploy unless `redeploy`) with the REST stand-in behind /service/rest (unless not `rest`:
     a host without Nexus's API, whose checksums only a read-back checks)."""
     api = None
@@ -482,7 +482,7 @@ def start_nexus(directory: Path, *, redeploy: bool = False, auth: bool = False, 
         api = NexusRest(directory / "data", users=None, redeploy=redeploy, **rest_options)
     try:
         server = start_nginx(directory, redeploy=redeploy, auth=auth, tls=tls,
-                             rest_upstream=api.host if api else None)
+                             rest_upstream=api.host if api else None, port=port)
     except BaseException:
         if api is not None:
             api.stop()

@@ -93,8 +93,9 @@ class Nginx:
 
 
 def start_nginx(directory: Path, *, repository: str = "mlci-raw", redeploy: bool = True, auth: bool = False,
-                tls: bool = False, rest_upstream: str | None = None) -> Nginx:
-    """Start nginx for ``repository`` on 127.0.0.1:<free port>, its config, logs and files under ``directory``."""
+                tls: bool = False, rest_upstream: str | None = None, port: int | None = None) -> Nginx:
+    """Start nginx for ``repository`` on 127.0.0.1:<free port> (or ``port``), its config, logs and files under
+    ``directory``."""
     if not NGINX.is_file():
         raise NginxNotInstalled(f"{NGINX} is missing: {INSTALL_HINT}")
     directory.mkdir(parents=True, exist_ok=True)
@@ -109,8 +110,9 @@ def start_nginx(directory: Path, *, repository: str = "mlci-raw", redeploy: bool
         (directory / "htpasswd").write_text("".join(f"{u}:{bcrypt_hash(p)}\n" for u, p in users.items()))
     names = list(users)
     scheme = "https" if tls_files else "http"
+    fixed = port
     for attempt in range(1, START_ATTEMPTS + 1):
-        port = free_port()
+        port = fixed or free_port()
         config = _config(directory, port, repository, redeploy, users, tls_files, rest_upstream)
         (directory / "nginx.conf").write_text(config)
         with (directory / "nginx.out").open("ab") as out:

@@ -280,8 +280,10 @@ class Registry:
         return (self.username, self.password) if self.username and self.password else None
 
 
-def start_registry(kind: Kind = "anonymous", tls: bool = False, directory: Path | None = None) -> Registry:
-    """Start a registry of ``kind`` on 127.0.0.1:<free port>; files go to ``directory`` (default: a temp dir)."""
+def start_registry(kind: Kind = "anonymous", tls: bool = False, directory: Path | None = None,
+                   port: int | None = None) -> Registry:
+    """Start a registry of ``kind`` on 127.0.0.1:<free port> (or ``port``: in a fresh network namespace every port
+    is free); files go to ``directory`` (default: a temp dir)."""
     if not REGISTRY_BINARY.is_file():
         raise RegistryNotInstalled(f"{REGISTRY_BINARY} is missing: {INSTALL_HINT}")
     if kind not in ("anonymous", "basic", "token"):
@@ -299,7 +301,7 @@ def start_registry(kind: Kind = "anonymous", tls: bool = False, directory: Path 
             assert username is not None and password is not None
             issuer = TokenIssuer(base, username, password, tls_files)
         auth = _auth_config(kind, base, username, password, issuer)
-        registry = _launch(kind, base, auth, tls_files, issuer)
+        registry = _launch(kind, base, auth, tls_files, issuer, port)
         registry.username, registry.password = username, password
         registry.directory = base if own else None
         _LIVE[id(registry)] = registry
@@ -481,13 +483,13 @@ def _auth_config(kind: Kind, base: Path, username: str | None, password: str | N
 
 
 def _launch(kind: Kind, base: Path, auth: dict[str, Any], tls: TlsFiles | None,
-            issuer: TokenIssuer | None) -> Registry:
+            issuer: TokenIssuer | None, fixed_port: int | None = None) -> Registry:
     """Write the config and run the registry, retrying on a port taken meanwhile."""
     log_file = base / "registry.log"
     config_file = base / "config.yml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}  # they override the config
     for attempt in range(1, START_ATTEMPTS + 1):
-        port = free_port()
+        port = fixed_port or free_port()
         http_section: dict[str, Any] = {"addr": f"{HOST}:{port}", "secret": secrets.token_hex(16)}
         if tls is not None:
             http_section["tls"] = {"certificate": str(tls.server_cert), "key": str(tls.server_key)}
