@@ -24,7 +24,7 @@ from mlci.image.settings import ImageSettings
 from mlci.promote.dvcsnapshot import Snapshot, snapshot
 from mlci.promote.settings import Environment
 
-_OID = re.compile(r"[0-9a-f]{32}(?:\.dir)?")
+OID = re.compile(r"[0-9a-f]{32}(?:\.dir)?")
 # What `dvc fetch` prints about an object it could not get (dvc_data's transfer), and the warning's list of those
 # that are nowhere (dvc/repo/fetch.py).
 _TRANSFER = re.compile(r"^ERROR: (failed to transfer '.*)$", re.MULTILINE)
@@ -55,7 +55,7 @@ def model_outputs(repo: Path, image: ImageSettings, revision: str) -> list[str]:
     """The DVC outputs that make up the model at `revision`: those image.artifacts name, hold or lie in, and the
     cached metrics files dvc.yaml declares; relative to `repo`. Artifacts kept in git have no DVC objects."""
     with snapshot(repo, revision) as snap:
-        return _model_outputs(snap, image)
+        return snapshot_outputs(snap, image)
 
 
 def copy_model_data(repo: Path, revision: str, outputs: Sequence[str], target_remote: str, *,
@@ -75,11 +75,12 @@ def copy_environment_data(repo: Path, image: ImageSettings, name: str, environme
     if environment.dvc_remote is None:
         return None
     with snapshot(repo, revision) as snap:
-        outputs = [*_model_outputs(snap, image), *environment.dvc_outputs]
+        outputs = [*snapshot_outputs(snap, image), *environment.dvc_outputs]
         return _copy(snap, outputs, environment.dvc_remote, source_remote, name)
 
 
-def _model_outputs(snap: Snapshot, image: ImageSettings) -> list[str]:
+def snapshot_outputs(snap: Snapshot, image: ImageSettings) -> list[str]:
+    """model_outputs() in a checkout already made."""
     from mlci.image.entries import Collector
     from mlci.image.labels import metrics_files
 
@@ -93,7 +94,7 @@ def _copy(snap: Snapshot, outputs: Sequence[str], target: str, source: str | Non
           environment: str | None) -> DataCopy:
     at = f"promote.environments.{environment}" if environment else "promote.environments.NAME"
     source = _remotes(snap.info.remotes, snap.info.default_remote, snap.workspace, target, source, at)
-    records = _records(snap, outputs, f"{at}.dvc_outputs")
+    records = output_records(snap, outputs, f"{at}.dvc_outputs")
     targets = list(dict.fromkeys(r.output for r in records))
     logger.info("mlci: DVC objects of %s at %s: from DVC remote '%s' to '%s'", ", ".join(targets) or "nothing",
                 snap.sha[:12], source, target)
@@ -102,7 +103,7 @@ def _copy(snap: Snapshot, outputs: Sequence[str], target: str, source: str | Non
     pending = [t for t in targets if not plan.complete(t, before)]
     copied: set[str] = set()
     if pending:
-        why = _fetch(snap, source, pending)
+        why = fetch(snap, source, pending)
         plan = _Plan(snap, records)
         plan.check_manifests(pending, source, target, why)
         state = _status(snap, target, pending)
@@ -110,7 +111,7 @@ def _copy(snap: Snapshot, outputs: Sequence[str], target: str, source: str | Non
         lacking = {path for path, value in state.items() if value != ON_TARGET}
         copied = {plan.paths[path] for path in lacking if path in plan.paths}
         if lacking:  # the push is DVC's decision on DVC's own list, whatever the counting makes of it
-            _push(snap, target, pending)
+            push_outputs(snap, target, pending)
             _verify(snap, plan, target, pending)
     sent = sum(plan.size(oid) for oid in copied)
     result = DataCopy(snap.sha, source, target, tuple(_to_base(snap, t) for t in targets), len(copied),
@@ -160,7 +161,7 @@ def _remotes(known: Sequence[str], default: str | None, workspace: Path, target:
     return chosen
 
 
-def _records(snap: Snapshot, outputs: Sequence[str], key: str) -> list[Recorded]:
+def output_records(snap: Snapshot, outputs: Sequence[str], key: str) -> list[Recorded]:
     """What DVC recorded at the revision for each whole output the paths name (exit 2 for a path none covers)."""
     found: list[str] = []
     for path in outputs:
@@ -219,7 +220,7 @@ class _Plan:
     def __post_init__(self) -> None:
         for record in self.records:
             oid = str(record.recorded.get("md5", ""))
-            if not _OID.fullmatch(oid):
+            if not OID.fullmatch(oid):
                 raise ConfigError([f"{record.output}: the md5 recorded for it at {self.snap.sha[:12]} is not one "
                                    f"({oid[:40]!r})"])
             legacy = record.recorded.get("hash") != "md5"
@@ -253,7 +254,7 @@ class _Plan:
                                      f"({exc.__class__.__name__}); remove it and run again") from None
         entries = data if isinstance(data, list) else []
         return [(str(e["relpath"]), str(e["md5"])) for e in entries if isinstance(e, dict)
-                and isinstance(e.get("relpath"), str) and isinstance(e.get("md5"), str) and _OID.fullmatch(e["md5"])]
+                and isinstance(e.get("relpath"), str) and isinstance(e.get("md5"), str) and OID.fullmatch(e["md5"])]
 
     def size(self, oid: str) -> int:
         if oid not in self.sizes:
@@ -314,7 +315,7 @@ def _status(snap: Snapshot, remote: str, targets: Sequence[str]) -> dict[str, st
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _fetch(snap: Snapshot, source: str, targets: Sequence[str]) -> str | None:
+def fetch(snap: Snapshot, source: str, targets: Sequence[str]) -> str | None:
     """`dvc fetch` from the source into the cache; what DVC said went wrong, if anything (what is missing is judged
     from the cache and the target after: DVC exits 0 when an object is simply not there)."""
     result = dvc(snap.root, "fetch", f"--remote={source}", "--", *targets, stream=True)
@@ -328,7 +329,8 @@ def _fetch(snap: Snapshot, source: str, targets: Sequence[str]) -> str | None:
     return _dvc_said(result) if result.returncode != 0 else None
 
 
-def _push(snap: Snapshot, target: str, targets: Sequence[str]) -> None:
+def push_outputs(snap: Snapshot, target: str, targets: Sequence[str]) -> None:
+    """`dvc push` of the outputs to `target` (DVC sends what it lacks, each directory's manifest last); exit 3."""
     result = dvc(snap.root, "push", f"--remote={target}", "--", *targets, stream=True)
     if result.returncode != 0:
         raise EnvironmentProblem(f"cannot push to DVC remote '{target}': {_dvc_said(result)}")
