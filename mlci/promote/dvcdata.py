@@ -87,7 +87,7 @@ def snapshot_outputs(snap: Snapshot, image: ImageSettings) -> list[str]:
     artifacts = [p for p in (_from_base(snap, a) for a in image.artifacts) if p is not None]
     metrics = metrics_files(snap.root, Collector(snap.root, dvc_cache=lambda: snap.cache))
     found = needed([*artifacts, *metrics], snap.info.outputs, snap.root)
-    return [_to_base(snap, path) for path in _whole_outputs(snap, found)]
+    return [to_base(snap, path) for path in _whole_outputs(snap, found)]
 
 
 def _copy(snap: Snapshot, outputs: Sequence[str], target: str, source: str | None,
@@ -114,7 +114,7 @@ def _copy(snap: Snapshot, outputs: Sequence[str], target: str, source: str | Non
             push_outputs(snap, target, pending)
             _verify(snap, plan, target, pending)
     sent = sum(plan.size(oid) for oid in copied)
-    result = DataCopy(snap.sha, source, target, tuple(_to_base(snap, t) for t in targets), len(copied),
+    result = DataCopy(snap.sha, source, target, tuple(to_base(snap, t) for t in targets), len(copied),
                       len(plan.all_oids() - copied), sent)
     logger.info("mlci: DVC remote '%s': %d object(s) copied (%d bytes), %d already there", target, result.copied,
                 result.bytes, result.present)
@@ -202,7 +202,8 @@ def _from_base(snap: Snapshot, path: str) -> str | None:
     return None if rel == ".." or rel.startswith("../") else rel
 
 
-def _to_base(snap: Snapshot, path: str) -> str:
+def to_base(snap: Snapshot, path: str) -> str:
+    """A path relative to the checkout's DVC root, relative to the repo directory given (the user's names)."""
     return Path(os.path.relpath(snap.root / path, snap.base)).as_posix()
 
 
@@ -297,7 +298,7 @@ def _missing(snap: Snapshot, output: str, source: str, target: str, why: str | N
     what = f"{len(lost)} of its DVC objects (md5 {lost[0]}{', ...' if len(lost) > 1 else ''})" if lost else \
         "all of its DVC objects"
     return EnvironmentProblem(
-        f"{_to_base(snap, output)} at {snap.sha[:12]}: DVC remote '{source}' did not provide {what}, and DVC remote "
+        f"{to_base(snap, output)} at {snap.sha[:12]}: DVC remote '{source}' did not provide {what}, and DVC remote "
         f"'{target}' does not have them either ({why or 'they are not there'}); push them from where the model was "
         f"trained (`dvc push -r {source}`)")
 
