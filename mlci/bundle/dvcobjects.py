@@ -39,7 +39,7 @@ CHUNK = 1 << 20
 MAX_DIR_MANIFEST = 64 << 20  # a `.dir` of ~600,000 files; json.loads makes ~10x its size in objects
 _FILE_OID = re.compile(r"[0-9a-f]{32}")
 _REVISION = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
-_TARGETS_PER_FETCH = 256  # `dvc fetch` arguments per call (paths inside a directory output), far below ARG_MAX
+_TARGETS_PER_FETCH = 256  # `dvc fetch` targets per call (files inside a directory output), far below ARG_MAX
 _CACHE_MODE = 0o444  # DVC's own for cache files (dvc_data LocalHashFileDB.CACHE_MODE)
 
 
@@ -218,14 +218,15 @@ def _read_manifest(snap: Snapshot, output: _Output, source: _Source) -> None:
 
 def _fetch_missing(snap: Snapshot, outputs: Sequence[_Output], skipped: frozenset[str], source: _Source) -> None:
     """`dvc fetch` of what the cache lacks and the bundle carries: a file output whole; inside a directory, the
-    files themselves (DVC's granular targets) unless the bundle carries every missing one (then the output)."""
+    files themselves (DVC's granular targets) when the base bundle carried some of the missing ones, unless they
+    are many (then the whole output: one DVC call, not hundreds)."""
     targets: list[str] = []
     for output in outputs:
         if output.record.is_dir:
             absent = [(rel, md5) for rel, md5 in output.entries or () if not object_path(snap.cache, md5).is_file()]
             wanted = [rel for rel, md5 in absent if md5 not in skipped]
-            if wanted and len(wanted) == len(absent):
-                targets.append(output.record.output)
+            if len(wanted) == len(absent) or len(wanted) > _TARGETS_PER_FETCH:
+                targets.extend([output.record.output] if wanted else [])
             else:
                 targets.extend(f"{output.record.output}/{rel}" for rel in wanted)
         elif output.oid not in skipped and not object_path(snap.cache, output.oid).is_file():
@@ -349,8 +350,9 @@ def push(repo: Path, remote: str, data: DvcData, objects: Iterable[tuple[str, Ca
         needed = sorted({oid for output in outputs for oid in output.oids()})
         lacking = set(missing(repo, remote, needed))
         _check_servable(snap, outputs, lacking, carried, remote)
+        owners = {oid: output for output in reversed(outputs) for oid in output.oids()}  # the first output's
         for oid in sorted(lacking & set(carried)):
-            _into_cache(snap, oid, carried[oid], _owner(outputs, oid))
+            _into_cache(snap, oid, carried[oid], owners[oid])
         if lacking:
             logger.info("mlci: DVC remote '%s': sending %d object(s) of %s", remote, len(lacking),
                         ", ".join(o.name for o in outputs))
@@ -359,7 +361,7 @@ def push(repo: Path, remote: str, data: DvcData, objects: Iterable[tuple[str, Ca
         if still:
             raise EnvironmentProblem(
                 f"DVC remote '{remote}' still lacks {len(still)} object(s) after `dvc push` (first: {still[0]} of "
-                f"{_owner(outputs, still[0]).name})")
+                f"{owners[still[0]].name})")
         sent = sum(object_path(snap.cache, oid).stat().st_size for oid in lacking)
     result = Pushed(remote, len(lacking), len(needed) - len(lacking), sent)
     logger.info("mlci: DVC remote '%s': %d object(s) copied (%d bytes), %d already there", remote, result.copied,
@@ -549,10 +551,6 @@ def _has_md5(path: Path, oid: str) -> bool:
     except OSError:
         return False
     return md5.hexdigest() == oid.removesuffix(".dir")
-
-
-def _owner(outputs: Sequence[_Output], oid: str) -> _Output:
-    return next(o for o in outputs if oid in o.oids())
 
 
 # DVC's remote object database, in-process.
