@@ -564,6 +564,7 @@ def _remote_db(workspace: Path, remote: str) -> Iterator[Any]:
 
     for name, value in dvc_env(workspace).items():  # the API in this process: the same site cache as the CLI
         os.environ.setdefault(name, value)
+    from dvc.config import ConfigError as DvcConfigError
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -573,6 +574,8 @@ def _remote_db(workspace: Path, remote: str) -> Iterator[Any]:
             yield repo.cloud.get_remote_odb(remote, "status")
     except MlciError:
         raise
+    except DvcConfigError as exc:  # e.g. a cloud-versioned (worktree) remote: DVC keeps no objects by id there
+        raise ConfigError([f"DVC remote '{remote}': {one_line(str(exc))}"]) from None
     except DvcException as exc:
         raise EnvironmentProblem(f"DVC remote '{remote}': {one_line(str(exc))}") from None
     except Exception as exc:  # noqa: BLE001 - fsspec's filesystems (s3fs, sshfs, ...) raise many kinds: all unreachable

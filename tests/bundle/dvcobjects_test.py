@@ -318,10 +318,11 @@ def test_an_incremental_bundle_carries_only_what_changed_and_lands_on_its_base_i
         built: Built, tmp_path: Path, scratch: Path, s3: S3Server) -> None:
     outside = _outside(built, tmp_path)
     bucket = s3.create_bucket()
-    inside = _inside(built, tmp_path, prod=f"url = s3://{bucket}/dvc\n    endpointurl = {s3.endpoint_url}\n"
-                                           "    access_key_id = testing\n    secret_access_key = testing")
+    prod = f"url = s3://{bucket}/dvc\n    endpointurl = {s3.endpoint_url}\n    access_key_id = testing\n" \
+           "    secret_access_key = testing"
     first, carried = collect(outside, IMAGE, PROD, built.rev1)
-    assert push(inside, "prod", first, _openers(carried)).copied == len(carried)
+    assert push(_inside(built, tmp_path, "earlier", prod), "prod", first, _openers(carried)).copied == len(carried)
+    inside = _inside(built, tmp_path, prod=prod)  # another runner: its DVC cache holds nothing of the base
 
     data, files = collect(outside, IMAGE, PROD, built.rev2, skip=first.objects)
     shared = built.relpaths["model/tokenizer/sub/merges.txt"]  # the same bytes at both revisions
