@@ -248,9 +248,9 @@ def _hash_objects(snap: Snapshot, outputs: Sequence[_Output], skipped: frozenset
                 if oid in skipped or oid in files:
                     continue
                 path = object_path(snap.cache, oid)
-                if output.manifest is not None and oid == output.oid:
-                    md5, sha256, size = _md5(output.manifest), hashlib.sha256(output.manifest).hexdigest(), \
-                        len(output.manifest)
+                if output.manifest is not None and oid == output.oid:  # read once already
+                    data = output.manifest
+                    md5, sha256, size = _md5(data), hashlib.sha256(data).hexdigest(), len(data)
                 else:
                     md5, sha256, size = _digest(path, output, md5_thread)
                 if md5 != oid.removesuffix(".dir"):
