@@ -10,10 +10,16 @@ content gives the same bytes.
 CONTRACT (issue 12 helpers): the signatures here are fixed; filled in by the archive helper."""
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
+
+from mlci.bundle.errors import BundleInvalid
+from mlci.bundle.settings import MIN_PART
+from mlci.core.errors import EnvironmentProblem, UsageError
 
 Format = Literal["dir", "tar", "tar.zst"]
 CHUNK = 1 << 20
@@ -38,7 +44,17 @@ def open_sink(path: Path, fmt: Format, head: tuple[bytes, bytes], *, part_size: 
     """A sink at `path`. `head` = (bundle.json, bundle.dsse.json): first members of a tar; a directory gets
     them last, at commit (a directory without them is never taken for a bundle). `part_size` (tar formats only,
     at least 1 MiB) splits the output into FILE.000, FILE.001, ...; refuses (UsageError) a path that exists."""
-    raise NotImplementedError
+    from mlci.bundle import _parts, _sinks
+
+    if part_size is not None and (fmt == "dir" or part_size < MIN_PART):
+        raise UsageError(f"{path}: parts of {part_size} bytes: only a tar bundle is split, into parts of at least "
+                         f"{MIN_PART} bytes (1 MiB)")
+    if not 1 <= zstd_level <= 22:
+        raise UsageError(f"{path}: zstd level {zstd_level}: must be 1..22")
+    _parts.check_free(path, part_size is not None)
+    if fmt == "dir":
+        return _sinks.DirSink(path, head)
+    return _sinks.TarSink(path, head, part_size, zstd_level if fmt == "tar.zst" else None)
 
 
 @dataclass(frozen=True)
@@ -75,4 +91,27 @@ class BundleReader(Protocol):
 def open_bundle(path: Path) -> BundleReader:
     """The bundle at `path`: a directory, FILE(.tar|.tar.zst) or FILE.000 (its parts found beside it), told apart
     by what it is and its first bytes (zstd's magic), never by trust in the name; UsageError if none."""
-    raise NotImplementedError
+    from mlci.bundle import _parts, _readers, _zstd
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        first = _parts.part_path(path, 0)
+        if not os.path.isfile(first):
+            raise UsageError(f"{path}: no bundle there (no directory, file or {first.name})") from None
+        path, info = first, os.stat(first)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        return _readers.DirReader(str(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{path}: not a bundle (neither a directory nor a regular file)")
+    split = path.name.endswith(".000")
+    parts = _parts.find_parts(path) if split else _parts.single(path)
+    with path.open("rb") as file:
+        magic = file.read(4)
+    if not magic:
+        raise BundleInvalid(f"{path}: an empty file, not a bundle (truncated)")
+    if magic[:2] == b"\x1f\x8b":
+        raise BundleInvalid(f"{path}: gzip-compressed: a bundle is a tar or a zstd-compressed tar")
+    return _readers.TarReader(str(path), parts, magic == _zstd.MAGIC, split)
