@@ -51,6 +51,7 @@ class _Extended:
     path: str | None = None
     size: int | None = None
     kinds: str = ""  # the extension headers met: x (pax), L (GNU long name)
+    refused: str | None = None  # what a pax header asks that is refused, once the member's name is known
 
 
 class TarStream:
@@ -185,18 +186,18 @@ class TarStream:
                     raise self.refusal(f"a pax size {value[:40]!r} that is not a number", extended.path)
                 extended.size = int(value)
             elif key == "linkpath":
-                raise self.refusal("a pax header that sets a link path: links are refused", extended.path)
+                extended.refused = extended.refused or "a pax header that sets a link path: links are refused"
             elif key.startswith("GNU.sparse."):
-                raise self.refusal("a sparse file (GNU pax sparse map)", extended.path)
+                extended.refused = extended.refused or "a sparse file (GNU pax sparse map)"
             elif key == "hdrcharset" and value != b"ISO-IR 10646 2000 UTF-8":
-                raise self.refusal("a pax header whose names are not UTF-8 (hdrcharset)", extended.path)
+                extended.refused = extended.refused or "a pax header whose names are not UTF-8 (hdrcharset)"
 
     def _entry(self, kind: bytes, block: bytes, name: str, size: int, extended: _Extended) -> Entry:
         """The member after its extension headers, refused unless a safe regular file or directory."""
         if extended.size is not None:
             size = extended.size
-        if kind in _REFUSED:
-            raise self.refusal(_REFUSED[kind], name)
+        if kind in _REFUSED or extended.refused:
+            raise self.refusal(_REFUSED.get(kind) or str(extended.refused), name)
         if kind not in (b"0", b"\0", b"5"):
             raise self.refusal(f"an unknown member type {kind.decode('latin-1')!r}", name)
         directory = kind == b"5"

@@ -51,6 +51,10 @@ def open_sink(path: Path, fmt: Format, head: tuple[bytes, bytes], *, part_size: 
                          f"{MIN_PART} bytes (1 MiB)")
     if not 1 <= zstd_level <= 22:
         raise UsageError(f"{path}: zstd level {zstd_level}: must be 1..22")
+    try:
+        path.absolute().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot create its directory: {exc.strerror or exc}") from None
     _parts.check_free(path, part_size is not None)
     if fmt == "dir":
         return _sinks.DirSink(path, head)
