@@ -51,6 +51,7 @@ class Output:
     def __init__(self, path: Path, part_size: int | None) -> None:
         self.path, self.part_size = path, part_size
         self.written: list[Path] = []  # the .partial files, in order
+        self.renamed: list[Path] = []  # final names already given (a rename that failed half-way: abort removes)
         self._file: BinaryIO | None = None
         self._room = 0  # bytes the current part still takes
 
@@ -95,10 +96,11 @@ class Output:
                 if os.path.lexists(final):
                     raise UsageError(f"{final}: appeared while the bundle was written; not replaced")
                 os.rename(partial, final)
+                self.renamed.append(final)
             fsync_directory(self.path.absolute().parent)
         except OSError as exc:
             raise EnvironmentProblem(f"{self.path}: cannot finish the bundle: {exc.strerror or exc}") from None
-        self.written = []
+        self.written, self.renamed = [], []
         return finals
 
     def abort(self) -> None:
@@ -106,9 +108,9 @@ class Output:
         if self._file is not None:
             self._file.close()
             self._file = None
-        for partial in self.written:
+        for partial in self.written + self.renamed:
             partial.unlink(missing_ok=True)
-        self.written = []
+        self.written, self.renamed = [], []
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,15 @@ class Part:
 def single(path: Path) -> list[Part]:
     """An unsplit tar bundle as its one part."""
     return [Part(path, 0, os.stat(path).st_size)]
+
+
+def first_part(path: Path) -> Path | None:
+    """FILE.000 if `path` is FILE.NNN (N > 0) and FILE.000 is beside it."""
+    base, dot, _ = path.name.rpartition(".")
+    if not dot or _part_number(base, path.name) is None:
+        return None
+    first = part_path(path.with_name(base), 0)
+    return first if os.path.lexists(first) else None
 
 
 def find_parts(first: Path) -> list[Part]:
@@ -189,7 +200,11 @@ class Chain:
         """Up to `n` bytes (fewer only at a part's end or the stream's); b"" at the end."""
         while self.position < self.total:
             file = self._at()
-            data = file.read(min(n, self.parts[self._index].start + self.parts[self._index].size - self.position))
+            part = self.parts[self._index]
+            try:
+                data = file.read(min(n, part.start + part.size - self.position))
+            except OSError as exc:
+                raise EnvironmentProblem(f"{part.path}: cannot read: {exc.strerror or exc}") from None
             if data:
                 self.position += len(data)
                 return data

@@ -3,6 +3,7 @@ place by the offsets a pass recorded; a directory walked through directory descr
 symlink."""
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -192,30 +193,41 @@ class DirReader:
     def head(self) -> tuple[bytes, bytes]:
         head = []
         for name, limit in _HEAD:
-            try:
-                stream = self._open_file(self._root, name, name)
-            except FileNotFoundError:
-                raise self._refuse(name, "absent" if name == MANIFEST else
-                                   "no signature: bundle.dsse.json is absent") from None
-            with stream:
+            with self._open_file(self._root, name, name) as stream:
                 if stream.left > limit:
                     raise self._refuse(name, f"{stream.left} bytes, more than the {limit} allowed")
                 head.append(stream.read())
         return head[0], head[1]
 
     def _open_file(self, directory: int, entry: str, name: str) -> _FileData:
-        """Open `entry` of `directory` (the bundle's `name`): a regular file, never through a symlink."""
+        """Open `entry` of `directory` (the bundle's `name`): a regular file (judged before it is opened: a device
+        is never opened), never through a symlink, the same file that was judged."""
+        info = self._lstat(directory, entry, name)
+        if not stat.S_ISREG(info.st_mode):
+            raise self._refuse(name, _why(info))
         try:
             fd = os.open(entry, _NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
-        except FileNotFoundError:
-            raise
         except OSError as exc:
-            raise self._refuse(name, _why(os.stat(entry, dir_fd=directory, follow_symlinks=False), exc)) from None
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+            raise self._problem(name, exc) from None
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(opened.st_mode):
             os.close(fd)
-            raise self._refuse(name, _why(info, None))
-        return _FileData(fd, info.st_size, f"{self.where}: {_names.show(name)}")
+            raise self._refuse(name, "replaced while the bundle was read")
+        return _FileData(fd, opened.st_size, f"{self.where}: {_names.show(name)}")
+
+    def _lstat(self, directory: int, entry: str, name: str) -> os.stat_result:
+        try:
+            return os.stat(entry, dir_fd=directory, follow_symlinks=False)
+        except OSError as exc:
+            raise self._problem(name, exc) from None
+
+    def _problem(self, name: str, exc: OSError) -> Exception:
+        """An entry that is absent or vanished (BundleInvalid), a symlink on the way, or unreadable (exit 3)."""
+        if isinstance(exc, FileNotFoundError):
+            return self._refuse(name, "no signature: bundle.dsse.json is absent" if name == ENVELOPE else "absent")
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return self._refuse(name, "a symbolic link or a file on the way (a bundle holds regular files only)")
+        return EnvironmentProblem(f"{self.where}: {_names.show(name)}: cannot read: {exc.strerror or exc}")
 
     def members(self) -> Iterator[tuple[Member, BinaryIO]]:
         yield from self._walk(self._root, "")
@@ -223,7 +235,7 @@ class DirReader:
     def _walk(self, directory: int, prefix: str) -> Iterator[tuple[Member, BinaryIO]]:
         """The files below `directory`, sorted by their full names (a directory sorts as `name/`)."""
         with os.scandir(directory) as scan:
-            entries = [(entry.name, os.stat(entry.name, dir_fd=directory, follow_symlinks=False)) for entry in scan]
+            entries = [(entry.name, self._lstat(directory, entry.name, prefix + entry.name)) for entry in scan]
         entries.sort(key=lambda item: item[0] + "/" if stat.S_ISDIR(item[1].st_mode) else item[0])
         for entry, info in entries:
             name = prefix + entry
@@ -231,14 +243,17 @@ class DirReader:
                 problem = _names.normal_problem(name)
                 if problem is not None:
                     raise self._refuse(name, problem)
-                fd = os.open(entry, _NOFOLLOW | os.O_DIRECTORY, dir_fd=directory)
+                try:
+                    fd = os.open(entry, _NOFOLLOW | os.O_DIRECTORY, dir_fd=directory)
+                except OSError as exc:
+                    raise self._problem(name, exc) from None
                 try:
                     yield from self._walk(fd, name + "/")
                 finally:
                     os.close(fd)
                 continue
             if not stat.S_ISREG(info.st_mode):
-                raise self._refuse(name, _why(info, None))
+                raise self._refuse(name, _why(info))
             if not prefix and _names.is_head(name):
                 continue
             problem = _names.file_problem(name)
@@ -260,10 +275,8 @@ class DirReader:
                     os.close(directory)
                 directory = fd
             stream = self._open_file(directory, last, name)
-        except FileNotFoundError:
-            raise self._refuse(name, "not in the bundle") from None
-        except OSError as exc:  # ELOOP, ENOTDIR: a symlink or a file where a directory is expected
-            raise self._refuse(name, f"cannot be opened as a file of the bundle ({exc.strerror})") from None
+        except OSError as exc:
+            raise self._problem(name, exc) from None
         finally:
             if directory != self._root:
                 os.close(directory)
@@ -275,11 +288,11 @@ class DirReader:
             self._root = -1
 
 
-def _why(info: os.stat_result, exc: OSError | None) -> str:
+def _why(info: os.stat_result) -> str:
     """What a bundle entry is that is neither a regular file nor a directory."""
     for check, what in _KINDS:
         if check(info.st_mode):
             return f"{what} (a bundle holds regular files only)"
-    if exc is not None:
-        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory where a file is expected"
     return "not a regular file (a bundle holds regular files only)"

@@ -62,6 +62,7 @@ class TarStream:
         self.source, self.where, self.total, self.hint = source, where, total, truncation_hint
         self.position = 0
         self.names: set[str] = set()
+        self.directories: set[str] = set()  # every parent of a name met: the names must form a tree
         self.current: str | None = None  # the member whose data is being read
         self._left = 0
         self._pad = 0
@@ -210,12 +211,19 @@ class TarStream:
             problem = f"a directory with {size} bytes of data"
         if problem is None and name in self.names:
             problem = "a duplicate name (a second member of this name)"
+        parents = [name[:i] for i, c in enumerate(name) if c == "/"]
+        if problem is None and ((not directory and name in self.directories) or
+                                any(p in self.names and p not in self.directories for p in parents)):
+            problem = "a file and a directory of the same name (the names do not form a tree)"
         if problem is None and self.total is not None and self.position + size > self.total:
             problem = (f"truncated: the member has {size} bytes, the archive {self.total - self.position} left"
                        f"{self.hint}")
         if problem is not None:
             raise self.refusal(problem, name)
         self.names.add(name)
+        self.directories.update(parents)
+        if directory:
+            self.directories.add(name)
         self.current, self._left, self._pad = name, size, -size % BLOCK
         return Entry(name, size, self.position, directory)
 

@@ -111,6 +111,8 @@ def open_bundle(path: Path) -> BundleReader:
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"{path}: not a bundle (neither a directory nor a regular file)")
     split = path.name.endswith(".000")
+    if not split and (start := _parts.first_part(path)) is not None:
+        raise UsageError(f"{path}: a part of a split bundle: open its first part, {start}")
     parts = _parts.find_parts(path) if split else _parts.single(path)
     with path.open("rb") as file:
         magic = file.read(4)
