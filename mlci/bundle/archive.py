@@ -113,9 +113,12 @@ def open_bundle(path: Path) -> BundleReader:
     split = path.name.endswith(".000")
     if not split and (start := _parts.first_part(path)) is not None:
         raise UsageError(f"{path}: a part of a split bundle: open its first part, {start}")
-    parts = _parts.find_parts(path) if split else _parts.single(path)
-    with path.open("rb") as file:
-        magic = file.read(4)
+    try:
+        parts = _parts.find_parts(path) if split else _parts.single(path)
+        with path.open("rb") as file:
+            magic = file.read(4)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not magic:
         raise BundleInvalid(f"{path}: an empty file, not a bundle (truncated)")
     if magic[:2] == b"\x1f\x8b":
