@@ -1,6 +1,6 @@
 """Member names as the archive layer judges them: normal (relative POSIX, no `..`, no empty or `.` component, no
-backslash or control character, UTF-8, at most 4096 bytes), files only under the names a bundle may hold, and a
-hostile name shown safely in a one-line message."""
+backslash, control or invisible character, UTF-8, at most 4096 bytes), files only under the names a bundle may
+hold, and a hostile name shown safely in a one-line message."""
 from __future__ import annotations
 
 import re
@@ -11,7 +11,7 @@ MAX_NAME = 4096
 # The allow-list of mlci.bundle.manifest.check_member_name's docstring (its body is the format helper's): used
 # here until that body lands on main, then replaced by a call to it.
 _ALLOWED = re.compile(r"oci-layout|index\.json|blobs/sha256/[0-9a-f]{64}|dvc/files/md5/[0-9a-f]{2}/[0-9a-f]{30}"
-                      r"(?:\.dir)?|artifacts/.+|trivy/db/.+", re.DOTALL)
+                      r"(?:\.dir)?|artifacts/.+|trivy/db/[^/]+", re.DOTALL)
 
 
 def normal_problem(name: str) -> str | None:
@@ -31,8 +31,8 @@ def normal_problem(name: str) -> str | None:
         return "a name with a '..' component"
     if "\\" in name:
         return "a name with a backslash"
-    if any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 for c in name):
-        return "a name with a control character"
+    if not name.isprintable():
+        return "a name with a control or invisible character"
     if "" in parts or "." in parts:
         return "not a normal name (an empty or '.' component)"
     return None
