@@ -427,6 +427,14 @@ def test_a_cut_or_missing_last_part_is_refused(three_parts: list[Path]) -> None:
                              "after it is missing")
 
 
+def test_a_missing_last_part_of_a_compressed_bundle_is_refused(tmp_path: Path) -> None:
+    files = {BLOB: random.Random(3).randbytes(2 * MIB + 5000)}  # incompressible: three parts
+    paths = write_bundle(tmp_path / "b.tar.zst", "tar.zst", files, part_size=MIB)
+    paths[-1].unlink()
+    _refusal(paths[0], r"b\.tar\.zst\.000: blobs/sha256/abab.*: truncated: the zstd stream ends inside a frame \(the "
+                       r"last part, b\.tar\.zst\.001, is cut short, or a part after it is missing\)")
+
+
 def test_a_last_part_larger_than_the_others_is_refused(three_parts: list[Path]) -> None:
     with three_parts[2].open("ab") as file:
         file.write(bytes(MIB))
