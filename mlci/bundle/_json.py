@@ -12,12 +12,15 @@ from typing import Any
 MAX_TEXT = 4096  # the longest string a field other than `extra` and metric values may hold (a path's bytes too)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SHOWN = 80
+_FIELD = 200  # the longest field path shown (the end of a deeper one)
 
 
 class Bad(Exception):
     """`field` (e.g. `files[3].sha256`; empty: the document) is wrong: `why`."""
 
     def __init__(self, field: str, why: str) -> None:
+        if len(field) > _FIELD:
+            field = "..." + field[-_FIELD:]
         super().__init__(f"{field}: {why}" if field else why)
         self.field, self.why = field, why
 
@@ -94,6 +97,8 @@ def at(field: str, key: str | int) -> str:
     """The field `key` of `field`: `files[3]`, `files[3].sha256`."""
     if isinstance(key, int):
         return f"{field}[{key}]"
+    if not key.isprintable() or len(key) > _SHOWN or not key:
+        return f"{field}[{show(key)}]"
     return f"{field}.{key}" if field else key
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from mlci.bundle import _json
 from mlci.bundle.errors import BundleInvalid
 from mlci.core.errors import UsageError
+from mlci.promote.settings import ENV_NAME
 
 FORMAT = "mlci.bundle/v1"
 MANIFEST = "bundle.json"
@@ -145,6 +146,7 @@ _OBJECT = re.compile(r"[0-9a-f]{32}(\.dir)?")
 _GIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # the distribution spec's tag
 _TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")  # RFC 3339
+_SOME = re.compile(".+")
 _OCI = {"oci-layout", "index.json"}
 _BLOB = re.compile(r"blobs/sha256/[0-9a-f]{64}")
 _DVC = re.compile(r"dvc/files/md5/([0-9a-f]{2})/([0-9a-f]{30}(?:\.dir)?)")
@@ -282,7 +284,7 @@ def _files(value: Any) -> tuple[FileEntry, ...]:
 
 def _image(value: Any, field: str) -> ImageEntry:
     item = _json.obj(value, field, _keys(ImageEntry))
-    return ImageEntry(source=_json.text(item["source"], _json.at(field, "source")),
+    return ImageEntry(source=_json.text(item["source"], _json.at(field, "source"), _SOME, "a source"),
                       tag=_json.text(item["tag"], _json.at(field, "tag"), _TAG,
                                      "an image tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127})"),
                       digest=_digest(item["digest"], _json.at(field, "digest")))
@@ -337,7 +339,7 @@ def _scan(value: Any) -> Scan:
         raise _json.Bad("provenance.scan.verdict", f"{_json.show(verdict)}: not pass or fail")
     return Scan(verdict=verdict,
                 record=None if item["record"] is None else _digest(item["record"], "provenance.scan.record"),
-                policy_hash=_json.text(item["policy_hash"], "provenance.scan.policy_hash"),
+                policy_hash=_digest(item["policy_hash"], "provenance.scan.policy_hash"),
                 db_updated_at=_optional_time(item["db_updated_at"], "provenance.scan.db_updated_at"),
                 scanned_at=_time(item["scanned_at"], "provenance.scan.scanned_at"))
 
@@ -348,15 +350,16 @@ def _provenance(value: Any) -> Provenance:
     return Provenance(
         git_sha=_json.text(item["git_sha"], f"{field}.git_sha", _GIT_SHA, "a full git sha (40 or 64 hex)"),
         git_ref=_json.optional_text(item["git_ref"], f"{field}.git_ref"),
-        model=_json.text(item["model"], f"{field}.model"),
+        model=_json.text(item["model"], f"{field}.model", _SOME, "a model's name"),
         version=_json.optional_text(item["version"], f"{field}.version"),
         image_digest=_digest(item["image_digest"], f"{field}.image_digest"),
         metrics=_metrics(item["metrics"]),
         scan=None if item["scan"] is None else _scan(item["scan"]),
-        mlci_version=_json.text(item["mlci_version"], f"{field}.mlci_version"),
+        mlci_version=_json.text(item["mlci_version"], f"{field}.mlci_version", _SOME, "a version"),
         created_at=_time(item["created_at"], f"{field}.created_at"),
         exported_by=_json.optional_text(item["exported_by"], f"{field}.exported_by"),
-        environment=_json.text(item["environment"], f"{field}.environment"))
+        environment=_json.text(item["environment"], f"{field}.environment", ENV_NAME,
+                               "an environment's name (promote.environments NAME)"))
 
 
 def _metrics(value: Any) -> dict[str, dict[str, Any]]:

@@ -88,7 +88,8 @@ def make_manifest(files: Mapping[str, bytes], *, prov: Provenance | None = None,
                            downloaded_at="2026-11-30T07:00:00Z")
     if prov is None:
         prov = provenance(images[0].digest if images else IMAGE_DIGEST)
-    return BundleManifest(files=listed, images=images, dvc=dvc, artifacts=tuple(sorted(artifacts, key=lambda a: a.name)),
+    return BundleManifest(files=listed, images=images, dvc=dvc,
+                          artifacts=tuple(sorted(artifacts, key=lambda a: a.name.encode("utf-8"))),
                           trivy_db=trivy_db, provenance=prov, base=base, aggregate=manifest.aggregate(listed))
 
 
