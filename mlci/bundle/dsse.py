@@ -72,7 +72,11 @@ def verify(envelope: bytes, public: PublicKey, where: str) -> dict[str, Any]:
     Fields DSSE and in-toto do not define are ignored, as both specifications require."""
     try:
         payload = _signed_payload(_json.loads(envelope, MAX_ENVELOPE), public)
-        return _statement(_json.loads(payload, MAX_ENVELOPE))
+        try:
+            doc = _json.loads(payload, MAX_ENVELOPE)
+        except _json.Bad as bad:
+            raise _json.Bad("payload", bad.why) from None
+        return _statement(doc)
     except _json.Bad as bad:
         raise BundleInvalid(f"{where}: {bad}") from None
 

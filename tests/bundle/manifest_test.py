@@ -370,10 +370,10 @@ def test_the_layout_files_are_required_with_images() -> None:
     (b"{\"extra\": -Infinity}", "Infinity"),
     (b"{\"extra\": " + b"9" * 5000 + b"}", "not JSON this reader takes"),
     (b"{\"files\": [], \"files\": []}", "duplicate key \"files\""),
-    (b" " * (MAX_MANIFEST + 1), "more than the"),
+    (b"OVERSIZE", "more than the"),
 ])
 def test_hostile_bytes_are_refused_in_one_line(data: bytes, why: str) -> None:
-    assert why in _refused(data, "")
+    assert why in _refused(b" " * (MAX_MANIFEST + 1) if data == b"OVERSIZE" else data, "")
 
 
 def test_duplicate_keys_deep_inside_are_refused() -> None:
