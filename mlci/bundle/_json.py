@@ -111,7 +111,7 @@ def obj(value: Any, field: str, keys: Collection[str]) -> dict[str, Any]:
         raise Bad(at(field, unknown[0]), "unknown key")
     missing = [key for key in keys if key not in value]
     if missing:
-        raise Bad(field or "bundle.json", f"missing key {show(missing[0])}")
+        raise Bad(field, f"missing key {show(missing[0])}")
     return value
 
 
