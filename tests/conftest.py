@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tests.testing import repos
+from tests.testing.bundles import bundle_key, other_key  # noqa: F401 - fixtures: bundle signing keys
 from tests.testing.forge import forge, forge_tls  # noqa: F401 - fixtures for every test module
 from tests.testing.images import buildah_env  # noqa: F401 - a fixture for every test module
 from tests.testing.postgres import postgres  # noqa: F401 - a session fixture for every test module
