@@ -106,13 +106,9 @@ def export(request: ExportRequest, config: Config, root: Path, config_dir: Path,
     manifest_bytes = bundle_manifest.dumps(manifest)
     envelope = dsse.sign(manifest, manifest_bytes, key)
     paths = _write(request, (manifest_bytes, envelope), files)
-    carried = sum(f.size for f in files)
     omitted_objects = len(manifest.base.dvc_objects) if manifest.base is not None else 0
-    logger.info("mlci: bundle %s: %d file(s), %.1f MB%s", request.output, len(files), carried / 1e6,
-                f"; {len(image.omitted)} blob(s) and {omitted_objects} DVC object(s) left to the base"
-                if previous is not None else "")
-    return Exported(manifest, paths, len(files), carried, len(image.omitted), omitted_objects,
-                    _summary(request, manifest, image, paths, carried))
+    return Exported(manifest, paths, len(files), sum(f.size for f in files), len(image.omitted), omitted_objects,
+                    _summary(request, manifest, image))
 
 
 def _bundle_key(config: Config, config_dir: Path, environ: Mapping[str, str]) -> SigningKey:
@@ -230,12 +226,10 @@ def _write(request: ExportRequest, head: tuple[bytes, bytes], files: list[Planne
         raise
 
 
-def _summary(request: ExportRequest, manifest: BundleManifest, image: ImagePlan, paths: list[Path],
-             carried: int) -> dict[str, Any]:
-    """For --json."""
-    return {"bundle": [str(p) for p in paths], "format": request.format, "environment": request.environment,
-            "image": image.top.digest, "tag": image.tag, "referrers": image.referrers, "signature": image.signature,
-            "signed": image.signed, "files": len(manifest.files), "bytes": carried, "aggregate": manifest.aggregate,
+def _summary(request: ExportRequest, manifest: BundleManifest, image: ImagePlan) -> dict[str, Any]:
+    """For --json (beside the paths, files, bytes and aggregate the command shows)."""
+    return {"format": request.format, "environment": request.environment, "image": image.top.digest,
+            "tag": image.tag, "referrers": image.referrers, "signature": image.signature, "signed": image.signed,
             "base": manifest.base.aggregate if manifest.base is not None else None,
             "omitted_blobs": len(image.omitted),
             "omitted_objects": len(manifest.base.dvc_objects) if manifest.base is not None else 0,
