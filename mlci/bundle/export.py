@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from mlci.scan.record import ScanRecord
     from mlci.settings import Config
     from mlci.sign.keys import SigningKey
+
+
+SHOWN = 8 << 20  # files of at least this size get a progress line of their own in CI
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def export(request: ExportRequest, config: Config, root: Path, config_dir: Path,
         request, root, config, ref, sha, model, version, top, scan, environ, moment))
     manifest_bytes = bundle_manifest.dumps(manifest)
     envelope = dsse.sign(manifest, manifest_bytes, key)
-    paths = _write(request, (manifest_bytes, envelope), files)
+    paths = _write(request, top.digest, (manifest_bytes, envelope), files)
     omitted_objects = len(manifest.base.dvc_objects) if manifest.base is not None else 0
     return Exported(manifest, paths, len(files), sum(f.size for f in files), len(image.omitted), omitted_objects,
                     _summary(request, manifest, image))
@@ -210,16 +214,25 @@ def _manifest(request: ExportRequest, previous: BundleManifest | None, image: Im
         aggregate=aggregate(entries))
 
 
-def _write(request: ExportRequest, head: tuple[bytes, bytes], files: list[Planned]) -> list[Path]:
-    """Every planned file into the sink, in order, then commit; anything that fails (or SIGTERM) aborts it."""
+def _write(request: ExportRequest, digest: str, head: tuple[bytes, bytes], files: list[Planned]) -> list[Path]:
+    """Every planned file into the sink, in order, then commit; anything that fails (or SIGTERM) aborts it. A
+    terminal shows one bar; CI gets a line per file of at least SHOWN bytes."""
     from mlci.bundle import archive
+    from mlci.oci.manifest import Descriptor
+    from mlci.oci.progress import Progress
 
     sink: Sink = archive.open_sink(request.output, request.format, head, part_size=request.part_size,
                                    zstd_level=request.zstd_level)
     try:
-        for planned in files:
-            with planned.open() as stream:
-                sink.add(planned.name, planned.size, planned.sha256, iter(lambda: stream.read(archive.CHUNK), b""))
+        with Progress(digest, [f.size for f in files]) as progress:
+            for planned in files:
+                with planned.open() as opened:
+                    big = planned.size >= SHOWN
+                    stream = progress.track(opened, Descriptor(planned.kind, f"sha256:{planned.sha256}",
+                                                               planned.size)) if big else opened
+                    sink.add(planned.name, planned.size, planned.sha256, iter(partial(stream.read, archive.CHUNK), b""))
+                if not big:
+                    progress.advance(planned.size)
         return sink.commit()
     except BaseException:
         sink.abort()

@@ -41,22 +41,33 @@ def previous(path: Path) -> BundleManifest:
     """The manifest of the bundle an incremental export builds on: its bundle.json, or the bundle itself (a
     directory, a tar, the first part), read bounded and parsed strictly (its signature is not needed: it only
     says what may be left out, and the inside checks that its destination has all of that)."""
+    from mlci.bundle.archive import open_bundle
     from mlci.bundle.manifest import MAX_MANIFEST, parse
 
-    if not path.exists():
-        raise UsageError(f"--since {path}: not found (name the previous bundle or its bundle.json)")
-    if path.is_file() and path.read_bytes()[:1] == b"{":
+    if _is_json(path):
         with path.open("rb") as handle:
             data = handle.read(MAX_MANIFEST + 1)
     else:
-        from mlci.bundle.archive import open_bundle
-
-        reader = open_bundle(path)
+        try:
+            reader = open_bundle(path)
+        except UsageError as exc:
+            raise UsageError(f"--since: {exc} (name the previous bundle or its bundle.json)") from None
         try:
             data = reader.head()[0]
         finally:
             reader.close()
     return parse(data, str(path))
+
+
+def _is_json(path: Path) -> bool:
+    """Whether `path` is a file starting like bundle.json (a tar starts with a member's name, zstd with its magic)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(1) == b"{"
+    except (IsADirectoryError, FileNotFoundError):
+        return False
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
 
 
 def base_sets(manifest: BundleManifest | None) -> tuple[set[str], set[str]]:
@@ -104,7 +115,9 @@ class Artifacts:
 def artifacts(root: Path, config: Config, data: DvcData | None, objects: list[ObjectFile],
               scan: ScanRecord | None) -> Artifacts:
     """What the inside uploads to Nexus raw under MODEL/VERSION/: the files promotion uploads (image.artifacts,
-    the metrics files, dvc.lock, scan-record.json), DVC-tracked ones as their DVC objects."""
+    the metrics files, dvc.lock, scan-record.json), DVC-tracked ones as their DVC objects. An artifact must be a
+    file of the bundle (manifest.parse, the importer): one whose DVC object an incremental bundle leaves to its
+    base is not listed (a warning says which)."""
     from mlci.bundle.dvcobjects import member_name
     from mlci.bundle.manifest import Artifact
     from mlci.image.entries import Collector
@@ -114,11 +127,15 @@ def artifacts(root: Path, config: Config, data: DvcData | None, objects: list[Ob
     cache = {o.oid: o.path for o in objects}
     found: dict[str, Artifact] = {}
     files: list[Planned] = []
+    based: list[str] = []
     for kind, paths in (("model", config.image.artifacts), ("metrics", metrics_files(root, Collector(root)))):
         for path in paths:
             tracked = _tracked(root, path, known, cache)
             for rel, oid in tracked.items():
-                found[f"{kind}/{rel}"] = Artifact(f"{kind}/{rel}", member_name(oid))
+                if oid in cache:
+                    found[f"{kind}/{rel}"] = Artifact(f"{kind}/{rel}", member_name(oid))
+                else:
+                    based.append(f"{kind}/{rel}")
             for rel, file in _in_git(root, path, tracked):
                 found[f"{kind}/{rel}"] = Artifact(f"{kind}/{rel}", f"artifacts/{kind}/{rel}")
                 files.append(hashed(f"artifacts/{kind}/{rel}", file, "artifact"))
@@ -128,6 +145,9 @@ def artifacts(root: Path, config: Config, data: DvcData | None, objects: list[Ob
     if scan is not None:
         found["scan-record.json"] = Artifact("scan-record.json", "artifacts/scan-record.json")
         files.append(in_memory("artifacts/scan-record.json", scan.to_bytes(), "artifact"))
+    if based:
+        logger.warning("mlci: warning: %s: unchanged since the base bundle (their DVC objects are left to it), so "
+                       "not listed for the inside's Nexus raw repository this time", ", ".join(based))
     return Artifacts(tuple(found[name] for name in sorted(found)), sorted(files, key=lambda f: f.name))
 
 
