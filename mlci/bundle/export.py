@@ -72,13 +72,57 @@ def export(request: ExportRequest, config: Config, root: Path, config_dir: Path,
     """Check, plan, sign and write the bundle; nothing is left at `output` when anything fails."""
     from mlci.bundle import dsse, exportfiles, imageplan
     from mlci.bundle import manifest as bundle_manifest
+
+    moment = now or datetime.datetime.now(datetime.UTC)
+    checked = _check(request, config, root, config_dir, environ, moment)
+    top, previous = checked.top, checked.previous
+    base_blobs, base_objects = exportfiles.base_sets(previous)
+    logger.info("mlci: exporting %s for %s as %s%s", top.digest, request.environment, checked.tag,
+                f" (incremental on {previous.aggregate})" if previous is not None else "")
+    image = imageplan.plan_image(checked.src, top, checked.tag, sign=checked.inside, base=base_blobs)
+    data, objects = exportfiles.dvc_objects(root, config, checked.env, checked.sha, base_objects)
+    artifacts = exportfiles.artifacts(root, config, data, objects, checked.scan)
+    trivy_db, trivy_files = exportfiles.trivy_db(config) if request.trivy_db else (None, [])
+    files = [*image.files, *exportfiles.object_files(objects), *artifacts.files, *trivy_files]
+    manifest = _manifest(request, previous, image, data, objects, artifacts, trivy_db, files,
+                         _provenance(request, root, checked, environ, moment))
+    manifest_bytes = bundle_manifest.dumps(manifest)
+    envelope = dsse.sign(manifest, manifest_bytes, checked.key)
+    paths = _write(request, top.digest, (manifest_bytes, envelope), files)
+    omitted_objects = len(manifest.base.dvc_objects) if manifest.base is not None else 0
+    return Exported(manifest, paths, len(files), sum(f.size for f in files), len(image.omitted), omitted_objects,
+                    _summary(request, manifest, image))
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What the checks before any planning established."""
+
+    env: Environment
+    key: SigningKey
+    previous: BundleManifest | None
+    ref: SourceRef | None
+    tag: str
+    inside: InsideSignature | None
+    src: Endpoint
+    top: Manifest
+    sha: str
+    scan: ScanRecord | None
+    model: str
+    version: str | None
+
+
+def _check(request: ExportRequest, config: Config, root: Path, config_dir: Path, environ: Mapping[str, str],
+           moment: datetime.datetime) -> _Checked:
+    """Configuration first (the key, the output, --since, the tag: exit 2 before anything is read), then the
+    policy (exit 1)."""
+    from mlci.bundle import exportfiles
     from mlci.core import git
     from mlci.oci.copy import open_endpoint
     from mlci.oci.reference import parse
     from mlci.promote import gto, policy
     from mlci.promote.run import environment
 
-    moment = now or datetime.datetime.now(datetime.UTC)
     env = environment(config, request.environment)
     key = _bundle_key(config, config_dir, environ)
     _check_output(request.output)
@@ -96,23 +140,8 @@ def export(request: ExportRequest, config: Config, root: Path, config_dir: Path,
     model = gto.model_name(root, config.promote.model)
     version = gto.version_of(ref.name) if ref is not None and ref.kind == "tag" else None
     if config.promote.gitops.gto:
-        gto.check_version(root, model, version, sha)
-    base_blobs, base_objects = exportfiles.base_sets(previous)
-    logger.info("mlci: exporting %s for %s as %s%s", top.digest, request.environment, name,
-                f" (incremental on {previous.aggregate})" if previous is not None else "")
-    image = imageplan.plan_image(src, top, name, sign=inside, base=base_blobs)
-    data, objects = exportfiles.dvc_objects(root, config, env, sha, base_objects)
-    artifacts = exportfiles.artifacts(root, config, data, objects, scan)
-    trivy_db, trivy_files = exportfiles.trivy_db(config) if request.trivy_db else (None, [])
-    files = [*image.files, *exportfiles.object_files(objects), *artifacts.files, *trivy_files]
-    manifest = _manifest(request, previous, image, data, objects, artifacts, trivy_db, files, _provenance(
-        request, root, config, ref, sha, model, version, top, scan, environ, moment))
-    manifest_bytes = bundle_manifest.dumps(manifest)
-    envelope = dsse.sign(manifest, manifest_bytes, key)
-    paths = _write(request, top.digest, (manifest_bytes, envelope), files)
-    omitted_objects = len(manifest.base.dvc_objects) if manifest.base is not None else 0
-    return Exported(manifest, paths, len(files), sum(f.size for f in files), len(image.omitted), omitted_objects,
-                    _summary(request, manifest, image))
+        gto.check_version(root, model, version, sha)  # a version names one commit
+    return _Checked(env, key, previous, ref, name, inside, src, top, sha, scan, model, version)
 
 
 def _bundle_key(config: Config, config_dir: Path, environ: Mapping[str, str]) -> SigningKey:
@@ -175,8 +204,7 @@ def _policy(config: Config, config_dir: Path, name: str, env: Environment, ref: 
     return policy.check_scan(name, env, records, scan_policy.policy_hash(config.scan, ignore), top.digest, moment)
 
 
-def _provenance(request: ExportRequest, root: Path, config: Config, ref: SourceRef | None, sha: str, model: str,
-                version: str | None, top: Manifest, scan: ScanRecord | None, environ: Mapping[str, str],
+def _provenance(request: ExportRequest, root: Path, checked: _Checked, environ: Mapping[str, str],
                 moment: datetime.datetime) -> Provenance:
     from mlci import __version__
     from mlci.bundle.manifest import Provenance, Scan
@@ -184,14 +212,16 @@ def _provenance(request: ExportRequest, root: Path, config: Config, ref: SourceR
     from mlci.image.labels import metrics_files
     from mlci.promote.record import read_metrics
 
+    scan, ref = checked.scan, checked.ref
     facts = None if scan is None else Scan(
         scan.verdict, scan.referrer.digest if scan.referrer is not None else None, scan.policy_hash,
         _rfc3339(scan.db_updated_at) if scan.db_updated_at is not None else None, _rfc3339(scan.scanned_at))
     metrics = read_metrics(root, metrics_files(root, Collector(root)))
     return Provenance(
-        git_sha=sha, git_ref=ref.name if ref is not None else None, model=model, version=version,
-        image_digest=top.digest, metrics={k: dict(v) for k, v in sorted(metrics.items())}, scan=facts,
-        mlci_version=__version__, created_at=_rfc3339(moment),
+        git_sha=checked.sha, git_ref=ref.name if ref is not None else None, model=checked.model,
+        version=checked.version, image_digest=checked.top.digest,
+        metrics={k: dict(v) for k, v in sorted(metrics.items())}, scan=facts, mlci_version=__version__,
+        created_at=_rfc3339(moment),
         exported_by=environ.get("GITLAB_USER_LOGIN") or environ.get("GITHUB_ACTOR") or None,
         environment=request.environment)
 

@@ -31,9 +31,7 @@ if TYPE_CHECKING:
     from mlci.scan.record import ScanRecord
     from mlci.settings import Config
 
-MAX_DIR_LISTING = 64 << 20  # a `.dir` object of 100,000 files is about 10 MB
 MAX_TRIVY_METADATA = 1 << 16
-_MD5 = re.compile(r"[0-9a-f]{32}")
 _MEMBER = re.compile(r"dvc/files/md5/([0-9a-f]{2})/([0-9a-f]{30}(?:\.dir)?)")
 
 
@@ -176,29 +174,19 @@ def _tracked(root: Path, path: str, known: set[str], cache: dict[str, Path]) -> 
 
 
 def _listing(oid: str, cache: dict[str, Path], output: str) -> list[tuple[str, str]]:
-    """A directory output's `.dir` object as (relpath, object id) pairs, checked (names stay inside it)."""
+    """A directory output's `.dir` object as (relpath, object id) pairs (dvcobjects.dir_entries: strictly)."""
+    from mlci.bundle.dvcobjects import MAX_DIR_MANIFEST, dir_entries
+
     where = f"DVC output {output}: object {oid}"
     if oid not in cache:
         raise EnvironmentProblem(f"{where}: its listing is not among the objects collected; cannot name its files")
     try:
         with cache[oid].open("rb") as handle:
-            raw = handle.read(MAX_DIR_LISTING + 1)
-        entries = json.loads(raw) if len(raw) <= MAX_DIR_LISTING else None
-    except (OSError, ValueError) as exc:
-        raise EnvironmentProblem(f"{where}: cannot be read as a directory listing ({exc.__class__.__name__})"
-                                 ) from None
-    if not isinstance(entries, list):
-        raise EnvironmentProblem(f"{where}: not a DVC directory listing")
-    pairs = []
-    for entry in entries:
-        relpath = entry.get("relpath") if isinstance(entry, dict) else None
-        md5 = entry.get("md5") if isinstance(entry, dict) else None
-        if not isinstance(relpath, str) or not isinstance(md5, str) or not _MD5.fullmatch(md5) \
-                or relpath.startswith("/") or ".." in relpath.split("/") \
-                or posixpath.normpath(relpath) != relpath:
-            raise EnvironmentProblem(f"{where}: an entry that is not a file of the directory ({str(entry)[:120]})")
-        pairs.append((relpath, md5))
-    return pairs
+            return dir_entries(handle.read(MAX_DIR_MANIFEST + 1))
+    except OSError as exc:
+        raise EnvironmentProblem(f"{where}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    except ValueError as exc:
+        raise EnvironmentProblem(f"{where}: not a DVC directory listing ({exc})") from None
 
 
 def _in_git(root: Path, path: str, tracked: Collection[str]) -> list[tuple[str, Path]]:
