@@ -141,6 +141,11 @@ def _check(request: ExportRequest, config: Config, root: Path, config_dir: Path,
     version = gto.version_of(ref.name) if ref is not None and ref.kind == "tag" else None
     if config.promote.gitops.gto:
         gto.check_version(root, model, version, sha)  # a version names one commit
+    if previous is not None and (previous.provenance.environment, previous.provenance.model) \
+            != (request.environment, model):
+        logger.warning("mlci: warning: --since %s is a bundle of %s for %s, not of %s for %s: the inside refuses "
+                       "this one unless its destination holds that bundle's content", request.since,
+                       previous.provenance.model, previous.provenance.environment, model, request.environment)
     return _Checked(env, key, previous, ref, name, inside, src, top, sha, scan, model, version)
 
 
