@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.sign.support import p256
-from tests.testing import repos
+from tests.testing import repos, serving
 from tests.testing.forge import ForgeServer
 from tests.testing.gitlab_ci_local import PipelineResult, run_pipeline, seed_project_include
 from tests.testing.gitremote import bare_repo, read_file
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
-from tests.testing.registry import Registry, access_log, plain_http
+from tests.testing.registry import Registry, access_log, plain_http, start_registry, stop_registry
 from tests.testing.trivydb import PIP, Advisory, make_db
 
 pytestmark = pytest.mark.e2e
 TEMPLATES = repos.ROOT / ".gitlab-ci"
+INSIDE_REGISTRY, INSIDE_NEXUS = "127.0.0.1:5000", "127.0.0.1:8081"  # ports in the inside's network namespace
 
 
 def _pipeline_repo(tmp_path: Path) -> Path:
@@ -39,7 +43,7 @@ def _run(repo: Path, variables: dict[str, str] | None = None, manual: tuple[str,
     # promote (by hand) only in tag pipelines.
     expected = {"config", "train", "data-test", "build", "scan"} | (
         {"report"} if "CI_PIPELINE_SOURCE" in (variables or {}) else set()) | (
-        {"promote"} if "CI_COMMIT_TAG" in (variables or {}) else set())
+        {"promote", "export-prod"} if "CI_COMMIT_TAG" in (variables or {}) else set())
     assert ran == expected, result.describe()
     return result
 
@@ -170,13 +174,17 @@ def test_merge_request_pipeline_keeps_one_report_comment_and_gates_fail_after_po
 
 
 def _release_repo(tmp_path: Path, stage: Registry) -> Path:
-    """The pipeline repo with its stage registry where the test runs one, a DVC remote for stage, a GitOps
-    repository, and a release tag."""
+    """The pipeline repo with its stage registry where the test runs one, a DVC remote for stage and one for prod,
+    prod's registry and Nexus at the loopback ports of the inside (tests/testing/inside.py), a GitOps repository,
+    and a release tag."""
     repo = _pipeline_repo(tmp_path)
     repos.dvc(repo, "remote", "add", "stage", str(tmp_path / "dvc-stage"))
+    repos.dvc(repo, "remote", "add", "prod", str(tmp_path / "dvc-prod"))
     bare_repo(tmp_path / "environments.git")
     config = repo / "mlci.yaml"
     text = config.read_text().replace("registry.stage.bank.example", stage.host)
+    text = text.replace("registry.prod.bank.example", INSIDE_REGISTRY).replace(
+        "https://nexus.prod.bank.example/repository/models", f"http://{INSIDE_NEXUS}/repository/mlci-raw")
     text = text.replace("      aliases: true\n", "      aliases: true\n      dvc_remote: stage\n")
     config.write_text(text + f"  gitops:\n    repository: {tmp_path / 'environments.git'}\n    gto: false\n")
     repos.commit_all(repo, "stage registry, DVC remote and GitOps repository")
@@ -235,3 +243,81 @@ def test_a_release_without_a_scan_record_fails_in_the_promote_job_with_nothing_c
     assert promote.status == "failed" and promote.exit_code == 1, result.describe()
     assert "requires a passing scan record" in promote.log, promote.log
     assert not [e for e in access_log(registry_stage) if e.method in ("POST", "PUT", "PATCH")]
+
+
+# The inside's import job through gitlab-ci-local, run in the inside's network namespace (argv: repo, variables
+# as JSON); prints the job's status, exit code and log as JSON.
+INSIDE_IMPORT = """
+import json, sys
+from pathlib import Path
+from tests.testing.gitlab_ci_local import run_pipeline
+result = run_pipeline(Path(sys.argv[1]), variables=json.loads(sys.argv[2]), jobs=["import-prod"], timeout=300,
+                      extra_args=["--manual", "import-prod"])
+job = result.jobs.get("import-prod")
+print(json.dumps({"returncode": result.returncode, "status": job.status if job else None,
+                  "exit_code": job.exit_code if job else None, "log": job.log if job else result.output[-4000:]}))
+"""
+
+
+def test_a_release_bundle_for_prod_is_exported_then_verified_and_imported_offline_and_serves(
+        tmp_path: Path, registry: Registry, registry_stage: Registry, buildah_env: dict[str, str]) -> None:
+    """The tag pipeline exports prod's bundle (prod has no link: via: bundle); it is carried across, and PROD's own
+    pipeline (a mirror of the repository, in a network namespace with nothing but loopback) verifies and imports
+    it: the image in prod's registry answers /predict, `dvc pull` from prod's remote gives the model, the model's
+    files are in Nexus raw, the promotion is recorded."""
+    repo = _release_repo(tmp_path, registry_stage)
+    keys = p256(tmp_path / "keys")
+    variables = _release_variables(tmp_path, registry, registry_stage, keys.private)
+    result = _run(repo, variables)
+    assert result.returncode == 0, result.describe()
+    export = result.job("export-prod")
+    assert export.status == "success", export.log
+    assert keys.private.read_text().splitlines()[1] not in export.log
+    digest = re.search(r"MLCI_IMAGE_DIGEST=(sha256:[0-9a-f]{64})",
+                       (result.artifacts_dir("build") / "mlci-build.env").read_text())
+    assert digest, result.describe()
+    bundle = result.artifacts_dir("export-prod") / "mlci-bundle.tar"
+    checked = repos.run_mlci(repo, "bundle", "verify", str(bundle), "--key", str(keys.public), "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["images"] == [{"tag": "v1.0.0", "digest": digest[1]}]
+
+    inbox = tmp_path / "inbox"  # the transfer: one file, copied
+    inbox.mkdir()
+    shutil.copy(bundle, inbox / "credit-model-v1.0.0.tar")
+    inside = tmp_path / "inside" / "credit-model"  # PROD's mirror of the model repository
+    repos.git(tmp_path, "clone", "-q", str(repo), str(inside))
+    seed_project_include(inside, None, "mlci/mlci", "v0.1.0",
+                         {f".gitlab-ci/{p.name}": p for p in TEMPLATES.glob("*.yml")})
+    world = tmp_path / "inside-world"  # the inside's registry and Nexus files
+    inside_variables = {
+        "CI_COMMIT_TAG": "v1.0.0", "MLCI_AIRGAP_SIDE": "inside", "MLCI_BUNDLE": str(inbox / "credit-model-v1.0.0.tar"),
+        "COSIGN_PUBLIC_KEY": str(keys.public), "MLCI_SCAN_CACHE_DIR": variables["MLCI_SCAN_CACHE_DIR"],
+        **plain_http(INSIDE_REGISTRY, INSIDE_NEXUS)}
+    registry_port, nexus_port = INSIDE_REGISTRY.rsplit(":", 1)[1], INSIDE_NEXUS.rsplit(":", 1)[1]
+    done = subprocess.run(["unshare", "-n", sys.executable, "-m", "tests.testing.inside", str(world), registry_port,
+                           nexus_port, "--", sys.executable, "-c", INSIDE_IMPORT, str(inside),
+                           json.dumps(inside_variables)], cwd=repos.ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    outer = json.loads(done.stdout)
+    assert outer["interfaces"] == ["lo"] and outer["returncode"] == 0, outer["stderr"]
+    job = json.loads(outer["stdout"])
+    assert job["status"] == "success", job["log"]
+    assert f"docker://{INSIDE_REGISTRY}/ml/credit-model:v1.0.0@{digest[1]}" in job["log"]
+
+    prod = start_registry(directory=world / "registry")  # the inside's registry's files, served again to look
+    try:
+        image = f"docker://{prod.host}/ml/credit-model:v1.0.0"
+        verified = repos.run_mlci(repo, "verify", image, "--key", str(keys.public), env=plain_http(prod.host))
+        assert verified.returncode == 0, verified.stderr
+        serving.assert_image_serves_like_the_host(image, repo, tmp_path / "run", buildah_env, "python3")
+    finally:
+        stop_registry(prod)
+    pulled = tmp_path / "pulled"  # `dvc pull` of the promoted version from prod's remote alone
+    repos.git(tmp_path, "clone", "-q", "--branch", "v1.0.0", str(inside), str(pulled))
+    repos.dvc(pulled, "pull", "-r", "prod", "model/model.pkl")
+    assert (pulled / "model" / "model.pkl").read_bytes() == (repo / "model" / "model.pkl").read_bytes()
+    nexus = world / "nexus" / "data" / "repository" / "mlci-raw"
+    assert (nexus / "credit-model" / "v1.0.0" / "model" / "model" / "model.pkl").read_bytes() == (
+        repo / "model" / "model.pkl").read_bytes(), sorted(str(p.relative_to(nexus)) for p in nexus.rglob("*"))
+    state = read_file(tmp_path / "environments.git", "environments/prod.yaml")
+    assert state["image"]["digest"] == digest[1]

@@ -7,7 +7,6 @@ import http.server
 import json
 import os
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
@@ -15,28 +14,7 @@ import requests
 
 from tests.testing import repos, serving
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
-from tests.testing.procs import free_port
 from tests.testing.registry import Registry, plain_http
-
-
-def _buildah(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(["buildah", *args], env={**os.environ, **env}, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
-
-
-def _assert_serves_like_the_host(image: str, example: Path, workdir: Path, env: dict[str, str], python: str) -> None:
-    container = _buildah(env, "from", "--tls-verify=false", image.removeprefix("docker://"))
-    image_port, host_port = free_port(), free_port()
-    in_image = serving.start(["buildah", "run", "--isolation", "chroot", "-e", "HOST=127.0.0.1",
-                              "-e", f"PORT={image_port}", container, "--", python, "src/serve.py"], workdir, env)
-    on_host = serving.start(["python", "src/serve.py"], example, {"HOST": "127.0.0.1", "PORT": str(host_port)})
-    try:
-        serving.wait_healthy(f"http://127.0.0.1:{image_port}")
-        serving.wait_healthy(f"http://127.0.0.1:{host_port}")
-        assert serving.predict(f"http://127.0.0.1:{image_port}") == serving.predict(f"http://127.0.0.1:{host_port}")
-    finally:
-        serving.stop(in_image)
-        serving.stop(on_host)
 
 
 def test_the_native_image_serves_the_same_predictions_as_the_host(
@@ -50,15 +28,15 @@ def test_the_native_image_serves_the_same_predictions_as_the_host(
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).json()
     assert [layer["mediaType"].rsplit(".", 1)[1] for layer in manifest["layers"][-3:]] == [
         "tar+gzip", "tar+gzip", "tar"]  # dependencies, code, and the weights uncompressed (the default)
-    _assert_serves_like_the_host(built.stdout.strip(), example, tmp_path, buildah_env, "python3")
+    serving.assert_image_serves_like_the_host(built.stdout.strip(), example, tmp_path, buildah_env, "python3")
 
 
 def test_the_example_dockerfile_builds_with_buildah_and_serves_the_same_predictions(
         example: Path, registry: Registry, tmp_path: Path, buildah_env: dict[str, str]) -> None:
     base = tmp_path / "baselayout"  # buildah names an image after its path: no dots in it
     shutil.copytree(base_layout(), base, copy_function=os.link)
-    pulled = _buildah(buildah_env, "pull", "-q", f"oci:{base}:{BASE_TAG}").split()[-1]
-    _buildah(buildah_env, "tag", pulled, "localhost/debian-python:bookworm")
+    pulled = serving.buildah(buildah_env, "pull", "-q", f"oci:{base}:{BASE_TAG}").split()[-1]
+    serving.buildah(buildah_env, "tag", pulled, "localhost/debian-python:bookworm")
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(wheelhouse()))  # noqa: E731
     wheels = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=wheels.serve_forever, daemon=True).start()
@@ -73,4 +51,4 @@ def test_the_example_dockerfile_builds_with_buildah_and_serves_the_same_predicti
     finally:
         wheels.shutdown()
     assert built.returncode == 0, built.stderr[-3000:]
-    _assert_serves_like_the_host(built.stdout.strip(), example, tmp_path, buildah_env, "python")
+    serving.assert_image_serves_like_the_host(built.stdout.strip(), example, tmp_path, buildah_env, "python")
