@@ -11,7 +11,7 @@ from typing import BinaryIO
 import pytest
 
 from mlci.bundle import dsse, manifest, verify
-from mlci.bundle.archive import Member
+from mlci.bundle.archive import Format, Member, open_bundle
 from mlci.bundle.errors import BundleInvalid
 from mlci.bundle.manifest import Artifact, Base, BaseBlob, FileEntry
 from mlci.sign.keys import SigningKey
@@ -215,3 +215,90 @@ def test_an_incremental_bundle_is_verified_on_what_it_carries(tmp_path: Path, bu
     verified = verify.verify(DirReader(root), bundle_key.public)
     assert verified.manifest.base == base and layer not in {f.path for f in verified.manifest.files}
     assert verified.bytes_read == sum(len(data) for data in image_files.values())
+
+
+# ---- through the real readers (mlci.bundle.archive.open_bundle) ------------------------------------------------
+
+
+def _contents(scratch: Path) -> tuple[dict[str, bytes], dict[str, object]]:
+    """The files of _bundle's bundle plus a 1.5 MiB artifact (so a 1 MiB part size makes two parts), and
+    make_manifest's keywords for them."""
+    image_files, image = bundles.oci_image(scratch / "layout", "v1.2.0", b"layer " * 4000)
+    weights, data = bundles.dvc_object(b"\x80\x05weights" * 1000)
+    files = {**image_files, weights: data, "artifacts/dvc.lock": b"schema: '2.0'\n",
+             "artifacts/big.bin": bytes(range(256)) * 6144}
+    artifacts = (Artifact("model/model.pkl", weights), Artifact("dvc.lock", "artifacts/dvc.lock"))
+    return files, {"images": (image,), "artifacts": artifacts}
+
+
+def _verified(path: Path, key: SigningKey) -> verify.Verified:
+    reader = open_bundle(path)
+    try:
+        return verify.verify(reader, key.public)
+    finally:
+        reader.close()
+
+
+def _refused_by_reader(path: Path, key: SigningKey, why: str) -> str:
+    with pytest.raises(BundleInvalid) as caught:
+        _verified(path, key)
+    message = str(caught.value)
+    assert str(path.name) in message and "\n" not in message and why in message, message
+    return message
+
+
+@pytest.mark.parametrize(("fmt", "name", "part_size"), [
+    ("dir", "b", None), ("tar", "b.tar", None), ("tar.zst", "b.tar.zst", None), ("tar", "b.tar", 1 << 20),
+])
+def test_a_bundle_through_a_sink_verifies_through_open_bundle(tmp_path: Path, bundle_key: SigningKey, fmt: Format,
+                                                              name: str, part_size: int | None) -> None:
+    files, fields = _contents(tmp_path)
+    paths = bundles.make_archive(tmp_path / name, files, bundle_key, fmt, part_size=part_size, **fields)
+    assert len(paths) == (2 if part_size else 1)
+    verified = _verified(paths[0], bundle_key)
+    assert verified.bytes_read == sum(len(data) for data in files.values())
+    assert {f.path for f in verified.manifest.files} == set(files)
+
+
+def test_make_bundle_directories_verify_through_open_bundle(good: Path, bundle_key: SigningKey) -> None:
+    assert _verified(good, bundle_key).bytes_read > 0
+    (good / "artifacts" / "extra").write_bytes(b"x")
+    _refused_by_reader(good, bundle_key, "not listed in bundle.json: \"artifacts/extra\"")
+    (good / "artifacts" / "extra").unlink()
+    (good / "artifacts" / "dvc.lock").unlink()
+    _refused_by_reader(good, bundle_key, "missing: artifacts/dvc.lock")
+
+
+def _tar(tmp_path: Path, key: SigningKey) -> tuple[Path, dict[str, bytes]]:
+    files, fields = _contents(tmp_path)
+    return bundles.make_archive(tmp_path / "b.tar", files, key, "tar", **fields)[0], files
+
+
+def test_a_flipped_byte_in_a_tar_member_is_refused(tmp_path: Path, bundle_key: SigningKey) -> None:
+    tar, files = _tar(tmp_path, bundle_key)
+    layer = max((n for n in files if n.startswith("blobs/")), key=lambda n: len(files[n]))
+    data = bytearray(tar.read_bytes())
+    at = data.index(files[layer]) + len(files[layer]) // 2
+    data[at] ^= 0x01
+    tar.write_bytes(bytes(data))
+    _refused_by_reader(tar, bundle_key, f"{layer}: sha256 ")
+
+
+def test_a_truncated_tar_is_refused(tmp_path: Path, bundle_key: SigningKey) -> None:
+    tar, _ = _tar(tmp_path, bundle_key)
+    data = tar.read_bytes()
+    tar.write_bytes(data[: len(data) // 2])
+    _refused_by_reader(tar, bundle_key, "truncated")
+
+
+def test_a_tar_re_signed_by_another_key_or_unsigned_is_refused(tmp_path: Path, bundle_key: SigningKey,
+                                                                other_key: SigningKey) -> None:
+    files, fields = _contents(tmp_path)
+    tar = bundles.make_archive(tmp_path / "other.tar", files, other_key, "tar", **fields)[0]
+    _refused_by_reader(tar, bundle_key, f"not signed by the key {bundle_key.public.fingerprint}")
+    bundle = bundles.make_manifest(files, **fields)  # type: ignore[arg-type]
+    data = manifest.dumps(bundle)
+    unsigned = tmp_path / "unsigned.tar"  # bundle.json, then the files: no bundle.dsse.json
+    unsigned.write_bytes(bundles.tar_bytes([(bundles.info("bundle.json", len(data)), data), *(
+        (bundles.info(f.path, f.size), files[f.path]) for f in bundle.files)], head=None))
+    _refused_by_reader(unsigned, bundle_key, "no signature")

@@ -6,7 +6,8 @@ pax overrides: what a bundle reader must refuse).
     key = signing_key(tmp_path)                              # an openssl-made ECDSA P-256 key (tests/sign)
     files, image = oci_image(tmp_path / "img", tag="v1")     # a real one-image OCI layout, as bundle files
     root = make_bundle(tmp_path / "b", {**files, "artifacts/dvc.lock": b"..."}, key, images=(image,))
-    verify.verify(reader_over(root), key.public)
+    verify.verify(open_bundle(root), key.public)
+    paths = make_archive(tmp_path / "b.tar", files, key, "tar", images=(image,))   # the same through a sink
 """
 from __future__ import annotations
 
@@ -116,6 +117,18 @@ def make_bundle(root: Path, files: Mapping[str, bytes], key: SigningKey, **field
         (root / path).write_bytes(data)
     write_head(root, make_manifest(files, **fields), key)  # type: ignore[arg-type]
     return root
+
+
+def make_archive(path: Path, files: Mapping[str, bytes], key: SigningKey, fmt: Format = "tar", *,
+                 part_size: int | None = None, **fields: object) -> list[Path]:
+    """The bundle make_bundle writes, through mlci.bundle.archive's sink instead (a tar, tar.zst or directory;
+    parts with `part_size`), files in bundle.json's order; the paths commit() wrote."""
+    bundle = make_manifest(files, **fields)  # type: ignore[arg-type]
+    data = manifest.dumps(bundle)
+    sink = open_sink(path, fmt, (data, dsse.sign(bundle, data, key)), part_size=part_size)
+    for entry in bundle.files:
+        sink.add(entry.path, entry.size, entry.sha256, [files[entry.path]])
+    return sink.commit()
 
 
 def oci_image(scratch: Path, tag: str = "v1", content: bytes = b"model weights") -> tuple[dict[str, bytes], ImageEntry]:
