@@ -3,15 +3,7 @@ backslash, control or invisible character, UTF-8, at most 4096 bytes), files onl
 hold, and a hostile name shown safely in a one-line message."""
 from __future__ import annotations
 
-import re
-
-from mlci.bundle.manifest import ENVELOPE, MANIFEST
-
-MAX_NAME = 4096
-# The allow-list of mlci.bundle.manifest.check_member_name's docstring (its body is the format helper's): used
-# here until that body lands on main, then replaced by a call to it.
-_ALLOWED = re.compile(r"oci-layout|index\.json|blobs/sha256/[0-9a-f]{64}|dvc/files/md5/[0-9a-f]{2}/[0-9a-f]{30}"
-                      r"(?:\.dir)?|artifacts/.+|trivy/db/[^/]+", re.DOTALL)
+from mlci.bundle.manifest import ENVELOPE, MANIFEST, MAX_NAME, check_member_name
 
 
 def normal_problem(name: str) -> str | None:
@@ -42,9 +34,11 @@ def file_problem(name: str) -> str | None:
     """Why a bundle may not hold a file called `name` (None: it may); bundle.json and its signature are the
     head, judged apart."""
     problem = normal_problem(name)
-    if problem is None and not _ALLOWED.fullmatch(name):
-        problem = ("not a name a bundle holds (oci-layout, index.json, blobs/sha256/<hex>, dvc/files/md5/..., "
-                   "artifacts/..., trivy/db/...)")
+    if problem is None:
+        try:
+            check_member_name(name)
+        except ValueError as exc:
+            problem = str(exc)
     return problem
 
 

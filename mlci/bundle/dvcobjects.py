@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from mlci.bundle.manifest import dvc_path
 from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError, UsageError
 from mlci.core.log import logger, one_line
 
@@ -43,9 +44,7 @@ _TARGETS_PER_FETCH = 256  # `dvc fetch` targets per call (files inside a directo
 _CACHE_MODE = 0o444  # DVC's own for cache files (dvc_data LocalHashFileDB.CACHE_MODE)
 
 
-def member_name(oid: str) -> str:
-    """The bundle file of object `oid`: `dvc/files/md5/<2>/<30>[.dir]` (DVC 3's remote layout)."""
-    return f"dvc/files/md5/{oid[:2]}/{oid[2:]}"
+
 
 
 def object_path(cache: Path, oid: str) -> Path:
@@ -446,7 +445,7 @@ def _inside_manifest(snap: Snapshot, output: _Output, carried: Mapping[str, Call
     if _md5(data or b"") != md5 and output.oid in carried:
         with carried[output.oid]() as stream:
             data = stream.read(MAX_DIR_MANIFEST + 1)
-        where = f"the bundle's {member_name(output.oid)}"
+        where = f"the bundle's {dvc_path(output.oid)}"
         if _md5(data) != md5:
             raise BundleInvalid(f"{where} ({output.name}): its bytes do not have the md5 it is named by")
     elif data is None:
@@ -494,7 +493,7 @@ def _check_servable(snap: Snapshot, outputs: Sequence[_Output], lacking: set[str
             raise EnvironmentProblem(
                 f"{output.name}: DVC remote '{remote}' holds its directory manifest {output.oid} but lacks "
                 f"{len(gaps)} of its files (first: {gaps[0]}); DVC takes the manifest for the whole directory and "
-                f"will not send them: delete {member_name(output.oid).removeprefix('dvc/')} from the remote and "
+                f"will not send them: delete {dvc_path(output.oid).removeprefix('dvc/')} from the remote and "
                 "import again")
 
 
@@ -511,7 +510,7 @@ def _into_cache(snap: Snapshot, oid: str, opener: Callable[[], BinaryIO], output
         return
     with opener() as stream:
         if not _write(target, oid, iter(lambda: stream.read(CHUNK), b""), output):
-            raise BundleInvalid(f"the bundle's {member_name(oid)} ({output.name}): its bytes do not have the md5 it "
+            raise BundleInvalid(f"the bundle's {dvc_path(oid)} ({output.name}): its bytes do not have the md5 it "
                                 "is named by")
 
 

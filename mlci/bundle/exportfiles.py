@@ -97,9 +97,9 @@ def dvc_objects(root: Path, config: Config, env: Environment, sha: str, base: Co
 
 def object_files(objects: Iterable[ObjectFile]) -> list[Planned]:
     """Each DVC object as the bundle file `dvc/files/md5/<2>/<30>[.dir]`, its bytes from the DVC cache."""
-    from mlci.bundle.dvcobjects import member_name
+    from mlci.bundle.manifest import dvc_path
 
-    return [Planned(member_name(o.oid), o.size, o.sha256, "dvc", _file_opener(o.path)) for o in objects]
+    return [Planned(dvc_path(o.oid), o.size, o.sha256, "dvc", _file_opener(o.path)) for o in objects]
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,7 @@ def artifacts(root: Path, config: Config, data: DvcData | None, objects: list[Ob
     the metrics files, dvc.lock, scan-record.json), DVC-tracked ones as their DVC objects. An artifact must be a
     file of the bundle (manifest.parse, the importer): one whose DVC object an incremental bundle leaves to its
     base is not listed (a warning says which)."""
-    from mlci.bundle.dvcobjects import member_name
-    from mlci.bundle.manifest import Artifact
+    from mlci.bundle.manifest import Artifact, dvc_path
     from mlci.image.entries import Collector
     from mlci.image.labels import metrics_files
 
@@ -131,7 +130,7 @@ def artifacts(root: Path, config: Config, data: DvcData | None, objects: list[Ob
             tracked = _tracked(root, path, known, cache)
             for rel, oid in tracked.items():
                 if oid in cache:
-                    found[f"{kind}/{rel}"] = Artifact(f"{kind}/{rel}", member_name(oid))
+                    found[f"{kind}/{rel}"] = Artifact(f"{kind}/{rel}", dvc_path(oid))
                 else:
                     based.append(f"{kind}/{rel}")
             for rel, file in _in_git(root, path, tracked):

@@ -18,9 +18,9 @@ from typing import BinaryIO
 import pytest
 import yaml
 
-from mlci.bundle.dvcobjects import ObjectFile, Pushed, collect, dir_entries, member_name, missing, object_path, push
+from mlci.bundle.dvcobjects import ObjectFile, Pushed, collect, dir_entries, missing, object_path, push
 from mlci.bundle.errors import BundleInvalid
-from mlci.bundle.manifest import DvcData
+from mlci.bundle.manifest import DvcData, dvc_path
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.image.settings import ImageSettings
 from mlci.promote.settings import Environment
@@ -248,7 +248,7 @@ def test_directory_manifests_are_read_strictly() -> None:
     for data, reason in bad.items():
         with pytest.raises(ValueError, match=reason.replace("(", r"\(")):
             dir_entries(data)
-    assert member_name("ab" + "c" * 30 + ".dir") == "dvc/files/md5/ab/" + "c" * 30 + ".dir"
+    assert dvc_path("ab" + "c" * 30 + ".dir") == "dvc/files/md5/ab/" + "c" * 30 + ".dir"
 
 
 def _pull(clone: Path, rev: str, *outputs: str) -> subprocess.CompletedProcess[str]:
@@ -300,7 +300,7 @@ def test_push_refuses_before_anything_reaches_the_remote(built: Built, tmp_path:
 
     other = next(f.path for f in files if f.oid != weights)
     lying = [(oid, opener if oid != weights else _opener(other)) for oid, opener in _openers(files)]
-    with pytest.raises(BundleInvalid, match=rf"^the bundle's {member_name(weights)} \(model/weights.bin\): its "
+    with pytest.raises(BundleInvalid, match=rf"^the bundle's {dvc_path(weights)} \(model/weights.bin\): its "
                                             "bytes do not have the md5"):
         push(inside, "prod", data, lying)
     assert not object_path(inside / ".dvc" / "cache", weights).exists()
