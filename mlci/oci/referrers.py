@@ -47,7 +47,7 @@ import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.http import RETRY_STATUSES
@@ -79,6 +79,18 @@ SETTLE = 0.2  # seconds (plus up to as much jitter) between the check that found
 MAX_JOURNAL_READS = 256  # journal manifests read in one listing (those the index does not already list)
 REFERRER_TYPES = (OCI_MANIFEST, OCI_INDEX)  # what can carry a `subject`
 _jitter = random.SystemRandom()
+
+
+@runtime_checkable
+class ReferrerSource(ImageSource, Protocol):
+    """A read-only source that lists the referrers it holds itself (a verified bundle's layout,
+    mlci/bundle/source.py): read like a layout, never written."""
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether the blob is there."""
+
+    def referrers_of(self, digest: str) -> list[Descriptor]:
+        """The referrers of the manifest `digest` it holds (descriptors as a layout's index.json lists them)."""
 
 
 class ReferrersError(EnvironmentProblem):
@@ -195,16 +207,19 @@ def put_referrer(endpoint: RegistryEndpoint | LayoutEndpoint, manifest: Manifest
     return descriptor
 
 
-def referrers(source: RegistryEndpoint | LayoutEndpoint, digest: str, artifact_type: str | None = None
-              ) -> list[Descriptor]:
+def referrers(source: RegistryEndpoint | LayoutEndpoint | ReferrerSource, digest: str,
+              artifact_type: str | None = None) -> list[Descriptor]:
     """The referrers of the manifest `digest` (of `artifact_type` only, if given): the referrers API, else the
-    fallback index and mlci's journal; in a layout, index.json. A fallback index that cannot be read as one is
-    a warning and counts as empty, as the spec says; an entry that is not a descriptor is skipped."""
+    fallback index and mlci's journal; in a layout, index.json; a ReferrerSource lists its own. A fallback index
+    that cannot be read as one is a warning and counts as empty, as the spec says; an entry that is not a
+    descriptor is skipped."""
     check_digest(digest, "referrers subject")
-    _check_endpoint(source, "listed")
-    if isinstance(source, LayoutEndpoint):
+    if isinstance(source, ReferrerSource):
+        found = source.referrers_of(digest)
+    elif isinstance(source, LayoutEndpoint):
         found = _layout_referrers(source, digest)
     else:
+        _check_endpoint(source, "listed")
         found = _registry_referrers(source.registry, source.repository, digest, artifact_type)
     return [d for d in found if artifact_type is None or d.artifact_type == artifact_type]
 

@@ -127,7 +127,7 @@ def _blobs(src: ImageSource, dst: Endpoint, manifests: list[Manifest], staged: S
 
 def _copy_referrers(src: ImageSource, dst: Endpoint, digest: str, staged: Staged) -> list[str]:
     """The referrers of `digest` at the source (records, SBOMs), copied and listed at the destination."""
-    if not isinstance(src, RegistryEndpoint | LayoutEndpoint):
+    if not isinstance(src, RegistryEndpoint | LayoutEndpoint | referrers.ReferrerSource):
         return []  # an oci-archive keeps none
     if not isinstance(dst, RegistryEndpoint | LayoutEndpoint):
         raise UsageError("an oci-archive destination cannot hold the image's referrers (scan records, SBOM): "

@@ -197,7 +197,7 @@ def attach(record: ScanRecord, endpoint: Endpoint, sbom: bytes | None = None,
     return attached
 
 
-def find(source: Endpoint, digest: str, *, limit: int = FIND_LIMIT) -> list[ScanRecord]:
+def find(source: Endpoint | referrers.ReferrerSource, digest: str, *, limit: int = FIND_LIMIT) -> list[ScanRecord]:
     """The scan records attached to the image `digest`, newest scan first (at most `limit`, chosen by their
     `created` annotation). An artifact that is not a record of this digest is skipped with a warning."""
     listed = referrers.referrers(source, digest, RECORD_TYPE)
@@ -272,7 +272,7 @@ def reusable(records: Iterable[ScanRecord], db_version: int | None, db_updated_a
     return None
 
 
-def _load(source: Endpoint, digest: str, descriptor: Descriptor) -> ScanRecord:
+def _load(source: Endpoint | referrers.ReferrerSource, digest: str, descriptor: Descriptor) -> ScanRecord:
     where = f"scan record {descriptor.digest} of {digest}"
     manifest = source.get_manifest(descriptor.digest)
     subject = manifest.subject()
@@ -288,7 +288,7 @@ def _load(source: Endpoint, digest: str, descriptor: Descriptor) -> ScanRecord:
     return dataclasses.replace(record, referrer=descriptor)
 
 
-def _blob(source: Endpoint, blob: Descriptor, limit: int, where: str) -> bytes:
+def _blob(source: Endpoint | referrers.ReferrerSource, blob: Descriptor, limit: int, where: str) -> bytes:
     """A blob of at most `limit` bytes, its digest verified (the stream checks it at its end)."""
     if blob.size > limit:
         raise RecordError(f"{where}: {blob.size} bytes, more than the {limit} mlci reads")

@@ -30,7 +30,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
 from mlci.core.log import logger
@@ -53,6 +53,9 @@ from mlci.oci.settings import RegistrySettings
 from mlci.oci.transport import Endpoint
 from mlci.sign import gojson
 from mlci.sign.keys import PublicKey, SigningKey
+
+if TYPE_CHECKING:
+    from mlci.oci.referrers import ReferrerSource
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE = "dev.cosignproject.cosign/signature"
@@ -202,7 +205,7 @@ def unite(endpoint: Endpoint, digest: str, incoming: Manifest) -> Descriptor:
     raise SignError(f"{digest}: the signatures did not stay in {tag}: other signers wrote over it {ATTEMPTS} times")
 
 
-def verify(source: Endpoint, digest: str, public_key: PublicKey, *,
+def verify(source: Endpoint | ReferrerSource, digest: str, public_key: PublicKey, *,
            docker_reference: str | None = None) -> list[Verified]:
     """The valid signatures of `digest` by `public_key` in its `.sig` manifest at `source` (each with what it
     claims); NotVerified (exit 1) naming the digest and why when there is none. `docker_reference`: also require
@@ -374,7 +377,7 @@ def _put_blob(endpoint: Endpoint, blob: Descriptor, data: bytes) -> None:
         endpoint.put_blob(blob, lambda: io.BytesIO(data))
 
 
-def _blob(source: Endpoint, blob: Descriptor, limit: int, what: str) -> bytes:
+def _blob(source: Endpoint | ReferrerSource, blob: Descriptor, limit: int, what: str) -> bytes:
     """A small blob's bytes, checked against its digest (an error naming `what` beyond `limit` or on a mismatch)."""
     if blob.size > limit:
         raise _Invalid(f"{what}: {blob.size} bytes, more than the {limit} mlci reads")
@@ -385,7 +388,7 @@ def _blob(source: Endpoint, blob: Descriptor, limit: int, what: str) -> bytes:
     return data
 
 
-def _check(source: Endpoint, layer: Descriptor, number: int, digest: str, public_key: PublicKey,
+def _check(source: Endpoint | ReferrerSource, layer: Descriptor, number: int, digest: str, public_key: PublicKey,
            docker_reference: str | None) -> Verified:
     """One layer as a verifier checks it: the payload, the signature over it, then its claims."""
     if layer.media_type != SIMPLE_SIGNING:
