@@ -32,7 +32,21 @@ PUT_ATTEMPTS = 3  # a dropped upload is sent again from its start, at most this 
 LOOK_FIRST = 8 << 20  # a larger file is looked for (HEAD) before it is sent; a smaller one is PUT (400 if there)
 PUT_ANSWER_TIMEOUT = 900.0  # Nexus answers a PUT after it stored the blob: minutes for GBs on a slow blob store
 INDEX_WAITS = (0.25, 0.5, 1.0, 2.0, 4.0)  # waits for the search index to list a new asset, then a read-back
-Source = Path | bytes
+
+
+@dataclass(frozen=True)
+class Stream:
+    """`size` bytes that `open()` reads from their start, each time it is called (a member of a bundle)."""
+
+    name: str  # for messages
+    size: int
+    open: Callable[[], BinaryIO]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+Source = Path | bytes | Stream
 Algorithm = Literal["sha256", "sha1"]
 Check = Literal["assets API", "read-back"]
 
@@ -79,7 +93,8 @@ class RawRepository:
         self.sleep = sleep
 
     def upload(self, path: str, source: Source) -> Uploaded:
-        """Put `source` (a file, streamed; or bytes) at `path` under the location, and check what Nexus stored."""
+        """Put `source` (a file or a Stream, streamed; or bytes) at `path` under the location, and check what Nexus
+        stored."""
         try:
             asset = self.location.asset_path(path)
         except ValueError as exc:
@@ -215,6 +230,8 @@ class _Body:
 def _open(source: Source) -> BinaryIO:
     if isinstance(source, bytes):
         return io.BytesIO(source)
+    if isinstance(source, Stream):
+        return source.open()
     try:
         return source.open("rb")
     except OSError as exc:
@@ -224,6 +241,8 @@ def _open(source: Source) -> BinaryIO:
 def _size(source: Source) -> int:
     if isinstance(source, bytes):
         return len(source)
+    if isinstance(source, Stream):
+        return source.size
     try:
         if not source.is_file():
             raise UsageError(f"{source}: not a file")
