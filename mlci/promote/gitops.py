@@ -137,6 +137,8 @@ def commit_message(record: PromotionRecord) -> str:
     ]
     if record.job:
         trailers.append(("Job", record.job))
+    if record.bundle:
+        trailers.append(("Bundle", f"{record.bundle} (signed by {record.bundle_signer or 'unknown'})"))
     body = "\n".join(f"{key}: {log.one_line(value)}" for key, value in trailers)
     return log.redact(f"{log.one_line(subject)}\n\n{body}\n")
 

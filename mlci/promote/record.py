@@ -67,7 +67,8 @@ class ScanFacts:
 class PromotionRecord:
     """One promotion of an image digest into an environment. `repository` is the destination repository
     without a tag (`HOST[:PORT]/PATH`, a `docker://` prefix is dropped); `previous_digest` and `rollback` are
-    filled in by gitops.record_promotion from the environment's file (what ran there before)."""
+    filled in by gitops.record_promotion from the environment's file (what ran there before). A promotion through
+    an air-gap bundle names it (`bundle`, `bundle_signer`: `promotion.bundle` in the file, only then)."""
 
     environment: str
     repository: str
@@ -90,6 +91,8 @@ class PromotionRecord:
     previous_digest: str | None = None
     rollback: bool = False
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    bundle: str | None = None  # the aggregate of the bundle it came through (`mlci bundle import`)
+    bundle_signer: str | None = None  # the keyid of that bundle's signature
 
     @property
     def ref(self) -> str:
@@ -112,7 +115,9 @@ class PromotionRecord:
                           "by": [a.to_json() for a in self.approvals]},
             "promotion": {"id": self.id, "by": self.promoted_by, "at": _time(self.promoted_at),
                           "source": self.source, "forced": self.forced, "previous_digest": self.previous_digest,
-                          "rollback": self.rollback, "job": self.job},
+                          "rollback": self.rollback, "job": self.job,
+                          **({"bundle": {"aggregate": self.bundle, "signer": self.bundle_signer}}
+                             if self.bundle else {})},
         }
 
 
