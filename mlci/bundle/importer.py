@@ -157,8 +157,8 @@ def _checked(request: ImportRequest, config: Config, root: Path, config_dir: Pat
         dvcdata.check_remotes(root, name, dataclasses.replace(env, dvc_remote=remote))
     nexus = _nexus(request, config, env, manifest, name, source)
     seen = copy.check_tag(dst, image.tag, digest, force=request.force)
-    dst.check_writable()
     _check_base(manifest, dst, destination, root, remote, source)
+    dst.check_writable()  # last: it opens and cancels an upload session, the first request that is not a read
     return _Plan(name, env, image, dst, dst_ref, seen, scan, signature, approved, remote, nexus)
 
 
@@ -187,7 +187,8 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
         "approval": plan.approved.record(), "artifacts": [u.to_json() for u in uploaded], "data": data,
         "gitops": recorded.commit,
         "bundle": {"path": str(request.bundle), "aggregate": manifest.aggregate, "signer": verified.keyid,
-                   "bytes_verified": verified.bytes_read, "base": manifest.base.aggregate if manifest.base else None},
+                   "bytes_verified": verified.bytes_read, "base": manifest.base.aggregate if manifest.base else None,
+                   "random_access": source.random_access, "passes": source.passes},
     }
     return Imported(digest, pinned, plan.name, tagged.tags, copied, cast(list[str], summary["reused"]), summary)
 

@@ -2,9 +2,10 @@
 each re-hashed against bundle.json as it is read, so that a bundle changed since it was verified stops the import
 at the changed member.
 
-The verifying read (verify.verify) goes through `Keeping`, which notes the members' order and keeps the small JSON
-members (index.json, manifests, configs, referrers' payloads: at most KEEP_BUDGET bytes in all) in memory: the
-policy checks and the manifests then cost no second read. Everything else is read again from the bundle: by name
+The verifying read (verify.verify) goes through `Keeping`, which notes the members' order and keeps the small
+members that are read again whole (index.json, the JSON blobs: manifests, configs, referrers' payloads; the
+artifacts for Nexus: metrics, dvc.lock, the scan record; at most KEEP_BUDGET bytes in all) in memory: the policy
+checks, the manifests and those uploads then cost no second read. Everything else is read again from the bundle: by name
 where the reader has random access (a directory, an uncompressed tar by offset: several at once), else by
 streaming it again from its start (`_Sequential`, a tar.zst), one member at a time, forward; asking for a member
 behind the current one starts another pass."""
@@ -28,6 +29,7 @@ from mlci.oci.registry import MAX_MANIFEST
 
 INDEX = "index.json"
 BLOBS = "blobs/sha256/"
+ARTIFACTS = "artifacts/"
 KEEP_BUDGET = 64 << 20  # small JSON members kept from the verifying read (a 35 GB image's are a few MB)
 
 
@@ -43,7 +45,7 @@ def blob_name(digest: str) -> str:
 
 class Keeping:
     """A BundleReader that passes the verifying read through, noting the members' order and keeping the small
-    JSON members (a member is kept only once its every byte passed, as verify hashed them)."""
+    members read again whole (a member is kept only once its every byte passed, as verify hashed them)."""
 
     def __init__(self, reader: BundleReader) -> None:
         self.reader = reader
@@ -62,13 +64,13 @@ class Keeping:
         for member, stream in self.reader.members():
             self.order.append(member.name)
             small = member.size <= min(MAX_MANIFEST, self._budget)
-            if not small or not (member.name == INDEX or member.name.startswith(BLOBS)):
+            if not small or not member.name.startswith((INDEX, BLOBS, ARTIFACTS)):
                 yield member, stream
                 continue
             tee = _Tee(stream, member.size)
             yield member, cast(BinaryIO, tee)
             data = tee.data()
-            if data is not None and data[:1] == b"{":
+            if data is not None and (data[:1] == b"{" or member.name.startswith(ARTIFACTS)):
                 self.kept[member.name] = data
                 self._budget -= len(data)
 
@@ -99,6 +101,11 @@ class BundleSource:
     def random_access(self) -> bool:
         """Members can be read in any order, several at once."""
         return self._sequential is None
+
+    @property
+    def passes(self) -> int:
+        """How often a bundle without random access was streamed again from its start."""
+        return self._sequential.passes if self._sequential is not None else 0
 
     def member(self, name: str) -> BinaryIO:
         """The member's bytes, checked against bundle.json as they are read (BundleChanged at the end otherwise)."""
