@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from mlci.core.errors import GateFailed, UsageError
+from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
 from mlci.core.log import logger
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class _Plan:
     name: str  # the environment
     env: Environment
     image: ImageEntry
+    blobs: list[Descriptor]  # every blob a copy of the image (referrers, signature) reads
     dst: Endpoint
     dst_ref: ImageRef
     seen: str | None  # what the tag names at the destination now
@@ -134,7 +135,7 @@ def _checked(request: ImportRequest, config: Config, root: Path, config_dir: Pat
     destination = request.destination or env.image
     if not destination:
         raise UsageError(f"name the destination (--to), or set promote.environments.{name}.image")
-    image = _image(manifest, source)
+    image, blobs = _image(manifest, source)
     dst_ref = parse(destination)
     if dst_ref.tag not in (None, image.tag) or (isinstance(dst_ref, DockerRef) and dst_ref.digest):
         raise UsageError(f"{destination}: the bundle promotes {image.digest} under tag {image.tag!r}; name the "
@@ -159,7 +160,7 @@ def _checked(request: ImportRequest, config: Config, root: Path, config_dir: Pat
     seen = copy.check_tag(dst, image.tag, digest, force=request.force)
     _check_base(manifest, dst, destination, root, remote, source)
     dst.check_writable()  # last: it opens and cancels an upload session, the first request that is not a read
-    return _Plan(name, env, image, dst, dst_ref, seen, scan, signature, approved, remote, nexus)
+    return _Plan(name, env, image, blobs, dst, dst_ref, seen, scan, signature, approved, remote, nexus)
 
 
 def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, environ: Mapping[str, str],
@@ -170,7 +171,7 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
     manifest, digest = verified.manifest, plan.image.digest
     logger.info("mlci: importing %s into %s (%s) as %s", digest, plan.name, run._repository(plan.dst_ref),
                 plan.image.tag)
-    streamed = [] if source.random_access else _send_streamed(source, plan.dst, digest)
+    streamed = [] if source.random_access else _send_streamed(source, plan.dst, plan.blobs, digest)
     staged = copy.stage(source, digest, plan.dst)
     data = _dvc_objects(plan, root, manifest, source)
     uploaded = _artifacts(plan, manifest, source)
@@ -193,9 +194,16 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
     return Imported(digest, pinned, plan.name, tagged.tags, copied, cast(list[str], summary["reused"]), summary)
 
 
-def _image(manifest: BundleManifest, source: BundleSource) -> ImageEntry:
-    """The image the provenance names, which the layout's index.json must tag as bundle.json says."""
+def _image(manifest: BundleManifest, source: BundleSource) -> tuple[ImageEntry, list[Descriptor]]:
+    """The image the provenance names (index.json must tag it as bundle.json says) and every blob a copy of it
+    reads: the image's, its referrers' and its signature's, each carried with the size its descriptor gives, or
+    left to the base. BundleInvalid otherwise: a bundle that could not be imported whole is refused before any
+    write, not found out half-way."""
     from mlci.bundle.errors import BundleInvalid
+    from mlci.bundle.source import blob_name
+    from mlci.oci.copy import manifest_tree
+    from mlci.oci.manifest import NotFound
+    from mlci.sign import cosign
 
     wanted = manifest.provenance.image_digest
     image = next((i for i in manifest.images if i.digest == wanted), None)
@@ -205,11 +213,34 @@ def _image(manifest: BundleManifest, source: BundleSource) -> ImageEntry:
     if others:
         logger.warning("mlci: warning: %s: %d other image(s) in the bundle are not imported (first: %s)",
                        source.where, len(others), others[0])
-    tagged = source.get_manifest(image.tag).digest
-    if tagged != image.digest:
-        raise BundleInvalid(f"{source.where}: index.json tags {tagged} as {image.tag!r}, bundle.json says "
-                            f"{image.digest}")
-    return image
+    try:
+        top = source.get_manifest(image.tag)
+        if top.digest != image.digest:
+            raise BundleInvalid(f"{source.where}: index.json tags {top.digest} as {image.tag!r}, bundle.json says "
+                                f"{image.digest}")
+        manifests = manifest_tree(source, top)
+        for listed in [m.digest for m in manifests]:
+            manifests += [source.get_manifest(d.digest) for d in source.referrers_of(listed)]
+        try:
+            manifests.append(source.get_manifest(cosign.signature_tag(image.digest)))
+        except NotFound:
+            pass
+        blobs = {blob.digest: blob for m in manifests for blob in m.blobs()}
+    except EnvironmentProblem as exc:  # not found in the layout, or not a manifest
+        raise BundleInvalid(f"{source.where}: the image layout: {exc}") from None
+    base = {b.digest: b.size for b in manifest.base.blobs} if manifest.base else {}
+    problems = []
+    for blob in blobs.values():
+        carried = source.files.get(blob_name(blob.digest))
+        size = carried.size if carried is not None else base.get(blob.digest)
+        if size is None:
+            problems.append(f"{blob.digest} (neither carried nor left to a base)")
+        elif size != blob.size:
+            problems.append(f"{blob.digest} ({size} bytes, its descriptor says {blob.size})")
+    if problems:
+        raise BundleInvalid(f"{source.where}: {len(problems)} blob(s) of the image cannot be imported: "
+                            f"{_first(problems)}")
+    return image, list(blobs.values())
 
 
 def _source_ref(provenance: Provenance) -> SourceRef | None:
@@ -265,17 +296,19 @@ def _check_base(manifest: BundleManifest, dst: Endpoint, destination: str, root:
                          f"the bundle does not carry{of_base}; missing: {_first(lacking)}")
 
 
-def _send_streamed(source: BundleSource, dst: Endpoint, digest: str) -> list[str]:
-    """The blobs of a bundle without random access (a tar.zst), in the bundle's order, one pass: those the
-    destination lacks, sent as the stream reaches them (the small JSON ones stay for stage(), from memory)."""
-    from mlci.oci.manifest import Descriptor
+def _send_streamed(source: BundleSource, dst: Endpoint, blobs: list[Descriptor], digest: str) -> list[str]:
+    """For a bundle without random access (a tar.zst): the image's blobs the destination lacks, in the bundle's
+    order, so that one pass of the stream sends them all (the small ones kept from the verifying read are left
+    to stage(), from memory)."""
+    from mlci.bundle.source import blob_name
     from mlci.oci.progress import Progress
 
-    blobs = [Descriptor("application/octet-stream", "sha256:" + source.files[name].sha256, source.files[name].size)
-             for name in source.order if name.startswith("blobs/sha256/") and name not in source.kept]
+    position = {name: i for i, name in enumerate(source.order)}
+    streamed = sorted((b for b in blobs if source.has_blob(b.digest) and blob_name(b.digest) not in source.kept),
+                      key=lambda b: position[blob_name(b.digest)])
     sent = []
-    with Progress(digest, [b.size for b in blobs]) as progress:
-        for blob in blobs:
+    with Progress(digest, [b.size for b in streamed]) as progress:
+        for blob in streamed:
             if dst.try_reuse_blob(blob):
                 progress.skipped(blob)
                 continue

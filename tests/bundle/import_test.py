@@ -444,6 +444,15 @@ def test_an_incremental_bundle_whose_base_is_missing_is_refused_naming_it(setup:
         setup.run(bundle, bundle_key)
 
 
+def test_a_bundle_without_a_blob_of_its_image_and_no_base_is_refused(setup: Setup, bundle_key: SigningKey) -> None:
+    """Signed and verified, yet incomplete (an exporter's mistake): refused before any write, not half-way."""
+    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, files=lambda found: {
+        n: d for n, d in found.items() if d != MODEL})
+    with nothing_written(setup), pytest.raises(BundleInvalid, match=r"1 blob\(s\) of the image cannot be imported: "
+                                                                   r"sha256:\w+ \(neither carried nor left to a base"):
+        setup.run(bundle, bundle_key)
+
+
 @pytest.mark.parametrize("scan", [{"verdict": "fail"}, {"policy": "sha256:" + "0" * 64}],
                          ids=["failed-scan", "another-scan-policy"])
 def test_a_scan_record_the_inside_policy_refuses_stops_the_import(setup: Setup, bundle_key: SigningKey,
