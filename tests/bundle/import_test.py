@@ -22,7 +22,7 @@ from mlci.bundle.archive import open_bundle, open_sink
 from mlci.bundle.errors import BundleInvalid
 from mlci.bundle.importer import Imported, ImportRequest, import_bundle
 from mlci.bundle.manifest import Artifact, Base, BaseBlob, ImageEntry
-from mlci.bundle.source import BundleChanged, BundleSource, Keeping
+from mlci.bundle.source import BundleChanged, BundleSource, Keeping, blob_name
 from mlci.bundle.verify import verify
 from mlci.core.errors import EnvironmentProblem, GateFailed
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, open_endpoint
@@ -350,6 +350,29 @@ def test_a_member_changed_after_verification_is_refused_on_the_second_read(tmp_p
         with pytest.raises(BundleChanged, match="changed"), source.member(layer) as stream:
             stream.read()
         assert source.get_manifest(TAG).digest == done_digest(root)  # from memory: the verified bytes
+    finally:
+        source.close()
+
+
+def test_a_streamed_bundle_read_behind_is_streamed_again_and_still_checked(tmp_path: Path,
+                                                                         bundle_key: SigningKey) -> None:
+    root = directory_bundle(tmp_path / "bundle", bundle_key)
+    bundle = as_archive(root, "tar.zst")
+    keeping = Keeping(open_bundle(bundle))
+    source = BundleSource(bundle, keeping.reader, verify(keeping, bundle_key.public).manifest, kept=keeping.kept,
+                          order=keeping.order, heads=keeping.heads)
+    try:
+        model, code = (blob_name(sha256_digest(layer)) for layer in (MODEL, CODE))
+        first, second = sorted((model, code), key=keeping.order.index)
+        assert not source.random_access and source.passes == 0
+        for name, passes in ((first, 1), (second, 1), (first, 2)):  # forward, then behind: a new pass
+            with source.member(name) as stream:
+                assert stream.read() == (root / name).read_bytes()
+            assert source.passes == passes
+        as_archive(directory_bundle(tmp_path / "other", bundle_key, image={"layers": (MODEL[:-1], CODE)}), "tar.zst"
+                   ).replace(bundle)  # another bundle in its place: its bundle.json differs
+        with pytest.raises(BundleChanged, match="differ from those verified"), source.member(first) as stream:
+            stream.read()
     finally:
         source.close()
 
