@@ -3,12 +3,12 @@ each re-hashed against bundle.json as it is read, so that a bundle changed since
 at the changed member.
 
 The verifying read (verify.verify) goes through `Keeping`, which notes the members' order and keeps the small
-members that are read again whole (index.json, the JSON blobs: manifests, configs, referrers' payloads; the
-artifacts for Nexus: metrics, dvc.lock, the scan record; at most KEEP_BUDGET bytes in all) in memory: the policy
-checks, the manifests and those uploads then cost no second read. Everything else is read again from the bundle: by name
-where the reader has random access (a directory, an uncompressed tar by offset: several at once), else by
-streaming it again from its start (`_Sequential`, a tar.zst), one member at a time, forward; asking for a member
-behind the current one starts another pass."""
+members that are read again whole (index.json, the JSON blobs: manifests, configs, referrers' payloads; DVC's
+`.dir` listings; the artifacts for Nexus: metrics, dvc.lock, the scan record; at most KEEP_BUDGET bytes in all) in
+memory: the policy checks, the manifests, the listings and those uploads then cost no second read. Everything else
+is read again from the bundle: by name where the reader has random access (a directory, an uncompressed tar by
+offset: several at once), else by streaming it again from its start (`_Sequential`, a tar.zst), one member at a
+time, forward; asking for a member behind the current one starts another pass."""
 from __future__ import annotations
 
 import hashlib
@@ -30,6 +30,7 @@ from mlci.oci.registry import MAX_MANIFEST
 INDEX = "index.json"
 BLOBS = "blobs/sha256/"
 ARTIFACTS = "artifacts/"
+DVC = "dvc/"
 KEEP_BUDGET = 64 << 20  # small JSON members kept from the verifying read (a 35 GB image's are a few MB)
 
 
@@ -64,13 +65,14 @@ class Keeping:
         for member, stream in self.reader.members():
             self.order.append(member.name)
             small = member.size <= min(MAX_MANIFEST, self._budget)
-            if not small or not member.name.startswith((INDEX, BLOBS, ARTIFACTS)):
+            listing = member.name.startswith(DVC) and member.name.endswith(".dir")
+            if not small or not (member.name.startswith((INDEX, BLOBS, ARTIFACTS)) or listing):
                 yield member, stream
                 continue
             tee = _Tee(stream, member.size)
             yield member, cast(BinaryIO, tee)
             data = tee.data()
-            if data is not None and (data[:1] == b"{" or member.name.startswith(ARTIFACTS)):
+            if data is not None and (data[:1] == b"{" or member.name.startswith(ARTIFACTS) or listing):
                 self.kept[member.name] = data
                 self._budget -= len(data)
 
