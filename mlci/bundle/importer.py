@@ -178,11 +178,11 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
     tagged = copy.tag(plan.dst, staged, plan.image.tag, aliases=plan.env.aliases, force=request.force,
                       seen=plan.seen)
     recorded = run._record(config, _facts(plan, verified, tagged, environ, moment))
-    copied = [*streamed, *staged.copied]
+    copied, reused = [*streamed, *staged.copied], [d for d in staged.reused if d not in streamed]
     pinned = run._pinned(plan.dst_ref, plan.image.tag, digest)
     summary = {
-        "image": pinned, "digest": digest, "environment": plan.name, "copied": copied,
-        "reused": [d for d in staged.reused if d not in streamed], "referrers": staged.referrers,
+        "image": pinned, "digest": digest, "environment": plan.name, "copied": copied, "reused": reused,
+        "referrers": staged.referrers,
         "signature": staged.signature, "signed": plan.signature, "tagged": tagged.tags, "previous": tagged.previous,
         "forced": tagged.forced, "scan_record": plan.scan.referrer.digest if plan.scan and plan.scan.referrer else None,
         "approval": plan.approved.record(), "artifacts": [u.to_json() for u in uploaded], "data": data,
@@ -191,7 +191,7 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
                    "bytes_verified": verified.bytes_read, "base": manifest.base.aggregate if manifest.base else None,
                    "random_access": source.random_access, "passes": source.passes},
     }
-    return Imported(digest, pinned, plan.name, tagged.tags, copied, cast(list[str], summary["reused"]), summary)
+    return Imported(digest, pinned, plan.name, tagged.tags, copied, reused, summary)
 
 
 def _image(manifest: BundleManifest, source: BundleSource) -> tuple[ImageEntry, list[Descriptor]]:
