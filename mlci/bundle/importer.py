@@ -13,7 +13,6 @@ from the bundle, so that a record that landed is not written twice.
 CONTRACT (issue 12 helpers): signatures fixed; filled in by the import helper."""
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 from collections.abc import Mapping
@@ -121,7 +120,7 @@ def _checked(request: ImportRequest, config: Config, root: Path, config_dir: Pat
     """The target environment's policy and the incremental base, with nothing written yet."""
     from mlci.oci.copy import open_endpoint
     from mlci.oci.reference import DockerRef, LayoutRef, parse
-    from mlci.promote import approvals, copy, dvcdata, policy, run
+    from mlci.promote import approvals, copy, policy, run
     from mlci.scan import policy as scan_policy
     from mlci.scan import record, trivyignore
     from mlci.sign import cosign
@@ -154,8 +153,6 @@ def _checked(request: ImportRequest, config: Config, root: Path, config_dir: Pat
     if manifest.dvc is not None and remote is None:
         logger.warning("mlci: warning: %s carries the model's DVC objects, and no DVC remote is named "
                        "(--dvc-remote, promote.environments.%s.dvc_remote): they are not imported", source.where, name)
-    if remote is not None:
-        dvcdata.check_remotes(root, name, dataclasses.replace(env, dvc_remote=remote))
     nexus = _nexus(request, config, env, manifest, name, source)
     seen = copy.check_tag(dst, image.tag, digest, force=request.force)
     _check_base(manifest, dst, destination, root, remote, source)

@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,9 +20,10 @@ import pytest
 
 from mlci.bundle import manifest as bundle_manifest
 from mlci.bundle.archive import open_bundle, open_sink
+from mlci.bundle.dvcobjects import member_name
 from mlci.bundle.errors import BundleInvalid
 from mlci.bundle.importer import Imported, ImportRequest, import_bundle
-from mlci.bundle.manifest import Artifact, Base, BaseBlob, ImageEntry
+from mlci.bundle.manifest import Artifact, Base, BaseBlob, DvcData, ImageEntry
 from mlci.bundle.source import BundleChanged, BundleSource, Keeping, blob_name
 from mlci.bundle.verify import verify
 from mlci.core.errors import EnvironmentProblem, GateFailed
@@ -44,7 +46,7 @@ from tests.testing.gitremote import bare_repo, commits, read_file
 from tests.testing.nexus import Nexus, start_nexus, stop_nexus
 from tests.testing.nginx import access_log as nginx_log
 from tests.testing.registry import Registry, access_log, push_random_image, start_registry, stop_registry
-from tests.testing.repos import git
+from tests.testing.repos import commit_all, copy_repo, dvc, git
 
 NOW = datetime.datetime(2026, 12, 2, 9, 0, 0, tzinfo=datetime.UTC)
 TAG = "v1.2.0"
@@ -149,7 +151,8 @@ def directory_bundle(root: Path, key: SigningKey, *, signer: SigningKey | None =
     """A signed directory bundle of an image (image_files), its metrics and dvc.lock for Nexus."""
     found, image = image_files(root.parent / f"{root.name}-layout", key, **fields.pop("image", {}))
     fields.setdefault("prov", provenance(image.digest, git_ref=f"refs/tags/{TAG}", version=TAG, environment="prod"))
-    artifacts = (Artifact("metrics/metrics.json", "artifacts/metrics.json"), Artifact("dvc.lock", "artifacts/dvc.lock"))
+    artifacts = (Artifact("metrics/metrics.json", "artifacts/metrics.json"), Artifact("dvc.lock", "artifacts/dvc.lock"),
+                 *fields.pop("extra_artifacts", ()))
     return make_bundle(root, files({**found, **ARTIFACTS}), signer or key, images=(image,), artifacts=artifacts,
                        **fields)
 
@@ -276,6 +279,69 @@ def test_a_bundle_is_imported_whole_and_a_rerun_sends_nothing(setup: Setup, bund
     assert _sent(setup, mark) == []
     assert not [e for e in access_log(setup.registry)[mark:] if e.method == "PUT" and e.target.endswith(f"/{TAG}")]
     assert commits(setup.bare) == first  # the record of this import is there already: not written twice
+
+
+WEIGHTS = b"trained weights " * 4096
+
+
+@pytest.fixture(scope="module")
+def model_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The inside's mirror of the model repository: git + DVC, its commit tracking models/model.pkl (`dvc add`),
+    neither the file nor its object in the workspace or the DVC cache (the weights come in the bundle)."""
+    repo = tmp_path_factory.mktemp("inside-model") / "churn"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    dvc(repo, "init", "-q")
+    (repo / "models").mkdir()
+    (repo / "models" / "model.pkl").write_bytes(WEIGHTS)
+    dvc(repo, "add", "-q", "models/model.pkl")
+    sha = commit_all(repo, "the model")
+    (repo / "models" / "model.pkl").unlink()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    return repo, sha
+
+
+def _with_remote(template: Path, tmp: Path) -> tuple[Path, Path]:
+    """A copy of the inside checkout whose DVC remote `inside` is a fresh local directory."""
+    repo, remote = copy_repo(template, tmp / "churn"), tmp / "dvc-remote"
+    remote.mkdir()
+    (repo / ".dvc" / "config.local").write_text(f"['remote \"inside\"']\n    url = {remote}\n")
+    return repo, remote
+
+
+def test_the_model_s_dvc_objects_go_to_the_inside_remote_and_the_weights_to_nexus(
+        setup: Setup, bundle_key: SigningKey, model_repo: tuple[Path, str]) -> None:
+    repo, remote = _with_remote(model_repo[0], setup.tmp)
+    oid = hashlib.md5(WEIGHTS).hexdigest()
+    data = DvcData(revision=model_repo[1], outputs=("models/model.pkl",), objects=(oid,))
+    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, dvc=data,
+                              files=lambda found: {**found, member_name(oid): WEIGHTS},
+                              extra_artifacts=(Artifact("model/model.pkl", member_name(oid)),))
+    config = replace(setup.config, promote=replace(setup.config.promote, environments={
+        "prod": replace(setup.config.promote.environments["prod"], dvc_remote="inside")}))
+    done = import_bundle(ImportRequest(bundle, bundle_key.public), config, repo, setup.tmp, ENVIRON, now=NOW)
+    assert done.summary["data"]["copied"] == 1
+    assert (remote / "files" / "md5" / oid[:2] / oid[2:]).read_bytes() == WEIGHTS
+    nexus_dir = config.promote.environments["prod"].nexus_raw.split("/repository/mlci-raw/")[1]  # type: ignore[union-attr]
+    assert setup.nexus.nginx.stored(f"{nexus_dir}/churn/{TAG}/model/model.pkl").read_bytes() == WEIGHTS
+    dvc(repo, "pull", "-q", "-r", "inside", "models/model.pkl")  # what the inside's users run
+    assert (repo / "models" / "model.pkl").read_bytes() == WEIGHTS
+    again = import_bundle(ImportRequest(bundle, bundle_key.public), config, repo, setup.tmp, ENVIRON, now=NOW)
+    assert again.summary["data"]["copied"] == 0 and again.copied == []
+
+
+def test_an_incremental_bundle_whose_dvc_base_is_missing_is_refused_naming_it(
+        setup: Setup, bundle_key: SigningKey, model_repo: tuple[Path, str]) -> None:
+    repo, remote = _with_remote(model_repo[0], setup.tmp)
+    oid = hashlib.md5(WEIGHTS).hexdigest()
+    base = Base(aggregate="sha256:" + "34" * 32, blobs=(), dvc_objects=(oid,))
+    data = DvcData(revision=model_repo[1], outputs=("models/model.pkl",), objects=(oid,))
+    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, dvc=data, base=base)
+    config = replace(setup.config, promote=replace(setup.config.promote, environments={
+        "prod": replace(setup.config.promote.environments["prod"], dvc_remote="inside")}))
+    with nothing_written(setup), pytest.raises(GateFailed, match=f"the DVC remote inside lacks 1 object.*{oid}"):
+        import_bundle(ImportRequest(bundle, bundle_key.public), config, repo, setup.tmp, ENVIRON, now=NOW)
+    assert list(remote.iterdir()) == []
 
 
 def test_an_import_interrupted_before_the_manifests_is_completed_by_a_rerun(setup: Setup,
