@@ -1,7 +1,8 @@
-"""`mlci bundle import` into a real docker-registry, the Nexus raw stand-in and a bare GitOps repository: a full
-import (a directory, a tar read in place, a tar.zst streamed again), a re-run that sends nothing, an interrupted
-import that a re-run completes; and every rejection BEFORE ANY WRITE: the registry's access log shows no PUT, POST,
-PATCH or DELETE, Nexus and the GitOps repository are untouched."""
+"""`mlci bundle import` into a real docker-registry, the Nexus raw stand-in, a real DVC repository's local remote and
+a bare GitOps repository: a full import (a directory, a tar read in place, a tar.zst streamed again) after which
+`dvc pull` works inside, a re-run that sends nothing, an interrupted import that a re-run completes; and every
+rejection BEFORE ANY WRITE: the registry's access log shows no PUT, POST, PATCH or DELETE, Nexus gets no request,
+the DVC remote and the GitOps repository stay empty."""
 from __future__ import annotations
 
 import datetime
@@ -72,14 +73,39 @@ def bundle_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
     return signing_key(tmp_path_factory.mktemp("import-key"))
 
 
+WEIGHTS = b"trained weights " * 4096
+OID = hashlib.md5(WEIGHTS).hexdigest()  # the weights' DVC object (DVC names objects by md5)
+
+
+@pytest.fixture(scope="module")
+def model_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The inside's mirror of the model repository: git + DVC, its commit tracking models/model.pkl (`dvc add`),
+    neither the file nor its object in the workspace or the DVC cache (the weights come in the bundle)."""
+    repo = tmp_path_factory.mktemp("inside-model") / "churn"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    dvc(repo, "init", "-q")
+    (repo / "models").mkdir()
+    (repo / "models" / "model.pkl").write_bytes(WEIGHTS)
+    dvc(repo, "add", "-q", "models/model.pkl")
+    sha = commit_all(repo, "the model")
+    (repo / "models" / "model.pkl").unlink()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    return repo, sha
+
+
 @dataclass
 class Setup:
-    """One test's inside: its destination repository, GitOps repository, config and paths."""
+    """One test's inside: its destination repository, GitOps repository, checkout of the model repository with an
+    empty DVC remote `inside`, config and paths."""
 
     registry: Registry
     nexus: Nexus
     repo: str  # the destination repository
     bare: Path  # the GitOps repository
+    root: Path  # the inside checkout
+    remote: Path  # its DVC remote `inside`
+    revision: str  # the model's commit
     config: Config
     tmp: Path
 
@@ -92,23 +118,37 @@ class Setup:
         assert isinstance(endpoint, RegistryEndpoint)
         return endpoint
 
-    def run(self, bundle: Path, key: SigningKey, **changes: Any) -> Imported:
+    @property
+    def nexus_directory(self) -> str:
+        """MODEL/VERSION/ in the Nexus raw repository (below the environment's prefix)."""
+        url = self.config.promote.environments["prod"].nexus_raw or ""
+        return f"{url.split('/repository/mlci-raw/', 1)[1]}/churn/{TAG}"
+
+    def bundle(self, key: SigningKey, **fields: Any) -> Path:
+        """A directory bundle of the image and the model's DVC object (directory_bundle)."""
+        return directory_bundle(self.tmp / "bundle", key, revision=self.revision, **fields)
+
+    def run(self, bundle: Path, key: SigningKey, config: Config | None = None, **changes: Any) -> Imported:
         request = ImportRequest(bundle=bundle, public_key=key.public, **changes)
-        return import_bundle(request, self.config, self.tmp, self.tmp, ENVIRON, now=NOW)
+        return import_bundle(request, config or self.config, self.root, self.tmp, ENVIRON, now=NOW)
 
 
 @pytest.fixture
-def setup(tmp_path: Path, inside: tuple[Registry, Nexus], request: pytest.FixtureRequest) -> Setup:
+def setup(tmp_path: Path, inside: tuple[Registry, Nexus], model_repo: tuple[Path, str],
+          request: pytest.FixtureRequest) -> Setup:
     registry, nexus = inside
     name = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12]
     bare = bare_repo(tmp_path / "environments.git")
+    root, remote = copy_repo(model_repo[0], tmp_path / "churn"), tmp_path / "dvc-remote"
+    remote.mkdir()
+    (root / ".dvc" / "config.local").write_text(f"['remote \"inside\"']\n    url = {remote}\n")
     prod = Environment(image=f"docker://{registry.host}/prod/{name}", tags=r"v\d+\.\d+\.\d+",
-                       nexus_raw=f"{nexus.repository_url}/{name}")
+                       nexus_raw=f"{nexus.repository_url}/{name}", dvc_remote="inside")
     config = Config(
         promote=PromoteSettings(environments={"prod": prod}, gitops=GitOps(repository=str(bare), gto=False),
                                 audit_log=str(tmp_path / "audit.jsonl")),
         registries={registry.host: RegistrySettings(plain_http=True), nexus.host: RegistrySettings(plain_http=True)})
-    return Setup(registry, nexus, f"prod/{name}", bare, config, tmp_path)
+    return Setup(registry, nexus, f"prod/{name}", bare, root, remote, model_repo[1], config, tmp_path)
 
 
 # --- bundles ---------------------------------------------------------------------------------------------------
@@ -146,15 +186,20 @@ def image_files(scratch: Path, key: SigningKey, *, verdict: str = "pass", policy
 ARTIFACTS = {"artifacts/metrics.json": b'{"auc": 0.91}\n', "artifacts/dvc.lock": b"schema: '2.0'\nstages: {}\n"}
 
 
-def directory_bundle(root: Path, key: SigningKey, *, signer: SigningKey | None = None,
+def directory_bundle(root: Path, key: SigningKey, *, signer: SigningKey | None = None, revision: str | None = None,
                      files: Callable[[dict[str, bytes]], dict[str, bytes]] = dict, **fields: Any) -> Path:
-    """A signed directory bundle of an image (image_files), its metrics and dvc.lock for Nexus."""
+    """A signed directory bundle of an image (image_files), its metrics and dvc.lock for Nexus; with `revision`,
+    also the model's DVC object (the weights, models/model.pkl at `revision`), which Nexus gets as
+    model/model.pkl. `files` filters what is carried."""
     found, image = image_files(root.parent / f"{root.name}-layout", key, **fields.pop("image", {}))
     fields.setdefault("prov", provenance(image.digest, git_ref=f"refs/tags/{TAG}", version=TAG, environment="prod"))
-    artifacts = (Artifact("metrics/metrics.json", "artifacts/metrics.json"), Artifact("dvc.lock", "artifacts/dvc.lock"),
-                 *fields.pop("extra_artifacts", ()))
-    return make_bundle(root, files({**found, **ARTIFACTS}), signer or key, images=(image,), artifacts=artifacts,
-                       **fields)
+    carried = files({**found, **ARTIFACTS, **({member_name(OID): WEIGHTS} if revision else {})})
+    if revision is not None:
+        fields.setdefault("dvc", DvcData(revision=revision, outputs=("models/model.pkl",), objects=(OID,)))
+    artifacts = [Artifact("metrics/metrics.json", "artifacts/metrics.json"), Artifact("dvc.lock", "artifacts/dvc.lock")]
+    if member_name(OID) in carried:
+        artifacts.append(Artifact("model/model.pkl", member_name(OID)))
+    return make_bundle(root, carried, signer or key, images=(image,), artifacts=artifacts, **fields)
 
 
 def members(root: Path) -> list[str]:
@@ -223,7 +268,8 @@ def _branches(bare: Path) -> list[str]:
 @contextmanager
 def nothing_written(setup: Setup) -> Iterator[None]:
     """Zero writes to the registry (its access log); no request at all to Nexus (nginx's access log, the REST
-    stand-in's requests) and its files unchanged; no commit in the GitOps repository; no audit line."""
+    stand-in's requests) and its files unchanged; the DVC remote empty; no commit in the GitOps repository; no
+    audit line."""
     mark, nginx = len(access_log(setup.registry)), len(nginx_log(setup.nexus.nginx))
     api = len(setup.nexus.rest.requests) if setup.nexus.rest else 0
     stored = _tree(setup.nexus.nginx.root)
@@ -231,6 +277,7 @@ def nothing_written(setup: Setup) -> Iterator[None]:
     assert [e for e in access_log(setup.registry)[mark:] if e.method in WRITES] == []
     assert nginx_log(setup.nexus.nginx)[nginx:] == [] and _tree(setup.nexus.nginx.root) == stored
     assert (len(setup.nexus.rest.requests) if setup.nexus.rest else 0) == api
+    assert _tree(setup.remote) == {}
     assert _branches(setup.bare) == [] and not Path(setup.config.promote.audit_log).exists()
 
 
@@ -241,17 +288,22 @@ def _sent(setup: Setup, mark: int) -> list[str]:
 
 
 def assert_imported(setup: Setup, done: Imported, key: SigningKey) -> None:
-    """The image by tag with its scan record and signature, the artifacts in Nexus, the GitOps record."""
+    """The image by tag with its scan record and signature; the weights in the DVC remote, where `dvc pull` finds
+    them; the artifacts in Nexus, SHA256SUMS listing them; the GitOps record naming the bundle."""
     destination = setup.endpoint()
     assert destination.get_manifest(TAG).digest == done.digest
     assert done.destination == f"{setup.destination}:{TAG}@{done.digest}" and done.tags == [TAG]
     assert [r.verdict for r in scan_record.find(destination, done.digest)] == ["pass"]
     assert cosign.verify(destination, done.digest, key.public)
-    directory = f"{setup.config.promote.environments['prod'].nexus_raw}/churn/{TAG}".split("/repository/mlci-raw/")[1]
-    sums = (setup.nexus.nginx.stored(f"{directory}/SHA256SUMS")).read_text()
-    assert sums == "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in
-                           sorted({"dvc.lock": ARTIFACTS["artifacts/dvc.lock"],
-                                   "metrics/metrics.json": ARTIFACTS["artifacts/metrics.json"]}.items()))
+    assert (setup.remote / "files" / "md5" / OID[:2] / OID[2:]).read_bytes() == WEIGHTS
+    dvc(setup.root, "pull", "-q", "-r", "inside", "models/model.pkl")  # what the inside's users run
+    assert (setup.root / "models" / "model.pkl").read_bytes() == WEIGHTS
+    uploaded = {"dvc.lock": ARTIFACTS["artifacts/dvc.lock"],
+                "metrics/metrics.json": ARTIFACTS["artifacts/metrics.json"], "model/model.pkl": WEIGHTS}
+    for name, data in uploaded.items():
+        assert setup.nexus.nginx.stored(f"{setup.nexus_directory}/{name}").read_bytes() == data
+    assert setup.nexus.nginx.stored(f"{setup.nexus_directory}/SHA256SUMS").read_text() == "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(uploaded.items()))
     state = read_file(setup.bare, "environments/prod.yaml")
     assert state["image"]["digest"] == done.digest and state["promotion"]["by"] == "release-manager"
     assert state["promotion"]["bundle"]["aggregate"] == done.summary["bundle"]["aggregate"]
@@ -264,89 +316,37 @@ def assert_imported(setup: Setup, done: Imported, key: SigningKey) -> None:
 @pytest.mark.parametrize("fmt", ["dir", "tar", "tar.zst"])
 def test_a_bundle_is_imported_whole_and_a_rerun_sends_nothing(setup: Setup, bundle_key: SigningKey,
                                                               fmt: str) -> None:
-    root = directory_bundle(setup.tmp / "bundle", bundle_key)
+    root = setup.bundle(bundle_key)
     bundle = root if fmt == "dir" else as_archive(root, fmt)
     done = setup.run(bundle, bundle_key)
     assert_imported(setup, done, bundle_key)
     layers = _image_blobs(root)
-    assert layers <= set(done.copied) and done.reused == []
-    assert done.summary["bundle"]["passes"] == (1 if fmt == "tar.zst" else 0)  # streamed again once, or read in place
+    assert layers <= set(done.copied) and done.reused == [] and done.summary["data"]["copied"] == 1
+    # a tar.zst is streamed again: once for the image and the DVC object, once more for the weights for Nexus
+    # (a DVC object the stream had passed); a directory and a tar are read in place
+    assert done.summary["bundle"]["passes"] == (2 if fmt == "tar.zst" else 0)
     first = commits(setup.bare)
     mark = len(access_log(setup.registry))
     again = setup.run(bundle, bundle_key)
     assert again.digest == done.digest and again.copied == [] and set(again.reused) >= layers
-    assert again.summary["bundle"]["passes"] == 0  # nothing to send: the small members came from the first read
+    assert again.summary["data"]["copied"] == 0
     assert _sent(setup, mark) == []
     assert not [e for e in access_log(setup.registry)[mark:] if e.method == "PUT" and e.target.endswith(f"/{TAG}")]
     assert commits(setup.bare) == first  # the record of this import is there already: not written twice
 
 
-WEIGHTS = b"trained weights " * 4096
-
-
-@pytest.fixture(scope="module")
-def model_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The inside's mirror of the model repository: git + DVC, its commit tracking models/model.pkl (`dvc add`),
-    neither the file nor its object in the workspace or the DVC cache (the weights come in the bundle)."""
-    repo = tmp_path_factory.mktemp("inside-model") / "churn"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    dvc(repo, "init", "-q")
-    (repo / "models").mkdir()
-    (repo / "models" / "model.pkl").write_bytes(WEIGHTS)
-    dvc(repo, "add", "-q", "models/model.pkl")
-    sha = commit_all(repo, "the model")
-    (repo / "models" / "model.pkl").unlink()
-    shutil.rmtree(repo / ".dvc" / "cache")
-    return repo, sha
-
-
-def _with_remote(template: Path, tmp: Path) -> tuple[Path, Path]:
-    """A copy of the inside checkout whose DVC remote `inside` is a fresh local directory."""
-    repo, remote = copy_repo(template, tmp / "churn"), tmp / "dvc-remote"
-    remote.mkdir()
-    (repo / ".dvc" / "config.local").write_text(f"['remote \"inside\"']\n    url = {remote}\n")
-    return repo, remote
-
-
-def test_the_model_s_dvc_objects_go_to_the_inside_remote_and_the_weights_to_nexus(
-        setup: Setup, bundle_key: SigningKey, model_repo: tuple[Path, str]) -> None:
-    repo, remote = _with_remote(model_repo[0], setup.tmp)
-    oid = hashlib.md5(WEIGHTS).hexdigest()
-    data = DvcData(revision=model_repo[1], outputs=("models/model.pkl",), objects=(oid,))
-    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, dvc=data,
-                              files=lambda found: {**found, member_name(oid): WEIGHTS},
-                              extra_artifacts=(Artifact("model/model.pkl", member_name(oid)),))
-    config = replace(setup.config, promote=replace(setup.config.promote, environments={
-        "prod": replace(setup.config.promote.environments["prod"], dvc_remote="inside")}))
-    done = import_bundle(ImportRequest(bundle, bundle_key.public), config, repo, setup.tmp, ENVIRON, now=NOW)
-    assert done.summary["data"]["copied"] == 1
-    assert (remote / "files" / "md5" / oid[:2] / oid[2:]).read_bytes() == WEIGHTS
-    nexus_dir = config.promote.environments["prod"].nexus_raw.split("/repository/mlci-raw/")[1]  # type: ignore[union-attr]
-    assert setup.nexus.nginx.stored(f"{nexus_dir}/churn/{TAG}/model/model.pkl").read_bytes() == WEIGHTS
-    dvc(repo, "pull", "-q", "-r", "inside", "models/model.pkl")  # what the inside's users run
-    assert (repo / "models" / "model.pkl").read_bytes() == WEIGHTS
-    again = import_bundle(ImportRequest(bundle, bundle_key.public), config, repo, setup.tmp, ENVIRON, now=NOW)
-    assert again.summary["data"]["copied"] == 0 and again.copied == []
-
-
-def test_an_incremental_bundle_whose_dvc_base_is_missing_is_refused_naming_it(
-        setup: Setup, bundle_key: SigningKey, model_repo: tuple[Path, str]) -> None:
-    repo, remote = _with_remote(model_repo[0], setup.tmp)
-    oid = hashlib.md5(WEIGHTS).hexdigest()
-    base = Base(aggregate="sha256:" + "34" * 32, blobs=(), dvc_objects=(oid,))
-    data = DvcData(revision=model_repo[1], outputs=("models/model.pkl",), objects=(oid,))
-    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, dvc=data, base=base)
-    config = replace(setup.config, promote=replace(setup.config.promote, environments={
-        "prod": replace(setup.config.promote.environments["prod"], dvc_remote="inside")}))
-    with nothing_written(setup), pytest.raises(GateFailed, match=f"the DVC remote inside lacks 1 object.*{oid}"):
-        import_bundle(ImportRequest(bundle, bundle_key.public), config, repo, setup.tmp, ENVIRON, now=NOW)
-    assert list(remote.iterdir()) == []
+def test_an_incremental_bundle_whose_dvc_base_is_missing_is_refused_naming_it(setup: Setup,
+                                                                              bundle_key: SigningKey) -> None:
+    base = Base(aggregate="sha256:" + "34" * 32, blobs=(), dvc_objects=(OID,))
+    bundle = setup.bundle(bundle_key, base=base, files=lambda found: {n: d for n, d in found.items()
+                                                                      if n != member_name(OID)})
+    with nothing_written(setup), pytest.raises(GateFailed, match=f"the DVC remote inside lacks 1 object.*{OID}"):
+        setup.run(bundle, bundle_key)
 
 
 def test_an_import_interrupted_before_the_manifests_is_completed_by_a_rerun(setup: Setup,
                                                                            bundle_key: SigningKey) -> None:
-    root = directory_bundle(setup.tmp / "bundle", bundle_key)
+    root = setup.bundle(bundle_key)
     proxy = FaultProxy(setup.registry.host, [Fault("PUT", 1, "unauthorized", path="/manifests/")])
     try:
         cut = replace(setup, config=replace(setup.config, registries={
@@ -366,7 +366,7 @@ def test_an_import_interrupted_before_the_manifests_is_completed_by_a_rerun(setu
 
 
 def test_an_import_interrupted_at_nexus_is_completed_by_a_rerun(setup: Setup, bundle_key: SigningKey) -> None:
-    root = directory_bundle(setup.tmp / "bundle", bundle_key)
+    root = setup.bundle(bundle_key)
     locked = start_nexus(setup.tmp / "locked-nexus", auth=True)
     try:
         env = setup.config.promote.environments["prod"]
@@ -375,7 +375,7 @@ def test_an_import_interrupted_at_nexus_is_completed_by_a_rerun(setup: Setup, bu
                                                 locked.host: RegistrySettings(plain_http=True)},
                       promote=replace(setup.config.promote, environments={"prod": replace(env, nexus_raw=url)}))
         with pytest.raises(EnvironmentProblem, match="credentials"):
-            import_bundle(ImportRequest(root, bundle_key.public), cut, setup.tmp, setup.tmp, ENVIRON, now=NOW)
+            setup.run(root, bundle_key, config=cut)
         destination = setup.endpoint()
         assert destination.get_manifest(done_digest(root)) and not _tagged(destination)  # staged, not tagged
         mark = len(access_log(setup.registry))
@@ -508,14 +508,14 @@ DAMAGES = {"flipped-byte": (_flip, "bundle.json says"), "truncated-tar": (_trunc
 def test_a_damaged_or_hostile_bundle_is_refused_before_any_write(setup: Setup, bundle_key: SigningKey,
                                                                 damage: str) -> None:
     make, why = DAMAGES[damage]
-    bundle = make(directory_bundle(setup.tmp / "bundle", bundle_key))
+    bundle = make(setup.bundle(bundle_key))
     with nothing_written(setup), pytest.raises(BundleInvalid, match=why):
         setup.run(bundle, bundle_key)
 
 
 def test_a_bundle_signed_by_another_key_is_refused_before_any_write(setup: Setup, bundle_key: SigningKey) -> None:
     other = signing_key(setup.tmp / "other-key", "other")
-    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, signer=other)
+    bundle = setup.bundle(bundle_key, signer=other)
     with nothing_written(setup), pytest.raises(BundleInvalid, match="not signed by the key"):
         setup.run(bundle, bundle_key)
 
@@ -527,7 +527,7 @@ def test_an_incremental_bundle_whose_base_is_missing_is_refused_naming_it(setup:
     layer = max((name for name in files if name.startswith("blobs/")), key=lambda n: len(files[n]))
     base = Base(aggregate="sha256:" + "12" * 32, blobs=(BaseBlob("sha256:" + layer.rsplit("/", 1)[1],
                                                                  len(files[layer])),), dvc_objects=())
-    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, base=base,
+    bundle = setup.bundle(bundle_key, base=base,
                               files=lambda found: {n: d for n, d in found.items() if n != layer})
     with nothing_written(setup), pytest.raises(GateFailed, match=r"lacks 1 of the 1 blob\(s\).*import that bundle"):
         setup.run(bundle, bundle_key)
@@ -535,7 +535,7 @@ def test_an_incremental_bundle_whose_base_is_missing_is_refused_naming_it(setup:
 
 def test_a_bundle_without_a_blob_of_its_image_and_no_base_is_refused(setup: Setup, bundle_key: SigningKey) -> None:
     """Signed and verified, yet incomplete (an exporter's mistake): refused before any write, not half-way."""
-    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, files=lambda found: {
+    bundle = setup.bundle(bundle_key, files=lambda found: {
         n: d for n, d in found.items() if d != MODEL})
     with nothing_written(setup), pytest.raises(BundleInvalid, match=r"1 blob\(s\) of the image cannot be imported: "
                                                                    r"sha256:\w+ \(neither carried nor left to a base"):
@@ -546,13 +546,13 @@ def test_a_bundle_without_a_blob_of_its_image_and_no_base_is_refused(setup: Setu
                          ids=["failed-scan", "another-scan-policy"])
 def test_a_scan_record_the_inside_policy_refuses_stops_the_import(setup: Setup, bundle_key: SigningKey,
                                                                   scan: dict[str, str]) -> None:
-    bundle = directory_bundle(setup.tmp / "bundle", bundle_key, image=scan)
+    bundle = setup.bundle(bundle_key, image=scan)
     with nothing_written(setup), pytest.raises(GateFailed, match="requires a passing scan record"):
         setup.run(bundle, bundle_key)
 
 
 def test_a_tag_that_would_move_stops_the_import(setup: Setup, bundle_key: SigningKey) -> None:
     push_random_image(setup.registry, setup.repo, tag=TAG, layers=(64,))
-    bundle = directory_bundle(setup.tmp / "bundle", bundle_key)
+    bundle = setup.bundle(bundle_key)
     with nothing_written(setup), pytest.raises(TagMoved, match=f"tag '{TAG}' already names"):
         setup.run(bundle, bundle_key)
