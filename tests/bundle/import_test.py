@@ -335,6 +335,19 @@ def test_a_bundle_is_imported_whole_and_a_rerun_sends_nothing(setup: Setup, bund
     assert commits(setup.bare) == first  # the record of this import is there already: not written twice
 
 
+def test_a_tar_is_read_in_place_its_blobs_sent_several_at_once(setup: Setup, bundle_key: SigningKey) -> None:
+    proxy = FaultProxy(setup.registry.host, delay=0.15)  # each upload held: concurrent ones overlap
+    try:
+        config = replace(setup.config, registries={**setup.config.registries,
+                                                   proxy.host: RegistrySettings(plain_http=True)})
+        done = setup.run(as_archive(setup.bundle(bundle_key), "tar"), bundle_key, config=config,
+                         destination=f"docker://{proxy.host}/{setup.repo}")
+    finally:
+        proxy.stop()
+    assert done.summary["bundle"]["random_access"] and done.summary["bundle"]["passes"] == 0
+    assert proxy.max_in_flight >= 2
+
+
 def test_an_incremental_bundle_whose_dvc_base_is_missing_is_refused_naming_it(setup: Setup,
                                                                               bundle_key: SigningKey) -> None:
     base = Base(aggregate="sha256:" + "34" * 32, blobs=(), dvc_objects=(OID,))
