@@ -197,7 +197,7 @@ def _image(manifest: BundleManifest, source: BundleSource) -> tuple[ImageEntry, 
     left to the base. BundleInvalid otherwise: a bundle that could not be imported whole is refused before any
     write, not found out half-way."""
     from mlci.bundle.errors import BundleInvalid
-    from mlci.bundle.source import blob_name
+    from mlci.bundle.manifest import blob_path
     from mlci.oci.copy import manifest_tree
     from mlci.oci.manifest import NotFound
     from mlci.sign import cosign
@@ -228,7 +228,7 @@ def _image(manifest: BundleManifest, source: BundleSource) -> tuple[ImageEntry, 
     base = {b.digest: b.size for b in manifest.base.blobs} if manifest.base else {}
     problems = []
     for blob in blobs.values():
-        carried = source.files.get(blob_name(blob.digest))
+        carried = source.files.get(blob_path(blob.digest))
         size = carried.size if carried is not None else base.get(blob.digest)
         if size is None:
             problems.append(f"{blob.digest} (neither carried nor left to a base)")
@@ -297,12 +297,12 @@ def _send_streamed(source: BundleSource, dst: Endpoint, blobs: list[Descriptor],
     """For a bundle without random access (a tar.zst): the image's blobs the destination lacks, in the bundle's
     order, so that one pass of the stream sends them all (the small ones kept from the verifying read are left
     to stage(), from memory)."""
-    from mlci.bundle.source import blob_name
+    from mlci.bundle.manifest import blob_path
     from mlci.oci.progress import Progress
 
     position = {name: i for i, name in enumerate(source.order)}
-    streamed = sorted((b for b in blobs if source.has_blob(b.digest) and blob_name(b.digest) not in source.kept),
-                      key=lambda b: position[blob_name(b.digest)])
+    streamed = sorted((b for b in blobs if source.has_blob(b.digest) and blob_path(b.digest) not in source.kept),
+                      key=lambda b: position[blob_path(b.digest)])
     sent = []
     with Progress(digest, [b.size for b in streamed]) as progress:
         for blob in streamed:

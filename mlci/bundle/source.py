@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, cast
 
 from mlci.bundle.archive import BundleReader, Member, open_bundle
 from mlci.bundle.errors import BundleInvalid
-from mlci.bundle.manifest import BundleManifest, FileEntry
+from mlci.bundle.manifest import BundleManifest, FileEntry, blob_path
 from mlci.core.errors import GateFailed
 from mlci.oci.layout import find_entry, has_ref, parse_index
 from mlci.oci.manifest import Descriptor, Manifest, ManifestError, NotFound, is_digest, media_type_of
@@ -37,11 +37,6 @@ KEEP_BUDGET = 64 << 20  # small JSON members kept from the verifying read (a 35 
 class BundleChanged(GateFailed):
     """A member read again is not what was verified (the bundle was changed or damaged meanwhile): the import stops
     before anything is tagged or recorded; blobs and objects already sent are content-addressed and harmless."""
-
-
-def blob_name(digest: str) -> str:
-    """The bundle member of a blob: `blobs/sha256/<hex>`."""
-    return BLOBS + digest.removeprefix("sha256:")
 
 
 class Keeping:
@@ -151,15 +146,15 @@ class BundleSource:
             if not is_digest(digest) or not isinstance(media_type, str):
                 raise BundleInvalid(f"{self.where}: {INDEX}: the entry of {reference or 'the image'} is not a "
                                     "descriptor")
-            return Manifest(self.read_small(blob_name(digest)), media_type, digest)
-        data = self.read_small(blob_name(reference))
+            return Manifest(self.read_small(blob_path(digest)), media_type, digest)
+        data = self.read_small(blob_path(reference))
         return Manifest(data, media_type_of(data), reference)
 
     def open_blob(self, digest: str) -> BinaryIO:
-        return self.member(blob_name(digest))
+        return self.member(blob_path(digest))
 
     def has_blob(self, digest: str) -> bool:
-        return is_digest(digest) and blob_name(digest) in self.files
+        return is_digest(digest) and blob_path(digest) in self.files
 
     def referrers_of(self, digest: str) -> list[Descriptor]:
         """The manifests index.json lists whose subject is `digest` (as a layout lists referrers: the entry's
@@ -171,10 +166,10 @@ class BundleSource:
             except ManifestError:
                 continue
             if entry.media_type not in REFERRER_TYPES or not self.has_blob(entry.digest) \
-                    or self.files[blob_name(entry.digest)].size > MAX_MANIFEST:
+                    or self.files[blob_path(entry.digest)].size > MAX_MANIFEST:
                 continue
             try:
-                manifest = Manifest(self.read_small(blob_name(entry.digest)), entry.media_type, entry.digest)
+                manifest = Manifest(self.read_small(blob_path(entry.digest)), entry.media_type, entry.digest)
                 subject = manifest.subject()
                 if subject is not None and subject.digest == digest:
                     found.append(entry if entry.artifact_type else referrer_descriptor(manifest))

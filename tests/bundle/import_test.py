@@ -21,11 +21,10 @@ import pytest
 
 from mlci.bundle import manifest as bundle_manifest
 from mlci.bundle.archive import open_bundle, open_sink
-from mlci.bundle.dvcobjects import member_name
 from mlci.bundle.errors import BundleInvalid
 from mlci.bundle.importer import Imported, ImportRequest, import_bundle
 from mlci.bundle.manifest import Artifact, Base, BaseBlob, DvcData, ImageEntry
-from mlci.bundle.source import BundleChanged, BundleSource, Keeping, blob_name
+from mlci.bundle.source import BundleChanged, BundleSource, Keeping
 from mlci.bundle.verify import verify
 from mlci.core.errors import EnvironmentProblem, GateFailed
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, open_endpoint
@@ -41,7 +40,7 @@ from mlci.scan.settings import ScanSettings
 from mlci.settings import Config
 from mlci.sign import cosign
 from mlci.sign.keys import SigningKey
-from tests.testing.bundles import make_bundle, provenance, signing_key
+from tests.testing.bundles import make_bundle, provenance
 from tests.testing.faultproxy import Fault, FaultProxy
 from tests.testing.gitremote import bare_repo, commits, read_file
 from tests.testing.nexus import Nexus, start_nexus, stop_nexus
@@ -65,12 +64,6 @@ def inside(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry,
     yield registry, nexus
     stop_registry(registry)
     stop_nexus(nexus)
-
-
-@pytest.fixture(scope="module")
-def bundle_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    """promote.signing's key on the connected side; its public half is the inside's bundle.public_key."""
-    return signing_key(tmp_path_factory.mktemp("import-key"))
 
 
 WEIGHTS = b"trained weights " * 4096
@@ -193,12 +186,12 @@ def directory_bundle(root: Path, key: SigningKey, *, signer: SigningKey | None =
     model/model.pkl. `files` filters what is carried."""
     found, image = image_files(root.parent / f"{root.name}-layout", key, **fields.pop("image", {}))
     fields.setdefault("prov", provenance(image.digest, git_ref=f"refs/tags/{TAG}", version=TAG, environment="prod"))
-    carried = files({**found, **ARTIFACTS, **({member_name(OID): WEIGHTS} if revision else {})})
+    carried = files({**found, **ARTIFACTS, **({bundle_manifest.dvc_path(OID): WEIGHTS} if revision else {})})
     if revision is not None:
         fields.setdefault("dvc", DvcData(revision=revision, outputs=("models/model.pkl",), objects=(OID,)))
     artifacts = [Artifact("metrics/metrics.json", "artifacts/metrics.json"), Artifact("dvc.lock", "artifacts/dvc.lock")]
-    if member_name(OID) in carried:
-        artifacts.append(Artifact("model/model.pkl", member_name(OID)))
+    if bundle_manifest.dvc_path(OID) in carried:
+        artifacts.append(Artifact("model/model.pkl", bundle_manifest.dvc_path(OID)))
     return make_bundle(root, carried, signer or key, images=(image,), artifacts=artifacts, **fields)
 
 
@@ -352,7 +345,7 @@ def test_an_incremental_bundle_whose_dvc_base_is_missing_is_refused_naming_it(se
                                                                               bundle_key: SigningKey) -> None:
     base = Base(aggregate="sha256:" + "34" * 32, blobs=(), dvc_objects=(OID,))
     bundle = setup.bundle(bundle_key, base=base, files=lambda found: {n: d for n, d in found.items()
-                                                                      if n != member_name(OID)})
+                                                                      if n != bundle_manifest.dvc_path(OID)})
     with nothing_written(setup), pytest.raises(GateFailed, match=f"the DVC remote inside lacks 1 object.*{OID}"):
         setup.run(bundle, bundle_key)
 
@@ -441,7 +434,7 @@ def test_a_streamed_bundle_read_behind_is_streamed_again_and_still_checked(tmp_p
     source = BundleSource(bundle, keeping.reader, verify(keeping, bundle_key.public).manifest, kept=keeping.kept,
                           order=keeping.order, heads=keeping.heads)
     try:
-        model, code = (blob_name(sha256_digest(layer)) for layer in (MODEL, CODE))
+        model, code = (bundle_manifest.blob_path(sha256_digest(layer)) for layer in (MODEL, CODE))
         first, second = sorted((model, code), key=keeping.order.index)
         assert not source.random_access and source.passes == 0
         for name, passes in ((first, 1), (second, 1), (first, 2)):  # forward, then behind: a new pass
@@ -526,9 +519,9 @@ def test_a_damaged_or_hostile_bundle_is_refused_before_any_write(setup: Setup, b
         setup.run(bundle, bundle_key)
 
 
-def test_a_bundle_signed_by_another_key_is_refused_before_any_write(setup: Setup, bundle_key: SigningKey) -> None:
-    other = signing_key(setup.tmp / "other-key", "other")
-    bundle = setup.bundle(bundle_key, signer=other)
+def test_a_bundle_signed_by_another_key_is_refused_before_any_write(setup: Setup, bundle_key: SigningKey,
+                                                                    other_key: SigningKey) -> None:
+    bundle = setup.bundle(bundle_key, signer=other_key)
     with nothing_written(setup), pytest.raises(BundleInvalid, match="not signed by the key"):
         setup.run(bundle, bundle_key)
 
