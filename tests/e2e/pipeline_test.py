@@ -2,6 +2,7 @@
 templates pulled in by a real `include: project:` from a pre-seeded include cache."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -186,7 +187,9 @@ def _release_repo(tmp_path: Path, stage: Registry) -> Path:
     text = text.replace("registry.prod.bank.example", INSIDE_REGISTRY).replace(
         "https://nexus.prod.bank.example/repository/models", f"http://{INSIDE_NEXUS}/repository/mlci-raw")
     text = text.replace("      aliases: true\n", "      aliases: true\n      dvc_remote: stage\n")
-    config.write_text(text + f"  gitops:\n    repository: {tmp_path / 'environments.git'}\n    gto: false\n")
+    text = text.replace("  signing:\n", f"  gitops:\n    repository: {tmp_path / 'environments.git'}\n    gto: false\n"
+                        "  signing:\n", 1)
+    config.write_text(text)
     repos.commit_all(repo, "stage registry, DVC remote and GitOps repository")
     repos.git(repo, "tag", "-a", "v1.0.0", "-m", "release 1.0.0")
     return repo
@@ -304,20 +307,21 @@ def test_a_release_bundle_for_prod_is_exported_then_verified_and_imported_offlin
     assert job["status"] == "success", job["log"]
     assert f"docker://{INSIDE_REGISTRY}/ml/credit-model:v1.0.0@{digest[1]}" in job["log"]
 
+    pulled = tmp_path / "pulled"  # `dvc pull` of the promoted version from prod's remote alone
+    repos.git(tmp_path, "clone", "-q", "--branch", "v1.0.0", str(inside), str(pulled))
+    repos.dvc(pulled, "pull", "-r", "prod", "model/model.pkl")
+    model = (pulled / "model" / "model.pkl").read_bytes()
+    assert hashlib.md5(model).hexdigest() in (repo / "dvc.lock").read_text()  # the version the tag recorded
+    nexus = world / "nexus" / "data" / "repository" / "mlci-raw"
+    assert (nexus / "credit-scoring" / "v1.0.0" / "model" / "model" / "model.pkl").read_bytes() == model, sorted(
+        str(p.relative_to(nexus)) for p in nexus.rglob("*"))
     prod = start_registry(directory=world / "registry")  # the inside's registry's files, served again to look
     try:
         image = f"docker://{prod.host}/ml/credit-model:v1.0.0"
         verified = repos.run_mlci(repo, "verify", image, "--key", str(keys.public), env=plain_http(prod.host))
         assert verified.returncode == 0, verified.stderr
-        serving.assert_image_serves_like_the_host(image, repo, tmp_path / "run", buildah_env, "python3")
+        serving.assert_image_serves_like_the_host(image, pulled, tmp_path / "run", buildah_env, "python3")
     finally:
         stop_registry(prod)
-    pulled = tmp_path / "pulled"  # `dvc pull` of the promoted version from prod's remote alone
-    repos.git(tmp_path, "clone", "-q", "--branch", "v1.0.0", str(inside), str(pulled))
-    repos.dvc(pulled, "pull", "-r", "prod", "model/model.pkl")
-    assert (pulled / "model" / "model.pkl").read_bytes() == (repo / "model" / "model.pkl").read_bytes()
-    nexus = world / "nexus" / "data" / "repository" / "mlci-raw"
-    assert (nexus / "credit-model" / "v1.0.0" / "model" / "model" / "model.pkl").read_bytes() == (
-        repo / "model" / "model.pkl").read_bytes(), sorted(str(p.relative_to(nexus)) for p in nexus.rglob("*"))
     state = read_file(tmp_path / "environments.git", "environments/prod.yaml")
     assert state["image"]["digest"] == digest[1]
