@@ -5,9 +5,7 @@ Names: a directory bundle is DIR (built as DIR.partial/, renamed at commit); a t
 `.tar.zst`), or, split, FILE.000, FILE.001, ... (each part `part_size` bytes but the last; the parts are one byte
 stream, cut anywhere). The tar is POSIX pax (ustar + pax headers for long names), regular-file members only, in
 the order they were added, bundle.json and bundle.dsse.json first; mtime 0, uid/gid 0, mode 0644: the same
-content gives the same bytes.
-
-CONTRACT (issue 12 helpers): the signatures here are fixed; filled in by the archive helper."""
+content gives the same bytes."""
 from __future__ import annotations
 
 import os

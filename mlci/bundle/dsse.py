@@ -1,9 +1,7 @@
 """The bundle's signature: a DSSE envelope (bundle.dsse.json) over an in-toto Statement v1 whose subjects are
 every file of the bundle with its sha256 (bundle.json itself among them), signed with the ECDSA P-256 key of
 promote.signing (mlci.sign.keys). The envelope's keyid is the lower-case hex sha256 of the public key's
-SubjectPublicKeyInfo DER (what `PublicKey.fingerprint` shows after `sha256:`); securesystemslib verifies it.
-
-CONTRACT (issue 12 helpers): signatures fixed; filled in by the format helper."""
+SubjectPublicKeyInfo DER (what `PublicKey.fingerprint` shows after `sha256:`); securesystemslib verifies it."""
 from __future__ import annotations
 
 import base64

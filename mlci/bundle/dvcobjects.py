@@ -8,9 +8,7 @@ Two things are asked of DVC's remote object database in-process instead (`repo.c
 commands use): whether a remote holds given object ids (`oids_exist`: exact, one answer per id; `dvc status -c`
 takes a directory's `.dir` manifest on a remote for all of its files, and only warns about a `.dir` it cannot
 find), and a directory's lone `.dir` manifest (`dvc fetch` of an output brings all of its files, when an
-incremental bundle needs only the list). docs/airgap-dvc.md tells the whole story.
-
-CONTRACT (issue 12 helpers): signatures fixed; filled in by the bdvc helper."""
+incremental bundle needs only the list). docs/airgap.md tells the whole story."""
 from __future__ import annotations
 
 import hashlib
@@ -260,7 +258,7 @@ def _hash_objects(snap: Snapshot, outputs: Sequence[_Output], skipped: frozenset
 
 def _digest(path: Path, output: _Output, md5_thread: ThreadPoolExecutor) -> tuple[str, str, int]:
     """md5, sha256 and size of a file in one read of 1 MiB chunks; past the first chunk md5 runs in its own thread
-    beside sha256 (hashlib releases the GIL: ~1.45x on 2 cores, docs/airgap-dvc.md)."""
+    beside sha256 (hashlib releases the GIL: ~1.45x on 2 cores, docs/airgap.md)."""
     md5, sha256, size = _new_md5(), hashlib.sha256(), 0
     pending: Future[None] | None = None
     try:

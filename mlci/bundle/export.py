@@ -6,9 +6,7 @@ and one streamed write into the sink: the image read once, from its source into 
 Order: the key first (a bundle is always signed: none is exit 2 before anything is read), then the policy (exit 1,
 nothing written), then the plan, then the write; any failure or interruption (SIGTERM, Ctrl-C) aborts the sink, so
 nothing is left at the output. Files are written in a fixed order: oci-layout, index.json, the image's manifests,
-configs and layers (imageplan.py), the DVC objects, the artifacts, the trivy DB.
-
-CONTRACT (issue 12 helpers): signatures fixed; filled in by the export helper."""
+configs and layers (imageplan.py), the DVC objects, the artifacts, the trivy DB."""
 from __future__ import annotations
 
 import datetime

@@ -4,13 +4,11 @@ policy, the image's signature, immutable tags, approvals), the incremental base 
 only then the writes: blobs, manifests, referrers and signatures, the DVC objects, the Nexus raw artifacts, the
 tags last, the GitOps record. Nothing is written to any destination before all of it has passed.
 
-The bundle is read twice, never staged (docs/airgap-import.md): once by verify(), once to push, each member
+The bundle is read twice, never staged (docs/airgap.md): once by verify(), once to push, each member
 hashed again on the second read (mlci/bundle/source.py) so that a bundle changed in between stops the import
 before anything is tagged or recorded. A re-run after an interruption sends only what has not arrived: the
 registry, the DVC remote and Nexus are asked what they have, and the GitOps record of an import has an id derived
-from the bundle, so that a record that landed is not written twice.
-
-CONTRACT (issue 12 helpers): signatures fixed; filled in by the import helper."""
+from the bundle, so that a record that landed is not written twice."""
 from __future__ import annotations
 
 import datetime

@@ -5,10 +5,7 @@ A bundle is one tree of files, the same in a directory and in a tar: its root is
 (`oci-layout`, `index.json`, `blobs/sha256/<hex>`: `skopeo copy oci:BUNDLE:TAG` and trivy read it as it is), and
 beside it `dvc/files/md5/<2>/<30>[.dir]` (DVC 3's remote layout: a directory bundle's `dvc/` is a local DVC
 remote), `artifacts/<name>` (what goes to Nexus raw under MODEL/VERSION/) and `trivy/db/{trivy.db,metadata.json}`.
-`bundle.json` and `bundle.dsse.json` (the signature, dsse.py) come first in a tar.
-
-CONTRACT (issue 12 helpers): the dataclasses and signatures here are fixed; `parse`/`dumps`/`aggregate`/
-`check_member_name` are filled in by the format helper."""
+`bundle.json` and `bundle.dsse.json` (the signature, dsse.py) come first in a tar."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,7 +1,5 @@
 """`mlci bundle verify` as a library: the signature first, then bundle.json against it, then every member's size
-and sha256 against bundle.json, and nothing present that it does not list. Reads everything, writes nothing.
-
-CONTRACT (issue 12 helpers): signatures fixed; filled in by the format helper."""
+and sha256 against bundle.json, and nothing present that it does not list. Reads everything, writes nothing."""
 from __future__ import annotations
 
 import hashlib
