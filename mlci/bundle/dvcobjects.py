@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from mlci.bundle.manifest import dvc_path
 from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError, UsageError
@@ -324,6 +324,47 @@ def missing(repo: Path, remote: str, oids: Sequence[str]) -> list[str]:
     with _remote_db(workspace, remote) as odb:
         present = set(odb.oids_exist(wanted))
     return [oid for oid in wanted if oid not in present]
+
+
+def remote_object(repo: Path, remote: str, oid: str) -> tuple[int, Callable[[], BinaryIO]]:
+    """The size of object `oid` in the DVC remote `remote` and an opener of its bytes, md5 checked as they are
+    read (an incremental bundle's unchanged model file, which its base carried, for the Nexus raw upload)."""
+    workspace = _workspace(repo)
+    with _remote_db(workspace, remote) as odb:
+        path = odb.oid_to_path(oid)
+        size = int(odb.fs.size(path))
+
+    def opener() -> BinaryIO:
+        with _remote_db(workspace, remote) as odb:
+            data = odb.fs.open(path, "rb")
+        return cast(BinaryIO, _Md5Checked(data, oid, f"DVC remote '{remote}': object {oid}"))
+
+    return size, opener
+
+
+class _Md5Checked:
+    """A remote object's bytes, refused at their end when their md5 is not the object's id."""
+
+    def __init__(self, stream: BinaryIO, oid: str, where: str) -> None:
+        self._stream, self._oid, self._where = stream, oid, where
+        self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._md5.update(data)
+        elif self._md5.hexdigest() != self._oid.removesuffix(".dir"):
+            raise EnvironmentProblem(f"{self._where}: its bytes do not have the md5 it is named by")
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> _Md5Checked:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def push(repo: Path, remote: str, data: DvcData, objects: Iterable[tuple[str, Callable[[], BinaryIO]]]) -> Pushed:

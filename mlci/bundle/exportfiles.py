@@ -113,9 +113,8 @@ class Artifacts:
 def artifacts(root: Path, config: Config, data: DvcData | None, objects: list[ObjectFile],
               scan: ScanRecord | None) -> Artifacts:
     """What the inside uploads to Nexus raw under MODEL/VERSION/: the files promotion uploads (image.artifacts,
-    the metrics files, dvc.lock, scan-record.json), DVC-tracked ones as their DVC objects. An artifact must be a
-    file of the bundle (manifest.parse, the importer): one whose DVC object an incremental bundle leaves to its
-    base is not listed (a warning says which)."""
+    the metrics files, dvc.lock, scan-record.json), DVC-tracked ones as their DVC objects, carried or (an
+    incremental bundle) left to the base, whose objects the inside's DVC remote holds."""
     from mlci.bundle.manifest import Artifact, dvc_path
     from mlci.image.entries import Collector
     from mlci.image.labels import metrics_files
@@ -128,10 +127,9 @@ def artifacts(root: Path, config: Config, data: DvcData | None, objects: list[Ob
     for kind, paths in (("model", config.image.artifacts), ("metrics", metrics_files(root, Collector(root)))):
         for path in paths:
             tracked = _tracked(root, path, known, cache)
-            for rel, oid in tracked.items():
-                if oid in cache:
-                    found[f"{kind}/{rel}"] = Artifact(f"{kind}/{rel}", dvc_path(oid))
-                else:
+            for rel, oid in tracked.items():  # carried, or left to the base (the inside's DVC remote has it)
+                found[f"{kind}/{rel}"] = Artifact(f"{kind}/{rel}", dvc_path(oid))
+                if oid not in cache:
                     based.append(f"{kind}/{rel}")
             for rel, file in _in_git(root, path, tracked):
                 found[f"{kind}/{rel}"] = Artifact(f"{kind}/{rel}", f"artifacts/{kind}/{rel}")
@@ -143,8 +141,8 @@ def artifacts(root: Path, config: Config, data: DvcData | None, objects: list[Ob
         found["scan-record.json"] = Artifact("scan-record.json", "artifacts/scan-record.json")
         files.append(in_memory("artifacts/scan-record.json", scan.to_bytes(), "artifact"))
     if based:
-        logger.warning("mlci: warning: %s: unchanged since the base bundle (their DVC objects are left to it), so "
-                       "not listed for the inside's Nexus raw repository this time", ", ".join(based))
+        logger.info("mlci: %s: unchanged since the base bundle: their DVC objects are left to it (the inside uploads "
+                    "them to Nexus raw from its DVC remote)", ", ".join(based))
     return Artifacts(tuple(found[name] for name in sorted(found)), sorted(files, key=lambda f: f.name))
 
 

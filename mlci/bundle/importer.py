@@ -169,7 +169,7 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
     streamed = [] if source.random_access else _send_streamed(source, plan.dst, plan.blobs, digest)
     staged = copy.stage(source, digest, plan.dst)
     data = _dvc_objects(plan, root, manifest, source)
-    uploaded = _artifacts(plan, manifest, source)
+    uploaded = _artifacts(plan, manifest, source, root)
     tagged = copy.tag(plan.dst, staged, plan.image.tag, aliases=plan.env.aliases, force=request.force,
                       seen=plan.seen)
     recorded = run._record(config, _facts(plan, verified, tagged, environ, moment))
@@ -330,8 +330,10 @@ def _dvc_objects(plan: _Plan, root: Path, manifest: BundleManifest, source: Bund
             "revision": manifest.dvc.revision, "outputs": list(manifest.dvc.outputs)}
 
 
-def _artifacts(plan: _Plan, manifest: BundleManifest, source: BundleSource) -> list[Uploaded]:
-    """The artifacts into Nexus raw under MODEL/VERSION/ (in the bundle's order), SHA256SUMS last."""
+def _artifacts(plan: _Plan, manifest: BundleManifest, source: BundleSource, root: Path) -> list[Uploaded]:
+    """The artifacts into Nexus raw under MODEL/VERSION/ (in the bundle's order; an incremental bundle's unchanged
+    model files from the inside's DVC remote), SHA256SUMS last."""
+    from mlci.bundle import dvcobjects
     from mlci.bundle.errors import BundleInvalid
     from mlci.nexus.raw import Stream
 
@@ -341,12 +343,18 @@ def _artifacts(plan: _Plan, manifest: BundleManifest, source: BundleSource) -> l
     directory = f"{provenance.model}/{provenance.version or plan.image.tag}"
     position = {name: i for i, name in enumerate(source.order)}
     done = []
+    based = set(manifest.base.dvc_objects) if manifest.base else set()
     for artifact in sorted(manifest.artifacts, key=lambda a: position.get(a.path, len(position))):
         entry = source.files.get(artifact.path)
-        if entry is None:
+        if entry is not None:
+            stream = Stream(f"{source.where}: {artifact.path}", entry.size, _opener(source, artifact.path))
+        elif artifact.path.startswith("dvc/") and _oid(artifact.path) in based and plan.dvc_remote is not None:
+            # unchanged since the base bundle: the inside's DVC remote holds it (checked before any write)
+            size, opener = dvcobjects.remote_object(root, plan.dvc_remote, _oid(artifact.path))
+            stream = Stream(f"DVC remote '{plan.dvc_remote}': {artifact.path}", size, opener)
+        else:
             raise BundleInvalid(f"{source.where}: bundle.json: artifact {artifact.name} names {artifact.path}, "
                                 "which the bundle does not hold")
-        stream = Stream(f"{source.where}: {artifact.path}", entry.size, _opener(source, artifact.path))
         done.append(plan.nexus.upload(f"{directory}/{artifact.name}", stream))
     return [*done, plan.nexus.upload_checksums(directory, sorted(done, key=lambda u: u.path))]
 

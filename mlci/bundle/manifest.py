@@ -434,9 +434,11 @@ def _consistent(manifest: BundleManifest) -> None:
     """What the parts of bundle.json say about each other."""
     paths = {entry.path for entry in manifest.files}
     base_blobs = {blob.digest for blob in manifest.base.blobs} if manifest.base else set()
+    base_objects = {dvc_path(oid) for oid in manifest.base.dvc_objects} if manifest.base else set()
     for index, artifact in enumerate(manifest.artifacts):
-        if artifact.path not in paths:
-            raise _json.Bad(f"artifacts[{index}].path", f"{_json.show(artifact.path)}: not a listed file")
+        if artifact.path not in paths and artifact.path not in base_objects:
+            raise _json.Bad(f"artifacts[{index}].path", f"{_json.show(artifact.path)}: neither a listed file nor a "
+                            "DVC object of the base")
     tags: set[str] = set()
     for index, image in enumerate(manifest.images):
         if blob_path(image.digest) not in paths and image.digest not in base_blobs:

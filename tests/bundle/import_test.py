@@ -151,7 +151,7 @@ MODEL, CODE = b"model weights " * 1024, b"serving code " * 128  # 14 KB and 1.6 
 
 
 def image_files(scratch: Path, key: SigningKey, *, verdict: str = "pass", policy: str = POLICY,
-                layers: tuple[bytes, ...] = (MODEL, CODE)) -> tuple[dict[str, bytes], ImageEntry]:
+                layers: tuple[bytes, ...] = (MODEL, CODE), tag: str = TAG) -> tuple[dict[str, bytes], ImageEntry]:
     """A real image in an OCI layout as an export writes it: tagged TAG, a scan record attached, signed with
     `key` (cosign's format); its files as bundle files."""
     layout = Layout(scratch)
@@ -164,33 +164,35 @@ def image_files(scratch: Path, key: SigningKey, *, verdict: str = "pass", policy
             "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
             "layers": [{"mediaType": LAYER, "digest": sha256_digest(b), "size": len(b)} for b in layers]}
     top = Manifest.of(json.dumps(body).encode(), OCI_MANIFEST)
-    layout.put_manifest(top, TAG)
+    layout.put_manifest(top, tag)
     endpoint = LayoutEndpoint(layout)
     scanned = scan_record.ScanRecord(
-        image=f"dev.example/ml/churn:{TAG}", digest=top.digest, passed=verdict == "pass", counts={},
+        image=f"dev.example/ml/churn:{tag}", digest=top.digest, passed=verdict == "pass", counts={},
         policy_hash=policy, scanned_at=NOW - datetime.timedelta(hours=5), db_version=2,
         db_updated_at=NOW - datetime.timedelta(hours=9), trivy_version="0.76.0", scanners=("vuln",))
     scan_record.attach(scanned, endpoint)
     cosign.sign(endpoint, top.digest, key, docker_reference="inside.example/prod/churn")
     files = {p.relative_to(scratch).as_posix(): p.read_bytes() for p in sorted(scratch.rglob("*")) if p.is_file()}
-    return files, ImageEntry(source=f"docker://dev.example/ml/churn:{TAG}", tag=TAG, digest=top.digest)
+    return files, ImageEntry(source=f"docker://dev.example/ml/churn:{tag}", tag=tag, digest=top.digest)
 
 
 ARTIFACTS = {"artifacts/metrics.json": b'{"auc": 0.91}\n', "artifacts/dvc.lock": b"schema: '2.0'\nstages: {}\n"}
 
 
 def directory_bundle(root: Path, key: SigningKey, *, signer: SigningKey | None = None, revision: str | None = None,
-                     files: Callable[[dict[str, bytes]], dict[str, bytes]] = dict, **fields: Any) -> Path:
+                     files: Callable[[dict[str, bytes]], dict[str, bytes]] = dict, weights_in_base: bool = False,
+                     **fields: Any) -> Path:
     """A signed directory bundle of an image (image_files), its metrics and dvc.lock for Nexus; with `revision`,
     also the model's DVC object (the weights, models/model.pkl at `revision`), which Nexus gets as
     model/model.pkl. `files` filters what is carried."""
     found, image = image_files(root.parent / f"{root.name}-layout", key, **fields.pop("image", {}))
-    fields.setdefault("prov", provenance(image.digest, git_ref=f"refs/tags/{TAG}", version=TAG, environment="prod"))
+    fields.setdefault("prov", provenance(image.digest, git_ref=f"refs/tags/{image.tag}", version=image.tag,
+                                         environment="prod"))
     carried = files({**found, **ARTIFACTS, **({bundle_manifest.dvc_path(OID): WEIGHTS} if revision else {})})
     if revision is not None:
         fields.setdefault("dvc", DvcData(revision=revision, outputs=("models/model.pkl",), objects=(OID,)))
     artifacts = [Artifact("metrics/metrics.json", "artifacts/metrics.json"), Artifact("dvc.lock", "artifacts/dvc.lock")]
-    if bundle_manifest.dvc_path(OID) in carried:
+    if bundle_manifest.dvc_path(OID) in carried or weights_in_base:
         artifacts.append(Artifact("model/model.pkl", bundle_manifest.dvc_path(OID)))
     return make_bundle(root, carried, signer or key, images=(image,), artifacts=artifacts, **fields)
 
@@ -524,6 +526,36 @@ def test_a_bundle_signed_by_another_key_is_refused_before_any_write(setup: Setup
     bundle = setup.bundle(bundle_key, signer=other_key)
     with nothing_written(setup), pytest.raises(BundleInvalid, match="not signed by the key"):
         setup.run(bundle, bundle_key)
+
+
+def test_an_incremental_bundle_after_a_code_only_change_imports_onto_the_earlier_one(setup: Setup,
+                                                                                    bundle_key: SigningKey) -> None:
+    """The base carried the model layer and the weights; the next release carries only its new code layer, the
+    config and the manifests. It imports onto the first; the unchanged weights reach the new version's Nexus
+    directory from the inside's DVC remote."""
+    first = setup.bundle(bundle_key)
+    setup.run(first, bundle_key)
+    after = access_log(setup.registry)
+    base_manifest = bundle_manifest.parse((first / bundle_manifest.MANIFEST).read_bytes(), "first")
+    release = "v1.3.0"
+    code = b"serving code, changed " * 128
+    base = Base(aggregate=base_manifest.aggregate, blobs=(BaseBlob(sha256_digest(MODEL), len(MODEL)),),
+                dvc_objects=(OID,))
+    weights, model_layer = bundle_manifest.dvc_path(OID), bundle_manifest.blob_path(sha256_digest(MODEL))
+    second = directory_bundle(
+        setup.tmp / "second", bundle_key, revision=setup.revision, base=base, weights_in_base=True,
+        image={"layers": (MODEL, code), "tag": release},
+        files=lambda found: {n: d for n, d in found.items() if n not in (weights, model_layer)})
+    carried = bundle_manifest.parse((second / bundle_manifest.MANIFEST).read_bytes(), "second").files
+    assert {f.path for f in carried if f.path.startswith("blobs/")} >= {bundle_manifest.blob_path(sha256_digest(code))}
+    assert not {weights, model_layer} & {f.path for f in carried}
+    mark = len(after)
+    done = setup.run(second, bundle_key, environment="prod")
+    assert done.tags == [release] and sha256_digest(MODEL) not in done.copied
+    sent = [e.target for e in access_log(setup.registry)[mark:] if e.method == "PUT" and "digest=" in e.target]
+    assert not [t for t in sent if sha256_digest(MODEL).removeprefix("sha256:") in t]  # the model layer stayed
+    nexus = setup.nexus_directory.replace(TAG, release)
+    assert setup.nexus.stored(f"{nexus}/model/model.pkl").read_bytes() == WEIGHTS  # from the inside's DVC remote
 
 
 def test_an_incremental_bundle_whose_base_is_missing_is_refused_naming_it(setup: Setup,
