@@ -89,15 +89,23 @@ class Bench:
         subprocess.run([dvc, "add", "-q", "model/weights.bin"], cwd=self.repo, env=env, check=True)
         subprocess.run([dvc, "push", "-q"], cwd=self.repo, env=env, check=True)
         rule = {"branches": ["main"], "require_scan": False, "sign": False, "via": "bundle"}
-        (self.repo / "mlci.yaml").write_text(json.dumps(self._config({
-            "prod": {**rule, "dvc_remote": "prod"}, "prodimage": rule})))
+        (self.repo / "mlci.yaml").write_text(json.dumps(self._config({"prod": {**rule, "dvc_remote": "prod"}})))
+        # The image alone (for the import against skopeo): no model files named, so no DVC objects travel.
+        image_only = self._config({"prodimage": rule})
+        image_only["image"] = {}
+        self.image_only = self.work / "image-only.yaml"
+        self.image_only.write_text(json.dumps(image_only))
         return bs.commit_all(self.repo, "bench model repo")
+
+    def _config_flag(self, env: str) -> list[str]:
+        return ["--config", str(self.image_only)] if env == "prodimage" else []
 
     def registries_env(self, *registries: Registry) -> dict[str, str]:
         return {"MLCI_REGISTRIES": json.dumps({r.host: {"plain_http": True} for r in registries})}
 
     def export(self, src: Registry, out: Path, env: str, *extra: str) -> Measured:
-        return measured([str(bs.MLCI), "bundle", "export", "--repo", str(self.repo), "--env", env, "--out",
+        return measured([str(bs.MLCI), *self._config_flag(env), "bundle", "export", "--repo", str(self.repo), "--env",
+                         env, "--out",
                          str(out), f"docker://{src.host}/{REPO}:{TAG}", *extra], self.work,
                         {**self.env, **self.registries_env(src)})
 
@@ -105,7 +113,8 @@ class Bench:
         return measured([str(bs.MLCI), "bundle", "verify", str(bundle), "--key", str(self.pub)], self.work, self.env)
 
     def import_(self, bundle: Path, dst: Registry, env: str) -> Measured:
-        return measured([str(bs.MLCI), "bundle", "import", str(bundle), "--repo", str(self.repo), "--env", env,
+        return measured([str(bs.MLCI), *self._config_flag(env), "bundle", "import", str(bundle), "--repo",
+                         str(self.repo), "--env", env,
                          "--key", str(self.pub), "--to", f"docker://{dst.host}/{REPO}"], self.work,
                         {**self.env, **self.registries_env(dst)})
 
