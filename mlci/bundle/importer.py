@@ -164,7 +164,7 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
     from mlci.promote import copy, run
 
     manifest, digest = verified.manifest, plan.image.digest
-    logger.info("mlci: importing %s into %s (%s) as %s", digest, plan.name, run._repository(plan.dst_ref),
+    logger.info("mlci: importing %s into %s (%s) as %s", digest, plan.name, run.repository_of(plan.dst_ref),
                 plan.image.tag)
     streamed = [] if source.random_access else _send_streamed(source, plan.dst, plan.blobs, digest)
     staged = copy.stage(source, digest, plan.dst)
@@ -172,9 +172,9 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
     uploaded = _artifacts(plan, manifest, source, root)
     tagged = copy.tag(plan.dst, staged, plan.image.tag, aliases=plan.env.aliases, force=request.force,
                       seen=plan.seen)
-    recorded = run._record(config, _facts(plan, verified, tagged, environ, moment))
+    recorded = run.record_promotion(config, _facts(plan, verified, tagged, environ, moment))
     copied, reused = [*streamed, *staged.copied], [d for d in staged.reused if d not in streamed]
-    pinned = run._pinned(plan.dst_ref, plan.image.tag, digest)
+    pinned = run.pinned(plan.dst_ref, plan.image.tag, digest)
     summary = {
         "image": pinned, "digest": digest, "environment": plan.name, "copied": copied, "reused": reused,
         "referrers": staged.referrers,
@@ -367,7 +367,7 @@ def _facts(plan: _Plan, verified: Verified, tagged: Tagged, environ: Mapping[str
     from mlci.promote.record import PromotionRecord, ScanFacts
 
     provenance = verified.manifest.provenance
-    repository = run._repository(plan.dst_ref)
+    repository = run.repository_of(plan.dst_ref)
     identity = f"mlci bundle import\n{verified.manifest.aggregate}\n{plan.name}\n{repository}\n"
     return PromotionRecord(
         environment=plan.name, repository=repository, digest=plan.image.digest, model=provenance.model,
@@ -375,8 +375,8 @@ def _facts(plan: _Plan, verified: Verified, tagged: Tagged, environ: Mapping[str
         version=provenance.version, git_ref=provenance.git_ref, tags=tuple(tagged.tags), source=plan.image.source,
         metrics=provenance.metrics, scan=ScanFacts.of(plan.scan) if plan.scan is not None else None,
         signature=plan.signature, approval_mode=cast(Literal["none", "forge", "variable"], plan.approved.mode),
-        approvals=run._approvers(plan.approved), forced=tagged.forced,
-        job=environ.get("CI_JOB_URL") or run._github_run(environ),
+        approvals=run.approvers(plan.approved), forced=tagged.forced,
+        job=environ.get("CI_JOB_URL") or run.github_run(environ),
         id=hashlib.sha256(identity.encode()).hexdigest()[:32], bundle=verified.manifest.aggregate,
         bundle_signer=verified.keyid)
 

@@ -118,18 +118,18 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     signature = _sign(dst, dst_ref, digest, key) if key is not None else None
     tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
     facts = PromotionRecord(
-        environment=request.environment, repository=_repository(dst_ref), digest=digest, model=model, git_sha=sha,
+        environment=request.environment, repository=repository_of(dst_ref), digest=digest, model=model, git_sha=sha,
         promoted_at=moment, promoted_by=approved.promoter, version=version, git_ref=ref.name if ref else None,
         tags=tuple(tagged.tags), source=request.source, metrics=_metrics(root),
         scan=ScanFacts.of(scan) if scan is not None else None, signature=signature,
-        approval_mode=cast(ApprovalMode, approved.mode), approvals=_approvers(approved),
-        forced=tagged.forced, job=environ.get("CI_JOB_URL") or _github_run(environ))
-    recorded = _record(config, facts)
+        approval_mode=cast(ApprovalMode, approved.mode), approvals=approvers(approved),
+        forced=tagged.forced, job=environ.get("CI_JOB_URL") or github_run(environ))
+    recorded = record_promotion(config, facts)
     if config.promote.gitops.gto:
         gto.write_gto_tags(root, model, version, request.environment, sha=sha, by=approved.promoter, when=moment,
                            message=f"promoted {digest} into {request.environment} by mlci",
                            push=config.promote.gitops.push and config.promote.gitops.repository is not None)
-    return Result(request.source, _pinned(dst_ref, name, digest), request.environment, digest, staged, tagged,
+    return Result(request.source, pinned(dst_ref, name, digest), request.environment, digest, staged, tagged,
                   scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None,
                   approvals=approved, signature=signature, record=recorded, artifacts=[u.to_json() for u in uploaded],
                   data=data.as_dict() if data is not None else None)
@@ -196,7 +196,7 @@ def _artifacts(config: Config, env: Environment, root: Path, model: str, version
     return [*done, repository.upload_checksums(directory, done)]
 
 
-def _record(config: Config, facts: PromotionRecord) -> gitops.RecordResult:
+def record_promotion(config: Config, facts: PromotionRecord) -> gitops.RecordResult:
     """The GitOps commit, then the audit line (written even when the GitOps repository cannot be reached: the
     image is promoted by then, and the audit log must say so)."""
     try:
@@ -215,7 +215,8 @@ def _metrics(root: Path) -> Mapping[str, Mapping[str, Scalar]]:
     return read_metrics(root, metrics_files(root, Collector(root)))
 
 
-def _approvers(approved: approvals.Approvals) -> tuple[Approver, ...]:
+def approvers(approved: approvals.Approvals) -> tuple[Approver, ...]:
+    """The approvers as the promotion record lists them (forge, or the weak variable mode)."""
     mode: Literal["forge", "variable"] = "variable" if approved.weak else "forge"
     return tuple(Approver(a.login, mode, _time(a.at)) for a in approved.approvers)
 
@@ -228,14 +229,16 @@ def _time(text: str | None) -> datetime.datetime | None:
         return None
 
 
-def _github_run(environ: Mapping[str, str]) -> str | None:
+def github_run(environ: Mapping[str, str]) -> str | None:
+    """The URL of the GitHub Actions run this job belongs to, None outside one."""
     keys = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
     if not all(environ.get(k) for k in keys):
         return None
     return f"{environ['GITHUB_SERVER_URL']}/{environ['GITHUB_REPOSITORY']}/actions/runs/{environ['GITHUB_RUN_ID']}"
 
 
-def _repository(ref: ImageRef) -> str:
+def repository_of(ref: ImageRef) -> str:
+    """The repository a record names: HOST/REPO, or TRANSPORT:PATH."""
     if isinstance(ref, DockerRef):
         return f"{ref.registry}/{ref.repository}"
     return f"{ref.transport}:{ref.path}"
@@ -245,7 +248,7 @@ def _tag_of(ref: ImageRef) -> str | None:
     return ref.tag
 
 
-def _pinned(ref: ImageRef, tag: str, digest: str) -> str:
+def pinned(ref: ImageRef, tag: str, digest: str) -> str:
     """The destination as `docker://HOST/REPO:TAG@DIGEST` (or `oci:DIR:TAG@DIGEST`)."""
     if isinstance(ref, DockerRef):
         return f"docker://{ref.registry}/{ref.repository}:{tag}@{digest}"
