@@ -189,17 +189,10 @@ def _listing(oid: str, cache: dict[str, Path], output: str) -> list[tuple[str, s
 def _in_git(root: Path, path: str, tracked: Collection[str]) -> list[tuple[str, Path]]:
     """The files under `path` in the checkout that DVC does not track (kept in git), as promotion finds them;
     a path that leads out of the repository through a symlink is refused (exit 2)."""
-    from mlci.core.fsutil import outside
+    from mlci.core.fsutil import files_within
 
-    where = root / path
-    if outside(root, where) is not None:
-        raise UsageError(f"{path}: a symlink out of the repository; not carried")
-    found = sorted(p for p in where.rglob("*") if p.is_file()) if where.is_dir() else [where]
-    linked = [p for p in found if outside(root, p) is not None]
-    if linked:
-        raise UsageError(f"{linked[0].relative_to(root)}: a symlink out of the repository; not carried")
-    kept = [(p.relative_to(root).as_posix(), p) for p in found if p.is_file()]
-    kept = [(rel, p) for rel, p in kept if rel not in tracked]
+    found = files_within(root, path, "carried")
+    kept = [(rel, p) for rel, p in ((p.relative_to(root).as_posix(), p) for p in found) if rel not in tracked]
     if not kept and not tracked:
         logger.warning("mlci: warning: %s: neither in the checkout nor tracked by DVC; not carried", path)
     return kept

@@ -107,6 +107,19 @@ def outside(root: Path, path: Path) -> Path | None:
     return None if target.is_relative_to(base) else target
 
 
+def files_within(root: Path, name: str, not_done: str) -> list[Path]:
+    """The files at repository path `name` (the file, or every file below the directory), sorted; UsageError when
+    it or one of them leads out of the repository through a symlink (`not_done`: what is then not done to it)."""
+    path = root / name
+    if outside(root, path) is not None:
+        raise UsageError(f"{name}: a symlink out of the repository; not {not_done}")
+    found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    linked = [p for p in found if outside(root, p) is not None]
+    if linked:
+        raise UsageError(f"{linked[0].relative_to(root)}: a symlink out of the repository; not {not_done}")
+    return [p for p in found if p.is_file()]
+
+
 def private_state(root: Path, path: Path) -> bool:
     """Whether `path` (relative to `root`, or absolute) is inside git's or DVC's own state of the checkout
     `root` (`.git/config` with a remote's token, `.dvc/config.local` with a remote's password): not a file

@@ -167,7 +167,7 @@ def _artifacts(config: Config, env: Environment, root: Path, model: str, version
     """The model's files (image.artifacts, pulled with DVC when the checkout lacks them), its metrics files, dvc.lock
     and the scan record, into the environment's Nexus raw repository under MODEL/VERSION/, checksums verified;
     SHA256SUMS last (a directory without it is an interrupted promotion that a re-run completes)."""
-    from mlci.core.fsutil import outside
+    from mlci.core.fsutil import files_within
     from mlci.dvcstage.fetch import pull_missing
     from mlci.image.entries import Collector
     from mlci.image.labels import metrics_files
@@ -178,14 +178,7 @@ def _artifacts(config: Config, env: Environment, root: Path, model: str, version
     files: list[tuple[str, Path | bytes]] = []
     for kind, paths in (("model", config.image.artifacts), ("metrics", metrics_files(root, Collector(root)))):
         for name in paths:
-            path = root / name
-            if outside(root, path) is not None:
-                raise UsageError(f"{name}: a symlink out of the repository; not uploaded")
-            found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-            linked = [p for p in found if outside(root, p) is not None]
-            if linked:
-                raise UsageError(f"{linked[0].relative_to(root)}: a symlink out of the repository; not uploaded")
-            files += [(f"{kind}/{p.relative_to(root).as_posix()}", p) for p in found if p.is_file()]
+            files += [(f"{kind}/{p.relative_to(root).as_posix()}", p) for p in files_within(root, name, "uploaded")]
     if (root / "dvc.lock").is_file():
         files.append(("dvc.lock", root / "dvc.lock"))
     if scan is not None:
