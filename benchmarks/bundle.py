@@ -320,14 +320,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{PINNED}\nload average at the end: {load()}")
-    for case in cases:
-        title, header = HEADERS[case]
-        print(f"\n### {title}\n\n{header}\n|{'---|' * (header.count('|') - 1)}")
-        print("\n".join(results.rows.get(case, [])))
-    if results.failed:
-        print(f"\nmissed targets: {', '.join(sorted(set(results.failed)))}")
-        return 1
-    return 0
+    return results.report(cases, HEADERS)
 
 
 if __name__ == "__main__":

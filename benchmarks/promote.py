@@ -109,6 +109,17 @@ class Results:
             self.failed.append(case)
         print(f"  {case}: {row} | {verdict}", flush=True)
 
+    def report(self, cases: list[str], headers: dict[str, tuple[str, str]]) -> int:
+        """Each case's Markdown table (its title and header from `headers`); 1 when a target was missed."""
+        for case in cases:
+            title, header = headers[case]
+            print(f"\n### {title}\n\n{header}\n|{'---|' * (header.count('|') - 1)}")
+            print("\n".join(self.rows.get(case, [])))
+        if self.failed:
+            print(f"\nmissed targets: {', '.join(sorted(set(self.failed)))}")
+            return 1
+        return 0
+
 
 def measured(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Measured:
     start = time.perf_counter()
@@ -431,14 +442,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{PINNED}\nload average at the end: {load()}")
-    for case in cases:
-        title, header = HEADERS[case]
-        print(f"\n### {title}\n\n{header}\n|{'---|' * (header.count('|') - 1)}")
-        print("\n".join(results.rows.get(case, [])))
-    if results.failed:
-        print(f"\nmissed targets: {', '.join(sorted(set(results.failed)))}")
-        return 1
-    return 0
+    return results.report(cases, HEADERS)
 
 
 if __name__ == "__main__":
