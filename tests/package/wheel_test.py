@@ -17,7 +17,9 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.sign.support import p256
 from tests.testing import installed, repos
 from tests.testing.images import wheelhouse
 
@@ -163,3 +165,20 @@ def test_every_command_runs_from_the_installed_package(installed_mlci: Path, tmp
     assert match[1] in [m["digest"] for m in json.loads((layout / "index.json").read_text())["manifests"]]
     manifest = json.loads((layout / "blobs" / "sha256" / match[1].removeprefix("sha256:")).read_text())
     assert len(manifest["layers"]) == 3  # dependencies (the example's lock), code, model
+
+    # Across an air gap: a bundle of that image and the model's DVC object, verified, imported into a layout.
+    keys = p256(tmp_path / "keys")
+    config = yaml.safe_load((repo / "mlci.yaml").read_text())
+    config.pop("data_tests")  # its file is relative to mlci.yaml's directory; this config lives elsewhere
+    config["promote"] = {**config["promote"], "signing": {"key_file": str(keys.private)}, "gitops": {"gto": False},
+                         "audit_log": str(tmp_path / "audit.jsonl"), "environments": {"airgap": {
+                             "image": f"oci:{tmp_path / 'inside'}", "branches": ["*"], "require_scan": False,
+                             "sign": False, "via": "bundle"}}}
+    (tmp_path / "airgap.yaml").write_text(json.dumps(config))
+    airgap = ("--config", str(tmp_path / "airgap.yaml"))
+    bundle = tmp_path / "bundle.tar"
+    assert mlci(*airgap, "bundle", "export", f"oci:{layout}:t1", "--env", "airgap", "--out", str(bundle)).strip() == (
+        str(bundle))
+    assert "verified:" in mlci("bundle", "verify", str(bundle), "--key", str(keys.public))
+    imported = mlci(*airgap, "bundle", "import", str(bundle), "--env", "airgap", "--key", str(keys.public)).strip()
+    assert imported == f"oci:{tmp_path / 'inside'}:t1@{match[1]}"
