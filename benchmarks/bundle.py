@@ -38,7 +38,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks import build_support as bs  # noqa: E402
-from benchmarks.promote import Measured, Results, load, measured, push_image, split, tag_digest  # noqa: E402
+from benchmarks.promote import (  # noqa: E402
+    Measured,
+    Results,
+    linear_fit,
+    load,
+    measured,
+    push_image,
+    split,
+    tag_digest,
+)
 from tests.testing.registry import Registry, start_registry, stop_registry  # noqa: E402
 
 CASES = ("full", "incremental", "large")
@@ -273,13 +282,7 @@ def case_large(bench: Bench, results: Results, sizes: list[int]) -> None:
         finally:
             stop_registry(src)
             remove(out)
-    if len(points) >= 3:
-        xs, ts = [float(s) for s, _ in points], [r.wall for _, r in points]
-        slope, intercept = statistics.linear_regression(xs, ts)
-        worst = max(abs(t - (intercept + slope * x)) / t for x, t in zip(xs, ts, strict=True))
-        results.add("large", f"| linear fit | {1.048576 / slope:.0f} MB/s marginal, {intercept:.2f} s fixed | worst "
-                    f"residual {worst:.1%} (target {TARGETS['large_residual']:.0%}) |",
-                    worst <= TARGETS["large_residual"])
+    linear_fit(results, "large", points, TARGETS["large_residual"])
 
 
 HEADERS = {

@@ -284,6 +284,18 @@ def close(registry: Registry) -> None:
     stop_registry(registry)
 
 
+def linear_fit(results: Results, case: str, points: list[tuple[int, Measured]], residual: float) -> None:
+    """The least-squares line of wall time over MB (3 points or more): a row with its marginal MB/s, its fixed
+    cost and the worst point's distance from it (the verdict: within `residual`)."""
+    if len(points) < 3:
+        return
+    xs, ts = [float(s) for s, _ in points], [r.wall for _, r in points]
+    slope, intercept = statistics.linear_regression(xs, ts)
+    worst = max(abs(t - (intercept + slope * x)) / t for x, t in zip(xs, ts, strict=True))
+    results.add(case, f"| linear fit | {1.048576 / slope:.0f} MB/s marginal, {intercept:.2f} s fixed | worst "
+                f"residual {worst:.1%} (target {residual:.0%}) |", worst <= residual)
+
+
 def load() -> str:
     return " ".join(f"{n:.2f}" for n in os.getloadavg())
 
@@ -385,13 +397,7 @@ def case_large(bench: Bench, results: Results, sizes: list[int]) -> None:
                         f"{run.rss_mb:.0f} MB | load {load()}", ok)
         finally:
             close(src)
-    if len(points) >= 3:
-        xs, ts = [float(s) for s, _ in points], [r.wall for _, r in points]
-        slope, intercept = statistics.linear_regression(xs, ts)
-        worst = max(abs(t - (intercept + slope * x)) / t for x, t in zip(xs, ts, strict=True))
-        results.add("large", f"| linear fit | {1.048576 / slope:.0f} MB/s marginal, {intercept:.2f} s fixed | worst "
-                    f"residual {worst:.1%} (target {TARGETS['large_residual']:.0%}) |",
-                    worst <= TARGETS["large_residual"])
+    linear_fit(results, "large", points, TARGETS["large_residual"])
 
 
 HEADERS = {
