@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -41,12 +42,17 @@ def wheelhouse() -> Path:
 
 
 def base_layout() -> Path:
-    """The debootstrapped rootfs as an OCI layout with one uncompressed layer (built once, cached)."""
+    """The debootstrapped rootfs as an OCI layout with one uncompressed layer (built once, cached).
+
+    Several xdist workers may ask at once: each builds into its own directory and renames it into place, so no
+    worker ever reads a half-written layout (an index.json without the tag yet)."""
     layout_dir = TOOLS / "base" / "layout"
-    if (layout_dir / "index.json").is_file():
+    if layout_dir.is_dir():
         return layout_dir
     rootfs = _need(TOOLS / "base") / "rootfs"
-    layout = Layout(layout_dir)
+    scratch = TOOLS / "base" / f"layout.{os.getpid()}.partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    layout = Layout(scratch)
     layout.init()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -68,4 +74,8 @@ def base_layout() -> Path:
                            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
                                        "digest": sha256_digest(layer), "size": len(layer)}]}).encode()
     layout.put_manifest(Manifest(manifest, OCI_MANIFEST, sha256_digest(manifest)), BASE_TAG)
+    try:
+        scratch.rename(layout_dir)
+    except OSError:  # another worker renamed its identical layout first
+        shutil.rmtree(scratch)
     return layout_dir
