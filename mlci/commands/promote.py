@@ -32,14 +32,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     parser.add_argument("--dotenv", metavar="PATH",
                         help="write MLCI_PROMOTED_IMAGE=... and MLCI_PROMOTED_DIGEST=... here")
     parser.add_argument("--repo", default=".", help="the model repository (default: the current directory)")
+    parser.add_argument("--if-configured", action="store_true",
+                        help="exit 0 with 'skipped: ...' when ENV is not in promote.environments or no image was "
+                             "handed on (the pipeline's automatic promotion of a repo that configures neither)")
     parser.set_defaults(handler=lambda a: run(
         config_path=a.config, repo=Path(a.repo), source=a.source, destination=a.destination, env=a.env, tag=a.tag,
-        force=a.force, digest_file=a.digest_file, dotenv=a.dotenv, as_json=a.json))
+        force=a.force, digest_file=a.digest_file, dotenv=a.dotenv, as_json=a.json, if_configured=a.if_configured))
+
+
+def _skipped(reason: str, as_json: bool) -> int:
+    if as_json:
+        log.out_json({"skipped": reason})
+    else:
+        log.out(f"skipped: {reason}")
+    return 0
 
 
 def run(*, config_path: str | None, repo: Path, source: str | None, destination: str | None, env: str | None,
-        tag: str | None,
-        force: bool, digest_file: str | None, dotenv: str | None, as_json: bool) -> int:
+        tag: str | None, force: bool, digest_file: str | None, dotenv: str | None, as_json: bool,
+        if_configured: bool = False) -> int:
     """Promote; print the destination `ref:tag@digest` (or JSON with what was copied, reused and tagged)."""
     from mlci import settings as cfg
     from mlci.core.fsutil import atomic_write, check_writable
@@ -53,11 +64,15 @@ def run(*, config_path: str | None, repo: Path, source: str | None, destination:
     if not env:
         raise UsageError("name the target environment: --env ENV (or run in a job with a GitLab `environment:`)")
     source = source or handed_on_image()
-    if source is None:
-        raise UsageError("name the image to promote (SRC), or run after `mlci build --dotenv` (MLCI_IMAGE)")
     loaded = cfg.load(config_path, repo.resolve())
     root = loaded.path.parent if loaded.path else repo.resolve()
     target = loaded.config.promote.environments.get(env)
+    if if_configured and target is None:
+        return _skipped(f"no promote.environments.{env}", as_json)
+    if source is None:
+        if if_configured:
+            return _skipped("no image (none named, and no `mlci build --dotenv` handed one on)", as_json)
+        raise UsageError("name the image to promote (SRC), or run after `mlci build --dotenv` (MLCI_IMAGE)")
     if target is not None and target.via == "bundle":  # no link: the same policy, then a bundle (docs/airgap.md)
         from mlci.commands.bundle import export_bundle
 

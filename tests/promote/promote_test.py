@@ -200,3 +200,24 @@ def test_the_model_files_and_the_scan_record_go_to_a_nexus_raw_repository_checke
         assert again[0] == 0 and {a["state"] for a in json.loads(again[1])["artifacts"]} == {"already there"}, again[2]
     finally:
         stop_nexus(nexus)
+
+
+def test_the_automatic_promotion_skips_an_unconfigured_environment_or_a_missing_image_and_by_hand_refuses(
+        tmp_path: Path) -> None:
+    """The pipeline's automatic stage promotion (`--if-configured`) passes in a repo that configures no
+    environment or no image; the same command without the flag (a release manager's) is a usage error."""
+    repo = model_repo(tmp_path / "repo", {"code": ["src"]})
+    env = {"MLCI_IMAGE": "", "MLCI_IMAGE_DIGEST": ""}
+    code, out, err = _mlci(repo, env, "promote", "--env", "stage", "--if-configured")
+    assert (code, out.strip()) == (0, "skipped: no promote.environments.stage"), err
+    code, out, err = _mlci(repo, env, "promote", "--env", "stage", "--if-configured", "--json")
+    assert code == 0 and json.loads(out) == {"skipped": "no promote.environments.stage"}, err
+    code, _, err = _mlci(repo, env, "promote", "--env", "stage")
+    assert code == 2 and "name the image to promote" in err, err
+    config = json.loads((repo / "mlci.yaml").read_text())
+    config["promote"] = {"environments": {"stage": {"image": "docker://127.0.0.1:9/ml/x", "branches": ["main"]}}}
+    (repo / "mlci.yaml").write_text(json.dumps(config))
+    code, out, err = _mlci(repo, env, "promote", "--env", "stage", "--if-configured")
+    assert code == 0 and out.startswith("skipped: no image"), err
+    code, _, err = _mlci(repo, env, "promote", "--env", "stage")
+    assert code == 2 and "name the image to promote" in err, err
