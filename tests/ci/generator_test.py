@@ -101,6 +101,8 @@ def _problems(mutate: Any) -> str:
      "hidden..mlci-scan: no after_script"),
     (lambda s: s["caches"]["mlci"]["files"].append("params.yaml"),
      "caches.mlci: GitLab takes 1 or 2 files per cache key"),
+    (lambda s: s["jobs"]["mlci-promote-stage"].update(script=["mlci promote", "curl http://x"]),
+     "jobs.mlci-promote-stage: the script must be exactly one `mlci` command"),
     (lambda s: s["jobs"]["mlci-train"].update(pipelines=["mr", "nightly"]),
      "jobs.mlci-train: unknown condition nightly"),
     (lambda s: s["components"].update({f"c{i}": {"description": "d"} for i in range(25)}),
