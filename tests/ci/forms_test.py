@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,9 @@ def test_each_pipeline_kind_runs_the_contracts_jobs_in_both_forms(
     _write_pipeline(repo, {"include": [_component("ml-pipeline", sha)]})
     # gitlab-ci-local sets CI_COMMIT_BRANCH from git; a tag or MR pipeline has it empty (GitLab: unset).
     env = {"GCL_IGNORE_PREDEFINED_VARS": ",".join(variables)}
-    for form in (plain, repo):
-        listed = list_jobs(form, variables=variables, env=env)
+    with ThreadPoolExecutor(2) as pool:
+        lists = list(pool.map(lambda form: list_jobs(form, variables=variables, env=env), (plain, repo)))
+    for form, listed in zip((plain, repo), lists, strict=True):
         runs = {str(j["name"]): str(j["when"]) for j in listed if j["when"] != "never"}
         assert runs == expected, f"{kind} ({form.name}): {runs}"
         stages = {str(j["name"]): j["stage"] for j in listed}

@@ -143,3 +143,28 @@ def test_no_input_variable_reads_as_a_config_override() -> None:
     variables = {spec["variable"]: "x" for spec in GEN.load()["inputs"].values() if "variable" in spec}
     problems: list[str] = []
     assert config.apply_env({}, settings.Config, variables, problems) == [] and problems == []
+
+
+def _job(jobs: dict[str, Any], name: str) -> dict[str, Any]:
+    job = jobs[name]
+    return {**(_job(jobs, job["extends"]) if "extends" in job else {}), **job}
+
+
+def test_the_caches_are_keyed_on_the_lock_files_and_written_only_by_the_jobs_that_fill_them() -> None:
+    jobs = jobs_document(ROOT / ".gitlab-ci" / "ml-pipeline.gitlab-ci.yml")
+    variables = jobs["variables"]
+    assert variables["MLCI_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/mlci"
+    assert variables["PIP_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/pip"
+    written, read = set(), set()
+    for name in (n for n, j in jobs.items() if not n.startswith(".") and isinstance(j, dict) and "script" in _job(
+            jobs, n)):
+        caches = _job(jobs, name).get("cache", [])
+        assert len(caches) <= 4, name  # GitLab's limit per job
+        for cache in caches:
+            files = cache["key"]["files"]
+            assert 1 <= len(files) <= 2 and all((ROOT / "example-model-repo" / f).is_file() for f in files), name
+            assert cache["key"]["prefix"].startswith("mlci-")  # two caches on the same lock never share a key
+            (written if cache["policy"] == "pull-push" else read).add((name, cache["paths"][0]))
+    assert written == {("mlci-train", ".dvc/cache"), ("mlci-build", ".cache/pip"), ("mlci-build", ".cache/mlci")}
+    assert ("mlci-data-test", ".dvc/cache") in read and ("mlci-promote-prod", ".dvc/cache") in read
+    assert all(name not in {"mlci-config-check", "mlci-scan", "mlci-bundle-import"} for name, _ in written | read)
