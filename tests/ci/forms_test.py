@@ -28,10 +28,17 @@ from tests.testing.gitlab_ci_local import (
 
 PROJECT, REF = "mlci/mlci", "v0.1.0"
 PLAIN_INCLUDE = {"project": PROJECT, "ref": REF, "file": "/.gitlab-ci/ml-pipeline.gitlab-ci.yml"}
-NON_DEFAULT = {"ci-image": "registry.bank.internal/mirror/mlci/ci@sha256:" + "ab" * 32,
-               "stage-environment": "uat", "prod-environment": "production"}
+NON_DEFAULT: dict[str, str | bool] = {
+    "ci-image": "registry.bank.internal/mirror/mlci/ci@sha256:" + "ab" * 32, "stage-environment": "uat",
+    "prod-environment": "production", "data-test": False, "scan": False, "report": False}
 VARIABLE = {"ci-image": "MLCI_CI_IMAGE", "stage-environment": "MLCI_STAGE_ENVIRONMENT",
-            "prod-environment": "MLCI_PROD_ENVIRONMENT"}
+            "prod-environment": "MLCI_PROD_ENVIRONMENT", "data-test": "MLCI_RUN_DATA_TEST", "scan": "MLCI_RUN_SCAN",
+            "report": "MLCI_RUN_REPORT"}
+
+
+def _as_variable(value: str | bool) -> str:
+    """An input's value as the plain include's CI variable (a string: a boolean input is true/false)."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
 STAGES = ["validate", "train", "test", "build", "scan", "report", "promote"]
 # The contract of issue 13: the jobs each pipeline kind runs (and how).
 CONNECTED = ["mlci-config-check", "mlci-train", "mlci-build", "mlci-scan"]
@@ -102,10 +109,10 @@ def _preview(gcl: Path, repo: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("inputs", [{}, NON_DEFAULT], ids=["default-inputs", "non-default-inputs"])
 def test_the_component_renders_the_jobs_of_the_plain_include(
-        gcl: Path, plain: Path, templates: tuple[Path, str], inputs: dict[str, str]) -> None:
+        gcl: Path, plain: Path, templates: tuple[Path, str], inputs: dict[str, str | bool]) -> None:
     repo, sha = templates
     _write_pipeline(plain, {"include": [PLAIN_INCLUDE], **(
-        {"variables": {VARIABLE[k]: v for k, v in inputs.items()}} if inputs else {})})
+        {"variables": {VARIABLE[k]: _as_variable(v) for k, v in inputs.items()}} if inputs else {})})
     _write_pipeline(repo, {"include": [_component("ml-pipeline", sha, inputs)]})
     from_plain, from_component = _preview(gcl, plain), _preview(gcl, repo)
     assert from_component == from_plain
@@ -113,8 +120,8 @@ def test_the_component_renders_the_jobs_of_the_plain_include(
     jobs = {k for k, v in from_plain.items() if isinstance(v, dict) and "script" in v}
     assert jobs == {"mlci-config-check", "mlci-train", "mlci-data-test", "mlci-build", "mlci-scan", "mlci-report",
                     "mlci-promote-stage", "mlci-promote-prod", "mlci-bundle-import"}
-    expected = {**{VARIABLE[k]: v["default"] for k, v in _ml_pipeline_spec().items()}, **{
-        VARIABLE[k]: v for k, v in inputs.items()}}
+    expected = {**{VARIABLE[k]: _as_variable(v["default"]) for k, v in _ml_pipeline_spec().items()}, **{
+        VARIABLE[k]: _as_variable(v) for k, v in inputs.items()}}
     assert {k: from_plain["variables"][k] for k in expected} == expected
     assert from_plain["mlci-promote-stage"]["environment"]["name"] == "$MLCI_STAGE_ENVIRONMENT"
 
@@ -168,3 +175,20 @@ def test_each_pipeline_kind_runs_the_contracts_jobs_in_both_forms(
         assert runs == expected, f"{kind} ({form.name}): {runs}"
         stages = {str(j["name"]): j["stage"] for j in listed}
         assert stages["mlci-data-test"] == "test" and stages["mlci-promote-prod"] == "promote"
+
+
+def test_the_boolean_inputs_leave_their_jobs_out_in_both_forms(
+        gcl: Path, plain: Path, templates: tuple[Path, str]) -> None:
+    """`data-test: false`, `scan: false`, `report: false` as inputs, and as the plain include's variables."""
+    variables, expected = KINDS["merge-request"]
+    off = {"data-test": False, "scan": False, "report": False}
+    repo, sha = templates
+    _write_pipeline(plain, {"include": [PLAIN_INCLUDE], "variables": {VARIABLE[k]: _as_variable(v)
+                                                                     for k, v in off.items()}})
+    _write_pipeline(repo, {"include": [_component("ml-pipeline", sha, off)]})
+    env = {"GCL_IGNORE_PREDEFINED_VARS": ",".join(variables)}
+    with ThreadPoolExecutor(2) as pool:
+        lists = list(pool.map(lambda form: list_jobs(form, variables=variables, env=env), (plain, repo)))
+    left = {k: v for k, v in expected.items() if k not in ("mlci-data-test", "mlci-scan", "mlci-report")}
+    for form, listed in zip((plain, repo), lists, strict=True):
+        assert {str(j["name"]): str(j["when"]) for j in listed if j["when"] != "never"} == left, form.name
