@@ -154,7 +154,7 @@ def _entries(logical: str, rows: int, column: _Column, ref: drift.ColumnProfile 
 def missing_bound(nulls: int, rows: int) -> float:
     """missing_ratio's max: the ratio seen plus half of it (at least one point), rounded up to a hundredth."""
     ratio = nulls / rows if rows else 0.0
-    return min(1.0, math.ceil((ratio + max(0.01, ratio / 2)) * 100) / 100)
+    return min(1.0, math.ceil(round((ratio + max(0.01, ratio / 2)) * 100, 6)) / 100)  # 15.000000000000002: 15
 
 
 def widened(column: _Column, integer: bool) -> tuple[float | int, float | int] | None:
