@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.commands import build, bundle, config, data_test, promote, report, repro, scan, verify
+from mlci.commands import build, bundle, config, data_test, init, promote, report, repro, scan, verify
 from mlci.core import log
 from mlci.core.errors import ConfigError, EnvironmentProblem, ExitCode, MlciError, UsageError
 from mlci.core.fsutil import append_text, cache_dir
 from mlci.core.signals import Terminated, sigterm_raises
 
-COMMANDS = (build, config, data_test, repro, report, scan, promote, verify, bundle)
+COMMANDS = (init, build, config, data_test, repro, report, scan, promote, verify, bundle)
 
 
 class _Parser(argparse.ArgumentParser):

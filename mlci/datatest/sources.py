@@ -237,8 +237,7 @@ class DuckSession:
         """The narrowest type every value of each column parses as (one scan of the whole file)."""
         if not names:
             return {}
-        tests = [(n, t, f"bool_and({ident(n)} IS NULL OR TRY_CAST({ident(n)} AS {t}) IS NOT NULL)")
-                 for n in names for t in _DETECTED]
+        tests = [(n, t, f"bool_and({ident(n)} IS NULL OR {_fits(ident(n), t)})") for n in names for t in _DETECTED]
         tests += [(n, "BOOLEAN", f"bool_and({ident(n)} IS NULL OR lower({ident(n)}) IN ('true', 'false'))")
                   for n in names]
         present = [f"COUNT({ident(n)}) > 0" for n in names]
@@ -287,6 +286,15 @@ class DuckSession:
             self.con.register_filesystem(fs)
             self._s3 = True
         return fs
+
+
+def _fits(col: str, db_type: str) -> str:
+    """Whether a text value parses as db_type; an integer only when nothing is lost (DuckDB casts '1.5' to BIGINT
+    as 2, and reads it so: a column of decimals would be detected, and then read, as rounded integers)."""
+    fits = f"TRY_CAST({col} AS {db_type}) IS NOT NULL"
+    if db_type == "BIGINT":
+        fits += f" AND TRY_CAST({col} AS BIGINT) = TRY_CAST({col} AS DOUBLE)"
+    return fits
 
 
 def _no_glob(path: str) -> str:

