@@ -46,6 +46,13 @@ def run(*, config_path: str | None, datasets: list[str], junit: str | None, json
     check_outputs({flag: Path(path) for flag, path in outputs.items() if path})
     loaded = cfg.load(config_path, Path.cwd())
     settings = loaded.config.data_tests
+    if not settings.datasets and settings.file is None and not datasets:
+        # Nothing configured (a repo that has no suite yet): the pipeline's job passes, as build and scan do.
+        if as_json:
+            log.out_json({"skipped": "no data_tests"})
+        else:
+            log.out("skipped: no data_tests in mlci.yaml")
+        return ExitCode.OK
     if not settings.datasets:
         raise ConfigError([f"{loaded.source}: data_tests: no datasets to test"])
     unknown = [n for n in datasets if n not in {d.name for d in settings.datasets}]

@@ -455,3 +455,22 @@ def test_a_postgres_dataset_without_psycopg_is_one_line_naming_the_extra(
                            "      checks: [{row_count: {min: 1}}]\n")
     code, _, err = _main(repo, monkeypatch, capsys, "data-test")
     assert (code, err) == (3, "mlci: error: PostgreSQL datasets need psycopg: pip install 'mlci[postgres]'\n")
+
+
+def test_a_repo_with_no_data_tests_skips_with_success_but_an_empty_suite_or_a_named_dataset_is_exit_2(
+        tmp_path: Path) -> None:
+    """The pipeline's data-test job passes in a repo that has no suite yet (as build and scan do); a suite file
+    with no datasets, or `--dataset` with nothing configured, is still a config error."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "mlci.yaml").write_text("version: 1\n")
+    done = repos.run_mlci(tmp_path, "data-test", "--junit", "j.xml", "--md", "r.md")
+    assert (done.returncode, done.stdout.strip()) == (0, "skipped: no data_tests in mlci.yaml"), done.stderr
+    assert not (tmp_path / "j.xml").exists() and not (tmp_path / "r.md").exists()
+    done = repos.run_mlci(tmp_path, "data-test", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) == {"skipped": "no data_tests"}
+    done = repos.run_mlci(tmp_path, "data-test", "--dataset", "d")
+    assert done.returncode == 2 and "no datasets to test" in done.stderr
+    (tmp_path / "suite.yaml").write_text("datasets: []\n")
+    (tmp_path / "mlci.yaml").write_text("version: 1\ndata_tests:\n  file: suite.yaml\n")
+    done = repos.run_mlci(tmp_path, "data-test")
+    assert done.returncode == 2 and "data_tests: no datasets to test" in done.stderr, done.stderr
