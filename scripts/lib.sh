@@ -42,16 +42,32 @@ ensure_wheelhouse() {
   fi
 }
 
+ensure_job_wheelhouse() {
+  # The job image's locked wheels (ci/job-image/requirements.lock, for its Debian bookworm Python), downloaded
+  # hash-checked once; made again when the lock changes.
+  local wheels="$ROOT/.tools/job-wheelhouse" want
+  want=$(sha256sum "$ROOT/ci/job-image/requirements.lock" | cut -d' ' -f1)
+  if [[ "$(cat "$wheels/done" 2>/dev/null)" != "$want" ]]; then
+    log "pip download the job image's locked wheels into $wheels"
+    rm -rf "$wheels" && mkdir -p "$wheels"
+    "$VENV/bin/python" "$ROOT/ci/job-image/lock.py" download "$wheels"
+    echo "$want" > "$wheels/done"
+  fi
+}
+
 ensure_image_inputs() {
-  # What the model-image tests build from, made once and cached under .tools/ (never in a test):
-  # a Debian bookworm rootfs with python3 and pip (debootstrap, ~90 s) and the example's pinned wheels.
-  local base="$ROOT/.tools/base" include="python3,python3-pip,python-is-python3"
+  # What the model-image and job-image tests build from, made once and cached under .tools/ (never in a test):
+  # a Debian bookworm rootfs with python3, pip and git (debootstrap, ~90 s; debootstrap's downloaded .debs
+  # removed), the example's pinned wheels and the job image's.
+  local base="$ROOT/.tools/base" include="python3,python3-pip,python-is-python3,git"
   ensure_wheelhouse
+  ensure_job_wheelhouse
   if [[ "$(cat "$base/done" 2>/dev/null)" != "$include" ]]; then
     log "debootstrap bookworm (minbase + $include) into $base/rootfs"
     rm -rf "$base" && mkdir -p "$base"
     debootstrap --variant=minbase --include="$include" bookworm "$base/rootfs" \
       "${MLCI_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$base/debootstrap.log" 2>&1
+    rm -f "$base"/rootfs/var/cache/apt/archives/*.deb
     echo "$include" > "$base/done"
   fi
 }

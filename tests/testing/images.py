@@ -41,6 +41,11 @@ def wheelhouse() -> Path:
     return _need(TOOLS / "wheelhouse")
 
 
+def job_wheelhouse() -> Path:
+    """The job image's locked wheels (ci/job-image/lock.py download)."""
+    return _need(TOOLS / "job-wheelhouse")
+
+
 def base_layout() -> Path:
     """The debootstrapped rootfs as an OCI layout with one uncompressed layer (built once, cached).
 
@@ -63,8 +68,8 @@ def base_layout() -> Path:
     layout.put_blob(sha256_digest(layer), io.BytesIO(layer))
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
-                         "history": [{"created_by": "debootstrap --variant=minbase "
-                                                    "--include=python3,python3-pip,python-is-python3 bookworm"}],
+                         "history": [{"created_by": "debootstrap --variant=minbase --include="
+                                                    f"{(TOOLS / 'base' / 'done').read_text().strip()} bookworm"}],
                          "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}},
                         sort_keys=True).encode()
     layout.put_blob(sha256_digest(config), io.BytesIO(config))
