@@ -131,9 +131,9 @@ def test_the_github_workflow_has_every_gitlab_job_and_hands_on_the_image() -> No
     workflow = _workflow(ROOT / ".github" / "workflows" / "mlci.yml")
     github = {job: run for path in SHIPPED for job, run in _run_steps(path)}
     assert set(github) == set(GITHUB_JOBS)  # the contract's jobs (the inside's import in its own workflow)
-    for job, run in github.items():  # the same mlci command and subcommand as the GitLab job
-        assert run.split()[:3 if run.split()[1] == "bundle" else 2] == \
-            gitlab[GITHUB_JOBS[job]].split()[:3 if run.split()[1] == "bundle" else 2], job
+    for job, run in github.items():  # the same mlci command (and subcommand) as the GitLab job
+        words = 3 if run.split()[1] == "bundle" else 2
+        assert run.split()[:words] == gitlab[GITHUB_JOBS[job]].split()[:words], job
     build = workflow["jobs"]["build"]
     assert [s["run"] for s in build["steps"] if "run" in s] == ['mlci build --dotenv "$GITHUB_OUTPUT"']
     step_id = next(s["id"] for s in build["steps"] if "run" in s)
