@@ -48,7 +48,8 @@ STANDIN_FOR = {
     "github/codeql-action/upload-sarif": "upload-sarif",
 }
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, a connection is refused at once
-_EXIT_RE = re.compile(r"exitcode '(?P<code>-?\d+)': failure")
+# A failed `run:` step: "exitcode 'N': failure" in a container, "exit status N" on the host (-self-hosted).
+_EXIT_RE = re.compile(r"exitcode '(?P<code>-?\d+)': failure|^exit status (?P<host>-?\d+)$")
 
 
 class ActUnavailable(RuntimeError):
@@ -100,8 +101,9 @@ class RunResult:
         lines += [f"  {j.name}: {j.status}" + (f" (exit {j.exit_code})" if j.exit_code is not None else "")
                   for j in self.jobs.values()]
         for job in self.jobs.values():
-            if job.status == "failure":
-                lines += [f"--- {job.name} ---", *job.log.splitlines()[-tail:]]
+            if job.status == "failure":  # mlci's own lines first, then the tail
+                said = [line for line in job.log.splitlines() if line.startswith(("mlci", "Error", "exit status"))]
+                lines += [f"--- {job.name} ---", *said[-tail:], "...", *job.log.splitlines()[-tail // 4:]]
         plain = [line for line in self.output.splitlines() if not line.startswith("{")]
         return "\n".join([*lines, *plain[-tail:]])
 
@@ -295,7 +297,7 @@ def parse_jobs(output: str) -> dict[str, JobResult]:
             steps.setdefault(name, {})[str(entry["step"])] = str(entry["stepResult"])
         found = _EXIT_RE.search(message)
         if found and name not in codes:
-            codes[name] = int(found["code"])
+            codes[name] = int(found["code"] or found["host"])
     return {name: JobResult(name, results.get(name, "skipped"), codes.get(name), "".join(lines),
                             steps.get(name, {}))
             for name, lines in logs.items()}
