@@ -61,9 +61,10 @@ def _runner_env(tmp_path: Path, forge: ForgeServer, **extra: str) -> dict[str, s
             "GITHUB_REPOSITORY": f"{OWNER}/{NAME}", "GITHUB_RUN_ID": "9100000042", **extra}
 
 
-def _run(repo: Path, tmp_path: Path, event: str, payload: dict[str, Any], env: dict[str, str]) -> RunResult:
-    return run_workflow(repo, event, payload, workdir=tmp_path / f"act-{event}",
-                        local={"mlci/mlci@v0.1.0": ROOT}, env=env, secrets={"GITHUB_TOKEN": TOKEN}, timeout=420)
+def _run(repo: Path, tmp_path: Path, event: str, payload: dict[str, Any], env: dict[str, str],
+         actor: str = "octo-dev") -> RunResult:
+    return run_workflow(repo, event, payload, workdir=tmp_path / f"act-{event}", local={"mlci/mlci@v0.1.0": ROOT},
+                        env=env, secrets={"GITHUB_TOKEN": TOKEN}, timeout=420, actor=actor)
 
 
 def _pull_request(repo: Path, number: int) -> dict[str, Any]:
@@ -146,11 +147,11 @@ def test_a_release_tag_run_promotes_the_scanned_image_into_prod(
                       MLCI_IMAGE_BASE=f"oci:{base_layout()}:{BASE_TAG}",
                       MLCI_IMAGE_PIP_ARGS=f"--no-index,--find-links,{wheelhouse()}",
                       MLCI_SCAN_CACHE_DIR=str(clean.cache_dir), GITHUB_RUN_ID=str(run_id),
-                      GITHUB_ACTOR="rel-manager", **plain_http(registry.host, registry_stage.host))
+                      **plain_http(registry.host, registry_stage.host))
     payload = {"ref": "refs/tags/v1.0.0", "after": sha, "ref_type": "tag",
                "repository": {"full_name": f"{OWNER}/{NAME}", "default_branch": "main"}}
 
-    result = _run(repo, tmp_path, "push", payload, env)
+    result = _run(repo, tmp_path, "push", payload, env, actor="rel-manager")
 
     assert _statuses(result) == {"config-check": "success", "train": "success", "data-test": "skipped",
                                  "build": "success", "scan": "success", "report": "skipped",

@@ -220,13 +220,15 @@ def run_workflow(
     jobs: Sequence[str] = (),
     timeout: float = 300.0,
     labels: Sequence[str] = ("ubuntu-latest", "self-hosted"),
+    actor: str = "octo-dev",
 ) -> RunResult:
     """Run `repo`'s workflows for `event` (with the event `payload`, as GitHub sends it) through act.
 
     ``local``: `owner/repo@ref` -> folder, for act's ``--local-repository`` (the stand-ins are added for every
     standard action the workflows use). ``env``: the runner's environment (act's ``--env``: what a self-hosted
     runner's .env file gives every job), laid over this process's PATH. ``secrets``: act's ``-s`` (masked in
-    logs). The stand-ins' origin, artifact and cache directories are under ``workdir``, with act's HOME/XDG.
+    logs). ``actor``: GITHUB_ACTOR/GITHUB_TRIGGERING_ACTOR (act's own default, `nektos/act`, is no GitHub login,
+    and mlci refuses it). The stand-ins' origin, artifact and cache directories are under ``workdir``, with act's HOME/XDG.
     """
     repo = Path(repo).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +252,7 @@ def run_workflow(
         **(env or {}),
     }
     command = [str(act_executable()), event, "--json", "--eventpath", str(event_path), "-W", workflows,
-               "--no-skip-checkout", "--no-cache-server", "--action-offline-mode",
+               "--no-skip-checkout", "--no-cache-server", "--action-offline-mode", "--actor", actor,
                *[x for label in labels for x in ("-P", f"{label}=-self-hosted")]]
     for key, folder in mappings.items():
         command += ["--local-repository", f"{key}={folder}"]
