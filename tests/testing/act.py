@@ -228,7 +228,8 @@ def run_workflow(
     standard action the workflows use). ``env``: the runner's environment (act's ``--env``: what a self-hosted
     runner's .env file gives every job), laid over this process's PATH. ``secrets``: act's ``-s`` (masked in
     logs). ``actor``: GITHUB_ACTOR/GITHUB_TRIGGERING_ACTOR (act's own default, `nektos/act`, is no GitHub login,
-    and mlci refuses it). The stand-ins' origin, artifact and cache directories are under ``workdir``, with act's HOME/XDG.
+    and mlci refuses it). The stand-ins' origin, artifact and cache directories are under ``workdir``, with act's
+    HOME/XDG.
     """
     repo = Path(repo).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
