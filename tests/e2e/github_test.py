@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.sign.support import p256
 from tests.testing import repos
 from tests.testing.act import ROOT, RunResult, run_workflow
 from tests.testing.forge import ForgeServer
@@ -135,7 +136,6 @@ def test_a_release_tag_run_promotes_the_scanned_image_into_prod(
     text = text.replace("registry.prod.bank.example", registry_stage.host)
     text = text.replace("      dvc_remote: prod\n      nexus_raw: https://nexus.prod.bank.example/repository/models\n",
                         "      approval: {mode: forge, required: 1}\n")
-    text = re.sub(r"  signing:\n    key_env: MLCI_SIGNING_KEY\n", "  signing: {}\n", text)
     config.write_text(text)
     sha = repos.commit_all(repo, "prod is reached directly, after one approval")
     repos.git(repo, "tag", "-a", "v1.0.0", "-m", "release 1.0.0")
@@ -143,10 +143,12 @@ def test_a_release_tag_run_promotes_the_scanned_image_into_prod(
     run_id = forge.add_workflow_run(OWNER, NAME, actor="rel-manager")
     forge.review_run(OWNER, NAME, run_id, user="carol", environments=["prod"])
     clean = make_db(tmp_path / "trivy-clean", advisories=())
+    keys = p256(tmp_path / "keys")  # promote.signing.key_env: the runner's environment names the key file
     env = _runner_env(tmp_path, forge, MLCI_IMAGE_NAME=f"docker://{registry.host}/ml/credit-model",
                       MLCI_IMAGE_BASE=f"oci:{base_layout()}:{BASE_TAG}",
                       MLCI_IMAGE_PIP_ARGS=f"--no-index,--find-links,{wheelhouse()}",
                       MLCI_SCAN_CACHE_DIR=str(clean.cache_dir), GITHUB_RUN_ID=str(run_id),
+                      MLCI_SIGNING_KEY=str(keys.private),
                       **plain_http(registry.host, registry_stage.host))
     payload = {"ref": "refs/tags/v1.0.0", "after": sha, "ref_type": "tag",
                "repository": {"full_name": f"{OWNER}/{NAME}", "default_branch": "main"}}
@@ -160,12 +162,12 @@ def test_a_release_tag_run_promotes_the_scanned_image_into_prod(
     assert digest, result.job("build").log
     promote = result.job("promote-prod").log
     assert f"docker://{registry_stage.host}/ml/credit-model:v1.0.0" in promote, promote
-    assert "carol" in promote, promote  # who approved, from the run's review history
     promoted = repos.run_mlci(repo, "verify", f"docker://{registry_stage.host}/ml/credit-model:v1.0.0",
-                              "--json", env=plain_http(registry_stage.host))
+                              "--key", str(keys.public), "--json", env=plain_http(registry_stage.host))
+    assert promoted.returncode == 0, promoted.stderr  # signed on the way in
     assert digest[0] in promoted.stdout + promoted.stderr, promoted.stdout + promoted.stderr
     audit = (result.artifact("mlci-promote") / "mlci-promote-audit.jsonl").read_text()
-    assert digest[0] in audit and "carol" in audit
+    assert digest[0] in audit and '"carol"' in audit, audit  # who approved, from the run's review history
 
 
 def test_bad_data_fails_the_data_test_job_with_mlci_s_exit_code(tmp_path: Path, forge: ForgeServer) -> None:

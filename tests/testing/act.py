@@ -102,7 +102,12 @@ class RunResult:
                   for j in self.jobs.values()]
         for job in self.jobs.values():
             if job.status == "failure":  # mlci's own lines first, then the tail
-                said = [line for line in job.log.splitlines() if line.startswith(("mlci", "Error", "exit status"))]
+                said, inside = [], False
+                for line in job.log.splitlines():  # the output of the job's `mlci` step
+                    if line.startswith("⭐"):
+                        inside = line.startswith("⭐ Run Main mlci ")
+                    if inside:
+                        said.append(line)
                 lines += [f"--- {job.name} ---", *said[-tail:], "...", *job.log.splitlines()[-tail // 4:]]
         plain = [line for line in self.output.splitlines() if not line.startswith("{")]
         return "\n".join([*lines, *plain[-tail:]])
