@@ -222,7 +222,9 @@ def test_docs_github_tables_are_generated_from_the_workflows() -> None:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     text = (ROOT / "docs" / "github.md").read_text()
+    assert text.count("<!-- /workflow -->") == text.count("<!-- workflow: ") == len(SHIPPED)  # every block closed
     for path in SHIPPED:
         assert f"<!-- workflow: {path.name} -->" in text
-        for name in _workflow(path)[True]["workflow_call"]["inputs"]:
-            assert f"| `{name}` |" in text
+        call = _workflow(path)[True]["workflow_call"]
+        for name in [*call["inputs"], *(call.get("secrets") or {}), *(call.get("outputs") or {})]:
+            assert f"| `{name}` |" in text, name

@@ -63,9 +63,9 @@ def _runner_env(tmp_path: Path, forge: ForgeServer, **extra: str) -> dict[str, s
 
 
 def _run(repo: Path, tmp_path: Path, event: str, payload: dict[str, Any], env: dict[str, str],
-         actor: str = "octo-dev") -> RunResult:
+         actor: str = "octo-dev", secrets: dict[str, str] | None = None) -> RunResult:
     return run_workflow(repo, event, payload, workdir=tmp_path / f"act-{event}", local={"mlci/mlci@v0.1.0": ROOT},
-                        env=env, secrets={"GITHUB_TOKEN": TOKEN}, timeout=420, actor=actor)
+                        env=env, secrets={"GITHUB_TOKEN": TOKEN, **(secrets or {})}, timeout=420, actor=actor)
 
 
 def _pull_request(repo: Path, number: int) -> dict[str, Any]:
@@ -143,17 +143,17 @@ def test_a_release_tag_run_promotes_the_scanned_image_into_prod(
     run_id = forge.add_workflow_run(OWNER, NAME, actor="rel-manager")
     forge.review_run(OWNER, NAME, run_id, user="carol", environments=["prod"])
     clean = make_db(tmp_path / "trivy-clean", advisories=())
-    keys = p256(tmp_path / "keys")  # promote.signing.key_env: the runner's environment names the key file
+    keys = p256(tmp_path / "keys")  # promote.signing.key_env: MLCI_SIGNING_KEY, a declared secret (the PEM)
     env = _runner_env(tmp_path, forge, MLCI_IMAGE_NAME=f"docker://{registry.host}/ml/credit-model",
                       MLCI_IMAGE_BASE=f"oci:{base_layout()}:{BASE_TAG}",
                       MLCI_IMAGE_PIP_ARGS=f"--no-index,--find-links,{wheelhouse()}",
                       MLCI_SCAN_CACHE_DIR=str(clean.cache_dir), GITHUB_RUN_ID=str(run_id),
-                      MLCI_SIGNING_KEY=str(keys.private),
                       **plain_http(registry.host, registry_stage.host))
     payload = {"ref": "refs/tags/v1.0.0", "after": sha, "ref_type": "tag",
                "repository": {"full_name": f"{OWNER}/{NAME}", "default_branch": "main"}}
 
-    result = _run(repo, tmp_path, "push", payload, env, actor="rel-manager")
+    pem = keys.private.read_text()
+    result = _run(repo, tmp_path, "push", payload, env, actor="rel-manager", secrets={"MLCI_SIGNING_KEY": pem})
 
     assert _statuses(result) == {"config-check": "success", "train": "success", "data-test": "skipped",
                                  "build": "success", "scan": "success", "report": "skipped",
@@ -168,6 +168,7 @@ def test_a_release_tag_run_promotes_the_scanned_image_into_prod(
     assert digest[0] in promoted.stdout + promoted.stderr, promoted.stdout + promoted.stderr
     audit = (result.artifact("mlci-promote") / "mlci-promote-audit.jsonl").read_text()
     assert digest[0] in audit and '"carol"' in audit, audit  # who approved, from the run's review history
+    assert pem.splitlines()[1] not in result.output  # the key reached only the promote job, and never its log
 
 
 def test_bad_data_fails_the_data_test_job_with_mlci_s_exit_code(tmp_path: Path, forge: ForgeServer) -> None:
