@@ -344,6 +344,37 @@ def seed_remote_include(repo: Path, url: str, content: str | bytes) -> Path:
     return destination
 
 
+def seed_artifacts(
+    repo: Path,
+    job: str,
+    files: Mapping[str, str | bytes | Path],
+    *,
+    dotenv: str | None = None,
+) -> Path:
+    """Prepare a job's artifacts as if it had run, so a later job can run alone from them (``jobs=[...]`` with
+    ``keep_artifacts=True``): gitlab-ci-local copies ``artifacts/<job>/`` into the jobs that need it and reads
+    ``dotenv:`` reports from ``artifacts/<job>/.gitlab-ci-reports/dotenv/``; ``dotenv`` names one of ``files``
+    that is the job's dotenv report."""
+    target = artifacts_dir(Path(repo), job)
+    _ensure_state_gitignore(Path(repo))
+    shutil.rmtree(target, ignore_errors=True)
+    entries = dict(files)
+    if dotenv is not None:
+        if dotenv not in entries:
+            raise ValueError(f"dotenv {dotenv!r} is not one of the files")
+        entries[f".gitlab-ci-reports/dotenv/{dotenv}"] = entries[dotenv]
+    for name, content in entries.items():
+        destination = target / _checked_relative(name)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copyfile(content, destination)
+        elif isinstance(content, bytes):
+            destination.write_bytes(content)
+        else:
+            destination.write_text(content)
+    return target
+
+
 def write_files(root: Path, files: Mapping[str, str | bytes]) -> None:
     """Write text/bytes files under root, creating parent directories."""
     for name, content in files.items():
@@ -407,10 +438,12 @@ def _gcl_env(env: Mapping[str, str] | None, *, inherit_env: bool, offline: bool)
     return merged
 
 
-def _common_args(repo: Path, variables: Mapping[str, str] | None) -> list[str]:
-    """Flags shared by the run and the job listing."""
+def _common_args(repo: Path, variables: Mapping[str, str] | None, ci_file: str | None = None) -> list[str]:
+    """Flags shared by the run and the job listing (``ci_file``: the pipeline file, relative to the repo)."""
     # gitlab-ci-local rejects an absolute --cwd: the caller runs it with cwd=repo instead.
     args = ["--no-color", "--home", str(state_dir(repo) / "home")]
+    if ci_file is not None:
+        args += ["--file", str(_checked_relative(ci_file))]
     for key, value in (variables or {}).items():
         if not _VARIABLE_KEY_RE.match(key):
             raise ValueError(f"gitlab-ci-local ignores variable names that are not \\w+: {key!r}")
@@ -426,10 +459,12 @@ def list_jobs(
     inherit_env: bool = True,
     offline: bool = True,
     timeout: float = 120.0,
+    ci_file: str | None = None,
 ) -> list[dict[str, object]]:
     """All jobs of the pipeline (--list-json: name, stage, when, allow_failure, needs)."""
     repo = Path(repo).resolve()
-    command = [str(gcl_executable()), *_common_args(repo, variables), "--list-json", "--no-json-schema-validation"]
+    command = [str(gcl_executable()), *_common_args(repo, variables, ci_file), "--list-json",
+               "--no-json-schema-validation"]
     result = subprocess.run(
         command,
         cwd=repo,
@@ -444,9 +479,9 @@ def list_jobs(
     return list(json.loads(result.stdout))
 
 
-def _clean_state(repo: Path) -> None:
-    """Drop logs, artifacts and build copies of earlier runs (keeps the include cache)."""
-    for name in ("output", "artifacts", "builds", "scripts"):
+def _clean_state(repo: Path, *, keep_artifacts: bool = False) -> None:
+    """Drop logs, artifacts (unless kept) and build copies of earlier runs (keeps the include cache)."""
+    for name in ("output", "builds", "scripts") if keep_artifacts else ("output", "artifacts", "builds", "scripts"):
         shutil.rmtree(state_dir(repo) / name, ignore_errors=True)
 
 
@@ -479,9 +514,11 @@ def run_pipeline(
     needs: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     clean: bool = True,
+    keep_artifacts: bool = False,
     offline: bool = True,
     inherit_env: bool = True,
     extra_args: Sequence[str] = (),
+    ci_file: str | None = None,
 ) -> PipelineResult:
     """Run the repo's pipeline with gitlab-ci-local and return per-job results.
 
@@ -489,14 +526,16 @@ def run_pipeline(
     what shell jobs see, e.g. a venv's bin dir on PATH; ``variables`` become
     ``--variable K=V`` CI variables, which override same-named YAML and host
     variables. ``jobs`` runs only those jobs (``needs=True`` adds what they
-    need). ``clean`` first drops logs/artifacts/builds of earlier runs.
+    need). ``clean`` first drops logs/artifacts/builds of earlier runs (``keep_artifacts``: all but the
+    artifacts, which jobs run alone take from; see :func:`seed_artifacts`). ``ci_file`` is another pipeline
+    file than ``.gitlab-ci.yml`` (relative to the repo; e.g. one under the ignored state directory).
     ``offline`` sets GIT_ALLOW_PROTOCOL=file (jobs inherit it) so an unseeded
     include fails at once instead of reaching for the network.
     """
     repo = Path(repo).resolve()
     command = [
         str(gcl_executable()),
-        *_common_args(repo, variables),
+        *_common_args(repo, variables, ci_file),
         "--shell-isolation",
         "--force-shell-executor",
         "--no-artifacts-to-source",
@@ -508,7 +547,7 @@ def run_pipeline(
         command.append("--needs")
     command += list(jobs or [])
     if clean:
-        _clean_state(repo)
+        _clean_state(repo, keep_artifacts=keep_artifacts)
     gcl_env = _gcl_env(env, inherit_env=inherit_env, offline=offline)
     started = time.monotonic()
     process = subprocess.Popen(
@@ -525,7 +564,8 @@ def run_pipeline(
     output = _communicate(process, timeout)
     duration = time.monotonic() - started
     try:
-        listed = list_jobs(repo, env=env, variables=variables, inherit_env=inherit_env, offline=offline)
+        listed = list_jobs(repo, env=env, variables=variables, inherit_env=inherit_env, offline=offline,
+                           ci_file=ci_file)
     except (RuntimeError, ValueError, subprocess.TimeoutExpired):
         listed = []  # e.g. an invalid pipeline: the run's output says why
     results = parse_job_results(repo, output, listed)
