@@ -23,7 +23,9 @@ from .gitlab_ci_local import (
     parse_remote_url,
     run_pipeline,
     safe_job_name,
+    seed_artifacts,
     seed_project_include,
+    state_dir,
 )
 
 INCLUDE_PROJECT = "mlci/mlci"
@@ -220,6 +222,41 @@ def test_only_selected_jobs_run(gcl: Path, tmp_path: Path) -> None:
     assert result.job("consume").status == "success", why
     assert "payload-from-yaml" in result.job("consume").log, why
     assert result.job("boom").status == "skipped"
+
+
+HANDED_ON = """\
+stages: [build, use]
+make:
+  stage: build
+  script:
+    - echo "IMAGE=built-here" > made.env
+    - echo made > made.txt
+  artifacts:
+    reports:
+      dotenv: made.env
+    paths: [made.txt]
+use:
+  stage: use
+  needs: [make]
+  script:
+    - echo "image=$IMAGE file=$(cat made.txt)"
+"""
+
+
+def test_a_job_runs_alone_from_prepared_artifacts_and_another_pipeline_file(gcl: Path, tmp_path: Path) -> None:
+    """seed_artifacts stands in for the job that was not run: its files and its dotenv report reach the job run
+    alone (keep_artifacts keeps them through the clean); ci_file runs another pipeline file than .gitlab-ci.yml."""
+    repo = make_git_repo(tmp_path / "repo", {".gitlab-ci.yml": "never-read: [\n"})  # not the file that runs
+    form = state_dir(repo) / "other.gitlab-ci.yml"
+    form.parent.mkdir(parents=True, exist_ok=True)
+    form.write_text(HANDED_ON)
+    seed_artifacts(repo, "make", {"made.env": "IMAGE=prepared\n", "made.txt": "by-the-test\n"}, dotenv="made.env")
+    result = run_pipeline(repo, jobs=["use"], keep_artifacts=True, ci_file=".gitlab-ci-local/other.gitlab-ci.yml")
+    assert result.returncode == 0, result.describe()
+    assert result.job("make").status == "skipped", result.describe()
+    assert "image=prepared file=by-the-test" in result.job("use").log, result.job("use").log
+    with pytest.raises(ValueError, match="not one of the files"):
+        seed_artifacts(repo, "make", {"made.txt": "x"}, dotenv="made.env")
 
 
 def test_gotcha_after_script_drops_untracked_outputs_under_shell_isolation(gcl: Path, tmp_path: Path) -> None:
