@@ -28,17 +28,18 @@ from tests.testing.gitlab_ci_local import (
 
 PROJECT, REF = "mlci/mlci", "v0.1.0"
 PLAIN_INCLUDE = {"project": PROJECT, "ref": REF, "file": "/.gitlab-ci/ml-pipeline.gitlab-ci.yml"}
-NON_DEFAULT: dict[str, str | bool] = {
+NON_DEFAULT: dict[str, str | bool | int] = {
     "ci-image": "registry.bank.internal/mirror/mlci/ci@sha256:" + "ab" * 32, "stage-environment": "uat",
-    "prod-environment": "production", "data-test": False, "scan": False, "report": False}
+    "prod-environment": "production", "data-test": False, "scan": False, "report": False,
+    "report-git-depth": 50}
 VARIABLE = {"ci-image": "MLCI_CI_IMAGE", "stage-environment": "MLCI_STAGE_ENVIRONMENT",
             "prod-environment": "MLCI_PROD_ENVIRONMENT", "data-test": "MLCI_RUN_DATA_TEST", "scan": "MLCI_RUN_SCAN",
-            "report": "MLCI_RUN_REPORT"}
+            "report": "MLCI_RUN_REPORT", "report-git-depth": "MLCI_MR_GIT_DEPTH"}
 
 
-def _as_variable(value: str | bool) -> str:
+def _as_variable(value: str | bool | int) -> str:
     """An input's value as the plain include's CI variable (a string: a boolean input is true/false)."""
-    return ("true" if value else "false") if isinstance(value, bool) else value
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 STAGES = ["validate", "train", "test", "build", "scan", "report", "promote"]
 # The contract of issue 13: the jobs each pipeline kind runs (and how).
 CONNECTED = ["mlci-config-check", "mlci-train", "mlci-build", "mlci-scan"]
@@ -109,7 +110,7 @@ def _preview(gcl: Path, repo: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("inputs", [{}, NON_DEFAULT], ids=["default-inputs", "non-default-inputs"])
 def test_the_component_renders_the_jobs_of_the_plain_include(
-        gcl: Path, plain: Path, templates: tuple[Path, str], inputs: dict[str, str | bool]) -> None:
+        gcl: Path, plain: Path, templates: tuple[Path, str], inputs: dict[str, str | bool | int]) -> None:
     repo, sha = templates
     _write_pipeline(plain, {"include": [PLAIN_INCLUDE], **(
         {"variables": {VARIABLE[k]: _as_variable(v) for k, v in inputs.items()}} if inputs else {})})
