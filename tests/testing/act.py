@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.testing.procs import communicate_or_stop
 
 ACT_VERSION = "0.2.89"
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,22 +196,10 @@ def check_offline(workflows: Iterable[Path], local: Mapping[str, Path]) -> None:
 
 
 def _communicate(process: subprocess.Popen[str], timeout: float) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-        return output
-    except subprocess.TimeoutExpired:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                output, _ = process.communicate(timeout=5)
-                raise ActTimeout(f"act did not finish within {timeout}s:\n{output[-4000:]}") from None
-            except subprocess.TimeoutExpired:
-                continue
-        raise ActTimeout(f"act did not finish within {timeout}s") from None
-
+    output, stopped = communicate_or_stop(process, timeout)
+    if stopped:
+        raise ActTimeout(f"act did not finish within {timeout}s" + (f":\n{output[-4000:]}" if output else ""))
+    return output
 
 def run_workflow(
     repo: Path,

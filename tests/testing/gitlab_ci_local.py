@@ -33,12 +33,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.testing.procs import communicate_or_stop
 
 GCL_VERSION = "4.73.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -320,15 +321,20 @@ def seed_project_include(
     written = []
     for name, content in entries.items():
         destination = target / _checked_relative(name)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, Path):
-            shutil.copyfile(content, destination)
-        elif isinstance(content, bytes):
-            destination.write_bytes(content)
-        else:
-            destination.write_text(content)
+        _write_entry(destination, content)
         written.append(destination)
     return written
+
+
+def _write_entry(destination: Path, content: str | bytes | Path) -> None:
+    """One seeded file: copied from a path, or written from text or bytes (parents made)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, Path):
+        shutil.copyfile(content, destination)
+    elif isinstance(content, bytes):
+        destination.write_bytes(content)
+    else:
+        destination.write_text(content)
 
 
 def seed_remote_include(repo: Path, url: str, content: str | bytes) -> Path:
@@ -365,13 +371,7 @@ def seed_artifacts(
         entries[f".gitlab-ci-reports/dotenv/{dotenv}"] = entries[dotenv]
     for name, content in entries.items():
         destination = target / _checked_relative(name)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, Path):
-            shutil.copyfile(content, destination)
-        elif isinstance(content, bytes):
-            destination.write_bytes(content)
-        else:
-            destination.write_text(content)
+        _write_entry(destination, content)
     return target
 
 
@@ -486,24 +486,10 @@ def _clean_state(repo: Path, *, keep_artifacts: bool = False) -> None:
 
 
 def _communicate(process: subprocess.Popen[str], timeout: float) -> str:
-    """Wait for a process group; on timeout kill it all and raise PipelineTimeout."""
-    try:
-        output, _ = process.communicate(timeout=timeout)
-        return output
-    except subprocess.TimeoutExpired:
-        output = ""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                output, _ = process.communicate(timeout=5)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        raise PipelineTimeout(f"gitlab-ci-local did not finish within {timeout}s", output or "") from None
-
+    output, stopped = communicate_or_stop(process, timeout)
+    if stopped:
+        raise PipelineTimeout(f"gitlab-ci-local did not finish within {timeout}s", output)
+    return output
 
 def run_pipeline(
     repo: Path,

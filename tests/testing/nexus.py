@@ -333,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, ctype, data = self.server.api.handle(self.command, self.path, self.headers, body)
+        status, ctype, data = self.server.api.handle(self.command, self.path, dict(self.headers.items()), body)
         self.send_response(status)
         if status == 401:
             self.send_header("WWW-Authenticate", f'BASIC realm="{REALM}"')

@@ -1,6 +1,8 @@
 """Small helpers shared by the fixtures that run servers (registry, moto, PostgreSQL)."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -31,3 +33,24 @@ def tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def communicate_or_stop(process: subprocess.Popen[str], timeout: float) -> tuple[str, bool]:
+    """The output of a process started with start_new_session=True, and whether it ran past `timeout`: then its
+    whole process group is stopped (SIGTERM, then SIGKILL) and what it printed until then returned."""
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        return output, False
+    except subprocess.TimeoutExpired:
+        pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            output, _ = process.communicate(timeout=5)
+            return output or "", True
+        except subprocess.TimeoutExpired:
+            continue
+    return "", True
