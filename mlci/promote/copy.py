@@ -2,7 +2,8 @@
 blob the destination lacks, mounted from the source repository on the same registry, several at once; index
 children first), its referrers (scan records, SBOMs) and its cosign signature tag `sha256-<hex>.sig`, then
 checks the digest at the destination; `tag` writes the tag (refused when it names another digest, unless
-forced) and the alias tags. Nothing else is copied: no `mlci-key-*` tag, no build-cache record (an artifact
+forced) and the alias tags. What the destination holds already (blobs, manifests by digest, listed referrers) is
+not written again. Nothing else is copied: no `mlci-key-*` tag, no build-cache record (an artifact
 without a subject, so never a referrer). A re-run reuses everything that already arrived."""
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def stage(src: ImageSource, src_ref: str | None, dst: Endpoint) -> Staged:
     staged = Staged(top.digest, top)
     _blobs(src, dst, manifests, staged)
     for manifest in manifests:
-        dst.put_manifest(manifest, None, child=True)  # by digest: no tag yet
+        if not _present(dst, manifest.digest):  # a manifest named by its digest is there or not: never rewritten
+            dst.put_manifest(manifest, None, child=True)  # by digest: no tag yet
     for manifest in manifests:
         staged.referrers.extend(_copy_referrers(src, dst, manifest.digest, staged))
     staged.signature = _copy_signature(src, dst, top.digest, staged)
@@ -116,6 +118,17 @@ def tag(dst: Endpoint, staged: Staged, name: str, *, aliases: bool, force: bool,
                   forced=seen is not None and seen != staged.digest)
 
 
+def _present(dst: Endpoint, digest: str) -> bool:
+    """Whether the destination holds the manifest `digest` (a HEAD on a registry)."""
+    if isinstance(dst, RegistryEndpoint):
+        return dst.registry.has_manifest(dst.repository, digest)
+    try:
+        dst.get_manifest(digest)
+    except NotFound:
+        return False
+    return True
+
+
 def _blobs(src: ImageSource, dst: Endpoint, manifests: list[Manifest], staged: Staged) -> None:
     blobs = {b.digest: b for m in manifests for b in m.blobs()}
     with Progress(staged.digest, [b.size for b in blobs.values()]) as progress:
@@ -133,7 +146,13 @@ def _copy_referrers(src: ImageSource, dst: Endpoint, digest: str, staged: Staged
         raise UsageError("an oci-archive destination cannot hold the image's referrers (scan records, SBOM): "
                          "promote into a registry or an oci: layout")
     copied = []
+    listed: set[str] | None = None  # the destination's referrers of `digest`, read once when there is one to copy
     for descriptor in referrers.referrers(src, digest):
+        if listed is None:
+            listed = {d.digest for d in referrers.referrers(dst, digest)}
+        if descriptor.digest in listed:  # a re-run: stored and listed there already
+            copied.append(descriptor.digest)
+            continue
         manifest = src.get_manifest(descriptor.digest)
         _blobs(src, dst, [manifest], staged)
         referrers.put_referrer(dst, manifest)
