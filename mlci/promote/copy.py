@@ -83,10 +83,13 @@ def stage(src: ImageSource, src_ref: str | None, dst: Endpoint) -> Staged:
     top = src.get_manifest(src_ref)
     manifests = manifest_tree(src, top)
     staged = Staged(top.digest, top)
-    _blobs(src, dst, manifests, staged)
-    for manifest in manifests:
-        if not _present(dst, manifest.digest):  # a manifest named by its digest is there or not: never rewritten
-            dst.put_manifest(manifest, None, child=True)  # by digest: no tag yet
+    # A manifest named by its digest is there or not, never rewritten; a registry accepts a manifest only once the
+    # blobs it names are there (distribution checks them on PUT), so those of a present manifest are not asked for.
+    missing = [m for m in manifests if not _present(dst, m.digest)]
+    staged.reused += sorted({b.digest for m in manifests if m not in missing for b in m.blobs()})
+    _blobs(src, dst, missing, staged)
+    for manifest in missing:
+        dst.put_manifest(manifest, None, child=True)  # by digest: no tag yet
     for manifest in manifests:
         staged.referrers.extend(_copy_referrers(src, dst, manifest.digest, staged))
     staged.signature = _copy_signature(src, dst, top.digest, staged)
