@@ -9,14 +9,15 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlci.core import log
 from mlci.core.errors import EnvironmentProblem, MlciError
 from mlci.core.log import redact
-from mlci.core.signals import Terminated
+from mlci.core.signals import Terminated, deferred
 
 # After asking a child to stop, how long it may clean up (DVC releasing its lock) before SIGKILL.
 STOP_GRACE = 5.0
@@ -90,8 +91,7 @@ def _timed_out(argv: Sequence[str], timeout: float | None) -> TimedOut:
 
 def _run_captured(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None,
                   timeout: float | None) -> tuple[int, str, str]:
-    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, errors="replace") as child, _stopped_on_exit(child, argv, timeout):
+    with _watched(argv, timeout, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
         out, err = child.communicate(timeout=timeout)
     return child.returncode, out, err
 
@@ -99,14 +99,25 @@ def _run_captured(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] 
 def _run_streaming(argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None,
                    timeout: float | None) -> tuple[int, str]:
     lines: list[str] = []
-    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace", bufsize=1) as child, _stopped_on_exit(child, argv, timeout):
+    with _watched(argv, timeout, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                  bufsize=1) as child:
         assert child.stdout is not None
         for line in child.stdout:
             lines.append(line)
             log.stream(line)
         returncode = child.wait(timeout=timeout)
     return returncode, "".join(lines)
+
+
+@contextmanager
+def _watched(argv: Sequence[str], timeout: float | None, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """The started child, stopped with its tree whatever ends the block; a signal that arrives while it starts
+    waits until it is watched, so no child outlives mlci."""
+    with ExitStack() as stack:
+        with deferred():
+            child = stack.enter_context(subprocess.Popen(argv, text=True, errors="replace", **popen))
+            stack.enter_context(_stopped_on_exit(child, argv, timeout))
+        yield child
 
 
 @contextmanager

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -76,3 +77,22 @@ def test_a_timeout_stops_the_child_and_is_an_environment_problem() -> None:
     with pytest.raises(EnvironmentProblem, match=r"timed out after 1 s"):
         proc.run([sys.executable, "-c", "import time; time.sleep(60)"], timeout=1)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(("sig", "raised"), [(signal.SIGTERM, signals.Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_a_signal_while_the_child_starts_still_stops_it(
+        monkeypatch: pytest.MonkeyPatch, sig: signal.Signals, raised: type[BaseException]) -> None:
+    """The signal lands inside Popen, after the exec and before mlci watches the child: the child is stopped
+    and reaped all the same, never left running behind an exited mlci."""
+    started: list[int] = []
+    execute = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def execute_then_signal(self: subprocess.Popen[str], *args: object) -> None:
+        execute(self, *args)
+        started.append(self.pid)
+        os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", execute_then_signal)
+    with signals.sigterm_raises(), pytest.raises(raised):
+        proc.run([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert started and not Path(f"/proc/{started[0]}").exists()
