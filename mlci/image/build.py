@@ -126,6 +126,11 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
     key_tag = KEY_PREFIX + key[:40]
     existing = _existing(dest, key_tag)
     if existing is not None:
+        if inputs.artifacts is not None:
+            try:
+                inputs.artifacts.verify()  # the image holds what DVC recorded: so must the workspace
+            finally:
+                cache.save_file_hashes()
         dest.put_manifest(existing, tag)
         dest.commit()
         return BuildResult(reference(plan, tag), existing.digest, key, reused=True,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -176,24 +177,39 @@ def file_md5(path: Path) -> str:
     return _file_digest(path, "md5")
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
+def remember_file_hash(path: Path, before: os.stat_result, algorithm: str, digest: str) -> None:
+    """Remember `digest` of a file that was read whole after `before` was taken (a stale stamp only misses)."""
+    _index()[_key(path, algorithm)] = [*_stamp(before), digest]
+
+
+def _index() -> dict[str, list[object]]:
     global _stat_index
     if _stat_index is None:
         try:
             _stat_index = dict(json.loads(_index_path().read_text(encoding="utf-8")))
         except (OSError, ValueError):
             _stat_index = {}
-    st = path.stat()
-    key = str(path.resolve()) if algorithm == "sha256" else f"{algorithm}:{path.resolve()}"
-    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-    known = _stat_index.get(key)
+    return _stat_index
+
+
+def _key(path: Path, algorithm: str) -> str:
+    return str(path.resolve()) if algorithm == "sha256" else f"{algorithm}:{path.resolve()}"
+
+
+def _stamp(st: os.stat_result) -> list[object]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    index, stamp, key = _index(), _stamp(path.stat()), _key(path, algorithm)
+    known = index.get(key)
     if isinstance(known, list) and known[:3] == stamp:
         return str(known[3])
     digest = hashlib.new(algorithm, usedforsecurity=algorithm == "sha256")
     with path.open("rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
-    _stat_index[key] = [*stamp, digest.hexdigest()]
+    index[key] = [*stamp, digest.hexdigest()]
     return digest.hexdigest()
 
 

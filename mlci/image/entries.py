@@ -27,6 +27,16 @@ EXCLUDED = frozenset({".git", "__pycache__"})
 
 
 @dataclass(frozen=True)
+class Expected:
+    """The md5 a file's bytes must have (what DVC recorded), checked on the one read that streams them into
+    the layer: `refusal` (exit 2) when they differ, else `confirm` (which remembers the file's hash)."""
+
+    md5: str
+    refusal: str
+    confirm: Callable[[], object]
+
+
+@dataclass(frozen=True)
 class Entry:
     """One member of a layer: its path in the image (no leading slash) and where its bytes come from."""
 
@@ -36,6 +46,7 @@ class Entry:
     source: Path | None = None  # a file's bytes (for a DVC cache link: the cache file)
     executable: bool = False
     linkname: str = ""
+    expected: Expected | None = None
 
 
 def repo_path(value: str, key: str) -> str:

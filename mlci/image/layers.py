@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
-from mlci.core.errors import EnvironmentProblem
+from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.image.entries import Entry
 from mlci.image.scan import Scanner
 from mlci.oci.layout import BlobFile
@@ -79,9 +79,30 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO, scanner: Scanner) -> None
             if entry.kind == "file":
                 assert entry.source is not None
                 with entry.source.open("rb") as handle:
-                    tar.addfile(info, scanner.reader(handle, entry.shown))
+                    checked = _Md5Reader(handle) if entry.expected is not None else None
+                    tar.addfile(info, scanner.reader(cast(BinaryIO, checked or handle), entry.shown))
+                if entry.expected is not None and checked is not None:
+                    if checked.md5.hexdigest() != entry.expected.md5:
+                        raise UsageError(entry.expected.refusal)  # before the layer is finished: no blob
+                    entry.expected.confirm()
             else:
                 tar.addfile(info)
+
+
+class _Md5Reader(io.RawIOBase):
+    """A file read through, its md5 taken on the way (DVC's hash of it, checked on the read that layers it)."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        super().__init__()
+        self.inner, self.md5 = inner, hashlib.md5(usedforsecurity=False)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.md5.update(data)
+        return data
 
 
 class _Hashing(io.RawIOBase):

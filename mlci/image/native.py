@@ -3,6 +3,7 @@ pinned lock, code, and model artifacts (weights) each in their own layer — so 
 never uploaded again. The build key hashes every input; an image already tagged with it is reused."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.log import logger
 from mlci.image import cache, deps, python
-from mlci.image.entries import Collector, Entry
+from mlci.image.entries import Collector, Entry, Expected
 from mlci.image.labels import created
 from mlci.image.layers import MEDIA_TYPES, Compression, Layer, write_layer
 from mlci.image.python import Base
@@ -48,6 +49,7 @@ class Artifacts:
 
     fingerprint: list[Any]
     collect: Callable[[], list[Entry]]
+    verify: Callable[[], object]  # when the layer is reused: the workspace's DVC files have their recorded md5
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class LayerSpec:
     compression: Compression
     entries: Callable[[Path], list[Entry]]  # (work dir) -> what goes in (pip runs, weights are pulled, here)
     check: Callable[[], object] = lambda: None  # what can refuse the build, run before anything is written
+    reused: Callable[[], object] = lambda: None  # what can refuse reusing the layer instead of building it
 
     @property
     def key(self) -> str:
@@ -113,9 +116,12 @@ def artifact_inputs(settings: ImageSettings, collector: Collector, paths: tuple[
     """The artifacts layer's fingerprint without the weights' bytes. A DVC output is keyed by the hash DVC
     recorded for it; when it is already in the workspace, a file must match that md5 (else exit 2: the
     layer would not hold what the workspace has), and a directory (or a file inside one, or a lock without
-    `hash: md5`) is keyed by its content instead. Everything else under the paths is keyed by content."""
+    `hash: md5`) is keyed by its content instead. Everything else under the paths is keyed by content.
+    The md5 is checked on the read that streams the file into the layer (no pass over the weights before
+    the build), or by `verify` when the layer is reused instead of built."""
     root = collector.root
     parts: list[Any] = []
+    expected: dict[str, Recorded] = {}  # image path -> the DVC output file there, checked against its md5
     for path in paths:
         outputs = [r for r in recorded if r.artifact == path]
         if not outputs:
@@ -129,7 +135,8 @@ def artifact_inputs(settings: ImageSettings, collector: Collector, paths: tuple[
             elif out.is_dir or out.inside or out.recorded.get("hash") != "md5":
                 keyed.append(["content", name, fingerprint(collector.entries([(out.path, name)]))])
             else:
-                keyed.append(["dvc", name, _verified(collector, out, name), False])
+                keyed.append(["dvc", name, out.recorded, False])
+                expected[name] = out
         covered = [image_path(settings, out.path) for out in outputs]
         rest = [e for e in collector.entries([(path, image_path(settings, path))])
                 if not any(e.name == c or e.name.startswith(c + "/") or (e.kind == "dir" and c.startswith(e.name + "/"))
@@ -138,18 +145,30 @@ def artifact_inputs(settings: ImageSettings, collector: Collector, paths: tuple[
 
     def collect() -> list[Entry]:
         pull()
-        return collector.entries((p, image_path(settings, p)) for p in paths)
-    return Artifacts(parts, collect)
+        return [_checked(e, expected[e.name]) if e.name in expected else e
+                for e in collector.entries((p, image_path(settings, p)) for p in paths)]
+
+    def verify() -> None:
+        for name, out in expected.items():
+            entry = next(e for e in collector.entries([(out.path, name)]) if e.name == name)  # link rules applied
+            if entry.kind != "file" or entry.source is None or cache.file_md5(entry.source) != out.recorded["md5"]:
+                raise UsageError(_differs(out))
+    return Artifacts(parts, collect, verify)
 
 
-def _verified(collector: Collector, out: Recorded, name: str) -> dict[str, Any]:
-    """The recorded hash of a DVC output file in the workspace, after checking the file has that md5."""
-    entry = next(e for e in collector.entries([(out.path, name)]) if e.name == name)  # link rules applied
-    if entry.kind == "file" and entry.source is not None and cache.file_md5(entry.source) == out.recorded["md5"]:
-        return out.recorded
-    raise UsageError(f"image.artifacts: {out.path} differs from what DVC recorded for {out.output} (md5 "
-                     f"{out.recorded['md5']}): changed without `dvc commit`? Record it with `dvc commit`, or "
-                     f"restore it with `dvc checkout {out.output}`")
+def _checked(entry: Entry, out: Recorded) -> Entry:
+    """A DVC output file's entry, to be checked against its recorded md5 as it streams into the layer."""
+    if entry.kind != "file" or entry.source is None:
+        raise UsageError(_differs(out))
+    source, md5, before = entry.source, str(out.recorded["md5"]), entry.source.stat()
+    return dataclasses.replace(entry, expected=Expected(md5, _differs(out),
+                                                        lambda: cache.remember_file_hash(source, before, "md5", md5)))
+
+
+def _differs(out: Recorded) -> str:
+    return (f"image.artifacts: {out.path} differs from what DVC recorded for {out.output} (md5 "
+            f"{out.recorded['md5']}): changed without `dvc commit`? Record it with `dvc commit`, or restore it "
+            f"with `dvc checkout {out.output}`")
 
 
 def fingerprint(entries: Iterable[Entry]) -> list[tuple[str, str, bool, str]]:
@@ -191,7 +210,7 @@ def layer_specs(settings: ImageSettings, root: Path, inputs: Inputs, base: Base)
     if inputs.artifacts is not None:
         artifacts = inputs.artifacts
         specs.append(LayerSpec("artifacts", [settings.workdir, artifacts.fingerprint], settings.artifacts_compression,
-                               lambda work: artifacts.collect()))
+                               lambda work: artifacts.collect(), reused=artifacts.verify))
     return specs
 
 
@@ -240,6 +259,7 @@ def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, sink: Endpoint, 
         if found is None:
             missing.append(spec)
             continue
+        spec.reused()
         layer, recorded = found
         where = "the destination's build cache" if recorded else "the local layer index"
         logger.info("mlci: %s layer: unchanged, already in the destination (%s, from %s)", spec.name,

@@ -6,6 +6,7 @@ Records are OCI artifacts without a subject; a record whose blob is gone is not 
 without `dvc commit` are refused."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -210,6 +211,30 @@ def test_a_cache_record_is_an_artifact_without_a_subject_naming_the_layer(regist
     assert "mlci: code layer: building" in err
     assert "subject" not in _manifest(registry, "ml/records", code_tag)  # replaced by a good one
     assert _manifest(registry, "ml/records", str(again["digest"]))["layers"] == image["layers"]
+
+
+def test_weights_changed_before_the_first_build_are_refused_as_they_stream(tmp_path: Path) -> None:
+    """No pass over the weights before the build: their md5 is checked on the one read that layers them,
+    and a mismatch refuses the build before the layer is finished (no weights blob, no image, no tag). A
+    build that read them remembers their md5, so the next build's check reads nothing."""
+    repo = _repo(tmp_path / "model", {"name": f"oci:{tmp_path / 'out'}"})
+    weights = repo / WEIGHTS
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # the same size: only the bytes tell
+    code, _built, err = _build(repo, tmp_path / "cache")
+    assert code == 2 and err.strip().splitlines()[-1].startswith(
+        f"mlci: error: image.artifacts: {WEIGHTS} differs from what DVC recorded for {WEIGHTS} (md5 "), err
+    assert "Traceback" not in err
+    out = tmp_path / "out"
+    assert not (out / "index.json").exists() or json.loads((out / "index.json").read_text())["manifests"] == []
+    assert all(b.stat().st_size < len(good) for b in out.glob("blobs/sha256/*"))  # no weights layer
+    weights.write_bytes(good)
+    code, _built, err = _build(repo, tmp_path / "cache")
+    assert code == 0 and "mlci: artifacts layer: building" in err, err
+    [index] = (tmp_path / "cache").rglob("file-hashes.json")
+    remembered = json.loads(index.read_text())
+    md5 = hashlib.md5(good).hexdigest()
+    assert [v[3] for k, v in remembered.items() if k.startswith("md5:")] == [md5]
 
 
 def test_weights_changed_without_dvc_commit_are_refused(tmp_path: Path) -> None:
