@@ -134,8 +134,8 @@ class Registry:
             return self._auth.get(scope)
 
     def _request(self, method: str, url: str, scope: str, *, idempotent: bool = True,
-                 data: bytes | None = None, **kwargs: Any) -> requests.Response:
-        """One call with auth: a 401 with a challenge is answered once (the body, bytes, is sent again as it
+                 data: bytes | memoryview | None = None, **kwargs: Any) -> requests.Response:
+        """One call with auth: a 401 with a challenge is answered once (the body, bytes or a view, is sent again as it
         is). A broken connection is _Dropped; other transport failures are a RegistryError. Credentials go
         only to the registry's own origin: an upload Location on another host gets none."""
         full = urljoin(self.base, url)
@@ -167,7 +167,7 @@ class Registry:
         return response
 
     def _call(self, method: str, url: str, scope: str, *, ok: tuple[int, ...], idempotent: bool = True,
-              data: bytes | None = None, **kwargs: Any) -> requests.Response:
+              data: bytes | memoryview | None = None, **kwargs: Any) -> requests.Response:
         try:
             response = self._request(method, url, scope, idempotent=idempotent, data=data, **kwargs)
         except _Dropped as exc:
@@ -283,8 +283,9 @@ class Registry:
         scope = _push(repo)
         location = self._call("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,),
                               idempotent=False).headers["Location"]
+        buffer = bytearray(min(size, chunk_size))  # one chunk buffer per session, refilled in place
         if size <= chunk_size:
-            body = _read_exactly(stream, size, digest)
+            body = _read_exactly(stream, buffer, size, digest)
             response = self._try("PUT", _with_digest(location, digest), scope, body, {
                 "Content-Type": "application/octet-stream"})
             if response is None or response.status_code >= 500:
@@ -295,13 +296,13 @@ class Registry:
             return len(body)
         offset, sent = 0, 0
         while offset < size:
-            body = _read_exactly(stream, min(chunk_size, size - offset), digest)
+            body = _read_exactly(stream, buffer, min(chunk_size, size - offset), digest)
             location, sent = self._send_chunk(location, scope, offset, body, digest, sent)
             offset += len(body)
-            del body  # released before the next chunk is read: one chunk per upload in memory
+            body.release()  # the buffer is refilled for the next chunk
         return self._close_session(repo, location, scope, digest, size, sent)
 
-    def _send_chunk(self, location: str, scope: str, offset: int, body: bytes, what_blob: str, sent: int
+    def _send_chunk(self, location: str, scope: str, offset: int, body: memoryview, what_blob: str, sent: int
                     ) -> tuple[str, int]:
         """PATCH one chunk at `offset`; after a drop or a 5xx, resume from the offset the session reports.
         Returns the session's next URL and the bytes sent so far; _SessionLost when it cannot go on."""
@@ -358,7 +359,7 @@ class Registry:
         """A blob of unknown digest uploaded as it is written (see BlobStream)."""
         return BlobStream(self, repo, media_type, chunk_size or self.chunk_size)
 
-    def _try(self, method: str, url: str, scope: str, body: bytes, headers: dict[str, str]
+    def _try(self, method: str, url: str, scope: str, body: bytes | memoryview, headers: dict[str, str]
              ) -> requests.Response | None:
         """A non-idempotent upload call: its answer, or None when the connection dropped."""
         try:
@@ -519,15 +520,24 @@ class Registry:
             url = response.links.get("next", {}).get("url")
 
 
-def _read_exactly(stream: BinaryIO, size: int, digest: str) -> bytes:
-    """`size` bytes of the source (an error when it ends early: it is not the blob its descriptor names)."""
-    data = stream.read(size)
-    while len(data) < size:
-        more = stream.read(size - len(data))
-        if not more:
-            raise EnvironmentProblem(f"blob {digest}: the source ended after {len(data)} of {size} bytes")
-        data += more
-    return data
+def _read_exactly(stream: BinaryIO, buffer: bytearray, size: int, digest: str) -> memoryview:
+    """`size` bytes of the source read into the start of `buffer` (no new chunk allocated per read), as a view;
+    an error when the source ends early: it is not the blob its descriptor names."""
+    view = memoryview(buffer)[:size]
+    readinto = getattr(stream, "readinto", None)
+    got = 0
+    while got < size:
+        if readinto is not None:
+            n = int(readinto(view[got:]) or 0)
+        else:
+            data = stream.read(size - got)
+            n = len(data)
+            view[got:got + n] = data
+        if not n:
+            view.release()
+            raise EnvironmentProblem(f"blob {digest}: the source ended after {got} of {size} bytes")
+        got += n
+    return view
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -579,7 +589,8 @@ class BlobStream:
         self.registry, self.repo, self.media_type, self.chunk_size = registry, repo, media_type, chunk_size
         self.scope = _push(repo)
         self.sha = hashlib.sha256()
-        self.buffer = bytearray()
+        self.buffer: bytearray | None = None  # one chunk, allocated at the first write and refilled in place
+        self.filled = 0  # bytes of it in use
         self.offset = 0  # bytes the session holds
         self.sent = 0
         self.location: str | None = None
@@ -597,18 +608,26 @@ class BlobStream:
 
     def write(self, data: bytes) -> int:
         self.sha.update(data)
-        view = memoryview(data)
-        while len(self.buffer) + len(view) >= self.chunk_size:
-            room = self.chunk_size - len(self.buffer)
-            self.buffer += view[:room]
-            view = view[room:]
-            self._flush()
-        self.buffer += view
+        if self.buffer is None:
+            self.buffer = bytearray(self.chunk_size)
+        with memoryview(data) as view:
+            while view:
+                take = min(len(view), self.chunk_size - self.filled)
+                self.buffer[self.filled:self.filled + take] = view[:take]
+                self.filled += take
+                view = view[take:]
+                if self.filled == self.chunk_size:
+                    self._flush()
         return len(data)
 
     def _flush(self) -> None:
-        body = bytes(self.buffer)
-        self.buffer.clear()
+        assert self.buffer is not None
+        with memoryview(self.buffer)[:self.filled] as body:
+            self._send(body)
+        self.offset += self.filled
+        self.filled = 0
+
+    def _send(self, body: memoryview) -> None:
         for session in range(UPLOAD_SESSIONS):
             try:
                 self.location, self.sent = self.registry._send_chunk(self._open(), self.scope, self.offset, body,
@@ -619,20 +638,19 @@ class BlobStream:
                     raise self._lost(exc) from None
                 logger.info("mlci: registry %s: a streamed upload restarts its first chunk in a new session (%s)",
                             self.registry.host, exc.args[0])
-                self.abort()
-        self.offset += len(body)
+                self._cancel()
 
     def finish(self) -> Descriptor:
         digest = "sha256:" + self.sha.hexdigest()
-        size = self.offset + len(self.buffer)
+        size = self.offset + self.filled
         try:
             if self.location is None:  # it fits in one chunk: one PUT with the body
-                body = bytes(self.buffer)
-                self.buffer.clear()
+                body = bytes(self.buffer[:self.filled]) if self.buffer is not None else b""
+                self.buffer, self.filled = None, 0
                 self.sent += self.registry.upload_blob(self.repo, digest, size, lambda: io.BytesIO(body),
                                                        self.chunk_size)
             else:
-                if self.buffer:
+                if self.filled:
                     self._flush()
                 self.sent = self.registry._close_session(self.repo, self.location, self.scope, digest, size,
                                                          self.sent)
@@ -642,8 +660,11 @@ class BlobStream:
         return Descriptor(self.media_type, digest, size)
 
     def abort(self) -> None:
-        """Cancel the upload session (a registry that cannot lets it expire)."""
-        self.buffer = bytearray()
+        """Cancel the upload session (a registry that cannot lets it expire) and drop the buffer."""
+        self.buffer, self.filled = None, 0
+        self._cancel()
+
+    def _cancel(self) -> None:
         location, self.location = self.location, None
         if location is not None:
             try:

@@ -8,7 +8,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -43,6 +43,11 @@ class _CountingSource:
                 data = super().read(n)
                 source.read += len(data)
                 return data
+
+            def readinto(self, target: Any) -> int:  # how the engine reads a chunk
+                n = super().readinto(target)
+                source.read += n
+                return n
 
         return Stream(self.data)
 
