@@ -129,6 +129,7 @@ class _DuckSource:
     session: DuckSession
     relation: str
     rejects: str | None
+    inexact: str | None = None  # counts the rows whose integer column holds no whole number
     dialect: Dialect = DUCKDB
     place: str = "duckdb"
 
@@ -144,11 +145,12 @@ class _DuckSource:
         return self.session.rows(sql)
 
     def malformed(self) -> tuple[int, int | None]:
+        inexact = int(self.one(self.inexact)[0]) if self.inexact is not None else 0  # no line: not DuckDB's reject
         if self.rejects is None or not self.one(
                 f"SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = '{self.rejects}'")[0]:
-            return 0, None  # DuckDB creates the rejects table only once a row was rejected
+            return inexact, None  # DuckDB creates the rejects table only once a row was rejected
         count, first = self.one(f"SELECT COUNT(DISTINCT (file_id, line)), MIN(line) FROM {self.rejects}") or (0, None)
-        return int(count), first
+        return int(count) + inexact, first
 
 
 class DuckSession:
@@ -195,13 +197,24 @@ class DuckSession:
         files = "[" + ", ".join(literal(_no_glob(p)) for p in paths) + "]"
         rejects = f"mlci_rejects_{self._count}" if fmt == "csv" else None
         view = ident(f"mlci_ds_{self._count}")
+        inexact: str | None = None
         try:
             if fmt == "csv":
-                reader, typed = self._csv(files, paths[0], ds.delimiter, types or {}, detect)
-                reader += f", store_rejects=true, rejects_table='{rejects}', rejects_scan='{rejects}_scan')"
+                base_reader, typed, integers = self._csv(files, paths[0], ds.delimiter, types or {}, detect)
+                reader = f"{base_reader}, store_rejects=true, rejects_table='{rejects}', rejects_scan='{rejects}_scan')"
                 # Every query parses every typed column (else a query that does not read a column, COUNT(*)
                 # say, keeps the rows whose value there does not parse): a filter the optimizer cannot drop.
-                where = f" WHERE hash({', '.join(ident(c) for c in typed)}) IS NOT NULL" if typed else ""
+                # Integer columns are read as text and kept only where the value is a whole number (DuckDB's
+                # reader would round 1.5 to 2); the rows where one is not are malformed (counted apart).
+                exact = " AND ".join(f"({ident(c)} IS NULL OR {_fits(ident(c), 'BIGINT')})" for c in integers)
+                filters = [f"hash({', '.join(ident(c) for c in typed)}) IS NOT NULL"] if typed else []
+                where = f" WHERE {' AND '.join([*filters, exact] if exact else filters)}" if filters or exact else ""
+                if integers:
+                    casts = ", ".join(f"TRY_CAST({ident(c)} AS BIGINT) AS {ident(c)}" for c in integers)
+                    reader, where = f"(SELECT * REPLACE ({casts}) FROM {reader}{where})", ""
+                    # the rows DuckDB rejects (a typed column that does not parse) are its own count: not these
+                    inexact = (f"SELECT COUNT(*) FROM {base_reader}, ignore_errors=true) "
+                               f"WHERE {' AND '.join([*filters, f'NOT ({exact})'])}")
             else:
                 reader, where = {
                     "parquet": f"read_parquet({files}, union_by_name=true)",
@@ -210,13 +223,14 @@ class DuckSession:
             self.rows(f"CREATE TEMP VIEW {view} AS SELECT * FROM {reader}{where}")
         except QueryError as exc:  # any reader failure: the data cannot be read
             raise EnvironmentProblem(f"dataset {ds.name!r}: cannot read {ds.path}: {exc}") from None
-        return _DuckSource(self, view, rejects)
+        return _DuckSource(self, view, rejects, inexact)
 
     def _csv(self, files: str, first: str, delimiter: str | None, types: Mapping[str, str],
-             detect: bool) -> tuple[str, list[str]]:
+             detect: bool) -> tuple[str, list[str], list[str]]:
         """`read_csv(...` with the dialect and every column's type fixed: nothing is guessed from a sample
         (a few bad rows at the top would change the guess). The delimiter is the dataset's, else the most
-        frequent of `, ; TAB |` in the header line. Also returns the columns whose values must parse."""
+        frequent of `, ; TAB |` in the header line (the reader without its closing parenthesis). Also returns the
+        columns DuckDB's reader types (their values must parse) and the integer columns, read as text."""
         # The header line read as Latin-1 (every byte is a character) and decoded here: a byte that is not UTF-8
         # anywhere in DuckDB's first buffer makes a malformed row below, never an unreadable file.
         found = self.rows(f"SELECT * FROM read_csv({literal(_no_glob(first))}, auto_detect=false, header=false, "
@@ -227,11 +241,12 @@ class DuckSession:
         names = _unique(next(csv.reader([line], delimiter=delimiter, quotechar='"'), []))
         head = (f"read_csv({files}, auto_detect=false, header=true, delim={literal(delimiter)}, quote='\"', "
                 f"escape='\"'")
-        typed = {n: DUCKDB_TYPES[types[n]] for n in names if n in types}
+        typed = {n: DUCKDB_TYPES[types[n]] for n in names if n in types and DUCKDB_TYPES[types[n]] != "BIGINT"}
+        integers = [n for n in names if n in types and DUCKDB_TYPES[types[n]] == "BIGINT"]
         text = {n: "VARCHAR" for n in names}
-        guessed = self._detect(f"{head}, ignore_errors=true{_columns(text)})", [n for n in names if n not in typed]) \
-            if detect else {}
-        return f"{head}{_columns({**text, **guessed, **typed})}", list(typed)
+        guessed = self._detect(f"{head}, ignore_errors=true{_columns(text)})",
+                               [n for n in names if n not in typed and n not in integers]) if detect else {}
+        return f"{head}{_columns({**text, **guessed, **typed})}", list(typed), integers
 
     def _detect(self, reader: str, names: list[str]) -> dict[str, str]:
         """The narrowest type every value of each column parses as (one scan of the whole file)."""

@@ -232,6 +232,25 @@ def test_csv_columns_are_read_with_the_types_the_spec_gives(tmp_path: Path) -> N
     assert by_name["row_count"]["observed"] == {"rows": 30001}
 
 
+def test_an_integer_column_keeps_whole_numbers_exactly_and_a_fraction_is_a_malformed_row(tmp_path: Path) -> None:
+    """DuckDB's reader casts '1.5' to BIGINT as 2: read so, a data test would see data that is not there.
+    A value of an `integer` column that is not a whole number makes its row malformed; 2^53 + 1 stays
+    exact (no detour through a float)."""
+    big = 2 ** 53 + 1
+    suite = ("    - name: d\n      path: d.csv\n      checks:\n        - schema: {columns: {id: integer}}\n"
+             f"        - sql: {{name: top, query: 'SELECT COUNT(*) FROM {{table}} WHERE id = {big}', min: 1, max: 1}}\n"
+             "        - sql: {name: total, query: 'SELECT SUM(id) FROM {table} WHERE id < 10', min: 10, max: 10}\n"
+             "        - row_count: {min: 5, max: 5}\n")
+    repo = _repo(tmp_path, suite, **{"d.csv": f"id,tag\n1,a\n1.5,b\n2,c\n,d\n{big},e\n7,f\n1e0x,g\n"})
+    done = repos.run_mlci(repo, "data-test", "--json")
+    results = {r["name"]: r for r in json.loads(done.stdout)["results"]}
+    assert results["well_formed"]["observed"]["malformed_rows"] == 2, results["well_formed"]  # 1.5 and 1e0x
+    assert results["top"]["status"] == "pass", results["top"]
+    assert results["total"]["status"] == "pass", results["total"]  # 1 + 2 + 7: no 1.5 rounded to 2
+    assert results["row_count"]["observed"] == {"rows": 5} and results["schema"]["status"] == "pass"
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
 def test_columns_the_spec_does_not_type_are_text(tmp_path: Path) -> None:
     """`grp` is not typed by the spec: it is text, so numbers in allowed_values are compared as text and
     custom SQL sees text (a type is never guessed from a sample)."""
