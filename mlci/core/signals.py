@@ -44,7 +44,10 @@ def deferred() -> Iterator[None]:
     def _hold(signum: int, frame: FrameType | None) -> None:
         pending.append(signum)
 
-    previous = {sig: signal.signal(sig, _hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # an ignored signal stays ignored (a child inherits SIG_IGN, not a handler); one Python cannot restore is left
+    current = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _hold) for sig, handler in current.items()
+                if handler is not None and handler != signal.SIG_IGN}
     try:
         yield
     finally:

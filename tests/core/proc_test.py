@@ -96,3 +96,17 @@ def test_a_signal_while_the_child_starts_still_stops_it(
     with signals.sigterm_raises(), pytest.raises(raised):
         proc.run([sys.executable, "-c", "import time; time.sleep(60)"])
     assert started and not Path(f"/proc/{started[0]}").exists()
+
+
+IGNORED = "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"
+
+
+def test_a_child_inherits_an_ignored_sigint() -> None:
+    """Run in the background by a shell, mlci has SIGINT ignored and so must its children: watching them
+    while they start must not hand them a default SIGINT instead."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = proc.run([sys.executable, "-c", IGNORED])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.stdout.strip() == "True"
