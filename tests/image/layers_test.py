@@ -7,11 +7,14 @@ import gzip
 import hashlib
 import io
 import os
+import subprocess
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
 
+from mlci.image import layers
 from mlci.image.entries import Collector
 from mlci.image.layers import LAYER_MTIME, MEDIA_TYPES, Compression, Layer, zstd_module
 from mlci.image.layers import build_layer as _build_layer
@@ -76,3 +79,36 @@ def test_entries_are_sorted_normalised_owned_by_root_and_stamped_with_the_consta
     modes = {m.name: m.mode for m in members}
     assert modes["opt/app/pkg/serve.py"] == 0o644 and modes["opt/app/run.sh"] == 0o755
     assert modes["opt/app/pkg"] == 0o755 and members[2].issym() and members[2].linkname == "run.sh"
+
+
+def _block_gzip(data: bytes, writes: int = 7) -> bytes:
+    out = io.BytesIO()
+    with layers._BlockGzip(out) as gz:
+        step = max(1, len(data) // writes)
+        for at in range(0, len(data), step):
+            gz.write(data[at:at + step])
+        gz.finish()
+    return out.getvalue()
+
+
+MIXED = b"".join(os.urandom(300) + b"import numpy as np\n" * 40 for _ in range(3000))  # ~3.2 MB, 4 blocks
+
+
+@pytest.mark.parametrize("data", [b"", b"x", os.urandom(layers.GZIP_BLOCK), MIXED],
+                         ids=["empty", "1", "block", "mixed"])
+def test_block_gzip_is_one_gzip_member_every_reader_takes(data: bytes, tmp_path: Path) -> None:
+    packed = _block_gzip(data)
+    assert gzip.decompress(packed) == data
+    whole = zlib.decompressobj(31)
+    assert whole.decompress(packed) == data and whole.eof and not whole.unused_data  # one member, nothing after
+    (tmp_path / "l.gz").write_bytes(packed)
+    assert subprocess.run(["gzip", "-t", str(tmp_path / "l.gz")], check=False).returncode == 0  # GNU gzip agrees
+
+
+def test_block_gzip_bytes_do_not_depend_on_the_threads_or_the_write_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = _block_gzip(MIXED)
+    for threads, writes in ((1, 1), (3, 50), (8, 1000)):
+        monkeypatch.setattr(layers, "GZIP_THREADS", threads)
+        assert _block_gzip(MIXED, writes) == reference
+    single = gzip.compress(MIXED, compresslevel=layers.GZIP_LEVEL, mtime=0)
+    assert len(reference) <= len(single) * 1.01  # primed blocks: the ratio of one stream
