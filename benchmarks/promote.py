@@ -78,10 +78,12 @@ ref = parse(src_ref)
 registries = {ref.registry: RegistrySettings(plain_http=True), dst_host: RegistrySettings(plain_http=True)}
 src, src_tag = open_endpoint(ref, registries=registries)
 dst, _ = open_endpoint(DockerRef(dst_host, dst_repo), registries=registries)
-digest = src.get_manifest(src_tag).digest
+top = src.get_manifest(src_tag)
+digest = top.digest
 seen = copy.check_tag(dst, name, digest, force=False)
-dst.check_writable()
-staged = copy.stage(src, digest, dst)
+if seen != digest:
+    dst.check_writable()
+staged = copy.stage(src, digest, dst, top)
 copy.tag(dst, staged, name, aliases=False, force=False, seen=seen)
 print(digest)
 """

@@ -75,12 +75,14 @@ def check_tag(dst: Endpoint, tag: str, digest: str, *, force: bool) -> str | Non
     return current
 
 
-def stage(src: ImageSource, src_ref: str | None, dst: Endpoint) -> Staged:
-    """Copy the image `src_ref` names, its referrers and its signatures into `dst`, by digest, untagged."""
+def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | None = None) -> Staged:
+    """Copy the image `src_ref` names, its referrers and its signatures into `dst`, by digest, untagged (`top`:
+    its manifest, when the caller has read it already)."""
     if isinstance(src, RegistryEndpoint) and isinstance(dst, RegistryEndpoint) \
             and src.registry.host == dst.registry.host and src.repository != dst.repository:
         dst.mount_from = (*dst.mount_from, src.repository)  # the same registry: blobs mounted, not sent
-    top = src.get_manifest(src_ref)
+    if top is None or top.digest != src_ref:
+        top = src.get_manifest(src_ref)
     manifests = manifest_tree(src, top)
     staged = Staged(top.digest, top)
     # A manifest named by its digest is there or not, never rewritten; a registry accepts a manifest only once the

@@ -110,9 +110,10 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
         gto.check_version(root, model, version, sha)  # a version names one commit: refused before any copy
     dvcdata.check_remotes(root, request.environment, env)
     seen = copy.check_tag(dst, name, digest, force=request.force)
-    dst.check_writable()
+    if seen != digest:  # else the image is there already: a write still due fails on its own, with nothing half-made
+        dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
-    staged = copy.stage(src, digest, dst)
+    staged = copy.stage(src, digest, dst, top)
     data = dvcdata.copy_environment_data(root, config.image, request.environment, env, sha)
     uploaded = _artifacts(config, env, root, model, version or name, scan) if env.nexus_raw else []
     signature = _sign(dst, dst_ref, digest, key) if key is not None else None
