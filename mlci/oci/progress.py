@@ -102,6 +102,15 @@ class _Counted(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:  # a file source can be re-read from an offset (an upload resumed by seeking)
+        return bool(getattr(self.inner, "seekable", lambda: False)())
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.inner.tell()
+
     def readinto(self, target: Any) -> int:
         if self.progress.cancelled:
             raise Cancelled("copy cancelled")

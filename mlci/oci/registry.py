@@ -40,6 +40,9 @@ from mlci.oci.transport import StreamLost
 READ_CHUNK = 1 << 20
 DEFAULT_CHUNK_SIZE = 8 << 20  # 8 MiB x default concurrency 6 = 48 MB of chunk buffers at most
 UPLOAD_SESSIONS = 3  # a blob is tried in at most this many upload sessions
+# A blob larger than this, from a source that can seek (a file), goes up in PATCHes of this size streamed from
+# the file and resumed by seeking: no chunk in memory, and fewer PATCHes (docker-registry fsyncs after each).
+SPAN_SIZE = 64 << 20
 RESUMES = 5  # resumes within one session (each after a drop or a 5xx)
 MAX_MANIFEST = 4 << 20  # what containerd and distribution 3 accept; a longer answer is refused, not read
 REFERRER_PAGES = 64  # pages of one referrers listing, at most
@@ -134,10 +137,11 @@ class Registry:
             return self._auth.get(scope)
 
     def _request(self, method: str, url: str, scope: str, *, idempotent: bool = True,
-                 data: bytes | memoryview | None = None, **kwargs: Any) -> requests.Response:
-        """One call with auth: a 401 with a challenge is answered once (the body, bytes or a view, is sent again as it
-        is). A broken connection is _Dropped; other transport failures are a RegistryError. Credentials go
-        only to the registry's own origin: an upload Location on another host gets none."""
+                 data: bytes | memoryview | _Span | None = None, **kwargs: Any) -> requests.Response:
+        """One call with auth: a 401 with a challenge is answered once (the body is sent again: bytes or a view as
+        they are, a span from its start). A broken connection is _Dropped; other transport failures are a
+        RegistryError. Credentials go only to the registry's own origin: an upload Location on another host
+        gets none."""
         full = urljoin(self.base, url)
         own = _origin(full) == _origin(self.base)
         headers = dict(kwargs.pop("headers", {}))
@@ -146,6 +150,8 @@ class Registry:
             sent_auth = self.authorization(scope) if own else None
             if sent_auth is not None:
                 headers["Authorization"] = sent_auth
+            if isinstance(data, _Span):
+                data.rewind()
             try:
                 response = send(self.session, method, full, idempotent=idempotent, headers=headers, data=data,
                                 **kwargs)
@@ -167,7 +173,7 @@ class Registry:
         return response
 
     def _call(self, method: str, url: str, scope: str, *, ok: tuple[int, ...], idempotent: bool = True,
-              data: bytes | memoryview | None = None, **kwargs: Any) -> requests.Response:
+              data: bytes | memoryview | _Span | None = None, **kwargs: Any) -> requests.Response:
         try:
             response = self._request(method, url, scope, idempotent=idempotent, data=data, **kwargs)
         except _Dropped as exc:
@@ -283,6 +289,8 @@ class Registry:
         scope = _push(repo)
         location = self._call("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,),
                               idempotent=False).headers["Location"]
+        if size > max(SPAN_SIZE, chunk_size) and bool(getattr(stream, "seekable", lambda: False)()):
+            return self._send_spans(location, scope, digest, size, stream, repo)
         buffer = bytearray(min(size, chunk_size))  # one chunk buffer per session, refilled in place
         if size <= chunk_size:
             body = _read_exactly(stream, buffer, size, digest)
@@ -333,6 +341,42 @@ class Registry:
                 return location, sent
         raise _SessionLost(f"{RESUMES} resumes did not get chunk {offset} through", sent)
 
+    def _send_spans(self, location: str, scope: str, digest: str, size: int, stream: BinaryIO, repo: str) -> int:
+        """The blob in PATCHes of SPAN_SIZE bytes streamed from `stream`; after a drop or a 5xx, the rest of a span
+        from the offset the session reports (seeking there); then the closing PUT. Returns the bytes sent."""
+        start = stream.tell()
+        offset, sent = 0, 0
+        while offset < size:
+            length = min(SPAN_SIZE, size - offset)
+            done = 0  # bytes of this span the registry has
+            for _resume in range(RESUMES + 1):
+                part = _Span(stream, start + offset + done, length - done, digest)
+                response = self._try("PATCH", location, scope, part, {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset + done}-{offset + length - 1}"})
+                sent += part.handed
+                if response is not None and response.status_code == 202:
+                    location = response.headers.get("Location", location)
+                    break
+                if response is not None and response.status_code in (401, 403):
+                    self._expect(response, (202,), "PATCH", digest)
+                if response is not None and response.status_code < 500:
+                    raise _SessionLost(f"{response.status_code} on PATCH: {_errors(response)}", sent)
+                what = "the connection dropped" if response is None else f"{response.status_code} on PATCH"
+                have, location = self._upload_offset(location, scope, what, sent)
+                if not offset <= have <= offset + length:
+                    raise _SessionLost(f"{what}; the session reports {have} bytes, expected "
+                                       f"{offset}..{offset + length}", sent)
+                done = have - offset
+                logger.info("mlci: registry %s: %s during %s; resuming at byte %d", self.host, what, digest[7:19],
+                            have)
+                if done == length:
+                    break
+            else:
+                raise _SessionLost(f"{RESUMES} resumes did not get bytes {offset}.. through", sent)
+            offset += length
+        return self._close_session(repo, location, scope, digest, size, sent)
+
     def _close_session(self, repo: str, location: str, scope: str, digest: str, size: int, sent: int) -> int:
         """The closing PUT `?digest=` of a session that holds all `size` bytes; returns the bytes sent."""
         for _resume in range(RESUMES + 1):
@@ -359,7 +403,7 @@ class Registry:
         """A blob of unknown digest uploaded as it is written (see BlobStream)."""
         return BlobStream(self, repo, media_type, chunk_size or self.chunk_size)
 
-    def _try(self, method: str, url: str, scope: str, body: bytes | memoryview, headers: dict[str, str]
+    def _try(self, method: str, url: str, scope: str, body: bytes | memoryview | _Span, headers: dict[str, str]
              ) -> requests.Response | None:
         """A non-idempotent upload call: its answer, or None when the connection dropped."""
         try:
@@ -518,6 +562,33 @@ class Registry:
                 raise RegistryError(f"registry {self.host}: the tag list of {repo} is not a list")
             yield from (t for t in tags if isinstance(t, str))
             url = response.links.get("next", {}).get("url")
+
+
+class _Span:
+    """`length` bytes of a seekable source from `start`, as a request body read in pieces (requests sends
+    `len()` as its Content-Length); `rewind` starts it over; `handed` counts the bytes it gave out."""
+
+    def __init__(self, stream: BinaryIO, start: int, length: int, digest: str) -> None:
+        self.stream, self.start, self.length, self.digest = stream, start, length, digest
+        self.left, self.handed = 0, 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def rewind(self) -> None:
+        self.stream.seek(self.start)
+        self.left = self.length
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.left if size < 0 else min(size, self.left)
+        if not want:
+            return b""
+        data = self.stream.read(want)
+        if not data:
+            raise EnvironmentProblem(f"blob {self.digest}: the source ended {self.left} bytes early")
+        self.left -= len(data)
+        self.handed += len(data)
+        return data
 
 
 def _read_exactly(stream: BinaryIO, buffer: bytearray, size: int, digest: str) -> memoryview:

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 import pytest
 
 from mlci.core.errors import EnvironmentProblem
+from mlci.oci import registry as registry_module
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy
 from mlci.oci.layout import Layout
 from mlci.oci.manifest import OCI_INDEX, OCI_MANIFEST, Manifest, sha256_digest
@@ -360,3 +361,64 @@ def test_credentials_never_follow_an_upload_location_to_another_origin(registry_
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _FileSource:
+    """The blob as a file (a layout's blob, a layer on disk): opened fresh each call, counted."""
+
+    def __init__(self, path: Path) -> None:
+        path.write_bytes(BLOB)
+        self.path, self.opens = path, 0
+
+    def __call__(self) -> BinaryIO:
+        self.opens += 1
+        return self.path.open("rb")
+
+
+def _patches(proxy: FaultProxy) -> int:
+    return sum(1 for s in proxy.seen if s.method == "PATCH")
+
+
+@pytest.mark.parametrize("action", ["drop_before", "error_503"])
+def test_a_file_goes_up_in_spans_streamed_from_it_and_a_failed_span_resumes_by_seeking(
+        registry: Registry, fault_proxies: list[FaultProxy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        action: str) -> None:
+    """A blob larger than a span, from a file, is PATCHed a span at a time straight from the file (fewer
+    PATCHes than chunks: docker-registry fsyncs after each); a span that failed is sent again from the offset
+    the session reports, seeking the same open file there."""
+    monkeypatch.setattr(registry_module, "SPAN_SIZE", 2 * CHUNK)  # 4 spans of the 7-chunk blob
+    client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 2, action)])
+    source = _FileSource(tmp_path / "blob")
+    client.upload_blob("team/big", DIGEST, len(BLOB), source)
+    assert [f.action for f in proxy.fired()] == [action]
+    assert pulled_blob(registry, "team/big", DIGEST) == BLOB
+    assert source.opens == 1 and sum(1 for s in proxy.seen if s.method == "POST") == 1  # one session
+    assert _patches(proxy) == 5  # 4 spans, one of them twice
+    assert proxy.upload_bytes() < len(BLOB) + 2 * CHUNK + 4096  # at most that span again
+
+
+def test_a_span_cut_mid_body_restarts_the_blob_from_the_file(registry: Registry, fault_proxies: list[FaultProxy],
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry_module, "SPAN_SIZE", 2 * CHUNK)
+    client, proxy = _proxied(registry, fault_proxies, [Fault("PATCH", 2, "drop_mid_body")])
+    source = _FileSource(tmp_path / "blob")
+    client.upload_blob("team/big", DIGEST, len(BLOB), source)
+    assert pulled_blob(registry, "team/big", DIGEST) == BLOB
+    assert source.opens == 2 and proxy.upload_bytes() < 2.1 * len(BLOB)  # docker-registry dropped the session
+
+
+def test_a_401_mid_span_sends_the_span_again_from_its_start(registry_token: Registry, tmp_path: Path,
+                                                          fault_proxies: list[FaultProxy],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlci.oci.auth import Credentials
+
+    monkeypatch.setattr(registry_module, "SPAN_SIZE", 2 * CHUNK)
+    assert registry_token.realm and registry_token.username and registry_token.password
+    challenge = (f'Bearer realm="{registry_token.realm}",service="mlci-test-registry",'
+                 'scope="repository:team/big:pull,push",error="invalid_token"')
+    proxy = FaultProxy(registry_token.host, [Fault("PATCH", 3, "unauthorized")], challenge=challenge)
+    fault_proxies.append(proxy)
+    client = Client(proxy.host, plain_http=True, chunk_size=CHUNK,
+                    credentials=Credentials(registry_token.username, registry_token.password))
+    client.upload_blob("team/big", DIGEST, len(BLOB), _FileSource(tmp_path / "blob"))
+    assert len(proxy.fired()) == 1 and pulled_blob(registry_token, "team/big", DIGEST) == BLOB
