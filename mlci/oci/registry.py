@@ -290,7 +290,7 @@ class Registry:
         location = self._call("POST", f"/v2/{repo}/blobs/uploads/", scope, ok=(202,),
                               idempotent=False).headers["Location"]
         if size > max(SPAN_SIZE, chunk_size) and bool(getattr(stream, "seekable", lambda: False)()):
-            return self._send_spans(location, scope, digest, size, stream, repo)
+            return self._send_spans(location, scope, digest, size, stream, repo, max(SPAN_SIZE, chunk_size))
         buffer = bytearray(min(size, chunk_size))  # one chunk buffer per session, refilled in place
         if size <= chunk_size:
             body = _read_exactly(stream, buffer, size, digest)
@@ -341,13 +341,14 @@ class Registry:
                 return location, sent
         raise _SessionLost(f"{RESUMES} resumes did not get chunk {offset} through", sent)
 
-    def _send_spans(self, location: str, scope: str, digest: str, size: int, stream: BinaryIO, repo: str) -> int:
-        """The blob in PATCHes of SPAN_SIZE bytes streamed from `stream`; after a drop or a 5xx, the rest of a span
+    def _send_spans(self, location: str, scope: str, digest: str, size: int, stream: BinaryIO, repo: str,
+                    span: int) -> int:
+        """The blob in PATCHes of `span` bytes streamed from `stream`; after a drop or a 5xx, the rest of a span
         from the offset the session reports (seeking there); then the closing PUT. Returns the bytes sent."""
         start = stream.tell()
         offset, sent = 0, 0
         while offset < size:
-            length = min(SPAN_SIZE, size - offset)
+            length = min(span, size - offset)
             done = 0  # bytes of this span the registry has
             for _resume in range(RESUMES + 1):
                 part = _Span(stream, start + offset + done, length - done, digest)
