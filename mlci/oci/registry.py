@@ -312,16 +312,22 @@ class Registry:
 
     def _send_chunk(self, location: str, scope: str, offset: int, body: memoryview, what_blob: str, sent: int
                     ) -> tuple[str, int]:
-        """PATCH one chunk at `offset`; after a drop or a 5xx, resume from the offset the session reports.
-        Returns the session's next URL and the bytes sent so far; _SessionLost when it cannot go on."""
-        done = 0  # bytes of this chunk the registry has
+        """PATCH one buffered chunk at `offset` (see _send_part)."""
+        return self._send_part(location, scope, offset, len(body), lambda done: body[done:], what_blob, sent)
+
+    def _send_part(self, location: str, scope: str, offset: int, length: int,
+                   part_from: Callable[[int], memoryview | _Span], what_blob: str, sent: int) -> tuple[str, int]:
+        """PATCH `length` bytes at `offset`, the body from `part_from(done)` (the part past the `done` bytes the
+        registry has: a slice of a buffer, or a span of a file); after a drop or a 5xx, resume from the offset
+        the session reports. Returns the session's next URL and the bytes sent so far; _SessionLost when it
+        cannot go on."""
+        done = 0  # bytes of this part the registry has
         for _resume in range(RESUMES + 1):
-            part = body[done:]
-            start = offset + done
+            part = part_from(done)
             response = self._try("PATCH", location, scope, part, {
                 "Content-Type": "application/octet-stream",
-                "Content-Range": f"{start}-{start + len(part) - 1}"})
-            sent += len(part)
+                "Content-Range": f"{offset + done}-{offset + length - 1}"})
+            sent += part.handed if isinstance(part, _Span) else len(part)
             del part
             if response is not None and response.status_code == 202:
                 return response.headers.get("Location", location), sent
@@ -331,50 +337,26 @@ class Registry:
                 raise _SessionLost(f"{response.status_code} on PATCH: {_errors(response)}", sent)
             what = "the connection dropped" if response is None else f"{response.status_code} on PATCH"
             have, location = self._upload_offset(location, scope, what, sent)
-            if not offset <= have <= offset + len(body):
+            if not offset <= have <= offset + length:
                 raise _SessionLost(f"{what}; the session reports {have} bytes, expected "
-                                   f"{offset}..{offset + len(body)}", sent)
+                                   f"{offset}..{offset + length}", sent)
             done = have - offset
             logger.info("mlci: registry %s: %s during %s; resuming at byte %d", self.host, what,
                         what_blob[7:19] or "a streamed blob", have)
-            if done == len(body):
+            if done == length:
                 return location, sent
-        raise _SessionLost(f"{RESUMES} resumes did not get chunk {offset} through", sent)
+        raise _SessionLost(f"{RESUMES} resumes did not get bytes {offset}.. through", sent)
 
     def _send_spans(self, location: str, scope: str, digest: str, size: int, stream: BinaryIO, repo: str,
                     span: int) -> int:
-        """The blob in PATCHes of `span` bytes streamed from `stream`; after a drop or a 5xx, the rest of a span
-        from the offset the session reports (seeking there); then the closing PUT. Returns the bytes sent."""
-        start = stream.tell()
-        offset, sent = 0, 0
+        """The blob in PATCHes of `span` bytes streamed from `stream`, a failed one resumed by seeking to the
+        offset the session reports; then the closing PUT. Returns the bytes sent."""
+        start, offset, sent = stream.tell(), 0, 0
         while offset < size:
             length = min(span, size - offset)
-            done = 0  # bytes of this span the registry has
-            for _resume in range(RESUMES + 1):
-                part = _Span(stream, start + offset + done, length - done, digest)
-                response = self._try("PATCH", location, scope, part, {
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset + done}-{offset + length - 1}"})
-                sent += part.handed
-                if response is not None and response.status_code == 202:
-                    location = response.headers.get("Location", location)
-                    break
-                if response is not None and response.status_code in (401, 403):
-                    self._expect(response, (202,), "PATCH", digest)
-                if response is not None and response.status_code < 500:
-                    raise _SessionLost(f"{response.status_code} on PATCH: {_errors(response)}", sent)
-                what = "the connection dropped" if response is None else f"{response.status_code} on PATCH"
-                have, location = self._upload_offset(location, scope, what, sent)
-                if not offset <= have <= offset + length:
-                    raise _SessionLost(f"{what}; the session reports {have} bytes, expected "
-                                       f"{offset}..{offset + length}", sent)
-                done = have - offset
-                logger.info("mlci: registry %s: %s during %s; resuming at byte %d", self.host, what, digest[7:19],
-                            have)
-                if done == length:
-                    break
-            else:
-                raise _SessionLost(f"{RESUMES} resumes did not get bytes {offset}.. through", sent)
+            def span_from(done: int, at: int = start + offset, length: int = length) -> _Span:
+                return _Span(stream, at + done, length - done, digest)
+            location, sent = self._send_part(location, scope, offset, length, span_from, digest, sent)
             offset += length
         return self._close_session(repo, location, scope, digest, size, sent)
 
@@ -680,10 +662,10 @@ class BlobStream:
 
     def write(self, data: bytes) -> int:
         self.sha.update(data)
-        if self.buffer is None:
-            self.buffer = bytearray(self.chunk_size)
         with memoryview(data) as view:
             while view:
+                if self.buffer is None:
+                    self.buffer = bytearray(self.chunk_size)
                 take = min(len(view), self.chunk_size - self.filled)
                 self.buffer[self.filled:self.filled + take] = view[:take]
                 self.filled += take
