@@ -208,7 +208,8 @@ class DuckSession:
                 # reader would round 1.5 to 2); the rows where one is not are malformed (counted apart).
                 exact = " AND ".join(f"({ident(c)} IS NULL OR {_fits(ident(c), 'BIGINT')})" for c in integers)
                 filters = [f"hash({', '.join(ident(c) for c in typed)}) IS NOT NULL"] if typed else []
-                where = f" WHERE {' AND '.join([*filters, exact] if exact else filters)}" if filters or exact else ""
+                conditions = [*filters, exact] if exact else filters
+                where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
                 if integers:
                     casts = ", ".join(f"TRY_CAST({ident(c)} AS BIGINT) AS {ident(c)}" for c in integers)
                     reader, where = f"(SELECT * REPLACE ({casts}) FROM {reader}{where})", ""

@@ -89,7 +89,7 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO, scanner: Scanner) -> None
                 with entry.source.open("rb") as handle:
                     checked = _Md5Reader(handle) if entry.expected is not None else None
                     tar.addfile(info, scanner.reader(cast(BinaryIO, checked or handle), entry.shown))
-                if entry.expected is not None and checked is not None:
+                if checked is not None and entry.expected is not None:  # (the one implies the other)
                     if checked.md5.hexdigest() != entry.expected.md5:
                         raise UsageError(entry.expected.refusal)  # before the layer is finished: no blob
                     entry.expected.confirm()
