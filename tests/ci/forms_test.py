@@ -160,6 +160,28 @@ def test_the_per_stage_components_add_up_to_ml_pipeline(gcl: Path, templates: tu
     assert export["environment"] == {"name": "$MLCI_PROD_ENVIRONMENT", "action": "prepare"}
 
 
+def test_the_needs_input_points_the_per_stage_jobs_at_the_users_own(gcl: Path, templates: tuple[Path, str]) -> None:
+    """An array input: a pipeline that builds and scans under its own job names gives them to `needs`; the
+    jobs whose component has no such input keep theirs; a value that is not an array is refused."""
+    repo, sha = templates
+    own = [{"job": "build-model", "artifacts": True}, {"job": "scan-model", "artifacts": False}]
+    users = {"build-model": {"stage": "build", "script": ["mlci build --dotenv mlci-build.env"]},
+             "scan-model": {"stage": "scan", "script": ["mlci scan"]}}
+    _write_pipeline(repo, {"stages": ["build", "scan", "promote", "release"], **users, "include": [
+        _component("promote", sha, {"needs": own}),
+        _component("bundle-export", sha, {"stage": "release", "needs": own[:1]})]})
+    rendered = _preview(gcl, repo)
+    for name, wanted in (("mlci-promote-stage", own), ("mlci-promote-prod", own), ("mlci-bundle-export", own[:1])):
+        assert [{k: v for k, v in need.items() if k != "optional"} for need in rendered[name]["needs"]] == wanted
+    assert rendered["mlci-bundle-export"]["stage"] == "release"
+    _write_pipeline(repo, {"include": [_component("promote", sha, {"needs": "build-model"})]})
+    done = subprocess.run([str(gcl), "--no-color", "--home", str(state_dir(repo) / "home"), "--preview",
+                           "--no-json-schema-validation"], cwd=repo, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode != 0
+    assert "`needs` input: provided value is not a array" in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_pipeline_kind_runs_the_contracts_jobs_in_both_forms(
         gcl: Path, plain: Path, templates: tuple[Path, str], kind: str) -> None:

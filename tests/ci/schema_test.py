@@ -3,6 +3,7 @@ and every component's `spec: inputs` against GitLab's documented input rules (ch
 generator's own code: types, defaults that match their type, options and regex, every input used)."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -71,13 +72,38 @@ def test_the_components_are_the_contracts_and_within_gitlabs_limit() -> None:
     assert len(COMPONENTS) <= 30
 
 
+def with_defaults(body_text: str, inputs: dict[str, Any]) -> str:
+    """A component's jobs as GitLab validates them: after interpolation, here of each input's default. An
+    interpolation that is a keyword's whole (plain) value takes the value itself (an array input: JSON, which
+    is YAML); one inside a quoted string takes the value's text."""
+    def value(match: re.Match[str]) -> Any:
+        return inputs[match[1]]["default"]
+
+    whole = re.compile(r"(?<=: )" + INTERPOLATION.pattern + r"$", re.M)
+    text = whole.sub(lambda m: json.dumps(value(m)), body_text)
+    return INTERPOLATION.sub(lambda m: json.dumps(_text(value(m)))[1:-1], text)
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def test_interpolation_with_defaults_gives_what_gitlab_would() -> None:
+    inputs = {"needs": {"default": [{"job": "b", "artifacts": True}]}, "on": {"default": False},
+              "image": {"default": "r/ci:1"}}
+    body = 'v:\n  X: "$[[ inputs.on ]]"\nj:\n  image: "$[[ inputs.image ]]@x"\n  needs: $[[ inputs.needs ]]\n'
+    assert yaml.safe_load(with_defaults(body, inputs)) == {
+        "v": {"X": "false"}, "j": {"image": "r/ci:1@x", "needs": [{"job": "b", "artifacts": True}]}}
+
+
 def test_every_generated_file_matches_gitlabs_ci_schema(tmp_path: Path) -> None:
     bodies = []
     for path in COMPONENTS:  # the schema knows one document: the jobs after the spec's `---`
         text = path.read_text(encoding="utf-8")
         assert text.count("\n---\n") == 1, path.name
         body = tmp_path / path.name
-        body.write_text(text.split("\n---\n", 1)[1])
+        spec, _ = documents(path)
+        body.write_text(with_defaults(text.split("\n---\n", 1)[1], spec["spec"]["inputs"]))
         bodies.append(str(body))
     files = [*map(str, PLAIN), *bodies, str(ROOT / "example-model-repo" / ".gitlab-ci.yml")]
     done = subprocess.run([CHECK, "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", *files],
