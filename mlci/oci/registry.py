@@ -16,6 +16,7 @@ import hashlib
 import io
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote, urljoin, urlsplit
@@ -38,7 +39,7 @@ from mlci.oci.manifest import (
 from mlci.oci.transport import StreamLost
 
 READ_CHUNK = 1 << 20
-DEFAULT_CHUNK_SIZE = 8 << 20  # 8 MiB x default concurrency 6 = 48 MB of chunk buffers at most
+DEFAULT_CHUNK_SIZE = 8 << 20  # 8 MiB x default concurrency 6 = 48 MB of copy buffers at most (a BlobStream: 2)
 UPLOAD_SESSIONS = 3  # a blob is tried in at most this many upload sessions
 # A blob larger than this, from a source that can seek (a file), goes up in PATCHes of this size streamed from
 # the file and resumed by seeking: no chunk in memory, and fewer PATCHes (docker-registry fsyncs after each).
@@ -632,9 +633,11 @@ def _errors(response: requests.Response) -> str:
 
 
 class BlobStream:
-    """A blob uploaded while it is produced: one upload session (opened at the first write), each full
-    chunk PATCHed as it fills (one chunk buffer in memory), the closing PUT `?digest=` with the sha256
-    computed on the way. A drop or a 5xx between or within chunks resumes in the session from the
+    """A blob uploaded while it is produced: one upload session (opened at the first full chunk), each full
+    chunk PATCHed as it fills, the closing PUT `?digest=` with the sha256 computed on the way. Two chunk
+    buffers: a full one is sent by a sender thread while the producer fills the other, so that producing (reading,
+    hashing, tarring) and the registry's storing overlap; a chunk waits for the one before to be through (the
+    session takes them in order). A drop or a 5xx between or within chunks resumes in the session from the
     buffered chunk when the session reports a consistent offset; when the session is gone (docker-registry
     cancels one whose chunk was cut mid-body) the bytes before the buffer cannot be sent again:
     transport.StreamLost, and the producer starts the blob over."""
@@ -643,11 +646,14 @@ class BlobStream:
         self.registry, self.repo, self.media_type, self.chunk_size = registry, repo, media_type, chunk_size
         self.scope = _push(repo)
         self.sha = hashlib.sha256()
-        self.buffer: bytearray | None = None  # one chunk, allocated at the first write and refilled in place
-        self.filled = 0  # bytes of it in use
-        self.offset = 0  # bytes the session holds
+        self.buffer: bytearray | None = None  # the chunk being filled, allocated at the first write
+        self.spare: bytearray | None = None  # the other one: in flight, or free
+        self.filled = 0  # bytes of the buffer in use
+        self.offset = 0  # bytes handed to the session (the chunk in flight included)
         self.sent = 0
         self.location: str | None = None
+        self.sender: ThreadPoolExecutor | None = None
+        self.in_flight: Future[None] | None = None
 
     def _open(self) -> str:
         if self.location is None:
@@ -675,48 +681,77 @@ class BlobStream:
         return len(data)
 
     def _flush(self) -> None:
+        """Hand the filled buffer to the sender (after the chunk before it is through) and fill the other."""
+        self._wait()
         assert self.buffer is not None
-        with memoryview(self.buffer)[:self.filled] as body:
-            self._send(body)
+        if self.sender is None:
+            self.sender = ThreadPoolExecutor(1, thread_name_prefix="mlci-send")
+        self.in_flight = self.sender.submit(self._send, self.buffer, self.filled, self.offset)
         self.offset += self.filled
-        self.filled = 0
+        self.buffer, self.spare, self.filled = self.spare, self.buffer, 0
 
-    def _send(self, body: memoryview) -> None:
-        for session in range(UPLOAD_SESSIONS):
+    def _wait(self) -> None:
+        """The chunk in flight through (its failure raised here, in the producer)."""
+        in_flight, self.in_flight = self.in_flight, None
+        if in_flight is not None:
             try:
-                self.location, self.sent = self.registry._send_chunk(self._open(), self.scope, self.offset, body,
-                                                                     "", self.sent)
-                break
+                in_flight.result()
             except _SessionLost as exc:
-                if self.offset or session + 1 == UPLOAD_SESSIONS:  # bytes before this chunk are gone
-                    raise self._lost(exc) from None
-                logger.info("mlci: registry %s: a streamed upload restarts its first chunk in a new session (%s)",
-                            self.registry.host, exc.args[0])
-                self._cancel()
+                raise self._lost(exc) from None
+
+    def _send(self, buffer: bytearray, length: int, offset: int) -> None:
+        with memoryview(buffer)[:length] as body:
+            for session in range(UPLOAD_SESSIONS):
+                try:
+                    self.location, self.sent = self.registry._send_chunk(self._open(), self.scope, offset, body, "",
+                                                                         self.sent)
+                    return
+                except _SessionLost as exc:
+                    if offset or session + 1 == UPLOAD_SESSIONS:  # bytes before this chunk are gone
+                        raise
+                    logger.info("mlci: registry %s: a streamed upload restarts its first chunk in a new session "
+                                "(%s)", self.registry.host, exc.args[0])
+                    self._cancel()
 
     def finish(self) -> Descriptor:
         digest = "sha256:" + self.sha.hexdigest()
         size = self.offset + self.filled
         try:
-            if self.location is None:  # it fits in one chunk: one PUT with the body
+            if self.in_flight is None and self.location is None:  # it fits in one chunk: one PUT with the body
                 body = bytes(self.buffer[:self.filled]) if self.buffer is not None else b""
-                self.buffer, self.filled = None, 0
+                self._release()
                 self.sent += self.registry.upload_blob(self.repo, digest, size, lambda: io.BytesIO(body),
                                                        self.chunk_size)
             else:
                 if self.filled:
                     self._flush()
+                self._wait()
+                assert self.location is not None
                 self.sent = self.registry._close_session(self.repo, self.location, self.scope, digest, size,
                                                          self.sent)
+                self._release()
         except _SessionLost as exc:
             raise self._lost(exc) from None
         self.location = None
         return Descriptor(self.media_type, digest, size)
 
     def abort(self) -> None:
-        """Cancel the upload session (a registry that cannot lets it expire) and drop the buffer."""
-        self.buffer, self.filled = None, 0
+        """Cancel the upload session (a registry that cannot lets it expire) and drop the buffers; a chunk in
+        flight is let through first (its session is cancelled after it)."""
+        in_flight, self.in_flight = self.in_flight, None
+        if in_flight is not None:
+            try:
+                in_flight.result()
+            except Exception as exc:  # noqa: BLE001  # the upload is given up either way
+                logger.debug("mlci: %s", exc)
+        self._release()
         self._cancel()
+
+    def _release(self) -> None:
+        self.buffer, self.spare, self.filled = None, None, 0
+        if self.sender is not None:
+            self.sender.shutdown(wait=True)
+            self.sender = None
 
     def _cancel(self) -> None:
         location, self.location = self.location, None

@@ -42,9 +42,10 @@ class RegistrySettings:
         "Pull mirrors, HOST[:PORT][/PREFIX], tried in order before the host itself for pulls (the base "
         "image); never used for pushes. A mirror's own settings come from its own registries entry.")})
     chunk_size: int = field(default=DEFAULT_CHUNK_SIZE, metadata={"doc": (
-        "Bytes per upload chunk (64 KiB..256 MiB). Each blob upload holds one chunk in memory; a dropped "
-        "connection resumes at a chunk boundary where the registry allows it. A blob over 64 MiB read from a "
-        "file goes up in spans of max(64 MiB, chunk_size) streamed from it instead.")})
+        "Bytes per upload chunk (64 KiB..256 MiB). Each blob upload holds one chunk in memory (a layer "
+        "streamed while it is built: two, one sent while the other fills); a dropped connection resumes at a "
+        "chunk boundary where the registry allows it. A blob over 64 MiB read from a file goes up in spans of "
+        "max(64 MiB, chunk_size) streamed from it instead.")})
     concurrency: int = field(default=DEFAULT_CONCURRENCY, metadata={"doc": (
         "Blobs copied at once to or from this registry (1..32).")})
 

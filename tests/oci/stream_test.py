@@ -1,10 +1,11 @@
 """Blobs of unknown digest streamed into each destination (a layer as it is built): a real registry,
-through the fault-injecting proxy, a layout and an archive. Digest and size computed on the way, one
-chunk in memory, a drop between chunks resumed in the session, a session the registry cancelled reported
-as StreamLost, and nothing left behind by abort()."""
+through the fault-injecting proxy, a layout and an archive. Digest and size computed on the way, two
+chunks in memory (one filled while the other is sent), a drop between chunks resumed in the session, a session
+the registry cancelled reported as StreamLost, and nothing left behind by abort()."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -46,13 +47,31 @@ def test_a_registry_gets_the_stream_in_chunks_with_the_digest_computed_on_the_wa
     assert (blob.digest, blob.size, blob.media_type) == (sha256_digest(BLOB), len(BLOB), MEDIA)
     assert pulled_blob(registry, "team/stream", blob.digest) == BLOB
     patches = [s for s in proxy.seen if s.method == "PATCH"]
-    assert len(patches) == 7 and max(s.body_bytes for s in patches) == CHUNK  # one chunk buffer at a time
+    assert len(patches) == 7 and max(s.body_bytes for s in patches) == CHUNK  # a chunk per PATCH
     assert proxy.upload_bytes() == len(BLOB)
     small = dest.blob_writer(MEDIA)  # under one chunk: one PUT with the body, no PATCH
     small.write(b"tiny layer")
     assert small.finish().digest == sha256_digest(b"tiny layer")
     assert len([s for s in proxy.seen if s.method == "PATCH"]) == 7
     assert dest.has_blob(sha256_digest(b"tiny layer"))
+
+
+def test_the_next_chunk_is_filled_while_one_is_in_flight(registry: Registry, fault_proxies: list[FaultProxy]) -> None:
+    """A slow registry (each upload request held 0.4 s): the write that fills the first chunk returns at once,
+    the one that fills the second waits for the first to be through; the blob arrives whole."""
+    proxy = FaultProxy(registry.host, [], delay=0.4)
+    fault_proxies.append(proxy)
+    dest = RegistryEndpoint(Client(proxy.host, plain_http=True, chunk_size=CHUNK), "team/overlap")
+    writer = dest.blob_writer(MEDIA)
+    started = time.monotonic()
+    writer.write(BLOB[:CHUNK])
+    first = time.monotonic() - started
+    writer.write(BLOB[CHUNK:2 * CHUNK])
+    second = time.monotonic() - started
+    writer.write(BLOB[2 * CHUNK:])
+    blob = writer.finish()
+    assert first < 0.2 <= 0.4 <= second
+    assert blob.digest == sha256_digest(BLOB) and pulled_blob(registry, "team/overlap", blob.digest) == BLOB
 
 
 def test_a_drop_between_chunks_resumes_the_stream_in_its_session(registry: Registry,
