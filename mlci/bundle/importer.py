@@ -167,7 +167,7 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
     logger.info("mlci: importing %s into %s (%s) as %s", digest, plan.name, run.repository_of(plan.dst_ref),
                 plan.image.tag)
     streamed = [] if source.random_access else _send_streamed(source, plan.dst, plan.blobs, digest)
-    staged = copy.stage(source, digest, plan.dst)
+    staged = copy.stage(source, digest, plan.dst, there=plan.seen)
     data = _dvc_objects(plan, root, manifest, source)
     uploaded = _artifacts(plan, manifest, source, root)
     tagged = copy.tag(plan.dst, staged, plan.image.tag, aliases=plan.env.aliases, force=request.force,

@@ -75,9 +75,11 @@ def check_tag(dst: Endpoint, tag: str, digest: str, *, force: bool) -> str | Non
     return current
 
 
-def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | None = None) -> Staged:
+def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | None = None, *,
+          there: str | None = None) -> Staged:
     """Copy the image `src_ref` names, its referrers and its signatures into `dst`, by digest, untagged (`top`:
-    its manifest, when the caller has read it already)."""
+    its manifest, when the caller has read it already; `there`: the digest check_tag found the destination's tag
+    naming, read and hashed there a moment ago, so neither looked for nor read back again)."""
     if isinstance(src, RegistryEndpoint) and isinstance(dst, RegistryEndpoint) \
             and src.registry.host == dst.registry.host and src.repository != dst.repository:
         dst.mount_from = (*dst.mount_from, src.repository)  # the same registry: blobs mounted, not sent
@@ -87,7 +89,7 @@ def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | 
     staged = Staged(top.digest, top)
     # A manifest named by its digest is there or not, never rewritten; a registry accepts a manifest only once the
     # blobs it names are there (distribution checks them on PUT), so those of a present manifest are not asked for.
-    missing = [m for m in manifests if not _present(dst, m.digest)]
+    missing = [m for m in manifests if m.digest != there and not _present(dst, m.digest)]
     staged.reused += sorted({b.digest for m in manifests if m not in missing for b in m.blobs()})
     _blobs(src, dst, missing, staged)
     for manifest in missing:
@@ -95,16 +97,18 @@ def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | 
     for manifest in manifests:
         staged.referrers.extend(_copy_referrers(src, dst, manifest.digest, staged))
     staged.signature = _copy_signature(src, dst, top.digest, staged)
-    arrived = dst.get_manifest(top.digest)
-    if arrived.digest != top.digest or sha256_digest(arrived.data) != top.digest:
-        raise EnvironmentProblem(f"the destination answers {arrived.digest} for {top.digest}: not the image sent")
+    if top.digest != there:
+        arrived = dst.get_manifest(top.digest)
+        if arrived.digest != top.digest or sha256_digest(arrived.data) != top.digest:
+            raise EnvironmentProblem(f"the destination answers {arrived.digest} for {top.digest}: not the image sent")
     return staged
 
 
 def tag(dst: Endpoint, staged: Staged, name: str, *, aliases: bool, force: bool, seen: str | None) -> Tagged:
     """Write `name` (then the aliases, which move by design) for the staged image; `seen` is what check_tag
-    found. A tag that moved since that check (another promoter) is refused, not overwritten."""
-    now = existing(dst, name)
+    found. A tag that moved since that check (another promoter) is refused, not overwritten; one that named the
+    image then is not read again (nothing is written to it: a forced move by another promoter is theirs to record)."""
+    now = seen if seen == staged.digest else existing(dst, name)
     if now != seen and now != staged.digest:
         raise TagMoved(f"tag {name!r} moved at the destination during this promotion (now {now}): another "
                        "promotion got there first; nothing was tagged")

@@ -113,7 +113,7 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     if seen != digest:  # else the image is there already: a write still due fails on its own, with nothing half-made
         dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
-    staged = copy.stage(src, digest, dst, top)
+    staged = copy.stage(src, digest, dst, top, there=seen)
     data = dvcdata.copy_environment_data(root, config.image, request.environment, env, sha)
     uploaded = _artifacts(config, env, root, model, version or name, scan) if env.nexus_raw else []
     signature = _sign(dst, dst_ref, digest, key) if key is not None else None

@@ -96,6 +96,10 @@ def test_a_scanned_image_is_promoted_by_digest_with_its_record_and_a_rerun_copie
     writes = [e for e in access_log(stage)[mark:] if e.method in ("POST", "PATCH", "PUT", "DELETE")]
     assert writes == []  # the image is there under its tag: not even the write check's upload session
     assert not [e for e in access_log(stage)[mark:] if e.method == "PUT" and e.target.endswith("/manifests/1.0")]
+    # the tag, read and hashed once, proves the image there: no HEAD, read-back or second look at the tag
+    image_reads = [(e.method, e.target.rsplit("/", 1)[1]) for e in access_log(stage)[mark:]
+                   if e.target.split("?")[0].endswith((f"/manifests/{digest}", "/manifests/1.0"))]
+    assert image_reads == [("GET", "1.0")]
 
 
 def test_without_a_passing_scan_record_nothing_is_copied(
