@@ -83,7 +83,7 @@ digest = top.digest
 seen = copy.check_tag(dst, name, digest, force=False)
 if seen != digest:
     dst.check_writable()
-staged = copy.stage(src, digest, dst, top)
+staged = copy.stage(src, digest, dst, top, there=seen)
 copy.tag(dst, staged, name, aliases=False, force=False, seen=seen)
 print(digest)
 """

@@ -247,9 +247,9 @@ def _registry_referrers(registry: Registry, repo: str, digest: str, artifact_typ
     pages = registry.referrers_pages(repo, digest, artifact_type)
     if pages is not None:
         return _entries(pages, f"registry {registry.host}: {repo}: referrers of {digest}")
-    journal = _journal_tags(registry, repo, digest)
+    journal, indexed = _journal_tags(registry, repo, digest)
     try:
-        index = _read_index(registry, repo, digest)
+        index = _read_index(registry, repo, digest) if indexed else None  # no such tag: nothing to read
     except ReferrersError as exc:
         logger.warning("mlci: warning: %s; its entries are ignored", exc)
         index = None
@@ -321,14 +321,19 @@ def _descriptors(entries: Iterable[dict[str, Any]], where: str) -> list[Descript
     return list(found.values())
 
 
-def _journal_tags(registry: Registry, repo: str, subject: str) -> dict[str, str]:
-    """mlci's journal of the referrers of `subject`: referrer digest prefix -> tag."""
-    prefix = referrers_tag(subject) + JOURNAL
+def _journal_tags(registry: Registry, repo: str, subject: str) -> tuple[dict[str, str], bool]:
+    """mlci's journal of the referrers of `subject` (referrer digest prefix -> tag), and whether the tag list
+    holds the fallback index's tag (a repository the registry does not know has neither)."""
+    index_tag = referrers_tag(subject)
+    prefix = index_tag + JOURNAL
     found: dict[str, str] = {}
-    for tag in registry.tags(repo, last=referrers_tag(subject)):
-        if tag.startswith(prefix) and len(tag) == len(prefix) + 32:  # every page: registries may not sort
+    indexed = False
+    for tag in registry.tags(repo, last=index_tag[:-1]):  # a strict prefix sorts before the index's own tag
+        if tag == index_tag:
+            indexed = True
+        elif tag.startswith(prefix) and len(tag) == len(prefix) + 32:  # every page: registries may not sort
             found[tag[len(prefix):]] = tag
-    return found
+    return found, indexed
 
 
 def _journal_descriptors(registry: Registry, repo: str, subject: str, journal: Mapping[str, str],
@@ -377,7 +382,7 @@ class _FallbackUpdate:
         wrote = settled = backed_off = False
         conflicts = 0
         for _round in range(ATTEMPTS):
-            journal = _journal_tags(self.registry, self.repo, self.subject)
+            journal, _ = _journal_tags(self.registry, self.repo, self.subject)  # the index is read whatever it says
             for descriptor in _journal_descriptors(self.registry, self.repo, self.subject, journal, set(self.seen)):
                 self.seen.setdefault(descriptor.digest, descriptor.to_json())
             index = _read_index(self.registry, self.repo, self.subject)  # then the PUT at once: a short window

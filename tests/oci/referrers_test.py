@@ -2,6 +2,7 @@
 tags), concurrent writers in threads and in processes, hostile fallback indexes, basic auth, and OCI layouts."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -185,6 +186,26 @@ def test_an_entry_another_tool_dropped_is_still_found_and_put_back(registry: Reg
     assert _index_digests(registry, image)[0] == digest
     assert sorted(_index_digests(registry, image)) == sorted([digest, ours.digest, later.digest])
     assert _raw(registry, f"sha256-{image[7:]}")[2]["manifests"][0] == entry
+
+
+def test_the_fallback_index_is_read_only_when_the_tag_list_holds_its_tag(registry: Registry) -> None:
+    """No referrers API: listing an image with none costs no read of a `sha256-<hex>` that is not there; an
+    index another tool wrote (no journal tag of mlci's) is in the tag list, so it is read and listed."""
+    image = push_random_image(registry, REPO, "lone")
+    endpoint = _endpoint(registry)
+    index_tag = referrers.referrers_tag(image)
+    mark = len(access_log(registry))
+    assert referrers.referrers(endpoint, image) == []
+    assert not [e for e in access_log(registry)[mark:] if e.target.endswith(f"/manifests/{index_tag}")]
+    endpoint.registry.upload_blob(REPO, referrers.EMPTY_CONFIG.digest, 2, lambda: io.BytesIO(b"{}"), 1 << 20)
+    empty = {"mediaType": "application/vnd.other.config", "digest": referrers.EMPTY_CONFIG.digest, "size": 2}
+    data = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": empty, "layers": [empty],
+                       "subject": referrers.subject_of(endpoint, image).to_json()}).encode()
+    theirs = Manifest.of(data, OCI_MANIFEST).digest
+    _put_raw(registry, theirs, data, OCI_MANIFEST)
+    _put_raw(registry, index_tag, json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": theirs, "size": len(data)}]}).encode(), OCI_INDEX)
+    assert [d.digest for d in referrers.referrers(endpoint, image)] == [theirs]
 
 
 @pytest.mark.parametrize("kind", ["image manifest", "docker list", "huge"])
