@@ -127,6 +127,15 @@ def test_the_component_renders_the_jobs_of_the_plain_include(
     assert from_plain["mlci-promote-stage"]["environment"]["name"] == "$MLCI_STAGE_ENVIRONMENT"
 
 
+def _refused(gcl: Path, repo: Path) -> str:
+    """gitlab-ci-local's output for a pipeline it refuses to render (it must exit non-zero)."""
+    done = subprocess.run([str(gcl), "--no-color", "--home", str(state_dir(repo) / "home"), "--preview",
+                           "--no-json-schema-validation"], cwd=repo, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode != 0
+    return done.stdout + done.stderr
+
+
 def _ml_pipeline_spec() -> dict[str, Any]:
     spec: dict[str, Any] = next(yaml.safe_load_all((repos.ROOT / "templates" / "ml-pipeline.yml").read_text()))
     return dict(spec["spec"]["inputs"])
@@ -136,11 +145,7 @@ def test_the_component_refuses_an_input_its_spec_does_not_allow(
         gcl: Path, templates: tuple[Path, str]) -> None:
     repo, sha = templates
     _write_pipeline(repo, {"include": [_component("ml-pipeline", sha, {"stage-environment": "Stage; rm -rf /"})]})
-    done = subprocess.run([str(gcl), "--no-color", "--home", str(state_dir(repo) / "home"), "--preview",
-                           "--no-json-schema-validation"], cwd=repo, capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert done.returncode != 0
-    assert "`stage-environment` input: `Stage; rm -rf /` does not match required regex" in done.stdout + done.stderr
+    assert "`stage-environment` input: `Stage; rm -rf /` does not match required regex" in _refused(gcl, repo)
 
 
 def test_the_per_stage_components_add_up_to_ml_pipeline(gcl: Path, templates: tuple[Path, str]) -> None:
@@ -175,11 +180,7 @@ def test_the_needs_input_points_the_per_stage_jobs_at_the_users_own(gcl: Path, t
         assert [{k: v for k, v in need.items() if k != "optional"} for need in rendered[name]["needs"]] == wanted
     assert rendered["mlci-bundle-export"]["stage"] == "release"
     _write_pipeline(repo, {"include": [_component("promote", sha, {"needs": "build-model"})]})
-    done = subprocess.run([str(gcl), "--no-color", "--home", str(state_dir(repo) / "home"), "--preview",
-                           "--no-json-schema-validation"], cwd=repo, capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert done.returncode != 0
-    assert "`needs` input: provided value is not a array" in done.stdout + done.stderr
+    assert "`needs` input: provided value is not a array" in _refused(gcl, repo)
 
 
 @pytest.mark.parametrize("kind", KINDS)
