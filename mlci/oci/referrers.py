@@ -14,8 +14,10 @@ and updated by read-modify-write, and the registry offers no compare-and-swap: d
 If-Match on a manifest PUT (it is sent anyway; a registry that honours it answers 412 and the update re-reads).
 So mlci also tags each referrer it pushes, `sha256-<subject hex>.ref-<32 hex of the referrer's digest>` (the
 journal): one tag per referrer, written once and shared by no one, so it cannot be lost to a concurrent write.
-mlci's listing is the index plus the journal; every update rebuilds the index from what it read, every entry
-it saw earlier in the same update (unless that manifest was deleted) and the whole journal. One update:
+mlci's listing is the index plus the journal (the index is read only when the tag list, read for the journal,
+holds its tag: the listing trusts the registry's tag list, as the journal does); every update rebuilds the
+index from what it read, every entry it saw earlier in the same update (unless that manifest was deleted) and
+the whole journal. One update:
 
 1. read the journal (the tag list) and the manifests of journal tags not seen yet, then the index, and at once
    PUT it (If-Match its ETag; If-None-Match: * for a new one) if it lacks an entry; that PUT is sent once, never

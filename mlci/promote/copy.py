@@ -1,10 +1,11 @@
 """The image side of a promotion, in two steps so that tags come last: `stage` copies the image by digest (every
 blob the destination lacks, mounted from the source repository on the same registry, several at once; index
 children first), its referrers (scan records, SBOMs) and its cosign signature tag `sha256-<hex>.sig`, then
-checks the digest at the destination; `tag` writes the tag (refused when it names another digest, unless
-forced) and the alias tags. What the destination holds already (blobs, manifests by digest, listed referrers) is
-not written again. Nothing else is copied: no `mlci-key-*` tag, no build-cache record (an artifact
-without a subject, so never a referrer). A re-run reuses everything that already arrived."""
+checks the digest at the destination (a destination tag that named the image already, read and hashed, is that
+check); `tag` writes the tag (refused when it names another digest, unless forced) and the alias tags. What
+the destination holds already (blobs, manifests by digest, listed referrers) is not written again. Nothing else
+is copied: no `mlci-key-*` tag, no build-cache record (an artifact without a subject, so never a referrer). A
+re-run reuses everything that already arrived."""
 from __future__ import annotations
 
 import re

@@ -166,8 +166,8 @@ def test_the_per_stage_components_add_up_to_ml_pipeline(gcl: Path, templates: tu
 
 
 def test_the_needs_input_points_the_per_stage_jobs_at_the_users_own(gcl: Path, templates: tuple[Path, str]) -> None:
-    """An array input: a pipeline that builds and scans under its own job names gives them to `needs`; the
-    jobs whose component has no such input keep theirs; a value that is not an array is refused."""
+    """An array input: a pipeline that builds and scans under its own job names gives them to `needs` (with
+    `stage` beside it); a value that is not an array is refused."""
     repo, sha = templates
     own = [{"job": "build-model", "artifacts": True}, {"job": "scan-model", "artifacts": False}]
     users = {"build-model": {"stage": "build", "script": ["mlci build --dotenv mlci-build.env"]},
