@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import as_installed
 from benchmarks import build_support as bs
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
 from tests.testing.registry import Registry, start_registry, stop_registry
@@ -256,6 +257,7 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {','.join(CASES)}")
     parser.add_argument("--work-dir", help="where the temp dirs go (default: $TMPDIR)")
     args = parser.parse_args()
+    print(as_installed.prepare(), flush=True)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if not cases or any(c not in CASES for c in cases):
         parser.error(f"--cases: choose from {', '.join(CASES)}")

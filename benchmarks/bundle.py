@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks import as_installed  # noqa: E402
 from benchmarks import build_support as bs  # noqa: E402
 from benchmarks.promote import (  # noqa: E402
     Measured,
@@ -305,6 +306,7 @@ def main() -> int:
     parser.add_argument("--large-mb", default="2560,5120,10240", help="comma-separated sizes of the large case")
     parser.add_argument("--work-dir", help="where the temp dirs go (default: $TMPDIR)")
     args = parser.parse_args()
+    print(as_installed.prepare(), flush=True)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if not cases or any(c not in CASES for c in cases):
         parser.error(f"--cases: choose from {', '.join(CASES)}")

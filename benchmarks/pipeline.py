@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from benchmarks import as_installed  # noqa: E402
 from tests.e2e.world import MR_BRANCH, made, mr_variables  # noqa: E402
 from tests.testing import repos  # noqa: E402
 from tests.testing.gitlab_ci_local import PipelineResult, run_pipeline  # noqa: E402
@@ -63,6 +63,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="measured no-op runs (default 3)")
     args = parser.parse_args()
+    print(as_installed.prepare(), flush=True)
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     with tempfile.TemporaryDirectory(prefix="mlci-bench-pipeline-") as work:
         tmp = Path(work)

@@ -25,7 +25,8 @@ scan-record lookup, the audit line). Wall time: perf_counter around `/usr/bin/ti
 
 Pinned by the harness (it prints this too): random, incompressible layers, gzip streams of stored blocks
 (skopeo gzips a layer it finds uncompressed), pushed with plain `requests` (chunked uploads), and an OCI
-manifest whose config carries the bench repo's HEAD as org.opencontainers.image.revision; plain-HTTP
+manifest whose config carries the bench repo's HEAD as org.opencontainers.image.revision, and so do the
+manifest's annotations (`mlci build` writes its labels in both; promote reads the annotation first); plain-HTTP
 docker-registry 2.8 on 127.0.0.1; a fresh destination registry per measured copy (so neither tool can mount or
 skip a blob); skopeo's blob-info cache in the work dir.
 Disk: the source image plus one copy at a time (about 20 GB for the 10 GB point; sizes are done one at a time
@@ -52,6 +53,7 @@ from urllib.parse import urljoin
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks import as_installed  # noqa: E402
 from benchmarks import build_support as bs  # noqa: E402
 from tests.testing.registry import Registry, access_log, start_registry, stop_registry  # noqa: E402
 
@@ -179,8 +181,9 @@ def _random_chunks(size: int, seed: int, diff: Any) -> Iterator[bytes]:
 
 def push_image(registry: Registry, repo: str, tag: str, layers: list[int], revision: str, seed: int | None = None
                ) -> str:
-    """Random layers streamed in chunks (constant memory), a config with the revision label, an OCI manifest; the
-    same `seed` gives the same layers (an image that shares its first layers with another)."""
+    """Random layers streamed in chunks (constant memory), a config with the revision label, an OCI manifest that
+    carries the same label as an annotation (as `mlci build` writes its labels); the same `seed` gives the same
+    layers (an image that shares its first layers with another)."""
     import hashlib
 
     import requests
@@ -198,7 +201,8 @@ def push_image(registry: Registry, repo: str, tag: str, layers: list[int], revis
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "config": _upload(http, registry, repo, iter([config]),
                                              "application/vnd.oci.image.config.v1+json"),
-                           "layers": descriptors}).encode()
+                           "layers": descriptors,
+                           "annotations": {"org.opencontainers.image.revision": revision}}).encode()
     response = http.put(f"{registry.url}/v2/{repo}/manifests/{tag}", data=manifest, timeout=60,
                         headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
     if response.status_code != 201:
@@ -429,6 +433,7 @@ def main() -> int:
     parser.add_argument("--no-cli", action="store_true", help="measure the library path only")
     parser.add_argument("--work-dir", help="where the temp dirs go (default: $TMPDIR)")
     args = parser.parse_args()
+    print(as_installed.prepare(), flush=True)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if not cases or any(c not in CASES for c in cases):
         parser.error(f"--cases: choose from {', '.join(CASES)}")

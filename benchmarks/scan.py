@@ -62,6 +62,9 @@ from typing import Any
 
 _STARTED = time.perf_counter()  # the instrumented mode's clock: what came before is the interpreter's start
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks import as_installed  # noqa: E402
+
 VENV_BIN = ROOT / ".venv" / "bin"
 MLCI, TRIVY, PYTHON = VENV_BIN / "mlci", VENV_BIN / "trivy", VENV_BIN / "python"
 REPO, TAG = "ml/credit-model", "bench"
@@ -418,6 +421,7 @@ def main() -> int:
     parser.add_argument("--work-dir", help="where the temp dir goes (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (reports, the registry's log)")
     args = parser.parse_args()
+    print(as_installed.prepare(), flush=True)
     if args.runs < 1:
         parser.error("--runs: at least 1")
     sys.path.insert(0, str(ROOT))

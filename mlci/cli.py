@@ -18,7 +18,9 @@ from mlci.core.errors import ConfigError, EnvironmentProblem, ExitCode, MlciErro
 from mlci.core.fsutil import append_text, cache_dir
 from mlci.core.signals import Terminated, sigterm_raises
 
-COMMANDS = (init, build, config, data_test, repro, report, scan, promote, verify, bundle)
+COMMANDS = {"init": init, "build": build, "config": config, "data-test": data_test, "repro": repro,
+            "report": report, "scan": scan, "promote": promote, "verify": verify, "bundle": bundle}
+_VALUED = ("--config",)  # the global options that take a value (the next word, or after `=`)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,8 +51,23 @@ def _global_options(defaults: bool) -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser; each command module adds its own subparser."""
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command `argv` names (its first word that is not a global option or its value), None when it names
+    none of them (no command, a typo, `--help`: the full parser answers)."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED:
+            next(words, None)
+        elif word == "--":
+            break
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; each command module adds its own subparser (only `command`'s, when given: a command's run
+    need not build the other nine)."""
     parser = _Parser(
         prog="mlci", parents=[_global_options(True)],
         description="GitOps CI/CD for machine-learning repositories.",
@@ -60,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mlci {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS:
-        module.add_parser(sub, _global_options(False))
+    for name, module in COMMANDS.items():
+        if command is None or name == command:
+            module.add_parser(sub, _global_options(False))
     return parser
 
 
@@ -104,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and map every failure to one documented exit code."""
     log.register_env_secrets()
     try:
-        args = build_parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(command_in(words)).parse_args(words)
     except BrokenPipeError:  # `mlci --help` with stdout closed, or its reader gone
         log.discard_stdout()
         return ExitCode.BROKEN_PIPE

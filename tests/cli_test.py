@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -231,3 +232,31 @@ def test_an_os_error_no_command_handled_is_one_line_never_an_internal_error(
     monkeypatch.setattr(config_cmd, "run", full_disk)
     assert cli.main(["config", "check"]) == 3
     assert capsys.readouterr().err == f"mlci: error: {tmp_path / 'out.json'}: No space left on device\n"
+
+
+def test_each_command_is_registered_under_the_name_it_is_listed_by() -> None:
+    subparsers = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(subparsers.choices) == list(cli.COMMANDS)
+    for name in cli.COMMANDS:
+        only = next(a for a in cli.build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
+        assert list(only.choices) == [name]
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["promote", "--env", "stage"], "promote"),
+    (["--config", "promote", "scan", "IMAGE"], "scan"),  # the value of --config is not the command
+    (["--config=x.yaml", "-v", "data-test"], "data-test"),
+    (["-q", "--json", "bundle", "export"], "bundle"),
+    (["promot", "x"], None),
+    (["--help"], None),
+    ([], None),
+    (["--", "promote"], None),
+])
+def test_the_command_is_found_before_the_parser_is_built(argv: list[str], command: str | None) -> None:
+    assert cli.command_in(argv) == command
+
+
+def test_a_misspelt_command_still_lists_every_command() -> None:
+    done = mlci("promot", "x")
+    assert done.returncode == 2
+    assert "invalid choice: 'promot'" in done.stderr and all(name in done.stderr for name in cli.COMMANDS)

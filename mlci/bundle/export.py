@@ -194,15 +194,16 @@ def _inside_signature(env: Environment, name: str, key: SigningKey) -> InsideSig
 def _policy(config: Config, config_dir: Path, name: str, env: Environment, ref: SourceRef | None,
             src: Endpoint, top: Manifest, sha: str, moment: datetime.datetime) -> ScanRecord | None:
     """promote's checks before any copy: the source's ref, the image built from HEAD, a passing scan record."""
-    from mlci.image.build import image_labels
+    from mlci.image.labels import read_revision
     from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
     from mlci.promote import policy
     from mlci.scan import policy as scan_policy
     from mlci.scan import record, trivyignore
 
     policy.check_source(name, env, ref, top.digest)
-    policy.check_revision(image_labels(src, top), sha, top.digest)
-    records = record.find(src, top.digest) if isinstance(src, RegistryEndpoint | LayoutEndpoint) else []
+    policy.check_revision(read_revision(src, top), sha, top.digest)
+    records = record.find(src, top.digest) if env.require_scan and isinstance(src, RegistryEndpoint | LayoutEndpoint) \
+        else []
     ignore = trivyignore.configured(config.scan.trivyignore, config_dir)
     return policy.check_scan(name, env, records, scan_policy.policy_hash(config.scan, ignore), top.digest, moment)
 

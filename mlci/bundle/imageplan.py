@@ -37,6 +37,7 @@ from mlci.oci.manifest import OCI_INDEX, REF_NAME, Descriptor, Manifest, NotFoun
 from mlci.oci.transport import ImageSource, Opener
 from mlci.sign import cosign
 from mlci.sign.keys import SigningKey
+from mlci.sign.tag import signature_tag
 
 BUILD_CACHE = "application/vnd.mlci.build-cache.v1+json"  # mlci.image.cache.ARTIFACT_TYPE (not imported: heavy)
 
@@ -143,7 +144,7 @@ def _signature(src: ImageSource, top: Manifest, sign: InsideSignature | None
     """The `.sig` manifest to carry (the source's, with the inside signature appended when `sign`) and the bytes
     of the blobs it names that the source does not have (the new payload and config)."""
     try:
-        existing: Manifest | None = src.get_manifest(cosign.signature_tag(top.digest))
+        existing: Manifest | None = src.get_manifest(signature_tag(top.digest))
     except NotFound:
         existing = None
     if sign is None:
@@ -153,7 +154,7 @@ def _signature(src: ImageSource, top: Manifest, sign: InsideSignature | None
         scratch.put_manifest(top, None, child=True)  # cosign.sign checks that the image is there
         if existing is not None:
             _copy_config(src, top.digest, existing, scratch)
-            scratch.put_manifest(existing, cosign.signature_tag(top.digest))
+            scratch.put_manifest(existing, signature_tag(top.digest))
         signed = cosign.sign(scratch, top.digest, sign.key, docker_reference=sign.docker_reference)
         manifest = scratch.get_manifest(signed.manifest.digest)
         extra = {}
@@ -166,7 +167,7 @@ def _signature(src: ImageSource, top: Manifest, sign: InsideSignature | None
 
 def _copy_config(src: ImageSource, top: str, signatures: Manifest, scratch: LayoutEndpoint) -> None:
     """The source's signature manifest's config into the scratch layout (bounded by cosign's limit)."""
-    tag = cosign.signature_tag(top)
+    tag = signature_tag(top)
     config = signatures.blobs()[0] if not signatures.is_index else None
     if config is None or config.size > cosign.MAX_CONFIG:
         raise cosign.SignError(f"{tag}: not a signature image mlci appends to (no config, or one of more than "
@@ -181,7 +182,7 @@ def _index(top: Manifest, tag: str, found: list[Manifest], signature: Manifest |
     """index.json: the image tagged, its signature manifest tagged, its referrers listed untagged."""
     entries = [top.descriptor({REF_NAME: tag}).to_json()]
     if signature is not None:
-        entries.append(signature.descriptor({REF_NAME: cosign.signature_tag(top.digest)}).to_json())
+        entries.append(signature.descriptor({REF_NAME: signature_tag(top.digest)}).to_json())
     entries += [oci_referrers.referrer_descriptor(manifest).to_json() for manifest in found]
     return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
                       separators=(",", ":")).encode()

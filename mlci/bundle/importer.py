@@ -198,7 +198,7 @@ def _image(manifest: BundleManifest, source: BundleSource) -> tuple[ImageEntry, 
     from mlci.bundle.manifest import blob_path
     from mlci.oci.copy import manifest_tree
     from mlci.oci.manifest import NotFound
-    from mlci.sign import cosign
+    from mlci.sign.tag import signature_tag
 
     wanted = manifest.provenance.image_digest
     image = next((i for i in manifest.images if i.digest == wanted), None)
@@ -217,7 +217,7 @@ def _image(manifest: BundleManifest, source: BundleSource) -> tuple[ImageEntry, 
         for listed in [m.digest for m in manifests]:
             manifests += [source.get_manifest(d.digest) for d in source.referrers_of(listed)]
         try:
-            manifests.append(source.get_manifest(cosign.signature_tag(image.digest)))
+            manifests.append(source.get_manifest(signature_tag(image.digest)))
         except NotFound:
             pass
         blobs = {blob.digest: blob for m in manifests for blob in m.blobs()}

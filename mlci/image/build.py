@@ -8,22 +8,22 @@ once. Only "not found" for the key tag means "not built yet"; any other failure 
 Promotion never copies `mlci-key-*` or `mlci-cache-*` tags."""
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlci.core.errors import EnvironmentProblem, UsageError
+from mlci.core.errors import UsageError
 from mlci.image import cache, lockfile
 from mlci.image.dockerfile import BUILDERS
 from mlci.image.entries import Collector, repo_path
+from mlci.image.labels import read_labels
 from mlci.image.native import base_image, build_key, build_native, gather, open_endpoint
 from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint
-from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Manifest, NotFound
+from mlci.oci.manifest import Manifest, NotFound
 from mlci.oci.reference import DockerRef, ImageRef, check_tag, parse
 from mlci.oci.settings import RegistrySettings, options_for
 
@@ -134,7 +134,7 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
         dest.put_manifest(existing, tag)
         dest.commit()
         return BuildResult(reference(plan, tag), existing.digest, key, reused=True,
-                           labels=image_labels(dest, existing))
+                           labels=read_labels(dest, existing))
     uploaded: list[str] = []
     if settings.builder == "native":
         try:
@@ -149,7 +149,7 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
     dest.put_manifest(manifest, key_tag)
     dest.commit()
     return BuildResult(reference(plan, tag), manifest.digest, key, reused=False, uploaded=uploaded,
-                       labels=image_labels(dest, manifest))
+                       labels=read_labels(dest, manifest))
 
 
 def _existing(dest: Endpoint, key_tag: str) -> Manifest | None:
@@ -157,18 +157,4 @@ def _existing(dest: Endpoint, key_tag: str) -> Manifest | None:
         return dest.get_manifest(key_tag)
     except NotFound:  # only this means "not built yet": a refusal or an outage is an error
         return None
-
-
-def image_labels(dest: Endpoint, manifest: Manifest) -> dict[str, str]:
-    """The labels in the image's own config, read back from the destination (for an index: its first image)."""
-    try:
-        body = json.loads(manifest.data)
-        if manifest.media_type in (OCI_INDEX, DOCKER_LIST):
-            body = json.loads(dest.get_manifest(body["manifests"][0]["digest"]).data)
-        with dest.open_blob(str(body["config"]["digest"])) as handle:
-            config = json.loads(handle.read())
-        labels = (config.get("config") or {}).get("Labels") or {}
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise EnvironmentProblem(f"{manifest.digest}: the image's config cannot be read back") from None
-    return {str(k): str(v) for k, v in sorted(labels.items())} if isinstance(labels, dict) else {}
 

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mlci.core import git, yamlsafe
-from mlci.core.errors import ConfigError, UsageError
+from mlci.core.errors import ConfigError, EnvironmentProblem, UsageError
 from mlci.core.log import logger
 from mlci.image.entries import Collector
+from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Manifest
+
+if TYPE_CHECKING:
+    from mlci.oci.transport import ImageSource
 
 REVISION = "org.opencontainers.image.revision"
 SOURCE = "org.opencontainers.image.source"
@@ -32,6 +37,33 @@ _SCP = re.compile(r"^(?:[^@/:]+@)?(?P<host>[^/:]+):(?P<path>(?!//).+)$")  # git'
 
 
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last second an RFC 3339 timestamp can name
+
+
+
+def read_labels(source: ImageSource, manifest: Manifest) -> dict[str, str]:
+    """The labels in the image's own config, read from `source` (for an index: its first image)."""
+    try:
+        body = json.loads(manifest.data)
+        if manifest.media_type in (OCI_INDEX, DOCKER_LIST):
+            body = json.loads(source.get_manifest(body["manifests"][0]["digest"]).data)
+        with source.open_blob(str(body["config"]["digest"])) as handle:
+            config = json.loads(handle.read())
+        labels = (config.get("config") or {}).get("Labels") or {}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise EnvironmentProblem(f"{manifest.digest}: the image's config cannot be read back") from None
+    return {str(k): str(v) for k, v in sorted(labels.items())} if isinstance(labels, dict) else {}
+
+
+def read_revision(source: ImageSource, manifest: Manifest) -> str | None:
+    """The commit the image says it was built from: the manifest's own REVISION annotation (mlci build writes its
+    labels there too, and the image's digest covers both), else its config's label (read from `source`)."""
+    try:
+        annotations = json.loads(manifest.data).get("annotations")
+    except (ValueError, AttributeError):
+        annotations = None
+    if isinstance(annotations, dict) and isinstance(annotations.get(REVISION), str):
+        return str(annotations[REVISION])
+    return read_labels(source, manifest).get(REVISION)
 
 
 def source_date_epoch(env: Mapping[str, str]) -> int | None:

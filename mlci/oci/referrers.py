@@ -209,21 +209,50 @@ def put_referrer(endpoint: RegistryEndpoint | LayoutEndpoint, manifest: Manifest
     return descriptor
 
 
-def referrers(source: RegistryEndpoint | LayoutEndpoint | ReferrerSource, digest: str,
-              artifact_type: str | None = None) -> list[Descriptor]:
+@dataclass(frozen=True)
+class Listing:
+    """The referrers of one subject as listed once, and, where that read the registry's tag list (no referrers
+    API), every tag the list holds under the subject's `sha256-<hex>` prefix: the fallback index, mlci's journal,
+    cosign's `.sig`. A caller that needs both (a promotion: the scan records, every referrer, the signature tag)
+    reads them once."""
+
+    subject: str
+    descriptors: tuple[Descriptor, ...]
+    tags: frozenset[str] | None = None  # None: no tag list was read (a referrers API, a layout, a bundle)
+
+    def of_type(self, artifact_type: str | None) -> list[Descriptor]:
+        """The descriptors of `artifact_type` (all of them for None)."""
+        return [d for d in self.descriptors if artifact_type is None or d.artifact_type == artifact_type]
+
+    def may_hold(self, tag: str) -> bool:
+        """False only when the tag list was read and lacks `tag` (a tag under the subject's prefix): the listing
+        trusts the registry's tag list for it as it does for the fallback index."""
+        return self.tags is None or tag in self.tags
+
+
+def listing(source: RegistryEndpoint | LayoutEndpoint | ReferrerSource, digest: str,
+            artifact_type: str | None = None) -> Listing:
     """The referrers of the manifest `digest` (of `artifact_type` only, if given): the referrers API, else the
     fallback index and mlci's journal; in a layout, index.json; a ReferrerSource lists its own. A fallback index
     that cannot be read as one is a warning and counts as empty, as the spec says; an entry that is not a
     descriptor is skipped."""
     check_digest(digest, "referrers subject")
+    tags = None
     if isinstance(source, ReferrerSource):
         found = source.referrers_of(digest)
     elif isinstance(source, LayoutEndpoint):
         found = _layout_referrers(source, digest)
     else:
         _check_endpoint(source, "listed")
-        found = _registry_referrers(source.registry, source.repository, digest, artifact_type)
-    return [d for d in found if artifact_type is None or d.artifact_type == artifact_type]
+        found, tags = _registry_referrers(source.registry, source.repository, digest, artifact_type)
+    return Listing(digest, tuple(d for d in found if artifact_type is None or d.artifact_type == artifact_type),
+                   tags)
+
+
+def referrers(source: RegistryEndpoint | LayoutEndpoint | ReferrerSource, digest: str,
+              artifact_type: str | None = None) -> list[Descriptor]:
+    """listing()'s descriptors."""
+    return list(listing(source, digest, artifact_type).descriptors)
 
 
 def _check_endpoint(endpoint: object, what: str) -> None:
@@ -244,19 +273,22 @@ def _api_lists(registry: Registry, repo: str, subject: str, descriptor: Descript
     return any(d.digest == descriptor.digest for d in _entries(pages, f"{repo}: referrers of {subject}"))
 
 
-def _registry_referrers(registry: Registry, repo: str, digest: str, artifact_type: str | None) -> list[Descriptor]:
+def _registry_referrers(registry: Registry, repo: str, digest: str, artifact_type: str | None
+                        ) -> tuple[list[Descriptor], frozenset[str] | None]:
+    """The referrers, and the subject's tags when the tag list was read for them (None: the referrers API)."""
     where = f"registry {registry.host}: {repo}:{referrers_tag(digest)}"
     pages = registry.referrers_pages(repo, digest, artifact_type)
     if pages is not None:
-        return _entries(pages, f"registry {registry.host}: {repo}: referrers of {digest}")
-    journal, indexed = _journal_tags(registry, repo, digest)
-    try:
-        index = _read_index(registry, repo, digest) if indexed else None  # no such tag: nothing to read
+        return _entries(pages, f"registry {registry.host}: {repo}: referrers of {digest}"), None
+    tags = _subject_tags(registry, repo, digest)
+    try:  # no such tag: nothing to read
+        index = _read_index(registry, repo, digest) if referrers_tag(digest) in tags else None
     except ReferrersError as exc:
         logger.warning("mlci: warning: %s; its entries are ignored", exc)
         index = None
     listed = _descriptors(index.entries if index else [], where)
-    return listed + _journal_descriptors(registry, repo, digest, journal, {d.digest for d in listed})
+    return listed + _journal_descriptors(registry, repo, digest, _journal(tags, digest),
+                                         {d.digest for d in listed}), tags
 
 
 @dataclass
@@ -323,19 +355,18 @@ def _descriptors(entries: Iterable[dict[str, Any]], where: str) -> list[Descript
     return list(found.values())
 
 
-def _journal_tags(registry: Registry, repo: str, subject: str) -> tuple[dict[str, str], bool]:
-    """mlci's journal of the referrers of `subject` (referrer digest prefix -> tag), and whether the tag list
-    holds the fallback index's tag (a repository the registry does not know has neither)."""
+def _subject_tags(registry: Registry, repo: str, subject: str) -> frozenset[str]:
+    """The tags the registry lists that begin with the subject's `sha256-<hex>` (the fallback index, mlci's
+    journal, cosign's `.sig`...); none for a repository the registry does not know."""
     index_tag = referrers_tag(subject)
-    prefix = index_tag + JOURNAL
-    found: dict[str, str] = {}
-    indexed = False
-    for tag in registry.tags(repo, last=index_tag[:-1]):  # a strict prefix sorts before the index's own tag
-        if tag == index_tag:
-            indexed = True
-        elif tag.startswith(prefix) and len(tag) == len(prefix) + 32:  # every page: registries may not sort
-            found[tag[len(prefix):]] = tag
-    return found, indexed
+    # A strict prefix sorts before all of them; every page is looked through: registries may not sort.
+    return frozenset(t for t in registry.tags(repo, last=index_tag[:-1]) if t.startswith(index_tag))
+
+
+def _journal(tags: Iterable[str], subject: str) -> dict[str, str]:
+    """mlci's journal of the referrers of `subject` among `tags`: referrer digest prefix -> tag."""
+    prefix = referrers_tag(subject) + JOURNAL
+    return {t[len(prefix):]: t for t in tags if t.startswith(prefix) and len(t) == len(prefix) + 32}
 
 
 def _journal_descriptors(registry: Registry, repo: str, subject: str, journal: Mapping[str, str],
@@ -384,7 +415,8 @@ class _FallbackUpdate:
         wrote = settled = backed_off = False
         conflicts = 0
         for _round in range(ATTEMPTS):
-            journal, _ = _journal_tags(self.registry, self.repo, self.subject)  # the index is read whatever it says
+            # the index is read whatever the tag list says
+            journal = _journal(_subject_tags(self.registry, self.repo, self.subject), self.subject)
             for descriptor in _journal_descriptors(self.registry, self.repo, self.subject, journal, set(self.seen)):
                 self.seen.setdefault(descriptor.digest, descriptor.to_json())
             index = _read_index(self.registry, self.repo, self.subject)  # then the PUT at once: a short window

@@ -16,14 +16,16 @@ import getpass
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci.core import log
 from mlci.core.errors import ConfigError, EnvironmentProblem, GateFailed
-from mlci.forge.reviews import GitHubRuns, GitLabDeployments, Review, User
 from mlci.forge.select import JOB_TOKEN, ca_bundle_of, detect_kind
 from mlci.forge.settings import LOGIN, ForgeSettings
 from mlci.promote.settings import Approval
+
+if TYPE_CHECKING:  # the forge clients are imported by the mode that reads the forge
+    from mlci.forge.reviews import Review, User
 
 GITHUB_COM_API = "https://api.github.com"
 # GitLab sends no `environment:action` for the default, `start`; the others make no deployment.
@@ -151,6 +153,8 @@ def _from_gitlab(env_name: str, at: str, required: int, forge_env: str, environ:
         raise ConfigError(["forge: set forge.api_url and forge.project (or run in GitLab CI) to read the deployment "
                            "approvals"])
     token, token_env, job_token = _gitlab_token(settings, environ)
+    from mlci.forge.reviews import GitLabDeployments
+
     client = GitLabDeployments(api, project, token, token_env, ca_bundle_of(settings, environ), job_token=job_token)
     deployment = client.of_job(job_env, job_id)
     if deployment is None:
@@ -185,6 +189,8 @@ def _from_github(env_name: str, at: str, required: int, forge_env: str, environ:
         raise EnvironmentProblem(f"no token to read the run's reviews: set {token_env} (forge.token_env); "
                                  "GITHUB_TOKEN needs `permissions: actions: read`")
     log.add_secret(token)
+    from mlci.forge.reviews import GitHubRuns
+
     client = GitHubRuns(api, repository, token, token_env, ca_bundle_of(settings, environ))
     run = client.run(run_id)
     where = f"GitHub run {run_id} (environment {forge_env})"

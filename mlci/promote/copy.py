@@ -17,6 +17,7 @@ from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy_blobs, manifest
 from mlci.oci.manifest import Manifest, NotFound, sha256_digest
 from mlci.oci.progress import Progress
 from mlci.oci.transport import Endpoint, ImageSource
+from mlci.sign.tag import signature_tag
 
 RELEASE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
@@ -77,10 +78,11 @@ def check_tag(dst: Endpoint, tag: str, digest: str, *, force: bool) -> str | Non
 
 
 def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | None = None, *,
-          there: str | None = None) -> Staged:
+          there: str | None = None, listing: referrers.Listing | None = None) -> Staged:
     """Copy the image `src_ref` names, its referrers and its signatures into `dst`, by digest, untagged (`top`:
     its manifest, when the caller has read it already; `there`: the digest check_tag found the destination's tag
-    naming, read and hashed there a moment ago, so neither looked for nor read back again)."""
+    naming, read and hashed there a moment ago, so neither looked for nor read back again; `listing`: the source's
+    referrers of `top`, when the caller has listed them)."""
     if isinstance(src, RegistryEndpoint) and isinstance(dst, RegistryEndpoint) \
             and src.registry.host == dst.registry.host and src.repository != dst.repository:
         dst.mount_from = (*dst.mount_from, src.repository)  # the same registry: blobs mounted, not sent
@@ -95,9 +97,13 @@ def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | 
     _blobs(src, dst, missing, staged)
     for manifest in missing:
         dst.put_manifest(manifest, None, child=True)  # by digest: no tag yet
+    listings: dict[str, referrers.Listing | None] = {} if listing is None or listing.subject != top.digest \
+        else {top.digest: listing}
     for manifest in manifests:
-        staged.referrers.extend(_copy_referrers(src, dst, manifest.digest, staged))
-    staged.signature = _copy_signature(src, dst, top.digest, staged)
+        if manifest.digest not in listings:
+            listings[manifest.digest] = _listing(src, manifest.digest)
+        staged.referrers.extend(_copy_referrers(src, dst, listings[manifest.digest], staged))
+    staged.signature = _copy_signature(src, dst, top.digest, listings[top.digest], staged)
     if top.digest != there:
         arrived = dst.get_manifest(top.digest)
         if arrived.digest != top.digest or sha256_digest(arrived.data) != top.digest:
@@ -148,18 +154,26 @@ def _blobs(src: ImageSource, dst: Endpoint, manifests: list[Manifest], staged: S
     staged.bytes_copied += result.bytes_copied
 
 
-def _copy_referrers(src: ImageSource, dst: Endpoint, digest: str, staged: Staged) -> list[str]:
-    """The referrers of `digest` at the source (records, SBOMs), copied and listed at the destination."""
+def _listing(src: ImageSource, digest: str) -> referrers.Listing | None:
+    """The source's referrers of `digest` (None: an oci-archive keeps none)."""
     if not isinstance(src, RegistryEndpoint | LayoutEndpoint | referrers.ReferrerSource):
-        return []  # an oci-archive keeps none
+        return None
+    return referrers.listing(src, digest)
+
+
+def _copy_referrers(src: ImageSource, dst: Endpoint, listing: referrers.Listing | None, staged: Staged) -> list[str]:
+    """The referrers of a manifest at the source (records, SBOMs: its `listing`), copied and listed at the
+    destination."""
+    if listing is None:
+        return []
     if not isinstance(dst, RegistryEndpoint | LayoutEndpoint):
         raise UsageError("an oci-archive destination cannot hold the image's referrers (scan records, SBOM): "
                          "promote into a registry or an oci: layout")
+    if not listing.descriptors:
+        return []
     copied = []
-    listed: set[str] | None = None  # the destination's referrers of `digest`, read once when there is one to copy
-    for descriptor in referrers.referrers(src, digest):
-        if listed is None:
-            listed = {d.digest for d in referrers.referrers(dst, digest)}
+    listed = {d.digest for d in referrers.referrers(dst, listing.subject)}
+    for descriptor in listing.descriptors:
         if descriptor.digest in listed:  # a re-run: stored and listed there already
             copied.append(descriptor.digest)
             continue
@@ -170,17 +184,22 @@ def _copy_referrers(src: ImageSource, dst: Endpoint, digest: str, staged: Staged
     return copied
 
 
-def _copy_signature(src: ImageSource, dst: Endpoint, digest: str, staged: Staged) -> str | None:
-    """cosign's signature manifest of `digest`, copied under its tag; one already at the destination keeps its
-    signatures and gains the source's (mlci.sign.cosign.unite: layers appended, config rebuilt, as cosign does)."""
-    from mlci.sign import cosign
-
+def _copy_signature(src: ImageSource, dst: Endpoint, digest: str, listing: referrers.Listing | None,
+                    staged: Staged) -> str | None:
+    """cosign's signature manifest of `digest`, copied under its tag (not looked for when the source's `listing`
+    read a tag list without it); one already at the destination keeps its signatures and gains the source's
+    (mlci.sign.cosign.unite: layers appended, config rebuilt, as cosign does)."""
+    tag = signature_tag(digest)
+    if listing is not None and not listing.may_hold(tag):
+        return None
     try:
-        signatures = src.get_manifest(cosign.signature_tag(digest))
+        signatures = src.get_manifest(tag)
     except NotFound:
         return None
     if not isinstance(dst, RegistryEndpoint | LayoutEndpoint):
         raise UsageError("an oci-archive destination cannot hold the image's signatures: promote into a registry "
                          "or an oci: layout")
+    from mlci.sign import cosign
+
     _blobs(src, dst, [signatures], staged)
     return cosign.unite(dst, digest, signatures).digest

@@ -56,12 +56,12 @@ def check_source(env_name: str, env: Environment, ref: SourceRef | None, digest:
                      f"{seen}: promote a build of an accepted ref")
 
 
-def check_revision(labels: Mapping[str, str], sha: str, digest: str) -> None:
-    """The image was built from the commit this pipeline runs on (its `org.opencontainers.image.revision`), so a
-    release tag's pipeline cannot promote some other build (exit 1 otherwise)."""
+def check_revision(built: str | None, sha: str, digest: str) -> None:
+    """The image was built from the commit this pipeline runs on (`built`: its `org.opencontainers.image.revision`,
+    mlci.image.labels.read_revision), so a release tag's pipeline cannot promote some other build (exit 1
+    otherwise)."""
     from mlci.image.labels import REVISION
 
-    built = labels.get(REVISION)
     if built is None:
         raise GateFailed(f"{digest} carries no {REVISION} label: mlci cannot tell which commit it was built from "
                          "(build it with mlci build)")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from mlci.core.errors import UsageError
 from mlci.core.log import logger
 from mlci.oci.reference import DockerRef, ImageRef
-from mlci.promote import approvals, audit, copy, dvcdata, gitops, gto, policy
+from mlci.promote import approvals, audit, copy, gitops, gto, policy
 from mlci.promote.record import Approver, PromotionRecord, Scalar, ScanFacts, read_metrics
 from mlci.promote.settings import Environment
 from mlci.settings import Config
@@ -21,7 +21,9 @@ ApprovalMode = Literal["none", "forge", "variable"]
 
 if TYPE_CHECKING:
     from mlci.nexus.raw import Uploaded
+    from mlci.oci import referrers
     from mlci.oci.transport import Endpoint
+    from mlci.promote.dvcdata import DataCopy
     from mlci.scan.record import ScanRecord
     from mlci.sign.keys import SigningKey
 
@@ -68,11 +70,10 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
             now: datetime.datetime | None = None) -> Result:
     """Check the policy, then promote; nothing is copied when the policy refuses."""
     from mlci.core import git
-    from mlci.image.build import image_labels
+    from mlci.image.labels import read_revision
+    from mlci.oci import referrers
     from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, open_endpoint
     from mlci.oci.reference import LayoutRef, parse
-    from mlci.scan import policy as scan_policy
-    from mlci.scan import record, trivyignore
 
     moment = now or datetime.datetime.now(datetime.UTC)
     env = environment(config, request.environment)
@@ -94,27 +95,31 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
                            else LayoutRef(dst_ref.transport, dst_ref.path), *legacy)
     top = src.get_manifest(src_tag)
     digest = top.digest
+    sha = git.head_sha(root)
     policy.check_source(request.environment, env, ref, digest)
-    policy.check_revision(image_labels(src, top), git.head_sha(root), digest)
-    records = record.find(src, digest) if isinstance(src, RegistryEndpoint | LayoutEndpoint) else []
-    ignore = trivyignore.configured(config.scan.trivyignore, config_dir)
-    scan = policy.check_scan(request.environment, env, records, scan_policy.policy_hash(config.scan, ignore), digest,
-                             moment)
+    policy.check_revision(read_revision(src, top), sha, digest)
+    # One listing of the image's referrers: its scan records here, every referrer and the signature tag in stage.
+    listing = referrers.listing(src, digest) if isinstance(src, RegistryEndpoint | LayoutEndpoint) else None
+    scan = _passing_scan(config, config_dir, request.environment, env, src, listing, digest, moment)
     approved = approvals.approvals(request.environment, env.approval, environ, config.forge)
     key = _signing_key(config, env, request.environment, config_dir, environ)
-    sha = git.head_sha(root)
     model = gto.model_name(root, config.promote.model)
     version = gto.version_of(ref.name) if ref is not None and ref.kind == "tag" else None
     if config.promote.gitops.gto:
         gto.check_stage(request.environment)
         gto.check_version(root, model, version, sha)  # a version names one commit: refused before any copy
-    dvcdata.check_remotes(root, request.environment, env)
+    if env.dvc_remote is not None:  # DVC and mlci's DVC parts are imported only for an environment that uses them
+        from mlci.promote import dvcdata
+
+        dvcdata.check_remotes(root, request.environment, env)
     seen = copy.check_tag(dst, name, digest, force=request.force)
     if seen != digest:  # else the image is there already: a write still due fails on its own, with nothing half-made
         dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
-    staged = copy.stage(src, digest, dst, top, there=seen)
-    data = dvcdata.copy_environment_data(root, config.image, request.environment, env, sha)
+    staged = copy.stage(src, digest, dst, top, there=seen, listing=listing)
+    data: DataCopy | None = None
+    if env.dvc_remote is not None:
+        data = dvcdata.copy_environment_data(root, config.image, request.environment, env, sha)
     uploaded = _artifacts(config, env, root, model, version or name, scan) if env.nexus_raw else []
     signature = _sign(dst, dst_ref, digest, key) if key is not None else None
     tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
@@ -134,6 +139,21 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
                   scan_record=scan.referrer.digest if scan is not None and scan.referrer is not None else None,
                   approvals=approved, signature=signature, record=recorded, artifacts=[u.to_json() for u in uploaded],
                   data=data.as_dict() if data is not None else None)
+
+
+def _passing_scan(config: Config, config_dir: Path, name: str, env: Environment, src: Endpoint,
+                  listing: referrers.Listing | None, digest: str, moment: datetime.datetime) -> ScanRecord | None:
+    """The scan record the environment's policy asks for (policy.check_scan; exit 1 without one), None when it asks
+    for none (then neither the records nor the scan policy are read)."""
+    if not env.require_scan:
+        return None
+    from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
+    from mlci.scan import policy as scan_policy
+    from mlci.scan import record, trivyignore
+
+    records = record.find(src, digest, listing=listing) if isinstance(src, RegistryEndpoint | LayoutEndpoint) else []
+    ignore = trivyignore.configured(config.scan.trivyignore, config_dir)
+    return policy.check_scan(name, env, records, scan_policy.policy_hash(config.scan, ignore), digest, moment)
 
 
 def _signing_key(config: Config, env: Environment, name: str, config_dir: Path, environ: Mapping[str, str]

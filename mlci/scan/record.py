@@ -197,10 +197,14 @@ def attach(record: ScanRecord, endpoint: Endpoint, sbom: bytes | None = None,
     return attached
 
 
-def find(source: Endpoint | referrers.ReferrerSource, digest: str, *, limit: int = FIND_LIMIT) -> list[ScanRecord]:
+def find(source: Endpoint | referrers.ReferrerSource, digest: str, *, limit: int = FIND_LIMIT,
+         listing: referrers.Listing | None = None) -> list[ScanRecord]:
     """The scan records attached to the image `digest`, newest scan first (at most `limit`, chosen by their
-    `created` annotation). An artifact that is not a record of this digest is skipped with a warning."""
-    listed = referrers.referrers(source, digest, RECORD_TYPE)
+    `created` annotation; `listing`: the image's referrers, when the caller has listed them already). An artifact
+    that is not a record of this digest is skipped with a warning."""
+    if listing is not None and listing.subject != digest:
+        raise ValueError(f"a listing of {listing.subject} for the records of {digest}")
+    listed = listing.of_type(RECORD_TYPE) if listing is not None else referrers.referrers(source, digest, RECORD_TYPE)
     listed.sort(key=lambda d: d.annotations.get(referrers.CREATED, ""), reverse=True)
     found = []
     for descriptor in listed[:limit]:

@@ -53,6 +53,7 @@ from mlci.oci.settings import RegistrySettings
 from mlci.oci.transport import Endpoint
 from mlci.sign import gojson
 from mlci.sign.keys import PublicKey, SigningKey
+from mlci.sign.tag import SUFFIX, signature_tag
 
 if TYPE_CHECKING:
     from mlci.oci.referrers import ReferrerSource
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE = "dev.cosignproject.cosign/signature"
 SIGNATURE_TYPE = "cosign container image signature"
-SUFFIX = ".sig"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time, what go-containerregistry writes for `created`
 MAX_LAYERS = 1000  # cosign refuses a signature image of more layers (pkg/oci/mutate: maxLayers)
 MAX_PAYLOAD = 256 << 10  # a payload is about 250 bytes; optional claims may add some
@@ -113,11 +113,6 @@ class Verified:
     def to_json(self) -> dict[str, Any]:
         return {"layer": self.layer, "payload": self.payload, "docker_reference": self.docker_reference,
                 "optional": self.optional, "key": self.key}
-
-
-def signature_tag(digest: str) -> str:
-    """`sha256-<hex>.sig`: where the signatures of `digest` are found (the spec's tag-based discovery)."""
-    return _digest(digest).replace(":", "-") + SUFFIX
 
 
 def identity(ref: DockerRef) -> str:

@@ -208,6 +208,31 @@ def test_the_fallback_index_is_read_only_when_the_tag_list_holds_its_tag(registr
     assert [d.digest for d in referrers.referrers(endpoint, image)] == [theirs]
 
 
+def test_a_listing_without_the_api_says_which_of_the_subjects_tags_exist(registry: Registry) -> None:
+    """The tag list the fallback reads anyway answers for every `sha256-<hex>...` tag: a caller need not GET a
+    signature tag that is not there; through a referrers API no tag list is read, so every tag may be there."""
+    image = push_random_image(registry, REPO, "signed-later")
+    endpoint = _endpoint(registry)
+    signature = referrers.referrers_tag(image) + ".sig"
+    listing = referrers.listing(endpoint, image)
+    assert listing.tags == frozenset() and not listing.may_hold(signature)
+    _, _, body = _raw(registry, "signed-later")  # any manifest will do under the signature's tag
+    _put_raw(registry, signature, json.dumps(body).encode(), OCI_MANIFEST)
+    evidence = _attach(endpoint, referrers.subject_of(endpoint, image), EVIDENCE, b"evidence")
+    other = push_random_image(registry, REPO, "other")  # another image's tags are not this one's
+    _attach(endpoint, referrers.subject_of(endpoint, other), EVIDENCE, b"theirs")
+    listing = referrers.listing(endpoint, image)
+    assert listing.may_hold(signature) and listing.descriptors == (evidence,)
+    assert all(t.startswith(referrers.referrers_tag(image)) for t in listing.tags or ())
+    assert listing.of_type(EVIDENCE) == [evidence] and listing.of_type(SIGNATURE) == []
+    api = ReferrersApi(registry.url, subject_header=True)
+    try:
+        through_api = referrers.listing(RegistryEndpoint(Client(api.host, plain_http=True), REPO), other)
+        assert through_api.tags is None and through_api.may_hold(referrers.referrers_tag(other) + ".sig")
+    finally:
+        api.stop()
+
+
 @pytest.mark.parametrize("kind", ["image manifest", "docker list", "huge"])
 def test_a_hostile_fallback_index_is_refused_in_one_line_and_ignored_when_listing(
         registry: Registry, kind: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -89,7 +89,7 @@ def test_a_scanned_image_is_promoted_by_digest_with_its_record_and_a_rerun_copie
     assert "refs/tags/repo#stage#1" in repos.git(origin, "show-ref", "--tags")
     lines = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert len(lines) == 1 and digest in lines[0]
-    mark = len(access_log(stage))
+    mark, src_mark = len(access_log(stage)), len(access_log(dev))
     code, out, err = _mlci(repo, env, "promote", image.rsplit("@", 1)[0], "--env", "stage", "--json")
     again = json.loads(out)
     assert code == 0 and again["copied"] == [] and again["reused"] and again["tagged"] == ["1.0"], err
@@ -100,6 +100,14 @@ def test_a_scanned_image_is_promoted_by_digest_with_its_record_and_a_rerun_copie
     image_reads = [(e.method, e.target.rsplit("/", 1)[1]) for e in access_log(stage)[mark:]
                    if e.target.split("?")[0].endswith((f"/manifests/{digest}", "/manifests/1.0"))]
     assert image_reads == [("GET", "1.0")]
+    # at the source: the referrers listed once for the scan record and the copy; the revision read from the
+    # manifest's annotation (no config blob); no GET of a signature tag the tag list does not hold
+    source, _ = open_endpoint(parse(f"docker://{dev.host}/ml/happy"), plain_http=(dev.host,))
+    config_blob = source.get_manifest(digest).body()["config"]["digest"]
+    source_reads = [e.target.split("?")[0].removeprefix("/v2/ml/happy/") for e in access_log(dev)[src_mark:]]
+    assert f"blobs/{config_blob}" not in source_reads
+    assert source_reads.count("tags/list") == 1 and sum(r.startswith("referrers/") for r in source_reads) == 1
+    assert not [r for r in source_reads if r.endswith(".sig")]
 
 
 def test_without_a_passing_scan_record_nothing_is_copied(

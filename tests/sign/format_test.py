@@ -18,6 +18,7 @@ from mlci.oci.layout import Layout
 from mlci.oci.manifest import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
 from mlci.promote.settings import Signing
 from mlci.sign import cosign, keys
+from mlci.sign.tag import signature_tag
 from tests.sign.support import layout_image, p256
 
 D34D = "sha256:" + "d34db33f" * 8
@@ -73,7 +74,7 @@ def test_a_genuine_cosign_signature_image_is_rebuilt_byte_for_byte_and_verifies(
     layout.init()
     for blob in (COSIGN_PAYLOAD, config_data):
         layout.put_blob(sha256_digest(blob), io.BytesIO(blob))
-    tag = cosign.signature_tag(COSIGN_SUBJECT)
+    tag = signature_tag(COSIGN_SUBJECT)
     layout.put_manifest(Manifest.of(COSIGN_MANIFEST, OCI_MANIFEST), tag)
     public = keys.public_from_pem(COSIGN_PUB, "cosign.pub")
     [verified] = cosign.verify(LayoutEndpoint(layout), COSIGN_SUBJECT, public)
@@ -126,7 +127,7 @@ def _signed_layout(tmp_path: Path, payloads: list[bytes], key: keys.SigningKey, 
                                  {cosign.SIGNATURE: base64.b64encode(key.sign(data)).decode()}).to_json())
     manifest, config, config_data = cosign._appended(None, layers, "hostile")
     layout.put_blob(config.digest, io.BytesIO(config_data))
-    layout.put_manifest(manifest, cosign.signature_tag(subject))
+    layout.put_manifest(manifest, signature_tag(subject))
     return LayoutEndpoint(layout)
 
 

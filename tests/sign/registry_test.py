@@ -26,6 +26,7 @@ from mlci.oci.reference import DockerRef
 from mlci.oci.registry import Registry as Client
 from mlci.promote.settings import Signing
 from mlci.sign import cosign, keys
+from mlci.sign.tag import signature_tag
 from tests.sign.support import KeyPair, layout_image, p256
 from tests.testing.procs import free_port
 from tests.testing.registry import (
@@ -146,7 +147,7 @@ def test_a_signature_made_by_mlci_verifies_by_an_independent_path(
     digest = push_random_image(registry, REPO, "v1.2.0")
     reference = cosign.identity(DockerRef(registry.host, REPO))
     signed = cosign.sign(_endpoint(registry), digest, _key(pair), docker_reference=reference)
-    assert signed.added and signed.tag == cosign.signature_tag(digest)
+    assert signed.added and signed.tag == signature_tag(digest)
     [claims] = independently_verified(registry, digest, pair.public.read_bytes())
     assert claims == {"critical": {"identity": {"docker-reference": f"{registry.host}/{REPO}"},
                                    "image": {"docker-manifest-digest": digest},
@@ -203,7 +204,7 @@ def test_a_signature_image_copied_in_keeps_the_destinations_signatures(registry:
     digest = push_random_image(registry, "dev/model", "v1")
     src, dst = _endpoint(registry, "dev/model"), _endpoint(registry, REPO)
     cosign.sign(src, digest, _key(dev_key), docker_reference=f"{registry.host}/dev/model")
-    tag = cosign.signature_tag(digest)
+    tag = signature_tag(digest)
     copy(src, digest, dst, None)
     copy(src, tag, dst, None)  # the signature image's blobs (and the manifest, untagged)
     incoming = src.get_manifest(tag)
@@ -245,7 +246,7 @@ def test_a_signature_lost_to_a_concurrent_signer_is_appended_again(registry: Reg
     digest = push_random_image(registry, REPO, "v1")
     plain = _endpoint(registry)
     cosign.sign(plain, digest, _key(theirs), docker_reference="r.bank/team/model")
-    their_manifest, _ = _raw_manifest(registry, cosign.signature_tag(digest))
+    their_manifest, _ = _raw_manifest(registry, signature_tag(digest))
     contended = _Contended(plain.registry, REPO)
     contended.overwrite = their_manifest  # what the other signer, who read before our write, puts back
     signed = cosign.sign(contended, digest, _key(ours), docker_reference="r.bank/team/model")
@@ -267,7 +268,7 @@ def test_tampering_another_digest_another_key_and_no_signature_are_refused(
         cosign.sign(endpoint, digest, _key(pair), docker_reference=f"{registry.host}/{REPO}")
 
     # the payload edited (another identity), the signature left as it was
-    tag = cosign.signature_tag(edited)
+    tag = signature_tag(edited)
     body = json.loads(_raw_manifest(registry, tag)[0])
     payload = json.loads(pulled_blob(registry, REPO, body["layers"][0]["digest"]))
     payload["critical"]["identity"]["docker-reference"] = "evil.example/model"
@@ -276,7 +277,7 @@ def test_tampering_another_digest_another_key_and_no_signature_are_refused(
     _put_manifest(registry, tag, json.dumps(body).encode())
     assert independently_verified(registry, edited, pair.public.read_bytes()) == []
     # a signature of another digest put under this one's tag
-    _put_manifest(registry, cosign.signature_tag(moved), _raw_manifest(registry, cosign.signature_tag(signed_image))[0])
+    _put_manifest(registry, signature_tag(moved), _raw_manifest(registry, signature_tag(signed_image))[0])
 
     fingerprint = keys.load_public_key(pair.public).fingerprint
     other = keys.load_public_key(stranger.public).fingerprint
@@ -284,9 +285,9 @@ def test_tampering_another_digest_another_key_and_no_signature_are_refused(
                                    "with this key (signed by another key, or the payload was changed)"),
              (moved, pair.public, f"signature 1: its payload is for {signed_image}, not for this image"),
              (signed_image, stranger.public,
-              f"no valid signature by key {other} in {cosign.signature_tag(signed_image)}: signature 1: does not "
+              f"no valid signature by key {other} in {signature_tag(signed_image)}: signature 1: does not "
               "verify with this key"),
-             (unsigned, pair.public, f"not signed: no signature tag {cosign.signature_tag(unsigned)}")]
+             (unsigned, pair.public, f"not signed: no signature tag {signature_tag(unsigned)}")]
     for digest, key, reason in cases:
         image = f"docker://{registry.host}/{REPO}@{digest}"
         code, out, err = _verify(monkeypatch, capsys, image, key)
