@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import functools
 import types
 import typing
@@ -250,6 +249,8 @@ def short(value: Any) -> str:
 
 def did_you_mean(key: str, known: list[str]) -> str:
     """A suggestion for a mistyped key."""
+    import difflib  # only for a config with a mistake
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
 

@@ -12,7 +12,6 @@ Every CI variable read here is listed in docs/promote.md; a test checks the list
 """
 from __future__ import annotations
 
-import getpass
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -100,6 +99,8 @@ def promoted_by(environ: Mapping[str, str]) -> tuple[str, str]:
             if not re.fullmatch(LOGIN, value):
                 raise EnvironmentProblem(f"{name} does not hold a login (letters, digits, `.`, `_`, `-`)")
             return value, name
+    import getpass  # only outside CI: no promoter variable set
+
     try:
         local = getpass.getuser()
     except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (a container's arbitrary uid)

@@ -9,10 +9,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlci.core.errors import GateFailed
 from mlci.promote.settings import Environment
-from mlci.scan.record import ScanRecord
+
+if TYPE_CHECKING:
+    from mlci.scan.record import ScanRecord
 
 
 @dataclass(frozen=True)
