@@ -28,7 +28,9 @@ Nothing that users set is pinned: no SOURCE_DATE_EPOCH, mlci's defaults. Pinned 
 in its output: the weights are random (incompressible, like real weights); DVC `cache.type hardlink` in the
 model repo (disk: the default reflink,copy would double 5 GB); the DVC remote is plain HTTP on loopback served
 straight from the first checkout's DVC cache; registries are plain-HTTP docker-registry 2.8 on loopback;
-TMPDIR inside the work dir (so a crash leaves nothing behind); buildah gets its own overlay storage.
+TMPDIR inside the work dir (so a crash leaves nothing behind); buildah gets its own overlay storage; and the
+token variables every GitLab job has (CI_JOB_TOKEN, CI_REGISTRY_PASSWORD, CI_DEPENDENCY_PROXY_PASSWORD, random
+values), because mlci scans every layer it builds for the secrets it knows, and in CI it knows these.
 
 Needs what scripts/test prepares (.venv, buildah, docker-registry, .tools/base, .tools/wheelhouse) and
 installs `time` and `skopeo` with apt-get when missing. Disk: about 5x the largest weights at once.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -60,7 +63,12 @@ PUSH_ROUNDS = 4  # each side pushes this many times, in alternating order; the m
 TARGETS = {"warm": 0.1, "empty": 3.0, "first_mbps": 250.0, "first_rss_mb": 200.0, "push": 1.0,
            "growth_residual": 0.10, "growth_rss": 1.25}
 PINNED = ("no SOURCE_DATE_EPOCH, mlci defaults; harness pins: random weights, DVC cache.type hardlink (disk), "
-          "DVC HTTP remote on loopback, plain-HTTP loopback registries, TMPDIR in the work dir")
+          "DVC HTTP remote on loopback, plain-HTTP loopback registries, TMPDIR in the work dir, the token variables "
+          "of a GitLab job (CI_JOB_TOKEN, CI_REGISTRY_PASSWORD, CI_DEPENDENCY_PROXY_PASSWORD: random values, so "
+          "every layer is scanned for them as in CI)")
+# A GitLab job's secret variables (random values): mlci scans every layer it builds for them, as in CI.
+JOB_SECRETS = {name: secrets.token_urlsafe(15) for name in
+               ("CI_JOB_TOKEN", "CI_REGISTRY_PASSWORD", "CI_DEPENDENCY_PROXY_PASSWORD")}
 
 
 @dataclass
@@ -90,7 +98,8 @@ class Size:
     def __init__(self, work: Path, weights_mb: int) -> None:
         self.work, self.weights_mb = work, weights_mb
         self.repo = work / "repo"
-        self.env = {**bs.dvc_env(work), "TMPDIR": str(work / "tmp"), "MLCI_CACHE_DIR": str(work / "cache-warm")}
+        self.env = {**bs.dvc_env(work), **JOB_SECRETS, "TMPDIR": str(work / "tmp"),
+                    "MLCI_CACHE_DIR": str(work / "cache-warm")}
         (work / "tmp").mkdir(parents=True)
         self.remote = bs.DvcRemote(self.repo / ".dvc" / "cache")
         self.registry: Registry = start_registry(directory=work / "registry")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, BinaryIO, cast
 
@@ -50,32 +51,49 @@ class Scanner:
 class _ScanningReader(io.RawIOBase):
     """Scans ahead of what it gives: a read returns bytes only once everything up to `overlap` bytes past
     them has been scanned, so no byte of a secret that spans two reads has left before it is found (a
-    layer is streamed to a registry as it is built)."""
+    layer is streamed to a registry as it is built). Each chunk read is scanned where it lies and, for a
+    secret across the seam, with the `overlap` bytes before it; reads of the chunks' size are handed on as
+    the very chunks read (no copy: a weights file's gigabytes pass through here)."""
 
     def __init__(self, inner: BinaryIO, scanner: Scanner, shown: str) -> None:
         super().__init__()
-        self.inner, self.scanner, self.shown, self.tail = inner, scanner, shown, b""
-        self.pending, self.eof = bytearray(), False
+        self.inner, self.scanner, self.shown = inner, scanner, shown
+        self.chunks: deque[bytes] = deque()  # scanned, not yet handed on
+        self.buffered, self.tail, self.eof = 0, b"", False  # tail: the last `overlap` bytes scanned
 
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
-        while not self.eof and (size < 0 or len(self.pending) < size + self.scanner.overlap):
-            data = self.inner.read(max(size, READ_AHEAD))
+    def _fill(self, wanted: int) -> None:
+        """Read and scan until `wanted` bytes plus `overlap` are buffered (or the end; all of it for -1)."""
+        overlap = self.scanner.overlap
+        while not self.eof and (wanted < 0 or self.buffered < wanted + overlap):
+            data = bytes(self.inner.read(max(wanted, READ_AHEAD)))
             if not data:
                 self.eof = True
                 break
-            window = self.tail + data
-            found = self.scanner.find(window)
+            found = self.scanner.find(data) or (self.scanner.find(self.tail + data[:overlap]) if self.tail else None)
             if found is not None:
                 raise _refusal(self.shown, found)
-            self.tail = window[-self.scanner.overlap:] if self.scanner.overlap else b""
-            self.pending += data
-        n = len(self.pending) if size < 0 else min(size, len(self.pending))
-        out = bytes(self.pending[:n])
-        del self.pending[:n]
-        return out
+            self.tail = (self.tail + data)[-overlap:] if len(data) < overlap else data[len(data) - overlap:]
+            self.chunks.append(data)
+            self.buffered += len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill(size)
+        need = self.buffered if size < 0 else min(size, self.buffered)
+        self.buffered -= need
+        parts = []
+        while need:
+            chunk = self.chunks[0]
+            if len(chunk) <= need:
+                parts.append(self.chunks.popleft())
+                need -= len(chunk)
+            else:
+                parts.append(chunk[:need])
+                self.chunks[0] = chunk[need:]
+                need = 0
+        return b"".join(parts)  # one part (the usual case) is handed on as it is
 
     def readinto(self, target: Any) -> int:
         data = self.read(len(target))

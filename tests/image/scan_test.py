@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlci.image.entries import Collector
 from mlci.image.layers import build_layer
@@ -76,3 +78,60 @@ def test_a_large_file_is_read_once_to_tar_hash_and_scan_it(tmp_path: Path) -> No
     layer = build_layer(entries, tmp_path / "out", Scanner([SECRET, "x" * 40]))
     read = _bytes_read() - before
     assert layer.size > size and size <= read < size * 1.2  # one pass over the weights, not two
+
+
+class _Chunked(io.RawIOBase):
+    """A stream whose reads return at most `step` bytes (a pipe, a slow file), the same bytes objects each time."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        super().__init__()
+        self.data, self.step, self.at = data, step, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        n = self.step if size < 0 else min(size, self.step)
+        out = self.data[self.at:self.at + n]
+        self.at += len(out)
+        return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300), at=st.integers(min_value=0, max_value=300), step=st.integers(1, 64),
+       sizes=st.lists(st.integers(min_value=1, max_value=80), min_size=1, max_size=8), secret=st.booleans())
+def test_any_chunking_hands_on_the_bytes_unchanged_and_no_byte_of_a_secret(
+        data: bytes, at: int, step: int, sizes: list[int], secret: bool) -> None:
+    needle = SECRET.encode()
+    at = min(at, len(data))
+    stream = data[:at] + needle + data[at:] if secret else data
+    reader = Scanner([SECRET]).reader(_Chunked(stream, step), "f")
+    handed = b""
+    try:
+        for i in range(10_000):
+            got = reader.read(sizes[i % len(sizes)])
+            if not got:
+                break
+            handed += got
+    except SecretInImage:
+        assert secret and len(handed) <= at  # refused before the secret's first byte left
+        return
+    assert not (secret and needle in stream) and handed == stream
+
+
+def test_reads_of_the_chunk_size_hand_on_the_chunks_read() -> None:
+    """The weights path: a 1 MiB read of a file read in 1 MiB chunks is the chunk itself, not a copy."""
+    chunks = [os.urandom(1 << 20) for _ in range(3)]
+
+    class _Chunks(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            return chunks.pop(0) if chunks else b""
+
+    expected = list(chunks)
+    reader = Scanner([SECRET]).reader(_Chunks(), "f")
+    handed = [reader.read(1 << 20) for _ in range(3)]
+    assert all(got is chunk for got, chunk in zip(handed, expected, strict=True))
+    assert reader.read(1 << 20) == b""
