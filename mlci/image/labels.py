@@ -21,7 +21,7 @@ from mlci.core import git, yamlsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem, UsageError
 from mlci.core.log import logger
 from mlci.image.entries import Collector
-from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Manifest
+from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Manifest, ManifestError
 
 if TYPE_CHECKING:
     from mlci.oci.transport import ImageSource
@@ -58,8 +58,8 @@ def read_revision(source: ImageSource, manifest: Manifest) -> str | None:
     """The commit the image says it was built from: the manifest's own REVISION annotation (mlci build writes its
     labels there too, and the image's digest covers both), else its config's label (read from `source`)."""
     try:
-        annotations = json.loads(manifest.data).get("annotations")
-    except (ValueError, AttributeError):
+        annotations = manifest.body().get("annotations")
+    except ManifestError:  # not a JSON object: read_labels says so in one line
         annotations = None
     if isinstance(annotations, dict) and isinstance(annotations.get(REVISION), str):
         return str(annotations[REVISION])

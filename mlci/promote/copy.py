@@ -97,8 +97,8 @@ def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | 
     _blobs(src, dst, missing, staged)
     for manifest in missing:
         dst.put_manifest(manifest, None, child=True)  # by digest: no tag yet
-    listings: dict[str, referrers.Listing | None] = {} if listing is None or listing.subject != top.digest \
-        else {top.digest: listing}
+    given = listing is not None and listing.subject == top.digest
+    listings: dict[str, referrers.Listing | None] = {top.digest: listing} if given else {}
     for manifest in manifests:
         if manifest.digest not in listings:
             listings[manifest.digest] = _listing(src, manifest.digest)

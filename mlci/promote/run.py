@@ -119,6 +119,8 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     staged = copy.stage(src, digest, dst, top, there=seen, listing=listing)
     data: DataCopy | None = None
     if env.dvc_remote is not None:
+        from mlci.promote import dvcdata
+
         data = dvcdata.copy_environment_data(root, config.image, request.environment, env, sha)
     uploaded = _artifacts(config, env, root, model, version or name, scan) if env.nexus_raw else []
     signature = _sign(dst, dst_ref, digest, key) if key is not None else None

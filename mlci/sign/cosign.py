@@ -44,7 +44,6 @@ from mlci.oci.manifest import (
     Manifest,
     ManifestError,
     NotFound,
-    is_digest,
     sha256_digest,
 )
 from mlci.oci.reference import DockerRef, ImageRef
@@ -53,7 +52,7 @@ from mlci.oci.settings import RegistrySettings
 from mlci.oci.transport import Endpoint
 from mlci.sign import gojson
 from mlci.sign.keys import PublicKey, SigningKey
-from mlci.sign.tag import SUFFIX, signature_tag
+from mlci.sign.tag import SUFFIX, image_digest, signature_tag
 
 if TYPE_CHECKING:
     from mlci.oci.referrers import ReferrerSource
@@ -122,7 +121,7 @@ def identity(ref: DockerRef) -> str:
 
 def payload(docker_reference: str, digest: str, optional: Mapping[str, str] | None = None) -> bytes:
     """The simple-signing payload, exactly as cosign writes it (`"optional":null` without claims)."""
-    _digest(digest)
+    image_digest(digest)
     if not docker_reference or not docker_reference.isprintable():
         raise UsageError(f"docker-reference {docker_reference!r}: give the repository the image is in (HOST/REPO)")
     claims: dict[str, Any] | None = None
@@ -145,7 +144,7 @@ def sign(endpoint: Endpoint, digest: str, key: SigningKey, *, docker_reference: 
     signature to its `sha256-<hex>.sig` manifest there (created if missing). Idempotent: the same payload already
     signed by this key is left as it is (`added` False)."""
     _writable(endpoint)
-    _digest(digest)
+    image_digest(digest)
     endpoint.get_manifest(digest)  # the image is there: NotFound names it otherwise
     data = payload(docker_reference, digest, optional)
     blob = Descriptor(SIMPLE_SIGNING, sha256_digest(data), len(data))
@@ -205,7 +204,7 @@ def verify(source: Endpoint | ReferrerSource, digest: str, public_key: PublicKey
     """The valid signatures of `digest` by `public_key` in its `.sig` manifest at `source` (each with what it
     claims); NotVerified (exit 1) naming the digest and why when there is none. `docker_reference`: also require
     the payload to name that repository (cosign's default does not check it)."""
-    _digest(digest)
+    image_digest(digest)
     tag = signature_tag(digest)
     try:
         manifest = source.get_manifest(tag)
@@ -236,13 +235,6 @@ def _writable(endpoint: Endpoint) -> None:
     if not isinstance(endpoint, RegistryEndpoint | LayoutEndpoint):
         raise UsageError("signatures are written to a registry or an OCI layout (an oci-archive: write the layout, "
                          "then the archive)")
-
-
-def _digest(value: str) -> str:
-    """`value` if it is a sha256 digest; a UsageError otherwise (the caller named no image digest)."""
-    if not is_digest(value):
-        raise UsageError(f"{str(value)[:80]!r}: not an image digest (sha256:<64 hex>)")
-    return value
 
 
 class _Invalid(Exception):

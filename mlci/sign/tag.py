@@ -9,8 +9,13 @@ from mlci.oci.manifest import is_digest
 SUFFIX = ".sig"
 
 
+def image_digest(value: str) -> str:
+    """`value` if it is a sha256 digest; a UsageError otherwise (the caller named no image digest)."""
+    if not is_digest(value):
+        raise UsageError(f"{str(value)[:80]!r}: not an image digest (sha256:<64 hex>)")
+    return value
+
+
 def signature_tag(digest: str) -> str:
     """`sha256-<hex>.sig`: where the signatures of `digest` are found (a UsageError for what is no digest)."""
-    if not is_digest(digest):
-        raise UsageError(f"{str(digest)[:80]!r}: not an image digest (sha256:<64 hex>)")
-    return digest.replace(":", "-") + SUFFIX
+    return image_digest(digest).replace(":", "-") + SUFFIX
