@@ -12,6 +12,9 @@
           `skopeo copy oci:DIR docker://...`, each to its own fresh registry, after one
           unmeasured warm-up push, 4 times each in alternating order (a sync before each), medians
           compared; target <= 1.0x
+  layout  a first build into an OCI layout (`MLCI_IMAGE_NAME=oci:DIR`, empty cache dir) beside the registry's
+          first build: MB/s of input and peak RSS; no target of its own (the layers are written once, straight
+          into the layout's blobs/)
   growth  the first builds over the sizes: time linear in bytes (every point within 10% of the
           least-squares line; needs 3 sizes), peak RSS flat (max <= 1.25x min)
 
@@ -19,7 +22,7 @@
     .venv/bin/python benchmarks/build.py --weights-mb 50,100,200           # quick check of the harness
     .venv/bin/python benchmarks/build.py --cases warm,empty --weights-mb 1024
 
-Default sizes: warm 1024; empty and first 1024, 5120; push 5120; growth 1024, 2048, 5120 (MB of random
+Default sizes: warm 1024; empty and first 1024, 5120; push 5120; layout 2048; growth 1024, 2048, 5120 (MB of random
 weights). `--weights-mb` gives every selected case the listed sizes instead. Each size gets its own repo and
 registry; one first build per size serves as the warm-up of the other cases. Wall time and peak RSS come
 from `/usr/bin/time -v` around the whole command (the peak is that of the largest process of its tree).
@@ -56,8 +59,8 @@ from benchmarks import build_support as bs
 from tests.testing.images import BASE_TAG, base_layout, wheelhouse
 from tests.testing.registry import Registry, start_registry, stop_registry
 
-CASES = ("warm", "empty", "first", "push", "growth")
-DEFAULT_SIZES = {"warm": [1024], "empty": [1024, 5120], "first": [1024, 5120], "push": [5120],
+CASES = ("warm", "empty", "first", "push", "layout", "growth")
+DEFAULT_SIZES = {"warm": [1024], "empty": [1024, 5120], "first": [1024, 5120], "push": [5120], "layout": [2048],
                  "growth": [1024, 2048, 5120]}
 PUSH_ROUNDS = 4  # each side pushes this many times, in alternating order; the medians are compared
 TARGETS = {"warm": 0.1, "empty": 3.0, "first_mbps": 250.0, "first_rss_mb": 200.0, "push": 1.0,
@@ -187,6 +190,20 @@ def case_empty(size: Size, results: Results) -> None:
     shutil.rmtree(size.work / "cache-empty", ignore_errors=True)
 
 
+def case_layout(size: Size, results: Results) -> None:
+    """A first build (empty cache dir) into an OCI layout on the work dir's disk, after the registry's."""
+    shutil.rmtree(size.work / "cache-layout", ignore_errors=True)
+    out = size.work / "out-layout"
+    run = bs.timed([str(bs.MLCI), "build", "--tag", "layout"], size.repo,
+                   {**size.env, "MLCI_CACHE_DIR": str(size.work / "cache-layout"), "MLCI_IMAGE_NAME": f"oci:{out}"})
+    inputs = results.first_input[size.weights_mb]
+    written = bs.dir_bytes(out / "blobs")
+    results.add("layout", f"| {size.weights_mb} MB | {run.wall:.2f} s | {inputs / 1e6 / run.wall:.0f} MB/s | "
+                f"{run.rss_mb:.0f} MB | {mb(written)} | {results.first[size.weights_mb].wall:.2f} s", None)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(size.work / "cache-layout", ignore_errors=True)
+
+
 def case_push(size: Size, results: Results) -> None:
     """The first build's image, copied to an OCI layout (skopeo, set-up), pushed by each to a fresh registry."""
     layout = size.work / "layout"
@@ -254,6 +271,8 @@ HEADERS = {
               "| weights | wall | input | throughput | peak RSS | uploaded | verdict |"),
     "push": ("push from an OCI layout to a fresh registry (target <= 1.0x skopeo)",
              "| weights | mlci OCI engine | skopeo copy | ratio | verdict |"),
+    "layout": ("first build into an OCI layout, empty cache dir (no target; the registry's first build beside it)",
+               "| weights | wall | throughput | peak RSS | blobs written | first build to the registry | verdict |"),
     "growth": ("cost growth of the first build (time linear in bytes, RSS flat)",
                "| first builds | fit | RSS | verdict |"),
 }
@@ -290,6 +309,8 @@ def main() -> int:
                     case_warm(size, results)
                 if "empty" in wanted:
                     case_empty(size, results)
+                if "layout" in wanted:
+                    case_layout(size, results)
                 if "push" in wanted:
                     case_push(size, results)
             finally:

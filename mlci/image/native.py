@@ -27,12 +27,12 @@ from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
 from mlci.oci.copy import Endpoint, ImageSource, LayoutEndpoint, RegistryEndpoint, copy, copy_blobs, open_source
 from mlci.oci.copy import open_endpoint as copy_endpoint
-from mlci.oci.layout import Layout
+from mlci.oci.layout import HeldBlobs, Layout
 from mlci.oci.manifest import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
 from mlci.oci.progress import Cancelled, Progress
 from mlci.oci.reference import ImageRef, parse
 from mlci.oci.settings import RegistrySettings
-from mlci.oci.transport import BlobWriter, StreamLost
+from mlci.oci.transport import BlobSink, BlobWriter, StreamLost
 
 if TYPE_CHECKING:
     from mlci.dvcstage.fetch import Recorded
@@ -243,15 +243,16 @@ class Appended:
     record: bool  # built now, or found only through the local hint
 
 
-def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, sink: Endpoint, scanner: Scanner,
+def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, sink: BlobSink, scanner: Scanner,
             base: tuple[ImageSource, list[Descriptor]] | None) -> tuple[list[Appended], list[str]]:
-    """The layers, and the blobs written to `sink` meanwhile (the base's, then the new layers). A layer whose
+    """The layers, and the blobs written meanwhile (the base's to `dest`, then the new layers). A layer whose
     input hash the destination's record (or the local hint) maps to a blob `dest` holds is not rebuilt. The
-    rest are streamed into `sink` (`dest` itself, or the staging layout), each in its own thread, while
-    `base`'s blobs are copied to it in another. Their inputs are gathered in this thread (pip and DVC's
-    pull, stopped by Ctrl-C or SIGTERM here), the cheap ones first, so the layers already gathered are
-    written while pip runs; what can refuse the build (spec.check) runs before anything is written. The
-    first failure stops the rest at their next write (nothing is tagged; upload sessions are cancelled)."""
+    rest are streamed into `sink` (`dest` itself, blobs held in the destination layout, or the staging
+    layout), each in its own thread, while `base`'s blobs are copied to `dest` in another. Their inputs are
+    gathered in this thread (pip and DVC's pull, stopped by Ctrl-C or SIGTERM here), the cheap ones first, so
+    the layers already gathered are written while pip runs; what can refuse the build (spec.check) runs before
+    anything is written. The first failure stops the rest at their next write (nothing is tagged; upload
+    sessions are cancelled)."""
     appended: dict[str, Appended] = {}
     missing: list[LayerSpec] = []
     for spec in specs:
@@ -274,7 +275,7 @@ def _layers(specs: list[LayerSpec], work: Path, dest: Endpoint, sink: Endpoint, 
     built: list[Future[tuple[LayerSpec, Layer]]] = []
     try:
         if base is not None and progress is not None:
-            base_copy = pool.submit(_copy_base, base[0], sink, base[1], progress)
+            base_copy = pool.submit(_copy_base, base[0], dest, base[1], progress)
         for spec in sorted(missing, key=lambda s: s.name == "dependencies"):  # pip last: the rest overlap it
             _raise_first([base_copy, *built])
             logger.info("mlci: %s layer: building", spec.name)
@@ -313,9 +314,9 @@ def _copy_base(src: ImageSource, dest: Endpoint, blobs: list[Descriptor], progre
         return copy_blobs(src, dest, blobs, progress).copied
 
 
-def _stream_layer(spec: LayerSpec, entries: list[Entry], dest: Endpoint, scanner: Scanner, stop: threading.Event
+def _stream_layer(spec: LayerSpec, entries: list[Entry], dest: BlobSink, scanner: Scanner, stop: threading.Event
                   ) -> tuple[LayerSpec, Layer]:
-    """Write one layer straight into the destination. An upload the registry cancelled mid-stream cannot be
+    """Write one layer straight into `dest`. An upload the registry cancelled mid-stream cannot be
     sent again from a buffer: the layer is built once more from the start (the same bytes: it is
     deterministic)."""
     for attempt in (1, 2):
@@ -327,7 +328,7 @@ def _stream_layer(spec: LayerSpec, entries: list[Entry], dest: Endpoint, scanner
                 raise
             logger.info("mlci: %s layer: %s; building it again from the start", spec.name, exc)
             continue
-        logger.info("mlci: %s layer: %s (%.1f MB) written to the destination", spec.name, layer.digest[:19],
+        logger.info("mlci: %s layer: %s (%.1f MB) written", spec.name, layer.digest[:19],
                     layer.size / 1e6)
         return spec, layer
     raise AssertionError("unreachable")
@@ -388,9 +389,11 @@ def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endp
     into `dest` while the base's blobs are copied there (_layers); then the config and manifest are put in
     a staging layout and copied to `dest` under `tag` (the layers are found there), then the new layers
     recorded in the destination's build cache; returns (manifest, uploaded). A layout or an archive is
-    written only once every layer is built (a refused build leaves it as it was): the layers are streamed
-    into the staging layout and copied with the rest. The commit time `epoch` goes only into the config's
-    `created` and history. The caller commits `dest`."""
+    changed only once every layer is built and checked (a refused build leaves it as it was): into a layout
+    the layers are streamed under temp names in its blobs/ and named when the config has passed the scan
+    (written once: a 5 GB weights layer is not copied again); into an archive they are streamed into the
+    staging layout and copied with the rest. The commit time `epoch` goes only into the config's `created`
+    and history. The caller commits `dest`."""
     base_ep, base_manifest, base_config = base
     base_blobs = [Descriptor.from_json(d, f"image.base: {settings.base}: layer") for d in _base_layers(base_manifest)]
     with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
@@ -398,13 +401,21 @@ def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endp
         stage = Layout(work / "stage")
         stage.init()
         direct = isinstance(dest, RegistryEndpoint)  # blobs without a tag: invisible, collected by the registry
-        appended, written = _layers(layer_specs(settings, root, inputs, base), work, dest,
-                                    dest if direct else LayoutEndpoint(stage), scanner,
-                                    (base_ep, base_blobs) if base_ep is not None and direct else None)
-        layers = [(a.spec.name, a.layer) for a in appended]
-        config = json.dumps(_config(base_config, settings, layers, created(epoch), labels), sort_keys=True,
-                            separators=(",", ":")).encode()
-        scanner.check(config, "the image config (labels, env, entrypoint, cmd)")
+        held = HeldBlobs(dest.layout) if isinstance(dest, LayoutEndpoint) else None
+        sink: BlobSink = dest if direct else held or LayoutEndpoint(stage)
+        try:
+            appended, written = _layers(layer_specs(settings, root, inputs, base), work, dest, sink, scanner,
+                                        (base_ep, base_blobs) if base_ep is not None and direct else None)
+            layers = [(a.spec.name, a.layer) for a in appended]
+            config = json.dumps(_config(base_config, settings, layers, created(epoch), labels), sort_keys=True,
+                                separators=(",", ":")).encode()
+            scanner.check(config, "the image config (labels, env, entrypoint, cmd)")
+            if held is not None:
+                held.publish()
+        except BaseException:
+            if held is not None:
+                held.discard()
+            raise
         stage.put_blob(sha256_digest(config), io.BytesIO(config))
         manifest_doc = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -418,7 +429,7 @@ def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endp
         result = copy(_Stacked(LayoutEndpoint(stage), base_ep), tag, dest, tag)
         for item in (a for a in appended if a.record):  # only once the blobs are there
             cache.remember(dest, item.spec.key, item.spec.name, item.layer)
-    return manifest, (written if direct else []) + result.copied
+    return manifest, (written if sink is dest or sink is held else []) + result.copied
 
 
 def _base_layers(manifest: Manifest | None) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -186,19 +187,74 @@ class BlobFile(HashedTemp):
     """A layout's streamed blob: finish() fsyncs it and renames it to its digest."""
 
     def finish(self) -> Descriptor:
-        assert self.path is not None
+        descriptor = self._close()
+        self._rename(descriptor.digest)
+        return descriptor
+
+    def _close(self) -> Descriptor:
+        """Fsynced, given its published mode and closed, still under its temp name."""
         try:
             self.handle.flush()
             os.fsync(self.handle.fileno())
             os.fchmod(self.handle.fileno(), published_mode())
             self.handle.close()
-            digest = "sha256:" + self.sha.hexdigest()
+        except BaseException:
+            self.abort()
+            raise
+        return Descriptor(self.media_type, "sha256:" + self.sha.hexdigest(), self.size)
+
+    def _rename(self, digest: str) -> None:
+        assert self.path is not None
+        try:
             os.replace(self.path, self.directory / digest[7:])
         except BaseException:
             self.abort()
             raise
         self.path = None
-        return Descriptor(self.media_type, digest, self.size)
+
+
+class HeldBlob(BlobFile):
+    """A streamed blob that finish() completes under its temp name; publish() gives it its digest's name."""
+
+    digest: str | None = None
+
+    def finish(self) -> Descriptor:
+        descriptor = self._close()
+        self.digest = descriptor.digest
+        return descriptor
+
+    def publish(self) -> None:
+        assert self.digest is not None, "publish() before finish()"
+        self._rename(self.digest)
+
+
+class HeldBlobs:
+    """Blobs streamed into a layout where they will stay (written once, no copy), none of them visible until
+    publish() names them all; discard() removes every one (a build refused or interrupted halfway)."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.blobs: list[HeldBlob] = []
+        self.lock = threading.Lock()  # layers are streamed from several threads
+
+    def blob_writer(self, media_type: str) -> HeldBlob:
+        self.layout.init()
+        blob = HeldBlob(self.layout.root / "blobs" / "sha256", media_type)
+        with self.lock:
+            self.blobs.append(blob)
+        return blob
+
+    def publish(self) -> list[str]:
+        """Every finished blob renamed to its digest (an unfinished one is an error); their digests."""
+        with self.lock:
+            for blob in self.blobs:
+                blob.publish()
+            return [str(blob.digest) for blob in self.blobs]
+
+    def discard(self) -> None:
+        with self.lock:
+            for blob in self.blobs:
+                blob.abort()
 
 
 @contextmanager

@@ -42,7 +42,14 @@ class StreamLost(EnvironmentProblem):
     upload session): the producer may start the blob over, from its inputs, once."""
 
 
-class ImageDestination(Protocol):
+class BlobSink(Protocol):
+    """Where blobs of unknown digest are streamed (a destination, or a build's staging area)."""
+
+    def blob_writer(self, media_type: str) -> BlobWriter:
+        """A blob of unknown digest, streamed in (a layer as it is built); finish() makes it present."""
+
+
+class ImageDestination(BlobSink, Protocol):
     """Where an image is written: blobs, then manifests (children before the index), the tag last, commit."""
 
     def check_writable(self) -> None:
@@ -53,9 +60,6 @@ class ImageDestination(Protocol):
 
     def put_blob(self, blob: Descriptor, source: Opener) -> int:
         """Store a blob read from `source()` (called again if the upload must restart); returns bytes sent."""
-
-    def blob_writer(self, media_type: str) -> BlobWriter:
-        """A blob of unknown digest, streamed in (a layer as it is built); finish() makes it present."""
 
     def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
         """Store a manifest. `child`: one an index points at (stored by digest, no entry of its own); else the

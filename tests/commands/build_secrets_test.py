@@ -97,3 +97,4 @@ def test_a_registered_secret_in_a_file_stops_the_build_naming_it(tmp_path: Path,
         "name": f"oci:{tmp_path / 'out'}", "code": ["src"], "env": {"API_TOKEN": TOKEN}}}))
     run = build(repo, capsys, "--tag", "v1")
     assert run.code == 2 and "the image config (labels, env, entrypoint, cmd): holds the value" in run.err
+    assert not list((tmp_path / "out").glob("blobs/sha256/*"))  # the layers, built, were never named: removed

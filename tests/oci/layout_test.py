@@ -15,7 +15,7 @@ import pytest
 from mlci.core.errors import EnvironmentProblem
 from mlci.oci.archive import ArchiveEndpoint
 from mlci.oci.copy import LayoutEndpoint
-from mlci.oci.layout import Layout
+from mlci.oci.layout import HeldBlobs, Layout
 from mlci.oci.manifest import OCI_MANIFEST, Descriptor, Manifest, NotFound, sha256_digest
 
 
@@ -123,3 +123,29 @@ def test_builds_tagging_into_one_layout_at_once_lose_no_tag(tmp_path: Path) -> N
     assert [p.exitcode for p in workers] == [0] * 6
     index = json.loads((tmp_path / "l" / "index.json").read_text())
     assert len(index["manifests"]) == 6 * 15
+
+
+def test_held_blobs_are_named_only_when_published_and_discarded_without_a_trace(tmp_path: Path, umask: None) -> None:
+    """A build's layers go into the destination layout once, under temp names, named all at once."""
+    layout = Layout(tmp_path / "l")
+    held = HeldBlobs(layout)
+    writers = [held.blob_writer("application/vnd.oci.image.layer.v1.tar") for _ in range(2)]
+    for n, writer in enumerate(writers):
+        writer.write(b"layer %d" % n)
+    descriptors = [writer.finish() for writer in writers]
+    assert [d.digest for d in descriptors] == [sha256_digest(b"layer %d" % n) for n in range(2)]
+    assert not any(layout.has_blob(d.digest) for d in descriptors)  # finished, not yet visible
+    assert held.publish() == [d.digest for d in descriptors]
+    assert [layout.open_blob(d.digest).read() for d in descriptors] == [b"layer 0", b"layer 1"]
+    assert {stat.S_IMODE(layout.blob_path(d.digest).stat().st_mode) for d in descriptors} == {0o644}
+    assert sorted(p.name for p in (tmp_path / "l" / "blobs" / "sha256").iterdir()) == sorted(
+        d.digest[7:] for d in descriptors)  # no temp file left
+
+    other = Layout(tmp_path / "m")
+    refused = HeldBlobs(other)
+    done, halfway = refused.blob_writer("t"), refused.blob_writer("t")
+    done.write(b"built")
+    done.finish()
+    halfway.write(b"half")
+    refused.discard()  # one finished, one halfway: neither leaves a file
+    assert list((tmp_path / "m" / "blobs" / "sha256").iterdir()) == []
