@@ -237,6 +237,10 @@ def test_cross_field_problems_name_the_line_or_the_variable(tmp_path: Path) -> N
         "mlci.yaml:3: data_tests.file: nope.yaml not found"]
     assert _problems(tmp_path, "version: 1\nreport:\n  precision: -1\n") == [
         "mlci.yaml:3: report.precision (or MLCI_REPORT_PRECISION): must be from 1 to 17, got -1"]
+    # a key of a free-form mapping (an environment, a registry host) is located like a field
+    for body in ("    stage: {}\n", "    stage:\n", "    stage:\n      scan_max_age_days: 3\n"):
+        assert _problems(tmp_path, f"version: 1\npromote:\n  environments:\n{body}") == [
+            "mlci.yaml:4: promote.environments.stage: accepts nothing: give branches, tags or both"]
 
 
 def test_a_suite_file_outside_the_repository_is_refused(tmp_path: Path) -> None:

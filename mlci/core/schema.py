@@ -147,6 +147,7 @@ class Validator:
                 self.problem(key_node, f"{path}.{key}", "named twice")
                 ok = False
                 continue
+            self.locations.setdefault(f"{path}.{key}", self.where(key_node))
             result[key] = self.value(value_node, item, f"{path}.{key}")
             ok = ok and result[key] is not INVALID
         return result if ok else INVALID
