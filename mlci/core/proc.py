@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -66,16 +67,24 @@ def run(
     check: bool = True,
     stream: bool = False,
     timeout: float | None = None,
+    private_tmp: bool = True,
 ) -> Result:
-    """Run `argv`; with `stream`, echo merged output line by line to stderr (redacted) while keeping it."""
+    """Run `argv`; with `stream`, echo merged output line by line to stderr (redacted) while keeping it. With
+    `private_tmp`, unless `env` names its TMPDIR, the child gets a private one, removed once it has exited or
+    been stopped: a tool stopped on cancel (pip on SIGTERM) leaves its temp files there, not in the runner's
+    /tmp."""
     full_argv = (which(argv[0]), *argv[1:])
-    merged_env = {**os.environ, **env} if env is not None else None
-    if stream:
-        returncode, output = _run_streaming(full_argv, cwd, merged_env, timeout)
-        result = Result(tuple(argv), returncode, output, "")
-    else:
-        returncode, out, err = _run_captured(full_argv, cwd, merged_env, timeout)
-        result = Result(tuple(argv), returncode, out, err)
+    with ExitStack() as stack:
+        merged_env = {**os.environ, **(env or {})}
+        if private_tmp and "TMPDIR" not in (env or {}):
+            merged_env["TMPDIR"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="mlci-tmp-", ignore_cleanup_errors=True))
+        if stream:
+            returncode, output = _run_streaming(full_argv, cwd, merged_env, timeout)
+            result = Result(tuple(argv), returncode, output, "")
+        else:
+            returncode, out, err = _run_captured(full_argv, cwd, merged_env, timeout)
+            result = Result(tuple(argv), returncode, out, err)
     if check and result.returncode != 0:
         raise CommandFailed(result)
     return result

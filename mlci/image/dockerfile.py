@@ -24,8 +24,9 @@ def _flags(settings: ImageSettings, labels: dict[str, str], flag_arg: str = "--b
     return args + [x for k, v in sorted(labels.items()) for x in (flag_label, f"{k}={v}")]
 
 
-def _run(argv: list[str], what: str, cwd: Path, env: dict[str, str] | None = None) -> None:
-    result = proc.run(argv, cwd=cwd, env=env, stream=True, check=False)
+def _run(argv: list[str], what: str, cwd: Path, env: dict[str, str] | None = None, *,
+         private_tmp: bool = True) -> None:
+    result = proc.run(argv, cwd=cwd, env=env, stream=True, check=False, private_tmp=private_tmp)
     if result.returncode != 0:
         raise PipelineFailed(f"{what} failed (exit {result.returncode}):\n{result.tail(30)}")
 
@@ -69,13 +70,15 @@ def buildah(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, label
     settings (`options`; credentials from them, else buildah's own auth file chain)."""
     local = f"localhost/mlci-build:{tag}"
     env = {"BUILDAH_ISOLATION": "chroot"}
+    # buildah picks its own temp dir for image copies of many GB (TMPDIR, else containers.conf's
+    # image_copy_tmp_dir, else /var/tmp); a private one under /tmp could land them on a small tmpfs
     _run(["buildah", "bud", "--isolation", "chroot", "--timestamp", str(mtime), "-f", settings.dockerfile,
-          *_flags(settings, labels), "-t", local, settings.context], "buildah bud", root, env)
+          *_flags(settings, labels), "-t", local, settings.context], "buildah bud", root, env, private_tmp=False)
     target = f"{dest}:{tag}" if isinstance(dest, DockerRef) and not dest.tag else str(dest)
     with tempfile.TemporaryDirectory(prefix="mlci-buildah-") as tmp:
         digest_file = Path(tmp) / "digest"
         _run(["buildah", "push", *_push_flags(options, Path(tmp)), "--digestfile", str(digest_file), local, target],
-             "buildah push", root, env)
+             "buildah push", root, env, private_tmp=False)
         return _digest(digest_file, "buildah push")
 
 

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -70,6 +71,43 @@ def test_sigterm_stops_the_child_and_everything_it_started(tmp_path: Path, strea
     while not _gone(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _gone(grandchild)
+
+
+LITTER = """\
+import os, sys, tempfile, time
+fd, name = tempfile.mkstemp()  # in the child's TMPDIR, never removed by the child itself
+print(name, flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_child_gets_a_private_tmpdir_removed_after_it_exits_or_is_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopped: bool) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # what mlci's own TMPDIR gave it
+    printed: list[str] = []
+    if stopped:
+        def terminate_when_written() -> None:
+            while not any(tmp_path.glob("mlci-tmp-*/*")):
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=terminate_when_written, daemon=True).start()
+        with signals.sigterm_raises(), pytest.raises(signals.Terminated):
+            proc.run([sys.executable, "-c", LITTER, "60"])
+    else:
+        printed = proc.run([sys.executable, "-c", LITTER, "0"]).stdout.split()
+        assert Path(printed[0]).parent.parent == tmp_path  # private, inside the TMPDIR mlci was given
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tmpdir_named_by_the_caller_or_not_private_is_the_childs_own(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "inherited"))
+    (tmp_path / "inherited").mkdir()
+    (tmp_path / "named").mkdir()
+    show = [sys.executable, "-c", "import os; print(os.environ['TMPDIR'])"]
+    assert proc.run(show, env={"TMPDIR": str(tmp_path / "named")}).stdout.strip() == str(tmp_path / "named")
+    assert proc.run(show, private_tmp=False).stdout.strip() == str(tmp_path / "inherited")
 
 
 def test_a_timeout_stops_the_child_and_is_an_environment_problem() -> None:
