@@ -23,9 +23,8 @@ from mlci.bundle.errors import BundleInvalid
 from mlci.bundle.manifest import BundleManifest, FileEntry, blob_path
 from mlci.core.errors import GateFailed
 from mlci.oci.layout import find_entry, has_ref, parse_index
-from mlci.oci.manifest import Descriptor, Manifest, ManifestError, NotFound, is_digest, media_type_of
+from mlci.oci.manifest import MAX_MANIFEST, Descriptor, Manifest, ManifestError, NotFound, is_digest, media_type_of
 from mlci.oci.referrers import REFERRER_TYPES, referrer_descriptor
-from mlci.oci.registry import MAX_MANIFEST
 
 INDEX = "index.json"
 BLOBS = "blobs/sha256/"

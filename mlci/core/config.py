@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import stat
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.core import schema
+from mlci.core.bounded import Unreadable, read_bounded
 
 CONFIG_NAME = "mlci.yaml"
 ENV_PREFIX = "MLCI_"
@@ -52,24 +52,9 @@ def read_text(path: Path, shown: str, problems: list[str]) -> str | None:
     """A config file's text, or None with one problem line. Only a regular file of at most
     MAX_CONFIG_BYTES of UTF-8 is read; a FIFO is opened without blocking and refused, never waited on."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        dangling = os.path.islink(path)
-        problems.append(f"{shown}: {'a dangling symlink (to ' + os.readlink(path) + ')' if dangling else 'not found'}")
-        return None
-    except OSError as exc:
-        problems.append(f"{shown}: cannot read: {exc.strerror or exc.__class__.__name__}")
-        return None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
-        problems.append(f"{shown}: is {what}, not a regular file")
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(MAX_CONFIG_BYTES + 1)
-    if len(data) > MAX_CONFIG_BYTES:
-        problems.append(f"{shown}: larger than {MAX_CONFIG_BYTES >> 20} MB; not read")
+        data = read_bounded(path, MAX_CONFIG_BYTES, shown)
+    except Unreadable as exc:
+        problems.append(str(exc))
         return None
     try:
         return data.decode("utf-8")

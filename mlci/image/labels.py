@@ -21,7 +21,8 @@ from mlci.core import git, yamlsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem, UsageError
 from mlci.core.log import logger
 from mlci.image.entries import Collector
-from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Manifest, ManifestError
+from mlci.oci.manifest import DOCKER_LIST, OCI_INDEX, Descriptor, Manifest, ManifestError
+from mlci.oci.smallblob import MAX_CONFIG, read_small
 
 if TYPE_CHECKING:
     from mlci.oci.transport import ImageSource
@@ -46,8 +47,8 @@ def read_labels(source: ImageSource, manifest: Manifest) -> dict[str, str]:
         body = json.loads(manifest.data)
         if manifest.media_type in (OCI_INDEX, DOCKER_LIST):
             body = json.loads(source.get_manifest(body["manifests"][0]["digest"]).data)
-        with source.open_blob(str(body["config"]["digest"])) as handle:
-            config = json.loads(handle.read())
+        where = f"{manifest.digest}: config"
+        config = json.loads(read_small(source, Descriptor.from_json(body["config"], where), MAX_CONFIG, where))
         labels = (config.get("config") or {}).get("Labels") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise EnvironmentProblem(f"{manifest.digest}: the image's config cannot be read back") from None

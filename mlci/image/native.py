@@ -32,6 +32,7 @@ from mlci.oci.manifest import OCI_MANIFEST, Descriptor, Manifest, sha256_digest
 from mlci.oci.progress import Cancelled, Progress
 from mlci.oci.reference import ImageRef, parse
 from mlci.oci.settings import RegistrySettings
+from mlci.oci.smallblob import MAX_CONFIG, read_small
 from mlci.oci.transport import BlobSink, BlobWriter, StreamLost
 
 if TYPE_CHECKING:
@@ -446,10 +447,10 @@ def base_image(settings: ImageSettings, registries: dict[str, RegistrySettings] 
     if manifest.media_type not in (OCI_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json"):
         raise UsageError(f"image.base: {settings.base} is an index; name one platform's manifest by digest")
     try:
-        descriptor = json.loads(manifest.data)["config"]
+        shown = f"image.base: {settings.base}: config"
+        descriptor = Descriptor.from_json(json.loads(manifest.data)["config"], shown)
         layers = json.loads(manifest.data)["layers"]
-        with endpoint.open_blob(str(descriptor["digest"])) as handle:
-            config = json.loads(handle.read())
+        config = json.loads(read_small(endpoint, descriptor, MAX_CONFIG, shown))
         if not isinstance(config, dict) or not isinstance(layers, list):
             raise ValueError("not an image")
     except (ValueError, KeyError, TypeError):

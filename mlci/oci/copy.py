@@ -6,6 +6,7 @@ destination's `parallel_puts`), their digests verified on the way. Children of a
 the index; only the manifest that was asked for gets a top-level entry (a tag)."""
 from __future__ import annotations
 
+import os
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import BinaryIO
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.log import logger
 from mlci.oci.layout import Layout
-from mlci.oci.manifest import Descriptor, Manifest, NotFound, media_type_of
+from mlci.oci.manifest import Descriptor, Manifest, NotFound, media_type_of, sha256_digest
 from mlci.oci.progress import Progress
 from mlci.oci.reference import DockerRef, ImageRef
 from mlci.oci.registry import Registry
@@ -118,10 +119,11 @@ class LayoutEndpoint:
 
     def get_manifest(self, reference: str | None) -> Manifest:
         if reference and reference.startswith("sha256:"):
-            path = self.layout.blob_path(reference)
-            if not path.is_file():
+            if not os.path.lexists(self.layout.blob_path(reference)):
                 raise NotFound(f"{self.layout.root}: manifest {reference} not found")
-            data = path.read_bytes()
+            data = self.layout.read_manifest(reference)
+            if sha256_digest(data) != reference:
+                raise EnvironmentProblem(f"{self.layout.root}: manifest {reference}: digest did not match")
             return Manifest(data, media_type_of(data), reference)
         if reference and not self.layout.has_tag(reference):
             raise NotFound(f"{self.layout.root}: tag {reference!r} not found in index.json")

@@ -18,12 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mlci.core.bounded import open_regular, read_bounded
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import atomic_write
-from mlci.oci.manifest import OCI_INDEX, REF_NAME, Descriptor, Manifest, check_digest, sha256_digest
+from mlci.oci.manifest import MAX_MANIFEST, OCI_INDEX, REF_NAME, Descriptor, Manifest, check_digest, sha256_digest
 
 LAYOUT_VERSION = '{"imageLayoutVersion":"1.0.0"}'
 CHUNK = 1 << 20
+MAX_INDEX = 64 << 20  # index.json: one entry per tag and referrer; a larger one is refused, not read
 
 
 def published_mode() -> int:
@@ -89,21 +91,25 @@ class Layout:
         return BlobFile(directory, media_type)
 
     def open_blob(self, digest: str) -> BinaryIO:
-        """A blob for reading."""
-        return self.blob_path(digest).open("rb")
+        """A blob for reading (a regular file: a FIFO or device under a blob's name is refused, not waited on)."""
+        return open_regular(self.blob_path(digest), f"{self.root}: blob {digest}")
 
     def get_manifest(self, tag: str | None) -> Manifest:
         """The manifest tagged `tag` (or the only one when tag is None)."""
         entry = find_entry(self._index()["manifests"], tag, self.root)
         try:
-            data = self.blob_path(str(entry["digest"])).read_bytes()
             media_type = str(entry["mediaType"])
-        except (KeyError, OSError) as exc:
+            data = self.read_manifest(str(entry["digest"]))
+        except KeyError as exc:
             raise EnvironmentProblem(f"{self.root}: index.json entry for {tag or 'the image'} is broken: "
                                      f"{exc.__class__.__name__}") from None
         if sha256_digest(data) != entry["digest"]:
             raise EnvironmentProblem(f"{self.root}: manifest {entry['digest']}: digest did not match")
         return Manifest(data, media_type, entry["digest"])
+
+    def read_manifest(self, digest: str) -> bytes:
+        """A manifest blob's bytes (a regular file of at most MAX_MANIFEST; its digest is the caller's to check)."""
+        return read_bounded(self.blob_path(digest), MAX_MANIFEST, f"{self.root}: manifest {digest}")
 
     def check(self) -> None:
         """index.json is a readable OCI image index (EnvironmentProblem naming it otherwise)."""
@@ -152,9 +158,9 @@ class Layout:
 
     def _index(self) -> dict[str, Any]:
         path = self.root / "index.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise EnvironmentProblem(f"{self.root}: not an OCI image layout (no index.json)")
-        return parse_index(path.read_bytes(), path)
+        return parse_index(read_bounded(path, MAX_INDEX, str(path)), path)
 
     def _write_index(self, index: dict[str, Any]) -> None:
         atomic_write(self.root / "index.json", json.dumps(index, separators=(",", ":")))

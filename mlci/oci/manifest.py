@@ -21,6 +21,7 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 REF_NAME = "org.opencontainers.image.ref.name"
+MAX_MANIFEST = 4 << 20  # what containerd and distribution 3 accept; a larger one is refused, not read
 
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 

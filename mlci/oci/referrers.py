@@ -51,6 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from mlci.core.bounded import Unreadable
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.http import RETRY_STATUSES
 from mlci.core.log import logger
@@ -58,6 +59,7 @@ from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
 from mlci.oci.layout import parse_index
 from mlci.oci.manifest import (
     MANIFEST_TYPES,
+    MAX_MANIFEST,
     OCI_EMPTY,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -68,7 +70,7 @@ from mlci.oci.manifest import (
     check_digest,
     sha256_digest,
 )
-from mlci.oci.registry import MAX_MANIFEST, Registry
+from mlci.oci.registry import Registry
 from mlci.oci.transport import ImageSource, Opener
 
 CREATED = "org.opencontainers.image.created"
@@ -522,11 +524,9 @@ def _layout_referrers(source: LayoutEndpoint, digest: str) -> list[Descriptor]:
         if entry.media_type not in REFERRER_TYPES or not layout.has_blob(entry.digest):
             continue
         try:
-            path = layout.blob_path(entry.digest)
-            data = path.read_bytes() if path.stat().st_size <= MAX_MANIFEST else b""
-        except OSError as exc:
-            logger.warning("mlci: warning: %s: manifest %s cannot be read (%s); skipped", layout.root, entry.digest,
-                           exc.strerror or exc.__class__.__name__)
+            data = layout.read_manifest(entry.digest)
+        except Unreadable as exc:
+            logger.warning("mlci: warning: %s; skipped", exc)
             continue
         if sha256_digest(data) != entry.digest:  # larger than any manifest, or not what its name says
             continue

@@ -29,6 +29,7 @@ from mlci.core.log import logger
 from mlci.oci.auth import Credentials, basic_header, parse_challenge
 from mlci.oci.manifest import (
     MANIFEST_TYPES,
+    MAX_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
@@ -45,7 +46,6 @@ UPLOAD_SESSIONS = 3  # a blob is tried in at most this many upload sessions
 # the file and resumed by seeking: no chunk in memory, and fewer PATCHes (docker-registry fsyncs after each).
 SPAN_SIZE = 64 << 20
 RESUMES = 5  # resumes within one session (each after a drop or a 5xx)
-MAX_MANIFEST = 4 << 20  # what containerd and distribution 3 accept; a longer answer is refused, not read
 REFERRER_PAGES = 64  # pages of one referrers listing, at most
 Opener = Callable[[], BinaryIO]
 

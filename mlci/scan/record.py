@@ -28,8 +28,9 @@ from mlci.core.fsutil import atomic_write_json
 from mlci.core.log import logger
 from mlci.oci import referrers
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
-from mlci.oci.manifest import Descriptor, is_digest, sha256_digest
+from mlci.oci.manifest import Descriptor, is_digest
 from mlci.oci.referrers import Blob
+from mlci.oci.smallblob import BlobInvalid, read_small
 from mlci.scan.findings import SEVERITIES, ScanOutput, Severity, output_from_json, output_to_json
 from mlci.scan.verdict import Verdict
 
@@ -293,17 +294,11 @@ def _load(source: Endpoint | referrers.ReferrerSource, digest: str, descriptor: 
 
 
 def _blob(source: Endpoint | referrers.ReferrerSource, blob: Descriptor, limit: int, where: str) -> bytes:
-    """A blob of at most `limit` bytes, its digest verified (the stream checks it at its end)."""
-    if blob.size > limit:
-        raise RecordError(f"{where}: {blob.size} bytes, more than the {limit} mlci reads")
-    with source.open_blob(blob.digest) as stream:
-        data = stream.read(blob.size + 1)
-    if len(data) != blob.size:
-        raise RecordError(f"{where}: {'more' if len(data) > blob.size else len(data)} bytes where its descriptor "
-                          f"says {blob.size}")
-    if sha256_digest(data) != blob.digest:
-        raise RecordError(f"{where}: blob {blob.digest}: digest did not match")
-    return data
+    """A blob of at most `limit` bytes, checked against its descriptor (RecordError otherwise)."""
+    try:
+        return read_small(source, blob, limit, where)
+    except BlobInvalid as exc:
+        raise RecordError(str(exc)) from None
 
 
 def _time(moment: datetime.datetime) -> str:

@@ -188,6 +188,7 @@ def _stored_scan(endpoint: RegistryEndpoint | LayoutEndpoint, tag: str | None, s
 def _stored_sbom(endpoint: RegistryEndpoint | LayoutEndpoint, digest: str) -> bytes | None:
     """The newest CycloneDX SBOM attached to `digest`, if any."""
     from mlci.oci import referrers
+    from mlci.oci.smallblob import read_small
     from mlci.scan import record
 
     listed = referrers.referrers(endpoint, digest, record.SBOM_TYPE)
@@ -195,8 +196,7 @@ def _stored_sbom(endpoint: RegistryEndpoint | LayoutEndpoint, digest: str) -> by
     for descriptor in listed:
         layers = endpoint.get_manifest(descriptor.digest).blobs()[1:]
         if layers and layers[0].size <= MAX_SBOM:
-            with endpoint.open_blob(layers[0].digest) as handle:
-                return handle.read(MAX_SBOM + 1)[:MAX_SBOM]
+            return read_small(endpoint, layers[0], MAX_SBOM, f"SBOM {descriptor.digest} of {digest}")
     return None
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from mlci.core.log import logger
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
 from mlci.oci.manifest import (
     DOCKER_MANIFEST,
+    MAX_MANIFEST,
     OCI_CONFIG,
     OCI_MANIFEST,
     REF_NAME,
@@ -47,8 +47,9 @@ from mlci.oci.manifest import (
     sha256_digest,
 )
 from mlci.oci.reference import DockerRef, ImageRef
-from mlci.oci.registry import MAX_MANIFEST, RegistryError
+from mlci.oci.registry import RegistryError
 from mlci.oci.settings import RegistrySettings
+from mlci.oci.smallblob import BlobInvalid, read_small
 from mlci.oci.transport import Endpoint
 from mlci.sign import gojson
 from mlci.sign.keys import PublicKey, SigningKey
@@ -262,8 +263,8 @@ def _read(endpoint: Endpoint, tag: str) -> _Existing | None:
     except ManifestError as exc:
         raise SignError(f"{exc}; mlci does not write over it") from None
     try:
-        data = _blob(endpoint, config_descriptor, MAX_CONFIG, f"{tag}: config")
-    except _Invalid as exc:
+        data = read_small(endpoint, config_descriptor, MAX_CONFIG, f"{tag}: config")
+    except BlobInvalid as exc:
         raise SignError(f"{exc}; mlci does not write over it") from None
     try:
         config = json.loads(data, parse_constant=_no_constant)
@@ -364,17 +365,6 @@ def _put_blob(endpoint: Endpoint, blob: Descriptor, data: bytes) -> None:
         endpoint.put_blob(blob, lambda: io.BytesIO(data))
 
 
-def _blob(source: Endpoint | ReferrerSource, blob: Descriptor, limit: int, what: str) -> bytes:
-    """A small blob's bytes, checked against its digest (an error naming `what` beyond `limit` or on a mismatch)."""
-    if blob.size > limit:
-        raise _Invalid(f"{what}: {blob.size} bytes, more than the {limit} mlci reads")
-    with source.open_blob(blob.digest) as stream:
-        data = stream.read(limit + 1)
-    if len(data) > limit or "sha256:" + hashlib.sha256(data).hexdigest() != blob.digest:
-        raise _Invalid(f"{what}: blob {blob.digest} does not match its digest")
-    return data
-
-
 def _check(source: Endpoint | ReferrerSource, layer: Descriptor, number: int, digest: str, public_key: PublicKey,
            docker_reference: str | None) -> Verified:
     """One layer as a verifier checks it: the payload, the signature over it, then its claims."""
@@ -386,7 +376,7 @@ def _check(source: Endpoint | ReferrerSource, layer: Descriptor, number: int, di
     if not source.has_blob(layer.digest):
         raise _Invalid(f"its payload {layer.digest} is missing")
     try:
-        data = _blob(source, layer, MAX_PAYLOAD, "its payload")
+        data = read_small(source, layer, MAX_PAYLOAD, "its payload")
     except RegistryError:  # no answer, or a refusal: the registry's problem, not the signature's (exit 3)
         raise
     except EnvironmentProblem as exc:  # bytes that do not match the digest, a blob gone from an archive

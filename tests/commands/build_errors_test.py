@@ -3,6 +3,7 @@ destination checked before any build, pip locks and pip failures, tags and refer
 and a missing CA bundle (exit 2 before any work), and the skip when no image is configured."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -213,3 +214,36 @@ def test_a_destination_that_is_not_a_layout_is_refused_before_the_build(tmp_path
     second = model_repo(tmp_path / "second", {"name": f"oci:{tmp_path / 'out'}", "code": ["src"]})
     run = build(second, capsys, "--tag", "v1")
     assert run.code == 3 and "index.json: not valid JSON" in run.err and "layer: building" not in run.err
+
+
+@pytest.mark.parametrize("tamper, message", [
+    ("swap", "config: blob sha256:"),  # the same length, other bytes: "digest did not match"
+    ("fifo", "is a FIFO, not a regular file"),
+])
+def test_a_base_layout_whose_config_is_not_what_its_manifest_names_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], tamper: str, message: str) -> None:
+    """A base image's config (its Env, Entrypoint, User) goes into the new image: from a layout too it is read
+    only when it is the bytes its manifest names, and a FIFO under its name is refused, never waited on."""
+    from mlci.oci.layout import Layout
+    from mlci.oci.manifest import OCI_CONFIG, OCI_MANIFEST, Manifest, sha256_digest
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"User": "app"},
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    base = Layout(tmp_path / "base")
+    base.init()
+    base.put_blob(sha256_digest(config), io.BytesIO(config))
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [], "config": {
+        "mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)}}).encode()
+    base.put_manifest(Manifest.of(manifest, OCI_MANIFEST), "1")
+    repo = _repo(tmp_path, base=f"oci:{base.root}:1", python="3.11", libc="glibc 2.36")
+    assert build(repo, capsys, "--tag", "v1").code == 0  # as it was written
+    path = base.blob_path(sha256_digest(config))
+    path.unlink()
+    if tamper == "swap":
+        path.write_bytes(config.replace(b'"app"', b'"0"  '))  # root instead of app, the size kept
+    else:
+        os.mkfifo(path)
+    run = build(repo, capsys, "--tag", "v2")
+    assert run.code == 3 and message in run.err and len(run.err.strip().splitlines()) == 1, run.err
+    if tamper == "swap":
+        assert "digest did not match" in run.err

@@ -1,6 +1,7 @@
 """A build streams its layers straight into its destination: no layer is written to a temp file (the mlci
-process's opens for writing under TMPDIR, seen by a Python audit hook), into a registry or a layout alike. A registry that cancels a streamed upload mid-chunk gets the layer again,
-built once more from the start, and the image is whole."""
+process's opens for writing under TMPDIR, seen by a Python audit hook), into a registry or a layout alike.
+A registry that cancels a streamed upload mid-chunk gets the layer again, built once more from the start,
+and the image is whole."""
 from __future__ import annotations
 
 import json

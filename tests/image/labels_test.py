@@ -9,7 +9,7 @@ import pytest
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.image.labels import REVISION, read_labels, read_revision
-from mlci.oci.manifest import OCI_MANIFEST, Manifest, sha256_digest
+from mlci.oci.manifest import OCI_CONFIG, OCI_MANIFEST, Manifest, sha256_digest
 
 CONFIG = json.dumps({"config": {"Labels": {REVISION: "c" * 40, "other": "x"}}}).encode()
 
@@ -31,7 +31,8 @@ class _Source:
 
 def _manifest(annotations: object = None) -> Manifest:
     body: dict[str, object] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-                               "config": {"digest": sha256_digest(CONFIG), "size": len(CONFIG)}}
+                               "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(CONFIG),
+                                          "size": len(CONFIG)}}
     if annotations is not None:
         body["annotations"] = annotations
     return Manifest.of(json.dumps(body).encode(), OCI_MANIFEST)

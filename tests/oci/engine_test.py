@@ -217,7 +217,7 @@ def test_a_failed_blob_stops_the_other_uploads_and_writes_no_manifest(registry: 
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": missing, "size": 5}]}).encode()
     layout.put_manifest(Manifest.of(data, OCI_MANIFEST), "v1")
     client, proxy = _proxied(registry, fault_proxies, [], delay=0.1)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(EnvironmentProblem, match=f"blob {missing}: not found"):
         copy(LayoutEndpoint(layout), "v1", RegistryEndpoint(client, "team/broken", concurrency=2), "v1")
     assert proxy.upload_bytes() <= 2 * CHUNK  # the large upload stopped at its next chunk
     assert not [e for e in access_log(registry) if e.method == "PUT" and "/manifests/" in e.target]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from mlci.oci.archive import ArchiveEndpoint
 from mlci.oci.copy import LayoutEndpoint
 from mlci.oci.layout import HeldBlobs, Layout
 from mlci.oci.manifest import OCI_MANIFEST, Descriptor, Manifest, NotFound, sha256_digest
+from mlci.oci.smallblob import read_small
 
 
 def _manifest(text: str) -> Manifest:
@@ -149,3 +151,59 @@ def test_held_blobs_are_named_only_when_published_and_discarded_without_a_trace(
     halfway.write(b"half")
     refused.discard()  # one finished, one halfway: neither leaves a file
     assert list((tmp_path / "m" / "blobs" / "sha256").iterdir()) == []
+
+
+def _hostile(root: Path, kind: str, name: str) -> None:
+    """Put something that is not a small regular file at `name` inside a layout."""
+    path = root / name
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "huge":
+        with path.open("wb") as handle:
+            handle.truncate(1 << 40)  # sparse: a terabyte that takes no disk, nor may it take memory
+    elif kind == "directory":
+        path.mkdir()
+
+
+@pytest.mark.parametrize("kind, why", [("fifo", "is a FIFO, not a regular file"),
+                                       ("device", "is a special file, not a regular file"),
+                                       ("huge", "larger than|more bytes where its descriptor says"),
+                                       ("directory", "is a directory, not a regular file")])
+@pytest.mark.parametrize("target", ["index.json", "manifest", "blob"])
+def test_a_hostile_layout_is_one_clear_error_never_a_hang_or_a_read_into_memory(tmp_path: Path, kind: str, why: str,
+                                                                                target: str) -> None:
+    """A FIFO under a manifest's name would block the reader forever, /dev/zero or a sparse terabyte would be read
+    into memory: each is refused, naming the file, before a byte of it is read."""
+    layout = Layout(tmp_path / "layout")
+    layout.init()
+    blob = b"layer bytes"
+    layout.put_blob(sha256_digest(blob), io.BytesIO(blob))
+    manifest = _manifest("m")
+    layout.put_manifest(manifest, "v1")
+    name = {"index.json": "index.json", "manifest": f"blobs/sha256/{manifest.digest[7:]}",
+            "blob": f"blobs/sha256/{sha256_digest(blob)[7:]}"}[target]
+    _hostile(layout.root, kind, name)
+    endpoint = LayoutEndpoint(layout)
+    with pytest.raises(EnvironmentProblem) as caught:
+        if target == "blob" and kind == "huge":  # a layer may be huge: its reader holds it to its descriptor
+            read_small(endpoint, Descriptor("x", sha256_digest(blob), len(blob)), 1 << 20, f"{layout.root}: blob")
+        elif target == "blob":
+            endpoint.open_blob(sha256_digest(blob)).close()
+        else:
+            endpoint.get_manifest("v1" if target == "index.json" else manifest.digest)
+    shown = str(layout.root / "index.json") if target == "index.json" else f"{layout.root}: {target}"
+    assert str(caught.value).startswith(shown) and re.search(why, str(caught.value)), caught.value
+
+
+def test_a_manifest_named_by_digest_is_checked_against_it(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "layout")
+    manifest = _manifest("m")
+    layout.put_manifest(manifest, "v1")
+    assert LayoutEndpoint(layout).get_manifest(manifest.digest).data == manifest.data
+    path = layout.blob_path(manifest.digest)
+    path.write_bytes(manifest.data.replace(b'"m"', b'"x"'))  # swapped on disk, same name
+    with pytest.raises(EnvironmentProblem, match="digest did not match"):
+        LayoutEndpoint(layout).get_manifest(manifest.digest)

@@ -20,10 +20,10 @@ from mlci.oci.archive import ArchiveEndpoint
 from mlci.oci.auth import Credentials
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy
 from mlci.oci.layout import Layout
-from mlci.oci.manifest import MANIFEST_TYPES, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest
+from mlci.oci.manifest import MANIFEST_TYPES, MAX_MANIFEST, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest
 from mlci.oci.referrers import Blob, ReferrersError
-from mlci.oci.registry import MAX_MANIFEST, RegistryError
 from mlci.oci.registry import Registry as Client
+from mlci.oci.registry import RegistryError
 from tests.testing.referrers_api import ReferrersApi
 from tests.testing.registry import Registry, access_log, auth_headers, blob_upload_count, push_random_image, session
 from tests.testing.repos import ROOT
