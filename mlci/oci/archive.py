@@ -17,6 +17,7 @@ import weakref
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from mlci.core.bounded import open_regular
 from mlci.core.errors import EnvironmentProblem
 from mlci.oci.layout import LAYOUT_VERSION, HashedTemp, find_entry, has_ref, parse_index, published_mode, with_entry
 from mlci.oci.manifest import OCI_INDEX, Descriptor, Manifest, NotFound, check_digest, media_type_of, sha256_digest
@@ -70,11 +71,11 @@ class _Hashing(io.RawIOBase):
         return len(data)
 
 
-def _index_members(path: Path) -> dict[str, tuple[int, int]]:
+def _index_members(path: Path, handle: BinaryIO) -> dict[str, tuple[int, int]]:
     """name -> (data offset, size) of every regular file in an uncompressed tar (headers read, data skipped)."""
     members: dict[str, tuple[int, int]] = {}
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with tarfile.open(fileobj=handle, mode="r:") as tar:
             for member in tar:
                 name = member.name.removeprefix("./")
                 if member.isfile() and not member.issparse():
@@ -93,8 +94,12 @@ class ArchiveEndpoint:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._old: dict[str, tuple[int, int]] = _index_members(path) if path.exists() else {}
-        self._old_fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC) if self._old else None
+        self._old: dict[str, tuple[int, int]] = {}
+        self._old_fd: int | None = None
+        if os.path.lexists(path):  # a regular file only: a FIFO named as the archive is refused, not waited on
+            with open_regular(path, f"{path}: the oci-archive") as handle:
+                self._old = _index_members(path, handle)
+                self._old_fd = os.dup(handle.fileno()) if self._old else None
         self._entries: list[dict[str, Any]] = []
         if self._old:
             if "index.json" not in self._old:
@@ -275,8 +280,9 @@ class ArchiveEndpoint:
             self._new = {}
             if self._old_fd is not None:
                 os.close(self._old_fd)
-            self._old = _index_members(self.path)
             self._old_fd = self._state[0] = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            with os.fdopen(os.dup(self._old_fd), "rb") as handle:
+                self._old = _index_members(self.path, handle)
 
 
 class _StagedBlob(HashedTemp):

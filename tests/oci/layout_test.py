@@ -207,3 +207,9 @@ def test_a_manifest_named_by_digest_is_checked_against_it(tmp_path: Path) -> Non
     path.write_bytes(manifest.data.replace(b'"m"', b'"x"'))  # swapped on disk, same name
     with pytest.raises(EnvironmentProblem, match="digest did not match"):
         LayoutEndpoint(layout).get_manifest(manifest.digest)
+
+
+def test_an_archive_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "image.tar")
+    with pytest.raises(EnvironmentProblem, match="image.tar: the oci-archive: is a FIFO, not a regular file"):
+        ArchiveEndpoint(tmp_path / "image.tar")
