@@ -110,6 +110,11 @@ def _summary(outcome: Outcome) -> str:
     lines += [f"  {o.path:<40} md5 {o.md5}  ({o.stage})" for o in outcome.outputs]
     remote = f"remote '{outcome.remote}'" if outcome.remote else "no DVC remote"
     lines.append(f"{remote}: pulled {'yes' if outcome.pulled else 'no'}, pushed {'yes' if outcome.pushed else 'no'}")
+    if outcome.determinism is not None:
+        proof = outcome.determinism
+        verdict = f"{len(proof.differences)} differ" if proof.differences else "all identical"
+        lines.append(f"determinism: {len(proof.compared)} output(s) re-made by a forced re-run in a scratch copy, "
+                     f"{verdict}")
     lines.append(f"time: {outcome.seconds:.1f} s")
     if outcome.failures:
         lines.append(f"FAILED: {len(outcome.failures)} problem(s), listed on stderr")

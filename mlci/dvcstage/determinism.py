@@ -30,8 +30,16 @@ class Difference:
     got: str
 
 
-def check(root: Path, targets: Sequence[str], tail_lines: int, info: RepoInfo) -> list[Difference]:
-    """Re-run the pipeline forced in a scratch copy of `root`; return the outputs that came out different.
+@dataclass(frozen=True)
+class Proof:
+    """What a forced re-run showed: the outputs whose hashes were compared, and those that differed."""
+
+    compared: tuple[str, ...]
+    differences: tuple[Difference, ...]
+
+
+def check(root: Path, targets: Sequence[str], tail_lines: int, info: RepoInfo) -> Proof:
+    """Re-run the pipeline forced in a scratch copy of `root` and compare its outputs' hashes with the lock's.
     Outputs the re-run needs are kept: a frozen stage's (verified, never made) and persistent ones, which
     are real copies (their stage writes them in place) and not compared."""
     recorded = lock.read_lock(root, info.wdirs)
@@ -51,7 +59,9 @@ def check(root: Path, targets: Sequence[str], tail_lines: int, info: RepoInfo) -
         rerun = lock.read_lock(scratch / "ws", info.wdirs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return [d for d in compare(recorded, rerun) if d.path not in persistent]
+    before = {(o.stage, o.path) for o in lock.outputs(recorded) if o.path not in persistent}
+    compared = tuple(sorted(o.path for o in lock.outputs(rerun) if (o.stage, o.path) in before))
+    return Proof(compared, tuple(d for d in compare(recorded, rerun) if d.path not in persistent))
 
 
 def unprovable(info: RepoInfo) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from mlci.core.errors import EnvironmentProblem, PipelineFailed
 from mlci.core.log import logger
 from mlci.dvcstage import determinism, lock
+from mlci.dvcstage.determinism import Proof
 from mlci.dvcstage.dvc import RepoInfo, dvc, inspect, last_error, status
 
 _STAGE_EVENTS = (
@@ -44,6 +45,7 @@ class Outcome:
     outputs: list[lock.Output] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    determinism: Proof | None = None
     seconds: float = 0.0
 
 
@@ -85,9 +87,10 @@ def _run(root: Path, opts: Options, outcome: Outcome, info: RepoInfo) -> None:
         )
     if opts.check_determinism:
         outcome.warnings.extend(determinism.unprovable(info))
+        outcome.determinism = determinism.check(root, opts.targets, opts.output_tail, info)
         outcome.failures.extend(
             f"stage '{d.stage}': output {d.path} is not deterministic (md5 {d.expected} vs {d.got} on a re-run)"
-            for d in determinism.check(root, opts.targets, opts.output_tail, info)
+            for d in outcome.determinism.differences
         )
     if opts.push and outcome.remote and not outcome.failures:
         _push(root, outcome.remote, opts.targets)

@@ -41,6 +41,8 @@ def test_stale_lock_is_default_in_ci(example: Path) -> None:
 def test_determinism_passes_on_the_example(example: Path) -> None:
     done = repos.run_mlci(example, "repro", "--check-determinism")
     assert done.returncode == 0, done.stderr
+    # the summary says the proof ran and what it compared (every output of the four stages)
+    assert "determinism: 7 output(s) re-made by a forced re-run in a scratch copy, all identical" in done.stdout
     assert list((example / ".dvc" / "tmp").glob("mlci-determinism-*")) == []  # scratch copy removed
 
 
@@ -50,6 +52,11 @@ def test_determinism_fails_naming_the_output_of_an_unseeded_variant(example: Pat
     assert text.count('random_state=params["seed"]') == 1
     train.write_text(text.replace('random_state=params["seed"]', "random_state=None"))
     repos.run_mlci(example, "repro", check=True)  # record the unseeded variant's own lock
-    done = repos.run_mlci(example, "repro", "--check-determinism")
+    done = repos.run_mlci(example, "repro", "--check-determinism", "--json")
     assert done.returncode == 1
     assert re.search(r"mlci: stage 'train': output model/model.pkl is not deterministic", done.stderr)
+    proof = json.loads(done.stdout)["determinism"]
+    assert "model/model.pkl" in proof["compared"] and "data/prepared/train.csv" in proof["compared"]
+    # the unseeded model and what the evaluation made of it; the data stages' outputs came out the same
+    assert sorted(d["path"] for d in proof["differences"]) == ["metrics.json", "model/model.pkl", "plots/lift.json",
+                                                                 "plots/roc.json"]
