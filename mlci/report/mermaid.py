@@ -5,6 +5,7 @@ the chart is followed by a legend whose colour squares match the palette the cha
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Mapping, Sequence
 
 from mlci.report.plots import LinePlot, Series
@@ -40,9 +41,8 @@ def ordered(plot: LinePlot, revisions: Sequence[str]) -> list[Series]:
 def chart(plot: LinePlot, revisions: Sequence[str], labels: Mapping[str, str], points: int) -> str:
     """A Mermaid block with one line per series on a shared x range, then its legend."""
     series = ordered(plot, revisions)
-    all_x = [x for s in series for x, _ in plot.lines[s]]
-    low, high = min(all_x), max(all_x)
-    xs = [low + (high - low) * i / (points - 1) for i in range(points)]
+    xs = grid([plot.lines[s] for s in series], points)
+    low, high = xs[0], xs[-1]
     lines = [resample(plot.lines[s], xs) for s in series]
     y_low, y_high = min(min(v) for v in lines), max(max(v) for v in lines)
     palette = ", ".join(PALETTE)
@@ -59,6 +59,19 @@ def chart(plot: LinePlot, revisions: Sequence[str], labels: Mapping[str, str], p
         " · ".join(f"{SQUARES[i % len(SQUARES)]} {legend(s, labels)}" for i, s in enumerate(series)),
     ]
     return "\n".join(body)
+
+
+def grid(lines: Sequence[Sequence[tuple[float, float]]], points: int) -> list[float]:
+    """The shared x values: the lines' own when they all have the same evenly spaced x values, at most `points`
+    of them (epochs 0-4 are drawn as their 5 points, not 21 interpolated ones); else `points` evenly spaced."""
+    own = [sorted({x for x, _ in line}) for line in lines]
+    first = own[0]
+    low, high = min(xs[0] for xs in own), max(xs[-1] for xs in own)
+    steps = [b - a for a, b in itertools.pairwise(first)]
+    if (2 <= len(first) <= points and all(xs == first for xs in own)
+            and all(abs(step - steps[0]) <= 1e-9 * (high - low) for step in steps)):
+        return first
+    return [low + (high - low) * i / (points - 1) for i in range(points)]
 
 
 def legend(series: Series, labels: Mapping[str, str]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.core.errors import ConfigError
+from mlci.report import direction
 from mlci.report.baseline import Baseline
 from mlci.report.diff import Change, Diff
 from mlci.report.figures import Figures
@@ -140,6 +141,5 @@ def _arrow(m: Change, gate: Gate | None) -> str:
     d = m.diff
     if d is None or d == 0:
         return "🆕" if m.old is None else ""
-    better = (gate.better if gate else "higher") == "higher"
-    improved = (d > 0) == better
+    improved = (d > 0) == (direction.better(m.address, gate.better if gate else None) == "higher")
     return ("⬆️" if d > 0 else "⬇️") + (" 🟢" if improved else " 🔴")

@@ -15,7 +15,7 @@ class Gate:
     max: float | None = None
     max_drop: float | str | None = None
     max_rise: float | str | None = None
-    better: Literal["higher", "lower"] = "higher"
+    better: Literal["higher", "lower"] | None = None  # None: from the metric's name (report/direction.py)
     where: str = ""
 
 
@@ -30,11 +30,14 @@ class ReportSettings:
         "Target branch when CI does not say (CI_MERGE_REQUEST_TARGET_BRANCH_NAME / GITHUB_BASE_REF win).")})
     precision: int = field(default=4, metadata={"doc": "Significant digits shown for metric values (1 to 17)."})
     gates: dict[str, Gate] = field(default_factory=dict, metadata={"doc": (
-        "Per metric (`file:dotted.key`): min, max, max_drop, max_rise (number or \"N%\"), better.")})
+        "Per metric (`file:dotted.key`): min, max, max_drop, max_rise (number or \"N%\"), better (`higher` or "
+        "`lower`; default: from the metric's name, docs/report.md).")})
     plots: Literal["mermaid", "none"] = field(default="mermaid", metadata={"doc": (
         "How DVC plots appear: `mermaid` draws them (line plots as Mermaid charts, confusion and bar plots as "
         "tables, images uploaded to GitLab or linked to the GitHub run), `none` leaves them out.")})
-    plot_points: int = field(default=21, metadata={"doc": "Points per Mermaid line (plots are resampled; 2 to 500)."})
+    plot_points: int = field(default=21, metadata={"doc": (
+        "Points per Mermaid line (2 to 500): lines are resampled to this many, unless all share the same evenly "
+        "spaced x values, at most this many, which are drawn as they are.")})
     template: str | None = field(default=None, metadata={"doc": (
         "A Jinja2 Markdown template replacing the built-in one (relative to mlci.yaml).")})
     sections: tuple[str, ...] = field(default=(), metadata={"doc": (
@@ -76,6 +79,6 @@ def gate_problems(gates: dict[str, Gate]) -> list[str]:
             value = getattr(gate, name)
             if isinstance(value, str) and not _PERCENT.match(value.strip()):
                 problems.append(f"{at}.{name}: expected a number or a percentage like \"2%\", got {value!r}")
-        if all(getattr(gate, n) is None for n in ("min", "max", "max_drop", "max_rise")):
-            problems.append(f"{at}: give at least one of min, max, max_drop, max_rise")
+        if all(getattr(gate, n) is None for n in ("min", "max", "max_drop", "max_rise", "better")):
+            problems.append(f"{at}: give at least one of min, max, max_drop, max_rise, better")
     return problems

@@ -31,3 +31,22 @@ def test_labels_from_files_cannot_break_the_chart_or_the_fence() -> None:
     plot = LinePlot("p", "```\ninjected", "x\r\n", "y", {Series("workspace", "`x`"): [(0, 1), (2, 3)]})
     block = chart(plot, ["workspace"], LABELS, 2)
     assert block.count("```") == 2 and "title \"''' injected\"" in block and "this MR `'x'`" in block
+
+
+def test_lines_on_the_same_even_x_values_are_drawn_as_their_points_not_interpolated() -> None:
+    epochs = [(float(i), 0.1 * (i + 1)) for i in range(5)]
+    plot = LinePlot("curve", "acc", "epoch", "acc", {Series("abc", "c.csv"): epochs,
+                                                     Series("workspace", "c.csv"): [(x, y + 0.05) for x, y in epochs]})
+    lines = chart(plot, ["abc", "workspace"], LABELS, 21).splitlines()
+    assert lines[4:8] == ['  x-axis "epoch" 0 --> 4', '  y-axis "acc" 0.1 --> 0.55', "  line [0.1, 0.2, 0.3, 0.4, 0.5]",
+                          "  line [0.15, 0.25, 0.35, 0.45, 0.55]"]
+
+
+def test_uneven_mismatched_or_too_many_x_values_are_resampled_onto_points() -> None:
+    uneven = LinePlot("p", "t", "x", "y", {Series("workspace", ""): [(0, 0), (1, 1), (4, 4)]})
+    assert "  line [0, 2, 4]" in chart(uneven, ["workspace"], LABELS, 3)
+    mismatched = LinePlot("p", "t", "x", "y", {Series("abc", ""): [(0, 0), (2, 2)],
+                                               Series("workspace", ""): [(0, 0), (1, 1), (2, 2)]})
+    assert chart(mismatched, ["abc", "workspace"], LABELS, 5).count("[0, 0.5, 1, 1.5, 2]") == 2
+    many = LinePlot("p", "t", "x", "y", {Series("workspace", ""): [(float(i), float(i)) for i in range(100)]})
+    assert "  line [0, 49.5, 99]" in chart(many, ["workspace"], LABELS, 3)

@@ -12,7 +12,7 @@ from mlci.report.baseline import Baseline
 from mlci.report.diff import Change, Diff
 from mlci.report.figures import Figure, Figures
 from mlci.report.render import render
-from mlci.report.settings import ReportSettings
+from mlci.report.settings import Gate, ReportSettings
 from tests.testing import repos
 
 DIFF = Diff([Change("m.json:auc", 0.5, 0.75)], [], [], ["`eval/m.json` at baseline (abc): missing\nsecond line"])
@@ -89,6 +89,16 @@ def test_the_command_exits_2_on_a_broken_template(tmp_path: Path, capsys: pytest
     assert code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"{repo}/report.j2:3: report.template: UndefinedError: 'nope' is undefined")
+
+
+def test_a_falling_loss_is_green_and_a_gate_that_says_otherwise_wins() -> None:
+    falling = Diff([Change("m.json:val_loss", 0.4, 0.3), Change("m.json:auc", 0.8, 0.7)], [], [], [])
+    body = render(falling, [], Baseline("a" * 40, "main"), "head123", ReportSettings(), [], None, Figures([], []))
+    assert "| `m.json:val_loss` | 0.4 | 0.3 | -0.1 (-25.00%) | ⬇️ 🟢 |" in body
+    assert "| `m.json:auc` | 0.8 | 0.7 | -0.1 (-12.50%) | ⬇️ 🔴 |" in body
+    inverted = ReportSettings(gates={"m.json:val_loss": Gate(better="higher")})
+    body = render(falling, [], Baseline("a" * 40, "main"), "head123", inverted, [], None, Figures([], []))
+    assert "| `m.json:val_loss` | 0.4 | 0.3 | -0.1 (-25.00%) | ⬇️ 🔴 |" in body
 
 
 def test_values_beyond_a_float_are_shown_short_and_without_a_change() -> None:

@@ -19,6 +19,9 @@ from mlci import cli
     ("gates: {'m.json:auc': {max_drop: .nan}}", "report.gates.m.json:auc.max_drop: must be a number, got NaN"),
     ("id: 'a --> <b>'", "report.id (or MLCI_REPORT_ID): letters, digits, `.`, `_` and `-` only (at most 64)"),
     ("id: ''", "report.id (or MLCI_REPORT_ID): letters, digits"),
+    ("gates: {'m.json:auc': {}}", "report.gates.m.json:auc: give at least one of min, max, max_drop, max_rise, better"),
+    ("gates: {'m.json:auc': {better: up}}",
+     "report.gates.m.json:auc.better: expected one of higher, lower, got str 'up'"),
 ])
 def test_report_numbers_out_of_range_are_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str], line: str,
@@ -39,6 +42,13 @@ def test_an_override_out_of_range_is_exit_2(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("MLCI_REPORT_PLOT_POINTS", "-3")
     assert cli.main(["config", "check"]) == 2
     assert "MLCI_REPORT_PLOT_POINTS): must be from 2 to 500, got -3" in capsys.readouterr().err
+
+
+def test_a_gate_may_only_say_which_way_is_better(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "mlci.yaml").write_text("version: 1\nreport:\n  gates: {'m.json:drift_score': {better: lower}}\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["config", "check"]) == 0
 
 
 def test_the_limits_themselves_are_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
