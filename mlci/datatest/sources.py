@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import gzip
 import os
 import re
 import threading
@@ -17,9 +18,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import IO, Any, Protocol, TypeVar, cast
 
 from mlci.core import log
+from mlci.core.bounded import open_regular
 from mlci.core.errors import EnvironmentProblem
 from mlci.datatest.spec import Dataset, DataTests
 from mlci.datatest.sql import DUCKDB, POSTGRES, Dialect, ident, literal
@@ -39,6 +41,9 @@ _LOGICAL = (
 DUCKDB_TYPES = {"integer": "BIGINT", "float": "DOUBLE", "string": "VARCHAR", "boolean": "BOOLEAN", "date": "DATE",
                 "timestamp": "TIMESTAMP"}
 DELIMITERS = (",", ";", "\t", "|")
+# The header line: at most 2 MiB, DuckDB's own default max_line_size; a line ends at LF, CR or CRLF, as DuckDB's do.
+MAX_HEADER = 2 << 20
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 _DETECTED = ("BIGINT", "DOUBLE", "DATE", "TIMESTAMP")  # in this order: the first that fits every value wins
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 T = TypeVar("T")
@@ -232,12 +237,7 @@ class DuckSession:
         (a few bad rows at the top would change the guess). The delimiter is the dataset's, else the most
         frequent of `, ; TAB |` in the header line (the reader without its closing parenthesis). Also returns the
         columns DuckDB's reader types (their values must parse) and the integer columns, read as text."""
-        # The header line read as Latin-1 (every byte is a character) and decoded here: a byte that is not UTF-8
-        # anywhere in DuckDB's first buffer makes a malformed row below, never an unreadable file.
-        found = self.rows(f"SELECT * FROM read_csv({literal(_no_glob(first))}, auto_detect=false, header=false, "
-                          f"delim={literal(chr(31))}, quote='', escape='', columns={{'line': 'VARCHAR'}}, "
-                          "encoding='latin-1') LIMIT 1")
-        line = str(found[0][0] or "").encode("latin-1").decode("utf-8", "replace").lstrip("\ufeff") if found else ""
+        line = self._header_line(first)
         delimiter = delimiter or max(DELIMITERS, key=line.count)
         names = _unique(next(csv.reader([line], delimiter=delimiter, quotechar='"'), []))
         head = (f"read_csv({files}, auto_detect=false, header=true, delim={literal(delimiter)}, quote='\"', "
@@ -248,6 +248,42 @@ class DuckSession:
         guessed = self._detect(f"{head}, ignore_errors=true{_columns(text)})",
                                [n for n in names if n not in typed and n not in integers]) if detect else {}
         return f"{head}{_columns({**text, **guessed, **typed})}", list(typed), integers
+
+    def _header_line(self, first: str) -> str:
+        """The first line of the first file, decoded as UTF-8 here (a bad byte replaced, a BOM dropped): a byte that
+        is not UTF-8, in the header or anywhere in DuckDB's first buffer, makes a malformed row, never an
+        unreadable file. A local file (gzip by its `.gz`, as DuckDB decides) is read here; an object in S3 or a
+        zstd file through DuckDB, as UTF-8, else as Latin-1 (DuckDB's Latin-1 refuses the bytes 0x80-0x9F)."""
+        if first.startswith("s3://") or first.endswith(".zst"):
+            return self._header_line_by_duckdb(first)
+        try:
+            with open_regular(Path(first), first) as raw:
+                stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw) if first.endswith(".gz") else raw)
+                head = b""
+                while len(head) <= MAX_HEADER and not _LINE_END.search(head):
+                    block = stream.read(1 << 16)
+                    if not block:
+                        break
+                    head += block
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile and a truncated stream among them
+            raise QueryError(exc) from None
+        line = _LINE_END.split(head, maxsplit=1)[0]
+        if len(line) > MAX_HEADER:
+            raise QueryError(ValueError("its first line is over two MiB long: not a header"))
+        return line.decode("utf-8", "replace").lstrip("\ufeff")
+
+    def _header_line_by_duckdb(self, first: str) -> str:
+        def read(encoding: str) -> str:
+            found = self.rows(f"SELECT * FROM read_csv({literal(_no_glob(first))}, auto_detect=false, header=false, "
+                              f"delim={literal(chr(31))}, quote='', escape='', columns={{'line': 'VARCHAR'}}, "
+                              f"encoding='{encoding}') LIMIT 1")
+            return str(found[0][0] or "") if found else ""
+
+        try:
+            line = read("utf-8")
+        except QueryError:  # not UTF-8 in DuckDB's first buffer: every byte a character, decoded here
+            line = read("latin-1").encode("latin-1").decode("utf-8", "replace")
+        return line.lstrip("\ufeff")
 
     def _detect(self, reader: str, names: list[str]) -> dict[str, str]:
         """The narrowest type every value of each column parses as (one scan of the whole file)."""

@@ -1,6 +1,7 @@
 """`mlci data-test` as users run it: exit codes, reports, bad input, unreachable sources, S3."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -68,6 +69,49 @@ def test_bytes_that_are_not_utf8_make_a_malformed_row_not_an_unreadable_file(tmp
     result = {(r.get("column"), r["check"]): r for r in json.loads(done.stdout)["results"]}
     assert result[(None, "well_formed")]["observed"] == {"malformed_rows": 1, "first_line": 3}
     assert result[("Données", "not_null")]["status"] == "pass" and "Zelda" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name, content", [
+    # UTF-8 whose bytes include 0x80-0x9F (€ is E2 82 AC, Cyrillic er is D1 80), which DuckDB's Latin-1 refuses:
+    # the header line used to be read through it, so such a file was "cannot read" wherever the character sat in
+    # the first buffer; with a BOM and CRLF line ends, as Excel writes them
+    ("d.csv", "\ufeffid;Сумма, €;город\r\n1;10,5;Москва\r\n2;3;Пермь\r\n".encode()),
+    ("d.csv", "id;Сумма, €;город\r1;10,5;Москва\r2;3;Пермь\r".encode()),  # CR only
+    ("d.csv.gz", gzip.compress("id;Сумма, €;город\n1;10,5;Москва\n2;3;Пермь\n".encode(), mtime=0)),
+])
+def test_utf8_of_any_script_in_the_header_and_rows_is_read(tmp_path: Path, name: str, content: bytes) -> None:
+    (tmp_path / name).write_bytes(content)
+    suite = (f"    - name: d\n      path: {name}\n      checks: [{{row_count: {{min: 2, max: 2}}}}]\n"
+             "      columns: {'Сумма, €': [not_null], город: [{allowed_values: {values: [Москва, Пермь]}}]}\n")
+    done = repos.run_mlci(_repo(tmp_path, suite), "data-test", "--json")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)["results"]
+    assert [r["status"] for r in results] == ["pass"] * 3 and len(results) == 3
+
+
+def test_a_windows_1252_byte_after_the_header_is_a_malformed_row(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_bytes(b"id,price\n1,5\n2,\x80 7\n3,9\n")  # cp1252's euro: not UTF-8, not Latin-1
+    repo = _repo(tmp_path, "    - name: d\n      path: d.csv\n      checks: [{row_count: {min: 1}}]\n"
+                           "      columns: {price: [not_null]}\n")
+    done = repos.run_mlci(repo, "data-test", "--json")
+    assert done.returncode == 1, done.stderr
+    result = {r["check"]: r for r in json.loads(done.stdout)["results"]}
+    assert result["well_formed"]["observed"] == {"malformed_rows": 1, "first_line": 3}
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"x" * (3 << 20), "its first line is over two MiB long: not a header"),
+    (b"\x1f\x8b\x08\x00broken", "Compressed file ended before the end-of-stream marker was reached"),
+])
+def test_a_header_too_long_or_a_broken_gzip_is_exit_3_naming_the_file(tmp_path: Path, content: bytes,
+                                                                      expected: str) -> None:
+    name = "d.csv.gz" if content.startswith(b"\x1f") else "d.csv"
+    (tmp_path / name).write_bytes(content)
+    repo = _repo(tmp_path, f"    - name: d\n      path: {name}\n      checks: [{{row_count: {{min: 1}}}}]\n")
+    done = repos.run_mlci(repo, "data-test")
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"mlci: error: dataset 'd': cannot read {name}: ") and expected in done.stderr
+    assert len(done.stderr.splitlines()) == 1
 
 
 def test_jsonl_and_parquet_files_are_read(tmp_path: Path) -> None:
