@@ -122,6 +122,9 @@ class Collector:
                                 "/".join(p for p in (name, sub) if p), found)
 
     def _visit(self, path: Path, shown: str, name: str, found: dict[str, Entry]) -> None:
+        if not _plain(shown):
+            raise UsageError(f"{_escaped(shown)}: a file name that is not UTF-8 or holds a control character "
+                             "(a newline, say) cannot go into an image layer: rename it")
         st = path.lstat()
         if stat.S_ISLNK(st.st_mode):
             entry = self._link(path, shown, name)
@@ -136,6 +139,9 @@ class Collector:
 
     def _link(self, path: Path, shown: str, name: str) -> Entry:
         target = os.readlink(path)
+        if not _plain(target):
+            raise UsageError(f"{shown} -> {_escaped(target)}: a link target that is not UTF-8 or holds a control "
+                             "character cannot go into an image layer")
         resolved = Path(os.path.realpath(path))
         written = posixpath.normpath(posixpath.join(posixpath.dirname(shown), target))
         cache = self._cache_dir() if (os.path.isabs(target) or not self._inside(resolved)
@@ -155,3 +161,19 @@ class Collector:
 
     def _inside(self, path: Path, top: Path | None = None) -> bool:
         return path.is_relative_to(top if top is not None else self.root)
+
+
+def _plain(name: str) -> bool:
+    """Whether a name can be a tar member's name as every runtime reads it: UTF-8 (no byte os.fsdecode kept as a
+    surrogate), no control character (one would split a log line, a message or a tar listing)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name)
+
+
+def _escaped(name: str) -> str:
+    """A name for a one-line message: undecodable bytes as \\xNN, control characters escaped."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

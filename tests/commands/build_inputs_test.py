@@ -186,3 +186,25 @@ def test_nothing_is_written_outside_the_temp_dir_but_the_named_outputs(
     new = {p.split(os.sep)[0] for p in tree(tmp_path) - before}
     assert new == {"out", "build.env", "cache"}  # the destination, the dotenv, mlci's own cache
     assert list(tmp.iterdir()) == []  # the temp dir is cleaned up
+
+
+@pytest.mark.parametrize("name", [b"src/bad\xffname.py", b"src/new\nline.py", b"src/tab\tname", b"src/esc\x1b[2J"])
+def test_a_file_name_that_is_not_utf8_or_holds_a_control_character_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: bytes) -> None:
+    """Before, a name that is not UTF-8 was an internal error (the secret scan could not encode it)."""
+    repo = model_repo(tmp_path / "repo", _image(tmp_path))
+    with open(os.path.join(os.fsencode(repo), name), "wb") as handle:
+        handle.write(b"x = 1\n")
+    run = build(repo, capsys, "--tag", "v1")
+    assert run.code == 2, run.err
+    shown = name.decode("utf-8", "backslashreplace").encode("unicode_escape").decode().replace("\\\\x", "\\x")
+    assert run.err.strip() == (f"mlci: error: {shown}: a file name that is not UTF-8 or holds a control character "
+                               "(a newline, say) cannot go into an image layer: rename it")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_link_whose_target_holds_a_newline_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = model_repo(tmp_path / "repo", _image(tmp_path), links={"src/link": "a\nb"})
+    run = build(repo, capsys, "--tag", "v1")
+    assert run.code == 2 and run.err.strip() == ("mlci: error: src/link -> a\\nb: a link target that is not UTF-8 or "
+                                                 "holds a control character cannot go into an image layer")
