@@ -309,6 +309,13 @@ class DuckSession:
             found = sorted(glob.glob(pattern, recursive=True))  # `**` spans directories, as in DuckDB
         if not found or not all(os.path.isfile(p) for p in found):
             raise EnvironmentProblem(f"dataset {ds.name!r}: no file at {ds.path}")
+        for path in found:
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:  # a byte os.fsdecode kept as a surrogate: DuckDB takes UTF-8 names only
+                shown = os.fsencode(os.path.relpath(path, base)).decode("utf-8", "backslashreplace")
+                raise EnvironmentProblem(f"dataset {ds.name!r}: {shown}: a file name that is not UTF-8 cannot be "
+                                         "read; rename it") from None
         return found
 
     def _s3_paths(self, ds: Dataset) -> list[str]:

@@ -114,6 +114,18 @@ def test_a_header_too_long_or_a_broken_gzip_is_exit_3_naming_the_file(tmp_path: 
     assert len(done.stderr.splitlines()) == 1
 
 
+def test_a_glob_that_matches_a_file_name_that_is_not_utf8_is_exit_3_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "g").mkdir()
+    for name in (b"a.csv", b"b\xff.csv"):
+        with open(os.path.join(os.fsencode(tmp_path / "g"), name), "wb") as handle:
+            handle.write(b"id\n1\n")
+    repo = _repo(tmp_path, "    - name: d\n      path: g/*.csv\n      checks: [{row_count: {min: 1}}]\n")
+    done = repos.run_mlci(repo, "data-test")
+    assert done.returncode == 3
+    assert done.stderr == ("mlci: error: dataset 'd': g/b\\xff.csv: a file name that is not UTF-8 cannot be read; "
+                           "rename it\n")
+
+
 def test_jsonl_and_parquet_files_are_read(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text('{"a": 1}\n{"a": 2}\n{"a": null}\n')
     import duckdb
