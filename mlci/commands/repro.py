@@ -82,6 +82,9 @@ def run(*, repo: Path, opts: Options, as_json: bool, summary_out: Path | None = 
         log.out(_summary(outcome))
     for failure in outcome.failures:
         log.logger.error("mlci: %s", failure)
+    if outcome.stale_lock:
+        log.logger.error("mlci: the committed dvc.lock does not describe this commit: run `dvc repro` where you "
+                         "changed it and commit dvc.lock with the change")
     return ExitCode.GATE_FAILED if outcome.failures else ExitCode.OK
 
 

@@ -46,6 +46,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     determinism: Proof | None = None
+    stale_lock: bool = False  # the committed dvc.lock does not describe the committed code
     seconds: float = 0.0
 
 
@@ -71,6 +72,7 @@ def _run(root: Path, opts: Options, outcome: Outcome, info: RepoInfo) -> None:
     if opts.check_lock:
         outcome.failures.extend(lock.stale_reasons(status(root, opts.targets), committed, root))
         if outcome.failures:
+            outcome.stale_lock = True
             outcome.outputs = lock.outputs(committed)
             return
     result = dvc(root, "repro", "--", *opts.targets, stream=True)

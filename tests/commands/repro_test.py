@@ -36,6 +36,9 @@ def test_stale_lock_is_default_in_ci(example: Path) -> None:
     done = repos.run_mlci(example, "repro", env={"CI": "true"})
     assert done.returncode == 1
     assert "mlci: stage 'train': dependency src/train.py modified since dvc.lock was written" in done.stderr
+    assert done.stderr.rstrip().endswith("mlci: the committed dvc.lock does not describe this commit: run `dvc repro` "
+                                         "where you changed it and commit dvc.lock with the change")
+    assert done.stdout.startswith("stages: 0 (ran 0,")  # refused before anything ran
 
 
 def test_determinism_passes_on_the_example(example: Path) -> None:
