@@ -24,15 +24,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         "init", parents=[common], help="add mlci's pipeline to a git repository (CI file, mlci.yaml, data tests)",
         description="Write the CI file that includes mlci's pipeline (pinned to this mlci's version), an mlci.yaml "
                     "and a .dvcignore into a git repository; with --from-data also a data-test suite and its drift "
-                    "reference profile, generated from the file. A file that exists and would change is shown "
-                    "as a diff and left alone (exit 2) unless --force.")
+                    "reference profile, generated from the file. An existing mlci.yaml or .dvcignore is yours and "
+                    "kept as it is; any other file that exists and would change is shown as a diff and left alone "
+                    "(exit 2) unless --force.")
     parser.add_argument("--forge", choices=sorted(CI_FILES), default="gitlab",
                         help="gitlab: .gitlab-ci.yml with the include line (default); github: "
                              ".github/workflows/mlci.yml calling the reusable workflow")
     parser.add_argument("--from-data", metavar="FILE",
                         help=f"a dataset inside the repository (CSV or Parquet) to generate {SUITE} and its "
                              "reference profile from")
-    parser.add_argument("--force", action="store_true", help="replace files that exist and differ")
+    parser.add_argument("--force", action="store_true",
+                        help="replace files that exist and differ (never mlci.yaml or .dvcignore)")
     parser.add_argument("--repo", metavar="DIR", default=".", help="the repository's top level (default: .)")
     parser.set_defaults(handler=lambda a: run(repo=Path(a.repo), forge=a.forge, from_data=a.from_data,
                                               force=a.force, as_json=a.json))
@@ -51,7 +53,7 @@ def run(*, repo: Path, forge: str, from_data: str | None, force: bool, as_json: 
     if from_data is not None:
         planned.extend(_suite(top, _data_path(top, from_data), context))
     ci_path, ci_template = CI_FILES[forge]
-    planned[:0] = [files.Planned("mlci.yaml", render.render("mlci.yaml.j2", **context)),
+    planned[:0] = [files.Planned("mlci.yaml", render.render("mlci.yaml.j2", **context), only_if_missing=True),
                    files.Planned(ci_path, render.render(ci_template, **context)),
                    files.Planned(".dvcignore", render.render("dvcignore.j2", **context), only_if_missing=True)]
     changes = files.plan(top, planned)
@@ -68,8 +70,29 @@ def run(*, repo: Path, forge: str, from_data: str | None, force: bool, as_json: 
     else:
         lines = [f"wrote {p}" for p in written] + [f"unchanged {p}" for p in by_status["same"]] + \
             [f"kept {p} (exists)" for p in by_status["kept"]]
-        log.out("\n".join(lines) + "\nnext: mlci config check, then commit these files and push")
+        hint = _suite_hint(top) if from_data is not None and "mlci.yaml" in by_status["kept"] else None
+        log.out("\n".join([*lines, *([hint] if hint else [])]) +
+                "\nnext: mlci config check, then commit these files and push")
     return ExitCode.OK
+
+
+def _suite_hint(top: Path) -> str | None:
+    """What the user's own mlci.yaml (kept as it is) needs for the suite just written to run, if anything."""
+    from mlci.core import yamlsafe
+    from mlci.core.config import read_text
+
+    text = read_text(top / "mlci.yaml", "mlci.yaml", [])
+    try:
+        config = yamlsafe.load(text) if text is not None else None
+    except yamlsafe.YamlProblem:
+        config = None
+    section = config.get("data_tests") if isinstance(config, dict) else None
+    named = section.get("file") if isinstance(section, dict) else None
+    if named == SUITE:
+        return None
+    if section is None:
+        return f"mlci.yaml names no suite: add `data_tests: {{file: {SUITE}}}` to it to run the one written"
+    return f"mlci.yaml's data_tests is not {SUITE}: point `data_tests.file` at it to run the suite written"
 
 
 def _top_level(repo: Path) -> Path:

@@ -1,5 +1,6 @@
 """`mlci init` as users run it, on fresh git repositories: the files it writes pass `mlci config check` and the
-forge's schema, the suite passes `mlci data-test` on its data, nothing is overwritten without --force, nothing is
+forge's schema, the suite passes `mlci data-test` on its data, nothing is overwritten without --force (the team's
+mlci.yaml and .dvcignore never), nothing is
 written through a symlink out of the repository, and the installed wheel does the same from mlci/ci_templates."""
 from __future__ import annotations
 
@@ -81,22 +82,48 @@ def test_from_data_suite_passes_data_test_on_its_data_and_fails_on_shifted_data(
 def test_a_differing_file_is_shown_as_a_diff_and_nothing_is_written_without_force(tmp_path: Path) -> None:
     repo = _fresh(tmp_path / "repo")
     assert repos.run_mlci(repo, "init").returncode == 0
-    (repo / "mlci.yaml").write_text("version: 1\ntrain: {push: false}\n")
-    (repo / ".gitlab-ci.yml").unlink()
+    (repo / ".gitlab-ci.yml").write_text("include: [{local: mine.yml}]\n")
+    (repo / "mlci.yaml").unlink()
     (repo / ".dvcignore").write_text("# mine\n")
     before = _snapshot(repo)
     refused = repos.run_mlci(repo, "init")
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
-        "mlci: error: mlci.yaml: exists and differs (diff above); nothing written: --force replaces it"]
-    assert "--- a/mlci.yaml\n+++ b/mlci.yaml\n" in refused.stdout and "-train: {push: false}" in refused.stdout
-    assert _snapshot(repo) == before  # not even the missing .gitlab-ci.yml
+        "mlci: error: .gitlab-ci.yml: exists and differs (diff above); nothing written: --force replaces it"]
+    assert "--- a/.gitlab-ci.yml\n+++ b/.gitlab-ci.yml\n" in refused.stdout
+    assert "-include: [{local: mine.yml}]" in refused.stdout
+    assert _snapshot(repo) == before  # not even the missing mlci.yaml
     forced = repos.run_mlci(repo, "init", "--force")
     assert forced.returncode == 0, forced.stderr
-    assert "wrote mlci.yaml" in forced.stdout and "kept .dvcignore (exists)" in forced.stdout
+    assert "wrote .gitlab-ci.yml" in forced.stdout and "kept .dvcignore (exists)" in forced.stdout
     assert (repo / ".dvcignore").read_text() == "# mine\n"  # written only when missing, even with --force
     again = repos.run_mlci(repo, "init", "--json")
     assert again.returncode == 0 and '"written": []' in again.stdout
+
+
+CONFIGURED = "version: 1\nimage:\n  code: [src]\n  cmd: [python3, src/serve.py]\n"
+
+
+@pytest.mark.parametrize("forge, ci_file", [("gitlab", ".gitlab-ci.yml"), ("github", ".github/workflows/mlci.yml")])
+def test_a_configured_mlci_yaml_is_kept_even_with_force_and_a_new_suite_says_what_it_needs(
+        tmp_path: Path, forge: str, ci_file: str) -> None:
+    """Before, a suite generated later (or the GitHub workflow added) replaced the team's mlci.yaml with --force."""
+    repo = _fresh(tmp_path / "repo")
+    (repo / "mlci.yaml").write_text(CONFIGURED)
+    data.write(repo / "data" / "train.csv", 300)
+    done = repos.run_mlci(repo, "init", "--forge", forge, "--from-data", "data/train.csv", "--force")
+    assert done.returncode == 0, done.stderr
+    assert (repo / "mlci.yaml").read_text() == CONFIGURED
+    assert f"wrote {ci_file}" in done.stdout and "kept mlci.yaml (exists)" in done.stdout
+    assert ("mlci.yaml names no suite: add `data_tests: {file: data-tests.yaml}` to it to run the one written"
+            in done.stdout)
+    (repo / "mlci.yaml").write_text(CONFIGURED + "data_tests: {file: data-tests.yaml}\n")
+    assert repos.run_mlci(repo, "data-test").returncode == 0
+    again = repos.run_mlci(repo, "init", "--forge", forge, "--from-data", "data/train.csv")
+    assert again.returncode == 0 and "mlci.yaml names no suite" not in again.stdout
+    (repo / "mlci.yaml").write_text(CONFIGURED + "data_tests: {file: other.yaml}\n")
+    other = repos.run_mlci(repo, "init", "--forge", forge, "--from-data", "data/train.csv")
+    assert "mlci.yaml's data_tests is not data-tests.yaml: point `data_tests.file` at it" in other.stdout
 
 
 def test_paths_through_a_symlink_out_of_the_repo_are_refused(tmp_path: Path) -> None:
