@@ -19,6 +19,9 @@ PROFILE_FORMAT = "mlci-profile/1"
 FLOOR = 1e-4
 MAX_CATEGORIES = 50  # more distinct values than this: not profiled as a category (and labels not stored)
 MAX_BINS = 100  # numeric bins of a profile: percentiles at most (each edge is one expression in the scan)
+# A profile's fractions are stored rounded to 8 digits: two fractions closer than this are the same share, so
+# identical data measures exactly 0 (not 1e-31 of float noise a reviewer would have to read as zero).
+SAME_SHARE = 1e-8
 TOLERANCE = 1e-6  # per bin: how far a profile's fractions may sum from 1 (they are stored rounded to 8 digits)
 DEFAULTS = {"psi": (0.1, 0.25), "ks": (0.1, 0.2), "js": (0.1, 0.2)}  # (warn, fail)
 
@@ -136,32 +139,37 @@ def fractions_from_cumulative(at_or_below: Sequence[float], total: float) -> lis
 
 def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     """Population stability index over the same bins, fractions floored at FLOOR."""
-    return sum((a - e) * math.log(a / e) for e, a in zip(_floor(expected), _floor(actual), strict=True))
+    return sum((a - e) * math.log(a / e) for e, a in _pairs(expected, actual) if a != e)
 
 
 def ks_at_edges(expected: Sequence[float], actual: Sequence[float]) -> float:
     """KS distance: the largest gap between the two cumulative distributions at the bin edges."""
     gap, cum_e, cum_a = 0.0, 0.0, 0.0
     for e, a in zip(expected[:-1], actual[:-1], strict=True):
-        cum_e, cum_a = cum_e + e, cum_a + a
+        cum_e, cum_a = cum_e + e, cum_a + _same(e, a)
         gap = max(gap, abs(cum_e - cum_a))
     return gap
 
 
 def js_distance(expected: Sequence[float], actual: Sequence[float]) -> float:
     """Jensen-Shannon distance (base 2, in [0, 1]) over the same bins, fractions floored at FLOOR."""
-    p, q = _floor(expected), _floor(actual)
-    m = [(x + y) / 2 for x, y in zip(p, q, strict=True)]
-    divergence = 0.5 * sum(x * math.log2(x / z) for x, z in zip(p, m, strict=True)) + \
-        0.5 * sum(y * math.log2(y / z) for y, z in zip(q, m, strict=True))
+    divergence = 0.5 * sum(p * math.log2(2 * p / (p + q)) + q * math.log2(2 * q / (p + q))
+                           for p, q in _pairs(expected, actual) if p != q)
     return math.sqrt(max(divergence, 0.0))
 
 
 STATISTICS = {"psi": psi, "ks": ks_at_edges, "js": js_distance}
 
 
-def _floor(fractions: Sequence[float]) -> list[float]:
-    return [max(f, FLOOR) for f in fractions]
+def _pairs(expected: Sequence[float], actual: Sequence[float]) -> list[tuple[float, float]]:
+    """(expected, actual) per bin, floored at FLOOR, an actual share the same as the expected one made equal."""
+    floored = zip((max(f, FLOOR) for f in expected), (max(f, FLOOR) for f in actual), strict=True)
+    return [(e, _same(e, a)) for e, a in floored]
+
+
+def _same(expected: float, actual: float) -> float:
+    """`expected` when `actual` is within SAME_SHARE of it (the profile's rounding), else `actual`."""
+    return expected if abs(actual - expected) <= SAME_SHARE else actual
 
 
 def thresholds(method: str, warn: float | None, fail: float | None) -> tuple[float, float]:

@@ -43,3 +43,13 @@ def test_fractions_from_cumulative_counts() -> None:
 def test_thresholds_default_per_method() -> None:
     assert drift.thresholds("psi", None, None) == (0.1, 0.25)
     assert drift.thresholds("ks", 0.05, None) == (0.05, 0.2)
+
+
+@pytest.mark.parametrize("method", sorted(drift.STATISTICS))
+def test_the_same_data_against_its_rounded_profile_measures_exactly_zero(method: str) -> None:
+    """Before, identical data measured psi=1.17e-31: the profile's fractions are stored rounded to 8 digits."""
+    measured = [0.1, 0.2, 0.30000000000000004, 0.39999999999999997]  # cumulative subtraction's float error
+    stored = [round(f, 8) for f in measured]
+    assert drift.STATISTICS[method](stored, measured) == 0.0
+    shifted = [0.1 + 1e-6, 0.2, 0.3, 0.4 - 1e-6]  # a real difference, however small, is not rounding
+    assert drift.STATISTICS[method](stored, shifted) > 0.0
