@@ -44,11 +44,11 @@ def run(*, repo: Path, forge: str, from_data: str | None, force: bool, as_json: 
     """Plan every file, show what would change, write all of them (with --force) or none."""
     from mlci import __version__
     from mlci.core import git
-    from mlci.scaffold import files, render
+    from mlci.scaffold import files, gates, render
 
     top = _top_level(repo)
     context: dict[str, object] = {"version": __version__, "forge": forge, "suite_file": None, "data_path": None,
-                                  "default_branch": git.current_branch(top) or "main"}
+                                  "default_branch": git.current_branch(top) or "main", "gates": gates.examples(top)}
     planned: list[files.Planned] = []
     if from_data is not None:
         planned.extend(_suite(top, _data_path(top, from_data), context))

@@ -177,3 +177,41 @@ def test_the_installed_wheel_scaffolds_from_its_packaged_templates(installed_mlc
     assert installed.run(installed_mlci, repo, "config", "check").returncode == 0
     tested = installed.run(installed_mlci, repo, "data-test")
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+METRICS = """\
+stages:
+  evaluate:
+    cmd: "true"
+    metrics: [{eval/scores.json: {cache: false}}]
+"""
+
+
+def test_the_example_gates_name_the_repos_own_metrics_with_a_rule_for_their_direction(tmp_path: Path) -> None:
+    scores = '{"auc": 0.81, "val_loss": 0.3, "name": "x", "ok": true, "nested": {"f1": 0.7}}'
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", METRICS, {"eval/scores.json": scores})
+    assert repos.run_mlci(repo, "init").returncode == 0
+    text = (repo / "mlci.yaml").read_text()
+    assert "  #   'eval/scores.json:auc': {max_drop: 2%}\n  #   'eval/scores.json:val_loss': {max_rise: 5%}\n" in text
+    assert "nested.f1" not in text and "metrics.json:roc_auc" not in text  # two at most; only the repo's own
+    (repo / "mlci.yaml").write_text(text.replace("  # gates:", "  gates:").replace("  #   'eval", "    'eval"))
+    assert repos.run_mlci(repo, "config", "check").returncode == 0  # uncommented, they are valid gates
+    report = repos.run_mlci(repo, "report", "--dry-run", "--base", "HEAD")
+    assert report.returncode == 0 and "all gates passed" in report.stdout, report.stderr
+
+
+def test_without_metrics_the_example_gates_are_the_generic_ones(tmp_path: Path) -> None:
+    repo = _fresh(tmp_path / "repo")
+    assert repos.run_mlci(repo, "init").returncode == 0
+    text = (repo / "mlci.yaml").read_text()
+    assert ("  #   'metrics.json:roc_auc': {min: 0.75, max_drop: 0.01}\n"
+            "  #   'metrics.json:loss': {max_rise: 5%}\n") in text
+
+
+def test_metric_names_that_cannot_be_one_comment_line_are_no_example(tmp_path: Path) -> None:
+    scores = '{"a\\nb": 1, "' + "k" * 300 + '": 2, "#x": 0.5}'
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", METRICS, {"eval/scores.json": scores})
+    done = repos.run_mlci(repo, "init")
+    assert done.returncode == 0, done.stderr
+    gates = [line for line in (repo / "mlci.yaml").read_text().splitlines() if line.startswith("  #   ")]
+    assert gates == ["  #   'eval/scores.json:#x': {max_drop: 2%}"]
