@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar, cast
 
 from mlci.core import log
-from mlci.core.bounded import open_regular
+from mlci.core.bounded import Unreadable, open_regular
 from mlci.core.errors import EnvironmentProblem
 from mlci.datatest.spec import Dataset, DataTests
 from mlci.datatest.sql import DUCKDB, POSTGRES, Dialect, ident, literal
@@ -259,15 +259,14 @@ class DuckSession:
         try:
             with open_regular(Path(first), first) as raw:
                 stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw) if first.endswith(".gz") else raw)
-                head = b""
-                while len(head) <= MAX_HEADER and not _LINE_END.search(head):
-                    block = stream.read(1 << 16)
-                    if not block:
+                blocks: list[bytes] = []
+                while sum(map(len, blocks)) <= MAX_HEADER and (block := stream.read(1 << 16)):
+                    blocks.append(block)
+                    if _LINE_END.search(block):  # a CRLF split across two blocks ends at its CR just the same
                         break
-                    head += block
-        except (OSError, EOFError) as exc:  # gzip.BadGzipFile and a truncated stream among them
+        except (OSError, EOFError, Unreadable) as exc:  # gzip.BadGzipFile, a truncated stream, a FIFO swapped in
             raise QueryError(exc) from None
-        line = _LINE_END.split(head, maxsplit=1)[0]
+        line = _LINE_END.split(b"".join(blocks), maxsplit=1)[0]
         if len(line) > MAX_HEADER:
             raise QueryError(ValueError("its first line is over two MiB long: not a header"))
         return line.decode("utf-8", "replace").lstrip("\ufeff")

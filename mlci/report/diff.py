@@ -64,7 +64,7 @@ def as_float(value: Any) -> float | None:
         return None
 
 
-def _dvc_json(repo: Path, *args: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+def dvc_json(repo: Path, *args: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """`dvc ARGS --json EXTRA` as a dict; errors name `dvc ARGS` (EXTRA is plumbing, e.g. a temp dir)."""
     result = dvc(repo, *args, "--json", *extra)
     if result.returncode != 0:
@@ -94,9 +94,9 @@ def compute(repo: Path, base: str, with_plots: bool, plots_dir: Path) -> Diff:
     if root is not None:
         check_pipeline_files(root)
     linked: list[str] = []
-    metrics_data = _inside(repo, _dvc_json(repo, "metrics", "diff", base, "--all"), linked)
+    metrics_data = _inside(repo, dvc_json(repo, "metrics", "diff", base, "--all"), linked)
     metrics = changes(metrics_data)
-    params = changes(_inside(repo, _dvc_json(repo, "params", "diff", base, "--all"), linked))
+    params = changes(_inside(repo, dvc_json(repo, "params", "diff", base, "--all"), linked))
     unreadable, check_problem = availability.metrics(repo, base, metrics_data)
     problems = [check_problem] if check_problem else []
     if not metrics:
@@ -106,7 +106,7 @@ def compute(repo: Path, base: str, with_plots: bool, plots_dir: Path) -> Diff:
     found: list[Plot] = []
     if with_plots:
         try:
-            data = _dvc_json(repo, "plots", "diff", base, extra=("-o", str(plots_dir)))
+            data = dvc_json(repo, "plots", "diff", base, extra=("-o", str(plots_dir)))
         except EnvironmentProblem as exc:  # e.g. a plot naming a template that does not exist
             problems.append(f"plots left out: {exc}")
             data = {}

@@ -1,14 +1,14 @@
-"""Example gates for the scaffold's mlci.yaml, on the repository's own metrics (`dvc metrics show`): a rule
-that fits the way each one improves (a drop for an accuracy, a rise for a loss), left commented for review."""
+"""Example gates for the scaffold's mlci.yaml, on the repository's own metrics as the report addresses them
+(`dvc metrics diff --all`, report/diff.py): a rule that fits the way each one improves (a drop for an accuracy, a
+rise for a loss), left commented for review."""
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlci.report import direction
+from mlci.core.errors import EnvironmentProblem
+from mlci.report import diff, direction
 
 SHOWN = 2  # examples at most: a start, not a policy
 MAX_ADDRESS = 200  # a longer metric name (or one with a control character) is not an example
@@ -17,42 +17,24 @@ DEFAULTS = (("metrics.json:roc_auc", {"min": 0.75, "max_drop": 0.01}), ("metrics
 
 def examples(top: Path) -> list[tuple[str, dict[str, Any]]]:
     """(metric address, gate) for the first numeric metrics of the workspace; the generic pair when there are
-    none (no DVC repository, no metrics declared or made yet, or DVC cannot say)."""
-    found = [a for a in _addresses(_metrics(top)) if a.isprintable() and len(a) <= MAX_ADDRESS][:SHOWN]
+    none (no DVC repository or no commit yet, no metrics declared or made, or DVC cannot say)."""
+    found = [c.address for c in _metrics(top) if _usable(c)][:SHOWN]
     if not found:
         return list(DEFAULTS)
     return [(address, {"max_rise": "5%"} if direction.better(address, None) == "lower" else {"max_drop": "2%"})
             for address in found]
 
 
-def _metrics(top: Path) -> Any:
-    from mlci.core.errors import EnvironmentProblem
-    from mlci.dvcstage.dvc import dvc
-
+def _metrics(top: Path) -> list[diff.Change]:
     if not (top / ".dvc").is_dir():
-        return None
+        return []
     try:
-        result = dvc(top, "metrics", "show", "--json")
-    except EnvironmentProblem:  # DVC missing, or the repository locked by another DVC: examples need neither
-        return None
-    try:
-        return json.loads(result.stdout) if result.returncode == 0 else None
-    except ValueError:
-        return None
+        return diff.changes(diff.dvc_json(top, "metrics", "diff", "--all"))
+    except EnvironmentProblem:  # DVC missing or failing, the repository locked: examples need none of it
+        return []
 
 
-def _addresses(shown: Any) -> Iterator[str]:
-    workspace = shown.get("") if isinstance(shown, dict) else None
-    files = workspace.get("data") if isinstance(workspace, dict) else None
-    for path, content in sorted(files.items()) if isinstance(files, dict) else ():
-        data = content.get("data") if isinstance(content, dict) else None
-        for key in _numeric_keys(data, ""):
-            yield f"{path}:{key}"
-
-
-def _numeric_keys(value: Any, prefix: str) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from _numeric_keys(child, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and prefix:
-        yield prefix
+def _usable(change: diff.Change) -> bool:
+    value = diff.as_float(change.new)
+    return (value is not None and math.isfinite(value) and change.address.isprintable()
+            and len(change.address) <= MAX_ADDRESS)

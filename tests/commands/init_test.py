@@ -188,12 +188,12 @@ stages:
 
 
 def test_the_example_gates_name_the_repos_own_metrics_with_a_rule_for_their_direction(tmp_path: Path) -> None:
-    scores = '{"auc": 0.81, "val_loss": 0.3, "name": "x", "ok": true, "nested": {"f1": 0.7}}'
+    scores = '{"auc": 0.81, "val_loss": 0.3, "name": "x", "ok": true, "zeta": {"f1": 0.7}}'
     repo = repos.tiny_dvc_repo(tmp_path / "repo", METRICS, {"eval/scores.json": scores})
     assert repos.run_mlci(repo, "init").returncode == 0
     text = (repo / "mlci.yaml").read_text()
     assert "  #   'eval/scores.json:auc': {max_drop: 2%}\n  #   'eval/scores.json:val_loss': {max_rise: 5%}\n" in text
-    assert "nested.f1" not in text and "metrics.json:roc_auc" not in text  # two at most; only the repo's own
+    assert "zeta.f1" not in text and "metrics.json:roc_auc" not in text  # two at most (by name); only the repo's own
     (repo / "mlci.yaml").write_text(text.replace("  # gates:", "  gates:").replace("  #   'eval", "    'eval"))
     assert repos.run_mlci(repo, "config", "check").returncode == 0  # uncommented, they are valid gates
     report = repos.run_mlci(repo, "report", "--dry-run", "--base", "HEAD")
