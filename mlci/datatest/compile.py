@@ -143,6 +143,8 @@ class Compiler:
                 return [*shares, max(1.0 - sum(shares), 0.0) if total else 0.0]
 
         def judge(v: Mapping[str, Any]) -> Outcome:
+            if not v[present]:  # no rows, or every value NULL (or malformed): nothing to compare, and that is drift
+                return Outcome(False, {"values": 0}, "non-null values to compare with the reference")
             value = drift.STATISTICS[method](ref.bins(), current(v))
             level = "fail" if value >= fail else "warn" if value >= warn else None
             return Outcome(level is None, {method: value}, f"{method} < {warn:g} (warn), < {fail:g} (fail)", level)
@@ -205,13 +207,14 @@ class Compiler:
         bound = datetime.date.fromisoformat(args.min_date) if args.min_date is not None else None
 
         def fresh(v: Mapping[str, Any]) -> Outcome:
-            age = None if v[newest] is None else (today - v[newest]).days
+            expected = f"newest >= {bound.isoformat()}" if bound is not None else f"age <= {args.max_age_days:g} days"
+            if v[newest] is None:  # no rows, or no date in any: nothing is fresh
+                return Outcome(False, {"dates": 0}, expected)
+            age = (today - v[newest]).days
             observed: dict[str, Any] = {"age_days": age}
             if self.show_values:
                 observed["newest"] = number(v[newest])
-            if bound is not None:
-                return Outcome(v[newest] is not None and v[newest] >= bound, observed, f"newest >= {bound.isoformat()}")
-            return Outcome(age is not None and age <= args.max_age_days, observed, f"age <= {args.max_age_days:g} days")
+            return Outcome(v[newest] >= bound if bound is not None else age <= args.max_age_days, observed, expected)
         return fresh
 
 

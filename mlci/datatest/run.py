@@ -57,12 +57,16 @@ def needed(settings: spec.DataTests, chosen: Sequence[spec.Dataset]) -> list[spe
 
 
 def read_types(ds: spec.Dataset, profile: drift.Profile | None) -> dict[str, str]:
-    """The logical type each CSV column is read with: as the spec declares or implies it (numeric drift:
-    as the reference profile says); other columns are text."""
-    numeric = [c for c, col in (profile.columns.items() if profile else ()) if col.kind == "numeric"]
+    """The logical type each CSV column is read with: as the spec declares or implies it; a drift column as
+    the reference profile read it (numeric; boolean when its categories are a boolean's text, which is how
+    the profile's type detection spells `True`, `TRUE` or `t`); other columns are text."""
+    columns = profile.columns if profile else {}
     drifting = {column for column, checks in ds.columns.items() for c in checks if c.kind == "drift"}
-    types, _ = rules.column_types(spec.view(ds).checks, [c for c in numeric if c in drifting])
-    return types
+    types, _ = rules.column_types(spec.view(ds).checks,
+                                  [c for c in drifting if c in columns and columns[c].kind == "numeric"])
+    booleans = {c: "boolean" for c in drifting if c in columns and columns[c].kind == "categorical"
+                and columns[c].categories and set(columns[c].categories) <= {"true", "false"}}
+    return {**booleans, **types}
 
 
 def _open_all(datasets: Sequence[spec.Dataset], base: Path, settings: spec.DataTests,

@@ -45,6 +45,8 @@ DELIMITERS = (",", ";", "\t", "|")
 MAX_HEADER = 2 << 20
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _DETECTED = ("BIGINT", "DOUBLE", "DATE", "TIMESTAMP")  # in this order: the first that fits every value wins
+_QUOTE = re.compile("['\"]")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 T = TypeVar("T")
 
@@ -60,10 +62,33 @@ def logical_type(db_type: str) -> str:
 
 def clean_error(exc: BaseException, *, from_data: bool = True) -> str:
     """A database error's first line, without quoted fragments (which may be row values); in errors of
-    queries over data (`from_data`) also without numbers ("value 123456 is out of range")."""
-    first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-    first = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", first)
+    queries over data (`from_data`) also without numbers ("value 123456 is out of range"). An error raised
+    while reading the data (a cast that refused a value) loses everything between its first quote and its
+    last (without_quoted); one raised before any row was read (a name the query gets wrong, a connection
+    refused) quotes names only, and loses each fragment alone, so the rest of its text stays readable."""
+    text = str(exc).strip()
+    text = without_quoted(text) if from_data and not _before_data(exc) else _QUOTED.sub("'…'", text)
+    first = (text.splitlines() or [exc.__class__.__name__])[0]
     return log.redact(_NUMBER.sub("…", first) if from_data else first)
+
+
+def _before_data(exc: BaseException) -> bool:
+    """An error of a query's names or syntax, raised before it reads a row: DuckDB's binder, parser and
+    catalog errors, PostgreSQL's SQLSTATE class 42 (syntax error or access rule violation)."""
+    return (type(exc).__name__ in ("BinderException", "ParserException", "CatalogException")
+            or str(getattr(exc, "sqlstate", "") or "").startswith("42"))
+
+
+def without_quoted(text: str) -> str:
+    """`text` with each quoted fragment as '…'. A fragment runs from a quote to the last quote of the same kind
+    in the whole text, or to its end: neither engine escapes a quote inside the value it quotes
+    (`'O'Brien'`), and a value may hold a newline, so its closing quote may be on a later line."""
+    kept: list[str] = []
+    while (found := _QUOTE.search(text)) is not None:
+        end = text.rfind(found[0])
+        kept.append(text[:found.start()] + "'…'")
+        text = text[end + 1:] if end > found.start() else ""
+    return "".join(kept) + text
 
 
 class QueryError(Exception):

@@ -19,11 +19,12 @@ class Dialect:
     distinct_apart: bool  # run COUNT(DISTINCT ...) in its own query (see Aggregates)
 
     def count_if(self, condition: str) -> str:
-        """Rows where condition holds: DuckDB's count_if (faster), else a CASE sum (PostgreSQL 9.4 has
-        FILTER, Greenplum 6 does not reliably)."""
+        """Rows where condition holds, 0 over no rows: DuckDB's count_if (faster), else a CASE sum (PostgreSQL
+        9.4 has FILTER, Greenplum 6 does not reliably). Both are NULL over no rows (count_if also when the
+        condition is NULL on every row: an all-NULL column), hence the COALESCE: a count is never NULL."""
         if self.name == "duckdb":
-            return f"count_if({condition})"
-        return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
+            return f"COALESCE(count_if({condition}), 0)"
+        return f"COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)"
 
     def quantile(self, expr: str, q: float) -> str:
         """The continuous q-quantile of expr."""

@@ -3,8 +3,9 @@
 Privacy rule (what `mlci init --from-data` commits): column names, types, counts and ratios; ranges from the 1st and
 99th percentiles widened by a margin and rounded outward to a power of ten, always strictly beyond the column's
 minimum and maximum (never one of them); value sets only for text and boolean columns with at most
-drift.MAX_CATEGORIES values of which some repeat (a value seen once names its row); the reference profile's
-quantile edges without any that is a column's minimum or maximum (their bins merged).
+drift.MAX_CATEGORIES values, each seen at least MIN_VALUES times (a rarer value is close to naming its row: the
+profile counts it as "other", and the column gets no value set); the reference profile's quantile edges without
+any that is a column's minimum or maximum (their bins merged).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, get_args
 
 from mlci.core import log
 from mlci.datatest import drift, spec
+from mlci.datatest.compile import MIN_VALUES
 from mlci.datatest.profile import CATEGORICAL, NUMERIC, build_profile
 from mlci.datatest.sources import DuckSession, QueryError, Source
 from mlci.datatest.sql import Aggregates, fetch, ident
@@ -130,9 +132,22 @@ def private_profile(profile: drift.Profile, scanned: dict[str, _Column]) -> drif
                     fractions[i] = round(fractions[i] + fractions.pop(i + 1), 8)
                     edges.pop(i)
             columns[name] = dataclasses.replace(col, edges=tuple(edges), fractions=tuple(fractions))
-        elif len(col.categories) < col.count:
-            columns[name] = col
+        else:
+            common = {label: share for label, share in col.categories.items() if _seen(share, col) >= MIN_VALUES}
+            if common:  # the rarer values count as "other": their share stays, their names go
+                columns[name] = dataclasses.replace(
+                    col, categories=common, other=round(max(1.0 - math.fsum(common.values()), 0.0), 8))
     return dataclasses.replace(profile, columns=columns)
+
+
+def _seen(share: float, col: drift.ColumnProfile) -> int:
+    """How many of the column's values a category's share stands for."""
+    return round(share * col.count)
+
+
+def _complete(col: drift.ColumnProfile) -> bool:
+    """Whether the categories are every value the column holds (none was too rare to name)."""
+    return sum(_seen(share, col) for share in col.categories.values()) == col.count
 
 
 def _entries(logical: str, rows: int, column: _Column, ref: drift.ColumnProfile | None) -> list[Entry]:
@@ -143,7 +158,7 @@ def _entries(logical: str, rows: int, column: _Column, ref: drift.ColumnProfile 
         bounds = widened(column, integer=logical == "integer")
         if bounds is not None:
             out.append(("between", {"min": bounds[0], "max": bounds[1]}))
-    if ref is not None and ref.kind == "categorical" and logical in CATEGORICAL:
+    if ref is not None and ref.kind == "categorical" and logical in CATEGORICAL and _complete(ref):
         labels = list(ref.categories)
         out.append(("allowed_values", {"values": [x == "true" for x in labels] if logical == "boolean" else labels}))
     if ref is not None and ref.count:

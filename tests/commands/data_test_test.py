@@ -203,6 +203,30 @@ def test_profile_then_drift_on_a_postgres_table(tmp_path: Path, postgres: Postgr
     assert done.returncode == 1
 
 
+@pytest.mark.parametrize("spelled", ["True/False", "TRUE/FALSE", "true/false"])
+@pytest.mark.parametrize("reference", ["ref.profile.json", "ref.csv"])
+def test_a_boolean_column_drifts_by_nothing_against_its_own_profile(tmp_path: Path, spelled: str,
+                                                                    reference: str) -> None:
+    """A CSV's `True`/`False` (how pandas writes a bool) is a boolean to the profile's type detection, whose
+    categories are then `true`/`false`, and was text to the drift check: every value fell in `other`
+    (psi=17.8 against the same file). The drift column is read as the profile read it."""
+    yes, no = spelled.split("/")
+    rows = "".join(f"{i},{yes if i % 3 else no},{'north' if i % 2 else 'south'}\n" for i in range(300))
+    (tmp_path / "ref.csv").write_text("id,flag,region\n" + rows)
+    repo = _repo(tmp_path, f"    - name: d\n      path: ref.csv\n      reference: {reference}\n"
+                           "      columns:\n        flag: [{drift: {method: psi}}, {drift: {method: js}}]\n"
+                           "        region: [drift]\n")
+    if reference.endswith(".json"):
+        made = repos.run_mlci(repo, "data-test", "profile", "ref.csv", "-o", reference)
+        assert made.returncode == 0, made.stderr
+        assert json.loads((repo / reference).read_text())["columns"]["flag"]["categories"] == {
+            "false": 0.33333333, "true": 0.66666667}
+    done = repos.run_mlci(repo, "data-test", "--json")
+    assert done.returncode == 0, done.stderr
+    drifts = [r["observed"] for r in json.loads(done.stdout)["results"]]
+    assert drifts == [{"psi": 0.0}, {"js": 0.0}, {"psi": 0.0}]
+
+
 def test_files_in_s3_through_fsspec(tmp_path: Path, s3: S3Server) -> None:
     bucket = s3.create_bucket()
     s3.put_file(bucket, "data/part-1.csv", data.write(tmp_path / "a.csv", 100, seed=1))

@@ -11,7 +11,7 @@ import pytest
 from mlci import settings as cfg
 from mlci.datatest.run import Result, run_suite
 from tests.datatest import data
-from tests.testing.postgres import PostgresServer
+from tests.testing.postgres import PostgresServer, write_csv
 
 TODAY = datetime.date(2025, 11, 1)
 CHECKS = """\
@@ -158,3 +158,90 @@ def test_postgres_refuses_the_repetition_counts_the_loader_refuses(postgres: Pos
         assert conn.execute("SELECT 'aa' ~ '^(?:a{1,255})$'").fetchone() == (True,)
         with pytest.raises(psycopg.errors.InvalidRegularExpression):
             conn.execute("SELECT 'aa' ~ '^(?:a{1,256})$'")
+
+
+def _edge_data(base: Path, source: Path) -> dict[str, Path]:
+    """The current data's columns and types with no row ('empty'), and with 5 rows whose every value but the
+    id is NULL ('nulls'): Parquet for DuckDB (typed as the CSV is), CSV for PostgreSQL's typed tables."""
+    import duckdb
+
+    out: dict[str, Path] = {}
+    with duckdb.connect() as conn:
+        conn.execute(f"CREATE TABLE t AS SELECT * FROM read_csv('{source}') LIMIT 5")
+        nulls = ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind, *_ in conn.execute("DESCRIBE t").fetchall()
+                          if name != "id")
+        for name, select in (("empty", "SELECT * FROM t LIMIT 0"), ("nulls", f"SELECT * REPLACE ({nulls}) FROM t")):
+            out[name] = base / f"{name}.parquet"
+            conn.execute(f"COPY ({select}) TO '{out[name]}' (FORMAT parquet)")
+    out["empty.csv"] = write_csv(base / "empty.csv", list(data.COLUMNS), [])
+    out["nulls.csv"] = write_csv(base / "nulls.csv", list(data.COLUMNS), [[i + 1] + [None] * 8 for i in range(5)])
+    return out
+
+
+def _counts(observed: Any) -> list[Any]:
+    """The values observed, but for a statistic withheld (None by design: there are too few values)."""
+    if isinstance(observed, dict):
+        return [] if observed.get("withheld") else [v for value in observed.values() for v in _counts(value)]
+    return [observed]
+
+
+@pytest.mark.parametrize("edge", ["empty", "nulls"])
+def test_no_rows_or_only_nulls_give_counts_and_the_same_verdicts_on_both_engines(
+    edge: str, tmp_path: Path, files: dict[str, Path], postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's count_if and PostgreSQL's SUM are NULL over no rows (count_if also over an all-NULL column): the
+    checks that count used to fail with `None` (DuckDB's `between` on NULLs too, where PostgreSQL passed) and
+    a drift check was an internal error (exit 70). A count is 0; a drift with no value to compare fails."""
+    edges = _edge_data(tmp_path, files["current"])
+    data.load(postgres, "current", edges[f"{edge}.csv"])
+    data.load(postgres, "other", files["other"])
+    monkeypatch.setenv("TEST_PG_DSN", postgres.dsn)
+    duck = _by_name(run_suite(_suite(tmp_path, f"      path: {edges[edge]}\n", f"      path: {files['other']}\n",
+                                     files["profile"]), tmp_path, today=TODAY))
+    pg = _by_name(run_suite(_suite(tmp_path, "      dsn_env: TEST_PG_DSN\n      table: current\n",
+                                   "      dsn_env: TEST_PG_DSN\n      table: other\n", files["profile"]),
+                            tmp_path, today=TODAY))
+    assert set(duck) == set(pg)
+    for key, result in duck.items():
+        assert (pg[key].status, key) == (result.status, key)
+        assert _approx(pg[key].observed) == _approx(result.observed), key
+        assert None not in _counts(result.observed), (key, result.observed)
+    by_check = {(r.name, r.check): r for r in duck.values() if r.dataset == "current"}
+    for check in ("age: between", "region: allowed_values", "email: regex"):  # every non-null value: there is none
+        assert by_check[(check, check.split(": ")[1])].status == "pass", by_check[(check, check.split(": ")[1])]
+    assert by_check[("age: not_null", "not_null")].observed == {"nulls": 0 if edge == "empty" else 5}
+    drifts = [r for r in duck.values() if r.dataset == "current" and r.check == "drift"]
+    assert drifts and all(r.status == "fail" and r.observed == {"values": 0} for r in drifts), drifts
+    assert by_check[("freshness", "freshness")].observed == {"dates": 0}  # failed: no date is fresh
+
+
+def test_a_failing_query_over_a_value_with_quotes_names_no_part_of_it(
+    tmp_path: Path, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both engines quote the value a cast refused without escaping the quotes it holds (`'O'Brien'`): the
+    error shown used to keep whatever followed the value's own quote, in every report."""
+    from mlci.datatest import reports
+
+    values = ["O'Brien ZQXSENT-1", 'say "ZQXSENT-2" now', "two'quotes' ZQXSENT-3"]
+    csv_path = write_csv(tmp_path / "names.csv", ["id", "name"],
+                         [[1, "x"], *([i + 2, v] for i, v in enumerate(values))])
+    server_csv = write_csv(tmp_path / "one.csv", ["id", "name"], [[1, values[0]], [2, values[1]], [3, values[2]]])
+    postgres.execute('DROP TABLE IF EXISTS "names"')
+    postgres.load_csv("names", server_csv, {"id": "bigint", "name": "text"})
+    monkeypatch.setenv("TEST_PG_DSN", postgres.dsn)
+    query = "SELECT MAX(CAST(name AS INTEGER)) FROM {table} WHERE name <> 'x'"
+    for where in (f"path: {csv_path}", "dsn_env: TEST_PG_DSN\n      table: names"):
+        (tmp_path / "mlci.yaml").write_text(
+            f"version: 1\ndata_tests:\n  datasets:\n    - name: names\n      {where}\n      checks:\n"
+            f"        - sql: {{query: \"{query}\", min: 0}}\n")
+        results = run_suite(cfg.load(None, tmp_path, environ={}).config.data_tests, tmp_path, today=TODAY)
+        (result,) = results
+        assert result.status == "fail" and "'…'" in result.observed["error"], result
+        for render in (reports.console, reports.junit, reports.as_json, reports.markdown):
+            assert "ZQXSENT" not in render(results) and "Brien" not in render(results)
+        (tmp_path / "mlci.yaml").write_text(  # a name the query gets wrong: raised before a row is read
+            f"version: 1\ndata_tests:\n  datasets:\n    - name: names\n      {where}\n      checks:\n"
+            "        - sql: {query: \"SELECT MAX(nme) FROM {table}\", min: 0}\n")
+        (typo,) = run_suite(cfg.load(None, tmp_path, environ={}).config.data_tests, tmp_path, today=TODAY)
+        error = typo.observed["error"]  # what is wrong stays readable; only the name is hidden
+        assert "'…'" in error and ("not found in FROM clause" in error or error.endswith("does not exist")), error

@@ -19,6 +19,7 @@ from mlci import settings as cfg
 from mlci.core.errors import ConfigError
 from mlci.datatest import reports, spec
 from mlci.datatest.run import run_suite
+from mlci.datatest.sources import clean_error, without_quoted
 
 CSV = "a,b,s,d,t\n1,1.5,north,2025-01-02,x\n2,,south,2025-03-04,y\n,2.5,it's,,z\n3,-1e300,\"q,\"\"x\"\"\",2024-12-31,\n"
 COLUMNS = ("a", "b", "s", "d", "t", "missing", 'we"ird')
@@ -112,3 +113,25 @@ def test_what_the_loader_accepts_runs_and_renders(tmp_path_factory: pytest.TempP
     json.loads(reports.as_json(results))
     ET.fromstring(reports.junit(results).encode())
     assert reports.console(results) and reports.markdown(results)
+
+
+
+_UNQUOTED = st.text(st.characters(blacklist_characters="'\"\x85", blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+                    max_size=30)  # no quote, nothing str.splitlines() splits at
+_VALUES = st.text(st.characters(blacklist_categories=("Cs",)))
+
+
+@given(prefix=_UNQUOTED, value=_VALUES, suffix=_UNQUOTED, rest=st.text(max_size=20).map(lambda t: "\n" + t),
+       quote=st.sampled_from("'\""))
+def test_a_quoted_row_value_leaves_no_trace_whatever_it_holds(prefix: str, value: str, suffix: str, rest: str,
+                                                             quote: str) -> None:
+    """Neither engine escapes a quote inside the value it quotes (`Could not convert string 'O'Brien' to INT32`),
+    and a value may hold a newline: the error's first line keeps what is around the value, never a part of it."""
+    message = f"{prefix}{quote}{value}{quote}{suffix}{rest.translate({ord(quote): None})}"
+    assert clean_error(Exception(message), from_data=False).startswith(f"{prefix.lstrip()}'…'")
+    assert without_quoted(message).splitlines()[0] == f"{prefix}'…'{suffix}"
+
+
+@given(prefix=_UNQUOTED, value=_VALUES)
+def test_an_unclosed_quote_hides_the_rest(prefix: str, value: str) -> None:
+    assert without_quoted(f"{prefix}'{value.replace(chr(39), '')}") == f"{prefix}'…'"

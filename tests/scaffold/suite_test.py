@@ -2,6 +2,7 @@
 what gets committed is a row value (no exact min or max, no value of a column that is not a small category set)."""
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import math
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from mlci import settings as cfg
 from mlci.datatest import drift
+from mlci.datatest.compile import MIN_VALUES
 from mlci.datatest.run import run_suite
 from mlci.scaffold import render, suite
 from mlci.scaffold.suite import _Column
@@ -97,10 +99,15 @@ def test_the_generated_suite_passes_on_its_data_and_commits_no_extreme(
     for column, values in (("count", ints[:n]), ("amount", present)):
         if values:
             assert min(values) not in written and max(values) not in written, column
-    if len(set(labels)) < n:  # some label repeats: a category set, as profiles make them
-        kind = {next(iter(c)): c[next(iter(c))] for c in committed["datasets"][0]["columns"]["kind"]
-                if isinstance(c, dict)}
-        assert sorted(kind["allowed_values"]["values"]) == sorted(set(labels))
+    seen = collections.Counter(labels)
+    common = sorted(label for label, times in seen.items() if times >= MIN_VALUES)  # rarer ones are near a row's
+    kind = {next(iter(c)): c[next(iter(c))] for c in committed["datasets"][0]["columns"]["kind"] if isinstance(c, dict)}
+    named = profile["columns"].get("kind", {}).get("categories", {})
+    assert sorted(named) == (common if len(seen) <= drift.MAX_CATEGORIES else [])
+    if common and len(common) == len(seen) <= drift.MAX_CATEGORIES:
+        assert sorted(kind["allowed_values"]["values"]) == common
+    else:
+        assert "allowed_values" not in kind
     everything = text + (repo / generated.reference).read_text()
     assert not any(value in everything for value in free)
 
@@ -122,6 +129,23 @@ def test_types_ranges_nulls_and_categories(tmp_path: Path) -> None:
     assert checks["flag"]["allowed_values"] == {"values": [False, True]}
     assert set(checks["day"]) == {"not_null"}  # no range of dates: those are row values
     assert set(_statuses(tmp_path).values()) == {"pass"}
+
+
+def test_a_value_seen_fewer_than_ten_times_is_never_committed(tmp_path: Path) -> None:
+    """The module's rule was "some value repeats": one person's name beside 100 `common` went into the value set
+    and the profile. A value seen fewer than MIN_VALUES times counts as "other", and the column has no value set."""
+    rows = [[i, "common" if i < 100 else "ZQX Rare Person" if i == 100 else "ZQX Few", "a" if i % 2 else "b"]
+            for i in range(100 + MIN_VALUES)]
+    with (tmp_path / "d.csv").open("w", newline="") as out:
+        csv.writer(out).writerows([["id", "name", "side"], *rows])
+    generated, text = _scaffold(tmp_path, "d.csv")
+    everything = text + (tmp_path / generated.reference).read_text()
+    assert "ZQX" not in everything
+    name = generated.profile.columns["name"]
+    assert name.categories == {"common": round(100 / len(rows), 8)} and name.other == round(1 - 100 / len(rows), 8)
+    checks = {c: dict(entries) for c, entries in generated.columns.items()}
+    assert "allowed_values" not in checks["name"] and checks["side"]["allowed_values"] == {"values": ["a", "b"]}
+    assert set(_statuses(tmp_path).values()) == {"pass"}  # the drift on `name` too: "other" is the rare values' share
 
 
 def test_a_parquet_file_is_profiled_with_its_own_types(tmp_path: Path) -> None:
