@@ -16,7 +16,7 @@ from mlci.commands import build, bundle, config, data_test, init, promote, repor
 from mlci.core import log
 from mlci.core.errors import ConfigError, EnvironmentProblem, ExitCode, MlciError, UsageError
 from mlci.core.fsutil import append_text, cache_dir
-from mlci.core.signals import Terminated, sigterm_raises
+from mlci.core.signals import Terminated, sigterm_raises, terminated
 
 COMMANDS = {"init": init, "build": build, "config": config, "data-test": data_test, "repro": repro,
             "report": report, "scan": scan, "promote": promote, "verify": verify, "bundle": bundle}
@@ -133,6 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    code = _run(args)
+    if code != ExitCode.TERMINATED and terminated():  # its Terminated was swallowed (a finalizer, a library)
+        log.logger.error("mlci: terminated (SIGTERM)")
+        return ExitCode.TERMINATED
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
     except ConfigError as exc:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlci.bundle.manifest import BaseBlob, Kind
+from mlci.core.scratch import scratch_dir
 from mlci.oci import referrers as oci_referrers
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, manifest_tree
 from mlci.oci.layout import LAYOUT_VERSION, Layout
@@ -149,7 +149,7 @@ def _signature(src: ImageSource, top: Manifest, sign: InsideSignature | None
         existing = None
     if sign is None:
         return existing, {}
-    with tempfile.TemporaryDirectory(prefix="mlci-bundle-sign-") as tmp:
+    with scratch_dir("mlci-bundle-sign-") as tmp:
         scratch = LayoutEndpoint(Layout(Path(tmp)))
         scratch.put_manifest(top, None, child=True)  # cosign.sign checks that the image is there
         if existing is not None:

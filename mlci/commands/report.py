@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from mlci.commands import directory
 from mlci.core import log
 from mlci.core.errors import EnvironmentProblem, ExitCode, MlciError
+from mlci.core.scratch import scratch_dir
 
 if TYPE_CHECKING:
     from mlci.report.gates import Verdict
@@ -47,7 +48,6 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
         dry_run: bool, as_json: bool) -> int:
     """Build the report, write it, post it (first), then exit 1 if a gate failed."""
     import functools
-    import tempfile
 
     from mlci import settings as cfg
     from mlci.core.fsutil import append_text, atomic_write, check_writable
@@ -67,7 +67,7 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     found = baseline.resolve(repo, base, settings.target_branch, env)
     head = git(repo, "rev-parse", "--short=12", "HEAD").stdout.strip() or "workspace"
     forge_of = functools.cache(lambda: None if dry_run else connect(loaded.config.forge, env))
-    with tempfile.TemporaryDirectory(prefix="mlci-plots-") as scratch:
+    with scratch_dir("mlci-plots-") as scratch:
         changes = diff.compute(repo, found.sha, settings.plots != "none", Path(scratch))
         checked_out = git(repo, "rev-parse", "HEAD").stdout.strip()
         named_itself = base is not None and git(repo, "rev-parse", "--verify", "-q",

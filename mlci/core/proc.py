@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 from mlci.core import log
 from mlci.core.errors import EnvironmentProblem, MlciError
 from mlci.core.log import redact
+from mlci.core.scratch import scratch_dir
 from mlci.core.signals import Terminated, deferred
 
 # After asking a child to stop, how long it may clean up (DVC releasing its lock) before SIGKILL.
@@ -77,8 +77,7 @@ def run(
     with ExitStack() as stack:
         merged_env = {**os.environ, **(env or {})}
         if private_tmp and "TMPDIR" not in (env or {}):
-            merged_env["TMPDIR"] = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="mlci-tmp-", ignore_cleanup_errors=True))
+            merged_env["TMPDIR"] = str(stack.enter_context(scratch_dir("mlci-tmp-")))
         if stream:
             returncode, output = _run_streaming(full_argv, cwd, merged_env, timeout)
             result = Result(tuple(argv), returncode, output, "")

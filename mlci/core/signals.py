@@ -1,13 +1,21 @@
 """SIGTERM, which CI sends on cancel, handled like Ctrl-C: an exception unwinds the stack, so every
 `finally` cleans up (scratch copies, temp files) and running tools are stopped (core/proc.py); the CLI
-prints one line and exits 143."""
+prints one line and exits 143. A SIGTERM that lands in a finalizer (where Python drops exceptions) is
+delivered again once it is done; one that something swallowed still makes the exit 143."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
+
+_received = threading.Event()
+REDELIVER_S = 0.005
 
 
 class Terminated(BaseException):
@@ -15,8 +23,43 @@ class Terminated(BaseException):
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
+    if _finalizing(frame):  # Python prints and drops what a finalizer raises: the command would go on
+        threading.Thread(target=_again, name="mlci-sigterm", daemon=True).start()
+        return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    _received.set()
     raise Terminated
+
+
+def _again() -> None:
+    """The SIGTERM delivered once more, shortly: raised once the finalizer it landed in is done."""
+    time.sleep(REDELIVER_S)
+    main = threading.main_thread().ident
+    if main is not None:  # a real signal, to the main thread: it also ends a blocking call there (EINTR)
+        signal.pthread_kill(main, signal.SIGTERM)
+
+
+def _finalizing(frame: FrameType | None) -> bool:
+    """Whether the signal landed in a finalizer (a __del__, a weakref.finalize or weakref callback): run by
+    the garbage collector inside whatever code allocated, where an exception cannot unwind the stack."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__" or frame.f_code.co_filename == weakref.__file__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def terminated() -> bool:
+    """Whether SIGTERM arrived (even if something swallowed its Terminated: the exit is 143 all the same)."""
+    return _received.is_set()
+
+
+def _unraisable(hook: Any) -> Any:
+    """sys.unraisablehook, quiet about a Terminated that a finalizer swallowed (no traceback on stderr)."""
+    def quiet(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Terminated):
+            hook(unraisable)
+    return quiet
 
 
 @contextmanager
@@ -25,11 +68,13 @@ def sigterm_raises() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise)
+    previous, hook = signal.signal(signal.SIGTERM, _raise), sys.unraisablehook
+    sys.unraisablehook = _unraisable(hook)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
 
 
 @contextmanager

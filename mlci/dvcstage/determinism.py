@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlci.core.errors import PipelineFailed
+from mlci.core.scratch import scratch_dir
 from mlci.dvcstage import lock
 from mlci.dvcstage.dvc import RepoInfo, dvc, last_error
 
@@ -47,8 +47,7 @@ def check(root: Path, targets: Sequence[str], tail_lines: int, info: RepoInfo) -
     persistent = frozenset(o.path for o in info.outputs if o.persist)
     scratch_parent = root / ".dvc" / "tmp"
     scratch_parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="mlci-determinism-", dir=scratch_parent))
-    try:
+    with scratch_dir("mlci-determinism-", scratch_parent) as scratch:
         outputs = {o.path for o in lock.outputs(recorded)} | {o.path for o in info.outputs if o.stage in info.wdirs}
         scratch_copy(root, scratch / "ws", skip=outputs - kept, copied=persistent)
         result = dvc(scratch / "ws", "repro", "--force", "--no-commit", "--no-run-cache", "--", *targets)
@@ -57,8 +56,6 @@ def check(root: Path, targets: Sequence[str], tail_lines: int, info: RepoInfo) -
                 f"determinism re-run failed: {last_error(result)}\n{result.tail(tail_lines)}"
             )
         rerun = lock.read_lock(scratch / "ws", info.wdirs)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     before = {(o.stage, o.path) for o in lock.outputs(recorded) if o.path not in persistent}
     compared = tuple(sorted(o.path for o in lock.outputs(rerun) if (o.stage, o.path) in before))
     return Proof(compared, tuple(d for d in compare(recorded, rerun) if d.path not in persistent))

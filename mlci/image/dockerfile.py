@@ -7,12 +7,12 @@ import base64
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from mlci.core import proc
 from mlci.core.errors import EnvironmentProblem, PipelineFailed
+from mlci.core.scratch import scratch_dir
 from mlci.image.settings import ImageSettings
 from mlci.oci.reference import DockerRef, ImageRef
 from mlci.oci.settings import RegistryOptions
@@ -75,7 +75,7 @@ def buildah(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, label
     _run(["buildah", "bud", "--isolation", "chroot", "--timestamp", str(mtime), "-f", settings.dockerfile,
           *_flags(settings, labels), "-t", local, settings.context], "buildah bud", root, env, private_tmp=False)
     target = f"{dest}:{tag}" if isinstance(dest, DockerRef) and not dest.tag else str(dest)
-    with tempfile.TemporaryDirectory(prefix="mlci-buildah-") as tmp:
+    with scratch_dir("mlci-buildah-") as tmp:
         digest_file = Path(tmp) / "digest"
         _run(["buildah", "push", *_push_flags(options, Path(tmp)), "--digestfile", str(digest_file), local, target],
              "buildah push", root, env, private_tmp=False)
@@ -91,7 +91,7 @@ def kaniko(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, labels
     insecure = ["--insecure", "--insecure-registry", dest.registry] if options and options.plain_http else []
     ca_bundle = options.ca_bundle if options else None
     certs = ["--registry-certificate", f"{dest.registry}={ca_bundle}"] if ca_bundle else []
-    with tempfile.TemporaryDirectory(prefix="mlci-kaniko-") as tmp:
+    with scratch_dir("mlci-kaniko-") as tmp:
         digest_file = Path(tmp) / "digest"
         _run([settings.kaniko_executor, "--context", f"dir://{(root / settings.context).resolve()}",
               "--dockerfile", str((root / settings.dockerfile).resolve()),
@@ -106,7 +106,7 @@ def docker(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, labels
     credentials are the daemon's and buildx's own)."""
     if not isinstance(dest, DockerRef):
         raise EnvironmentProblem("the docker builder pushes to a registry: image.name must be docker://...")
-    with tempfile.TemporaryDirectory(prefix="mlci-docker-") as tmp:
+    with scratch_dir("mlci-docker-") as tmp:
         metadata = Path(tmp) / "metadata.json"
         _run(["docker", "buildx", "build", "--file", settings.dockerfile, *_flags(settings, labels),
               "--tag", f"{dest.registry}/{dest.repository}:{tag}", "--push", "--provenance=false",

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.log import logger
+from mlci.core.scratch import scratch_dir
 from mlci.image import cache, deps, python
 from mlci.image.entries import Collector, Entry, Expected
 from mlci.image.labels import created
@@ -397,7 +397,7 @@ def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endp
     and history. The caller commits `dest`."""
     base_ep, base_manifest, base_config = base
     base_blobs = [Descriptor.from_json(d, f"image.base: {settings.base}: layer") for d in _base_layers(base_manifest)]
-    with tempfile.TemporaryDirectory(prefix="mlci-build-") as tmp:
+    with scratch_dir("mlci-build-") as tmp:
         work = Path(tmp)
         stage = Layout(work / "stage")
         stage.init()

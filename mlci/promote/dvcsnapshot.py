@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from mlci.core import git, log, proc
 from mlci.core.errors import ConfigError, EnvironmentProblem, UsageError
 from mlci.core.fsutil import atomic_write
 from mlci.core.log import logger
+from mlci.core.scratch import scratch_dir
 from mlci.dvcstage.dvc import RepoInfo, inspect
 from mlci.dvcstage.files import dvc_root
 
@@ -56,8 +55,7 @@ def snapshot(repo: Path, revision: str) -> Iterator[Snapshot]:
     top, prefix = _where(workspace)
     sha = resolve(workspace, revision)
     cache = cache_dir(workspace)
-    scratch = Path(tempfile.mkdtemp(prefix="mlci-dvcdata-"))
-    try:
+    with scratch_dir("mlci-dvcdata-") as scratch:
         root = scratch / "checkout"
         _extract(top, sha, prefix, scratch / "tree.tar", root)
         if not (root / ".dvc").is_dir():
@@ -65,8 +63,6 @@ def snapshot(repo: Path, revision: str) -> Iterator[Snapshot]:
         adopt_config(workspace / ".dvc", root / ".dvc", cache, scratch / "dvc-site")
         base = Path(os.path.normpath(root / os.path.relpath(os.path.abspath(repo), workspace)))
         yield Snapshot(workspace, sha, root, base, cache, inspect(root))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def resolve(workspace: Path, revision: str) -> str:

@@ -14,8 +14,6 @@ import datetime
 import os
 import random
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ import yaml
 from mlci.core import fsutil, log, proc, signals, yamlsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.core.git import git
+from mlci.core.scratch import scratch_dir
 from mlci.promote.record import FORMAT, PromotionRecord
 from mlci.promote.settings import GitOps, PromoteSettings
 
@@ -74,12 +73,8 @@ def record_promotion(settings: PromoteSettings, record: PromotionRecord) -> Reco
         return RecordResult(commit=None, pushed=False, retries=0, record=record)
     url, shown = remote(gitops.repository)
     rel = file_path(gitops, record.environment)
-    with signals.sigterm_raises():
-        work = Path(tempfile.mkdtemp(prefix="mlci-gitops-"))
-        try:
-            return _Clone(work, url, shown, gitops.branch).record(rel, record, push=gitops.push)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    with signals.sigterm_raises(), scratch_dir("mlci-gitops-") as work:
+        return _Clone(work, url, shown, gitops.branch).record(rel, record, push=gitops.push)
 
 
 def remote(repository: str) -> tuple[str, str]:

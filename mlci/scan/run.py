@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 from mlci.core import log
 from mlci.core.errors import UsageError
 from mlci.core.fsutil import atomic_write, atomic_write_json
+from mlci.core.scratch import scratch_dir
 from mlci.scan import policy
 from mlci.scan.findings import ScanOutput
 from mlci.scan.settings import ScanSettings
@@ -84,7 +84,7 @@ def scan_image(reference: str, context: Context, outputs: Outputs, *, attach: bo
         logger.info("mlci: %s: scanned before with the same DB, trivy and scanners; judged again under today's "
                     "policy (--rescan scans again)", output.digest)
     else:
-        with tempfile.TemporaryDirectory(prefix="mlci-scan-") as tmp, targets.prepare_image(
+        with scratch_dir("mlci-scan-") as tmp, targets.prepare_image(
                 ref, registries=context.registries, plain_http=context.legacy_plain_http,
                 ca_bundle=context.legacy_ca_bundle) as image:
             sbom_path = Path(tmp) / "sbom.cdx.json" if settings.sbom else None
@@ -129,7 +129,7 @@ def scan_directory(root: Path, context: Context, outputs: Outputs, *, now: datet
     ignore = _ignore_file(context)
     scanner = _trivy(settings)
     started = now or _now()
-    with tempfile.TemporaryDirectory(prefix="mlci-scan-") as tmp:
+    with scratch_dir("mlci-scan-") as tmp:
         sbom_path = Path(tmp) / "sbom.cdx.json" if settings.sbom and outputs.sbom_out is not None else None
         output = (trivy.scan_fs(scanner, root, sbom=sbom_path) if scanner is not None
                   else ScanOutput(target=root.absolute().name))

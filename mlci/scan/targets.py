@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from typing import BinaryIO
 
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.log import logger
+from mlci.core.scratch import scratch_dir
 from mlci.oci.copy import LayoutEndpoint, copy, open_source
 from mlci.oci.layout import CHUNK, Layout
 from mlci.oci.manifest import DOCKER_MANIFEST, OCI_MANIFEST, Descriptor, Manifest, Platform, sha256_digest
@@ -88,8 +88,7 @@ def prepare_image(reference: str | ImageRef, *, registries: dict[str, RegistrySe
     manifest, chosen = _platform_manifest(source, top, platform, str(ref))
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="mlci-scan-", dir=workdir or _scratch_parent(ref)))
-    try:
+    with scratch_dir("mlci-scan-", workdir or _scratch_parent(ref)) as scratch:
         layout = scratch / "layout"
         if isinstance(ref, LayoutRef) and ref.transport == "oci":
             _link_layout(Layout(Path(ref.path)), Layout(layout), manifest)
@@ -98,8 +97,6 @@ def prepare_image(reference: str | ImageRef, *, registries: dict[str, RegistrySe
             copy(source, manifest.digest, destination, None)
             destination.commit()
         yield PreparedImage(layout, str(ref), top.digest, manifest.digest, manifest, chosen, ref)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _platform_manifest(source: ImageSource, top: Manifest, platform: str, name: str) -> tuple[Manifest, str | None]:

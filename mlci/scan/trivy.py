@@ -30,7 +30,6 @@ import re
 import shutil
 import struct
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from mlci.core import log, proc
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import atomic_write
+from mlci.core.scratch import scratch_dir
 from mlci.scan.findings import SEVERITIES, DbInfo, Finding, ScanOutput, Severity
 from mlci.scan.settings import ScanSettings
 
@@ -292,12 +292,9 @@ def display_name(image: PreparedImage) -> str:
 @contextmanager
 def _workdir() -> Iterator[Path]:
     """An empty private directory trivy runs in (its TMPDIR below it), removed on every way out."""
-    work = Path(tempfile.mkdtemp(prefix="mlci-trivy-"))
-    try:
+    with scratch_dir("mlci-trivy-") as work:
         (work / "tmp").mkdir()
         yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def base_flags(trivy: Trivy) -> list[str]:
