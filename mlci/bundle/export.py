@@ -170,8 +170,9 @@ def _tag(request: ExportRequest, ref: SourceRef | None, env: Environment, source
     from mlci.oci.reference import check_tag, parse
 
     inside_tag = parse(env.image).tag if env.image else None
-    name = request.tag or (ref.name if ref is not None and ref.kind == "tag" else None) or inside_tag or source_tag
-    if not name or name.startswith("sha256:"):
+    name = request.tag if request.tag is not None else (ref.name if ref is not None and ref.kind == "tag" else None) \
+        or inside_tag or source_tag
+    if name is None or name.startswith("sha256:"):
         raise UsageError("name the tag to promote under (--tag, or a tag in the source reference)")
     return check_tag(name, "the tag inside")
 

@@ -24,6 +24,9 @@ TRANSPORTS = ("docker", "oci", "oci-archive")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the distribution spec's tag grammar, ASCII only
+# Tags that name something other than an image of the repository: cosign's `sha256-<hex>.sig` (and .att, .sbom), the
+# OCI referrers tag schema's `sha256-<hex>`, mlci's build-cache tags (image/build.py KEY_PREFIX, image/cache.py).
+RESERVED_TAG = re.compile(r"sha256-|mlci-key-|mlci-cache-")
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
                    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
@@ -81,10 +84,15 @@ def parse(text: str) -> ImageRef:
 
 
 def check_tag(tag: str, what: str) -> str:
-    """`tag` if it is a valid tag, else UsageError naming `what` (e.g. `--tag`)."""
+    """`tag` if an image may be written under it, else UsageError naming `what` (e.g. `--tag`): a valid tag, and
+    none of the names that mean something else in a repository (RESERVED_TAG)."""
     if not _TAG.match(tag):
         raise UsageError(f"{what}: {tag!r} is not a valid image tag (letters, digits, _ . -; at most 128; "
                          "not starting with . or -)")
+    if RESERVED_TAG.match(tag):
+        raise UsageError(f"{what}: {tag!r} is a reserved tag: sha256-* names an image's cosign signature or "
+                         "attachments (or its referrers where the registry has no referrers API), mlci-key-* and "
+                         "mlci-cache-* mlci's build cache; writing an image there would replace them")
     return tag
 
 

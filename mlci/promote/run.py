@@ -73,7 +73,7 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     from mlci.image.labels import read_revision
     from mlci.oci import referrers
     from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, open_endpoint
-    from mlci.oci.reference import LayoutRef, parse
+    from mlci.oci.reference import LayoutRef, check_tag, parse
 
     moment = now or datetime.datetime.now(datetime.UTC)
     env = environment(config, request.environment)
@@ -85,10 +85,11 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     src_ref, dst_ref = parse(request.source), parse(destination)
     ref = policy.source_ref(environ, root)
     # A release tag's pipeline promotes under the release tag; otherwise the destination's or source's tag.
-    name = request.tag or (ref.name if ref is not None and ref.kind == "tag" else None) or _tag_of(dst_ref) \
-        or _tag_of(src_ref)
-    if not name or name.startswith("sha256:"):
+    name = request.tag if request.tag is not None else (ref.name if ref is not None and ref.kind == "tag" else None) \
+        or _tag_of(dst_ref) or _tag_of(src_ref)
+    if name is None or name.startswith("sha256:"):
         raise UsageError("name the tag to promote under (--tag, or a tag in the destination or source reference)")
+    check_tag(name, "--tag" if request.tag is not None else "the tag to promote under")
     legacy = (config.image.plain_http, config.image.ca_bundle, config.registries)
     src, src_tag = open_endpoint(src_ref, *legacy)
     dst, _ = open_endpoint(DockerRef(dst_ref.registry, dst_ref.repository) if isinstance(dst_ref, DockerRef)

@@ -199,7 +199,8 @@ def manifests(draw: st.DrawFn) -> BundleManifest:
         _hex, st.dictionaries(_hex, st.integers(0, 1 << 40), max_size=3), st.sets(_object_id, max_size=3)))
     digests = [f"sha256:{h}" for h in blobs] + ([b.digest for b in base.blobs] if base else [])
     chosen = draw(st.lists(st.sampled_from(digests), max_size=3, unique=True)) if digests else []
-    tags = draw(st.lists(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,20}", fullmatch=True), min_size=len(chosen),
+    tags = draw(st.lists(st.from_regex(r"(?!sha256-|mlci-)[A-Za-z0-9_][A-Za-z0-9._-]{0,20}", fullmatch=True),
+                         min_size=len(chosen),
                          max_size=len(chosen), unique=True))
     images = tuple(ImageEntry(draw(_some), tag, digest) for tag, digest in zip(tags, chosen, strict=True))
     if images:
@@ -298,6 +299,8 @@ FILES = DOC["files"]
     (_with("images.0.digest", "cd" * 32), "images[0].digest"),
     (_with("images.0.digest", "sha256:" + "0" * 64), "images[0].digest"),
     (_with("images.0.tag", "v1 latest"), "images[0].tag"),
+    (_with("images.0.tag", "sha256-" + "ab" * 32 + ".sig"), "images[0].tag"),  # another image's signature
+    (_with("images.0.tag", "mlci-cache-0a1b"), "images[0].tag"),
     (_with("images.0.tag", 5), "images[0].tag"),
     (_with("images", [DOC["images"][0], DOC["images"][0]]), "images[1].tag"),
     (_with("images.0.source", "docker://x\n/y"), "images[0].source"),

@@ -67,3 +67,14 @@ def test_tags_follow_the_distribution_grammar() -> None:
     for bad in ("", "-x", ".x", "a/b", "a:b", "A" * 129, "t\u00e4g", "a b"):
         with pytest.raises(UsageError, match=r"--tag: .* is not a valid image tag"):
             check_tag(bad, "--tag")
+
+
+def test_tags_that_name_signatures_referrers_or_the_build_cache_are_reserved() -> None:
+    """An image written under `sha256-<hex>.sig` replaced that image's cosign signature (promote exited 0)."""
+    from mlci.oci.reference import check_tag, parse
+    for reserved in ("sha256-" + "ab" * 32 + ".sig", "sha256-" + "ab" * 32, "sha256-x.att", "mlci-key-0a1b",
+                     "mlci-cache-0a1b"):
+        with pytest.raises(UsageError, match=r"--tag: .* is a reserved tag"):
+            check_tag(reserved, "--tag")
+        assert parse(f"docker://127.0.0.1:5000/ml/m:{reserved}").tag == reserved  # still read as a reference
+    assert check_tag("sha256", "--tag") == "sha256" and check_tag("mlci-keys", "--tag") == "mlci-keys"

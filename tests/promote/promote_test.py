@@ -232,3 +232,21 @@ def test_the_automatic_promotion_skips_an_unconfigured_environment_or_a_missing_
     assert code == 0 and out.startswith("skipped: no image"), err
     code, _, err = _mlci(repo, env, "promote", "--env", "stage")
     assert code == 2 and "name the image to promote" in err, err
+
+
+@pytest.mark.parametrize("tag", ["../x", "", "a/b", "1.0 ", "é", "x" * 129, "sha256-" + "ab" * 32 + ".sig",
+                                 "sha256-" + "ab" * 32, "mlci-key-0123", "mlci-cache-0123"])
+def test_a_tag_an_image_cannot_be_written_under_is_refused_before_any_write(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb, tag: str) -> None:
+    """`--tag '../x'` went into the manifest PUT's path after the blobs, referrers and signature were copied
+    (exit 3), `--tag ''` was ignored, and `--tag sha256-<hex>.sig` replaced another image's signature (exit 0)."""
+    dev, stage = pair
+    name = f"tags{abs(hash(tag)) % 10**8}"
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, name)
+    env = _env(dev, stage)
+    built = _built(repo, env, "1.0").rsplit("@", 1)[0]
+    assert _mlci(repo, env, "scan", built)[0] == 0
+    mark = len(access_log(stage))
+    code, _, err = _mlci(repo, env, "promote", built, "--env", "stage", "--tag", tag)
+    assert code == 2 and err.startswith("mlci: error: --tag: ") and len(err.splitlines()) == 1, err
+    assert not [e for e in access_log(stage)[mark:] if f"/ml/{name}/" in e.target], "wrote to the destination"
