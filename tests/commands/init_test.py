@@ -61,6 +61,15 @@ def test_github_scaffold_calls_the_pinned_reusable_workflow_with_minimal_permiss
     lint = subprocess.run([str(ACTIONLINT), ".github/workflows/mlci.yml"], cwd=repo, capture_output=True, text=True,
                           check=False)
     assert lint.returncode == 0 and "Checking 1 workflow file(s)" in lint.stdout, lint.stdout + lint.stderr
+    # The commented example, uncommented as its comment says: the secret passes as the expression, nothing more
+    # (it read `$${{ secrets.REGISTRY_PASSWORD }}`: a `$` before the password).
+    text = workflow_path.read_text()
+    workflow_path.write_text(text.replace("    # secrets:\n    #   ", "    secrets:\n      "))
+    (job,) = yaml.safe_load(workflow_path.read_text())["jobs"].values()
+    assert job["secrets"] == {"MLCI_REGISTRY_PASSWORD": "${{ secrets.REGISTRY_PASSWORD }}"}
+    lint = subprocess.run([str(ACTIONLINT), ".github/workflows/mlci.yml"], cwd=repo, capture_output=True, text=True,
+                          check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_from_data_suite_passes_data_test_on_its_data_and_fails_on_shifted_data(tmp_path: Path) -> None:
