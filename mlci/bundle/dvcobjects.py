@@ -12,7 +12,6 @@ incremental bundle needs only the list). docs/airgap.md tells the whole story.""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from mlci.bundle.manifest import dvc_path
+from mlci.core import jsonsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError, UsageError
 from mlci.core.log import logger, one_line
 
@@ -67,7 +67,7 @@ def dir_entries(data: bytes) -> list[tuple[str, str]]:
     if len(data) > MAX_DIR_MANIFEST:
         raise ValueError(f"larger than {MAX_DIR_MANIFEST >> 20} MiB")
     try:
-        entries = json.loads(data.decode("utf-8"))
+        entries = jsonsafe.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ValueError(f"not JSON ({exc.__class__.__name__})") from None
     if not isinstance(entries, list):

@@ -10,7 +10,6 @@ writes: a file that changed in between fails the export)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlci.bundle.imageplan import Planned, in_memory
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.log import logger
 
@@ -225,7 +225,7 @@ def trivy_db(config: Config) -> tuple[TrivyDb, list[Planned]]:
     try:
         with metadata.open("rb") as handle:
             data = handle.read(MAX_TRIVY_METADATA)
-        body = json.loads(data)
+        body = jsonsafe.loads(data)
     except (OSError, ValueError):
         body = None
     if not isinstance(body, dict) or body.get("Version") != info.version or not isinstance(body.get("UpdatedAt"), str):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import json
 import re
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any
 import requests
 
 from mlci import __version__
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.log import logger, redact
 
@@ -209,7 +209,7 @@ def _server_now(response: requests.Response) -> float:
 def _message(response: requests.Response) -> str:
     """The `message` of a JSON error body, or ''."""
     try:
-        body = json.loads(response.content or b"null")
+        body = jsonsafe.loads(response.content or b"null")
     except (ValueError, UnicodeDecodeError):
         return ""
     message = body.get("message") if isinstance(body, dict) else None

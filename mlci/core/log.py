@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus, unquote
 
+from mlci.core import jsonsafe
+
 MASK = "[MASKED]"
 _MIN_SECRET_LEN = 4  # a value registered explicitly (a token, the value of a `*_env` variable)
 _MIN_GUESSED_LEN = 8  # the value of a variable that only looks secret by its name
@@ -183,7 +185,7 @@ def redact_data(value: Any) -> Any:
 
 def dumps_json(data: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
     """Valid JSON of `data` with secrets masked in its values and keys (never by a key's name)."""
-    plain = json.loads(json.dumps(data, default=str))  # dataclass fields, paths, dates: as their text
+    plain = jsonsafe.loads(json.dumps(data, default=str))  # dataclass fields, paths, dates: as their text
     return json.dumps(redact_data(plain), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlci.core import jsonsafe
+
 PROFILE_FORMAT = "mlci-profile/1"
 FLOOR = 1e-4
 MAX_CATEGORIES = 50  # more distinct values than this: not profiled as a category (and labels not stored)
@@ -62,7 +64,7 @@ class Profile:
 
 def load_profile(path: Path) -> Profile:
     """Read a profile JSON and check its shape; ValueError naming the first field that is wrong."""
-    data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_a_number)
+    data = jsonsafe.loads(path.read_text(encoding="utf-8"), parse_constant=_not_a_number)
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
         raise ValueError(f"not an mlci profile ({PROFILE_FORMAT}); make one with `mlci data-test profile`")
     columns = {str(name): _column(col, f"columns.{name}")

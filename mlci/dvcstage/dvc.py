@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci.core import log, proc
+from mlci.core import jsonsafe, log, proc
 from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError
 from mlci.core.fsutil import atomic_write, cache_dir
 from mlci.core.log import logger
@@ -93,7 +93,7 @@ def status(root: Path, targets: Sequence[str]) -> dict[str, Any]:
     if result.returncode != 0:
         raise EnvironmentProblem(f"`dvc status` failed in {root}: {_last_line(result)}")
     text = result.stdout.strip()
-    return dict(json.loads(text)) if text else {}
+    return dict(jsonsafe.loads(text)) if text else {}
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def stage_outputs(root: Path) -> tuple[tuple[Tracked, ...], dict[str, str]]:
     key = hashlib.sha256(f"{importlib.metadata.version('dvc')}\0{fingerprint}".encode()).hexdigest()
     remembered = cache_dir() / "dvc-index" / f"{key}.json"
     try:
-        data = json.loads(remembered.read_text(encoding="utf-8"))
+        data = jsonsafe.loads(remembered.read_text(encoding="utf-8"))
         return tuple(Tracked(*row) for row in data["outputs"]), dict(data["wdirs"])
     except (OSError, ValueError, KeyError, TypeError):
         pass

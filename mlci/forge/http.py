@@ -3,7 +3,6 @@ checked accessors (`Reply`, `Fields`), so a wrong API URL answering HTML or a bo
 mlci reads is one line naming the URL (exit 3), never a crash."""
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.http import UnhonouredWait, make_session, no_answer, send, wait_for
 from mlci.core.log import redact
@@ -36,7 +36,7 @@ def _one_line(text: str) -> str:
 def server_message(response: requests.Response) -> str:
     """The error message the server put in its JSON body (`message`/`error`), else the reason."""
     try:
-        body = json.loads(response.content or b"null")
+        body = jsonsafe.loads(response.content or b"null")
     except (ValueError, UnicodeDecodeError):
         return response.reason or "no message"
     if isinstance(body, dict):
@@ -150,7 +150,7 @@ class Reply:
     def _json(self) -> Any:
         content_type = self.response.headers.get("Content-Type", "unknown type").split(";")[0].strip()
         try:
-            return json.loads(self.response.content)
+            return jsonsafe.loads(self.response.content)
         except (ValueError, UnicodeDecodeError):
             raise EnvironmentProblem(redact(f"{self._where}: answered {self.response.status_code} with "
                                             f"{content_type or 'no type'}, not JSON; {self._hint}")) from None

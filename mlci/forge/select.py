@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlci.core import log
+from mlci.core import jsonsafe, log
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.forge.base import Forge
 from mlci.forge.settings import ForgeSettings
@@ -61,7 +61,7 @@ def _event_pull_request(path: Path) -> int | None:
     if len(raw) > MAX_EVENT_BYTES:
         raise EnvironmentProblem(f"{where}: larger than {MAX_EVENT_BYTES // 2**20} MB: not an event payload")
     try:
-        event: Any = json.loads(raw)
+        event: Any = jsonsafe.loads(raw)
     except RecursionError:
         raise EnvironmentProblem(f"{where}: nested too deeply: not an event payload") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError

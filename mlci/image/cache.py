@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mlci.core import fsutil
+from mlci.core import fsutil, jsonsafe
 from mlci.core.errors import MlciError
 from mlci.core.fsutil import atomic_write
 from mlci.core.log import logger
@@ -79,7 +79,7 @@ def _from_record(dest: Endpoint, key: str, name: str) -> Layer | None:
 def parse_record(data: bytes, key: str) -> Layer | None:
     """The layer a record names, or None when it is not a well-formed record for input hash `key`."""
     try:
-        body = json.loads(data)
+        body = jsonsafe.loads(data)
         layers, annotations = body["layers"], body["annotations"]
         ok = (body.get("mediaType") == OCI_MANIFEST and body.get("artifactType") == ARTIFACT_TYPE
               and "subject" not in body and body["config"]["mediaType"] == OCI_EMPTY
@@ -130,7 +130,7 @@ def lookup(key: str) -> Layer | None:
     """The descriptor of a layer built before on this machine from the same inputs, if recorded."""
     path = cache_dir() / f"{key}.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonsafe.loads(path.read_text(encoding="utf-8"))
         layer = Layer(str(data["digest"]), int(data["size"]), str(data["diff_id"]), None, str(data["media_type"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -186,7 +186,7 @@ def _index() -> dict[str, list[object]]:
     global _stat_index
     if _stat_index is None:
         try:
-            _stat_index = dict(json.loads(_index_path().read_text(encoding="utf-8")))
+            _stat_index = dict(jsonsafe.loads(_index_path().read_text(encoding="utf-8")))
         except (OSError, ValueError):
             _stat_index = {}
     return _stat_index

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from mlci.core import proc
+from mlci.core import jsonsafe, proc
 from mlci.core.errors import EnvironmentProblem, PipelineFailed
 from mlci.core.scratch import scratch_dir
 from mlci.image.settings import ImageSettings
@@ -113,7 +113,7 @@ def docker(settings: ImageSettings, root: Path, dest: ImageRef, tag: str, labels
               "--metadata-file", str(metadata), settings.context], "docker buildx build", root,
              {"SOURCE_DATE_EPOCH": str(mtime)})
         try:
-            digest = json.loads(metadata.read_text())["containerimage.digest"]
+            digest = jsonsafe.loads(metadata.read_text())["containerimage.digest"]
         except (OSError, ValueError, KeyError):
             raise EnvironmentProblem(f"docker buildx wrote no image digest to {metadata}") from None
         return str(digest)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mlci.core import git, yamlsafe
+from mlci.core import git, jsonsafe, yamlsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem, UsageError
 from mlci.core.log import logger
 from mlci.image.entries import Collector
@@ -44,11 +43,11 @@ MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last second an RFC 3339 ti
 def read_labels(source: ImageSource, manifest: Manifest) -> dict[str, str]:
     """The labels in the image's own config, read from `source` (for an index: its first image)."""
     try:
-        body = json.loads(manifest.data)
+        body = jsonsafe.loads(manifest.data)
         if manifest.media_type in (OCI_INDEX, DOCKER_LIST):
-            body = json.loads(source.get_manifest(body["manifests"][0]["digest"]).data)
+            body = jsonsafe.loads(source.get_manifest(body["manifests"][0]["digest"]).data)
         where = f"{manifest.digest}: config"
-        config = json.loads(read_small(source, Descriptor.from_json(body["config"], where), MAX_CONFIG, where))
+        config = jsonsafe.loads(read_small(source, Descriptor.from_json(body["config"], where), MAX_CONFIG, where))
         labels = (config.get("config") or {}).get("Labels") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise EnvironmentProblem(f"{manifest.digest}: the image's config cannot be read back") from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.log import logger
 from mlci.core.scratch import scratch_dir
@@ -357,7 +358,7 @@ class _Stoppable:
 
 def _config(base: dict[str, Any], settings: ImageSettings, layers: list[tuple[str, Layer]], stamp: str,
             labels: dict[str, str]) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads(json.dumps(base))
+    config: dict[str, Any] = jsonsafe.loads(json.dumps(base))
     run = config.setdefault("config", {})
     env = [e for e in run.get("Env") or [] if not e.startswith(tuple(f"{k}=" for k in settings.env))]
     if any(name == "dependencies" for name, _ in layers):
@@ -434,7 +435,7 @@ def build_native(settings: ImageSettings, root: Path, inputs: Inputs, dest: Endp
 
 
 def _base_layers(manifest: Manifest | None) -> list[dict[str, Any]]:
-    return list(json.loads(manifest.data)["layers"]) if manifest else []
+    return list(jsonsafe.loads(manifest.data)["layers"]) if manifest else []
 
 
 def base_image(settings: ImageSettings, registries: dict[str, RegistrySettings] | None = None) -> Base:
@@ -448,9 +449,9 @@ def base_image(settings: ImageSettings, registries: dict[str, RegistrySettings] 
         raise UsageError(f"image.base: {settings.base} is an index; name one platform's manifest by digest")
     try:
         shown = f"image.base: {settings.base}: config"
-        descriptor = Descriptor.from_json(json.loads(manifest.data)["config"], shown)
-        layers = json.loads(manifest.data)["layers"]
-        config = json.loads(read_small(endpoint, descriptor, MAX_CONFIG, shown))
+        descriptor = Descriptor.from_json(jsonsafe.loads(manifest.data)["config"], shown)
+        layers = jsonsafe.loads(manifest.data)["layers"]
+        config = jsonsafe.loads(read_small(endpoint, descriptor, MAX_CONFIG, shown))
         if not isinstance(config, dict) or not isinstance(layers, list):
             raise ValueError("not an image")
     except (ValueError, KeyError, TypeError):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from mlci.core import fsutil
+from mlci.core import fsutil, jsonsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError
 from mlci.core.log import logger
 from mlci.oci.manifest import Manifest
@@ -69,7 +69,7 @@ class Found:
 
     @staticmethod
     def from_json(text: str) -> Found:
-        data = json.loads(text)
+        data = jsonsafe.loads(text)
         py, libc, interpreter = data["python"], data["libc"], data["interpreter"]
         if py is not None:
             py = (int(py[0]), int(py[1]), str(py[2]))
@@ -275,7 +275,7 @@ def _config_path(config: dict[str, Any]) -> list[str]:
 def detect(endpoint: ImageSource, manifest: Manifest, config: dict[str, Any], shown: str) -> Found:
     """Read the base's layers, bottom up: tar headers, and the content of libc.so.6 / the musl loader only."""
     tree = _Tree()
-    layers = json.loads(manifest.data)["layers"]
+    layers = jsonsafe.loads(manifest.data)["layers"]
     size = sum(int(layer.get("size", 0)) for layer in layers)
     logger.info("mlci: reading the base's %d layer(s) (%.1f MB) for its Python and C library (image.python and "
                 "image.libc skip this)", len(layers), size / 1e6)

@@ -2,7 +2,6 @@
 clients do, and only to that origin) and CA bundle; one-line errors that name the host and never a credential."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from mlci.core import jsonsafe
 from mlci.core.errors import ConfigError
 from mlci.core.http import make_session, no_answer, send
 from mlci.nexus.errors import NexusError
@@ -89,7 +89,7 @@ class NexusHttp:
         except requests.RequestException as exc:
             raise NexusError(f"Nexus {self.host}: {what}: the answer broke off ({exc.__class__.__name__})") from None
         try:
-            return json.loads(data)
+            return jsonsafe.loads(data)
         except (ValueError, UnicodeDecodeError):
             raise NexusError(f"Nexus {self.host}: {what} is not JSON (is {self.host} a Nexus?)") from None
 

@@ -8,7 +8,6 @@ Credential helpers (`credsStore`, `credHelpers`) are not run. Never from argv.""
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci.core import log
+from mlci.core import jsonsafe, log
 from mlci.core.errors import ConfigError
 
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -92,7 +91,7 @@ def credentials_from_file(path: Path, host: str) -> Credentials | None:
 def _read_auth_file(path: Path) -> tuple[dict[str, Any], set[str]]:
     """(`auths`, hosts with a credential helper) of an auth file; ConfigError naming it when malformed."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonsafe.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError([f"{path}: not a readable auth file ({exc.__class__.__name__}; "
                            "expected JSON with `auths`)"]) from None

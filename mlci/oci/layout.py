@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mlci.core import jsonsafe
 from mlci.core.bounded import open_regular, read_bounded
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import atomic_write
@@ -317,7 +318,7 @@ def find_entry(entries: list[dict[str, Any]], tag: str | None, where: object) ->
 def parse_index(data: bytes, where: object) -> dict[str, Any]:
     """index.json's content, checked to be an image index (an error naming `where` otherwise)."""
     try:
-        index = json.loads(data)
+        index = jsonsafe.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EnvironmentProblem(f"{where}: not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(index, dict) or not isinstance(index.get("manifests"), list) \

@@ -4,12 +4,12 @@ No transport here: layouts, archives and the registry client all read manifests 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -146,7 +146,7 @@ class Manifest:
     def body(self) -> dict[str, Any]:
         """The parsed JSON object (ManifestError when it is not one)."""
         try:
-            body = json.loads(self.data)
+            body = jsonsafe.loads(self.data)
         except (ValueError, UnicodeDecodeError):
             raise ManifestError(f"manifest {self.digest}: not valid JSON") from None
         if not isinstance(body, dict):
@@ -192,7 +192,7 @@ class Manifest:
 def media_type_of(data: bytes, fallback: str = OCI_MANIFEST) -> str:
     """The `mediaType` a manifest declares in its JSON, else `fallback`."""
     try:
-        declared = json.loads(data).get("mediaType")
+        declared = jsonsafe.loads(data).get("mediaType")
     except (ValueError, UnicodeDecodeError, AttributeError):
         return fallback
     return declared if isinstance(declared, str) and declared else fallback

@@ -23,6 +23,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
 from mlci.core.http import make_session, send
 from mlci.core.log import logger
@@ -213,7 +214,7 @@ class Registry:
             raise RegistryError(f"registry {self.host}: token service refused ({response.status_code}); "
                                 "check the credentials for this registry")
         try:
-            body = response.json()
+            body = jsonsafe.loads(response.content)
         except ValueError:
             body = None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -539,7 +540,7 @@ class Registry:
             if response.status_code == 404:
                 return
             try:
-                tags = response.json().get("tags") or []
+                tags = jsonsafe.loads(response.content).get("tags") or []
             except (ValueError, AttributeError):
                 raise RegistryError(f"registry {self.host}: the tag list of {repo} is not JSON") from None
             if not isinstance(tags, list):
@@ -616,7 +617,7 @@ def _with_digest(location: str, digest: str) -> str:
 def _codes(response: requests.Response) -> set[str]:
     """The distribution-spec error codes of an answer."""
     try:
-        errors = response.json().get("errors") or []
+        errors = jsonsafe.loads(response.content).get("errors") or []
         return {e["code"] for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)}
     except (ValueError, AttributeError, TypeError):
         return set()
@@ -625,7 +626,7 @@ def _codes(response: requests.Response) -> set[str]:
 def _errors(response: requests.Response) -> str:
     """The registry's error codes and messages (distribution spec error body), or the reason."""
     try:
-        errors = response.json().get("errors") or []
+        errors = jsonsafe.loads(response.content).get("errors") or []
         text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
     except (ValueError, AttributeError):
         text = ""

@@ -8,7 +8,6 @@ lacks, `dvc fetch` brings only that from the source into the cache, `dvc push` s
 metrics files dvc.yaml declares); datasets only when named (`dvc_outputs`), one by one."""
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mlci.core import jsonsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem
 from mlci.core.log import logger
 from mlci.dvcstage.dvc import dvc, last_error
@@ -247,7 +247,7 @@ class _Plan:
         self.legacy[oid] = legacy
         path = self.object_path(oid)
         try:
-            data = json.loads(path.read_bytes())
+            data = jsonsafe.loads(path.read_bytes())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -310,7 +310,7 @@ def _status(snap: Snapshot, remote: str, targets: Sequence[str]) -> dict[str, st
     if result.returncode != 0:
         raise EnvironmentProblem(f"cannot reach DVC remote '{remote}': {_dvc_said(result)}")
     try:
-        data = json.loads(result.stdout.strip() or "{}")
+        data = jsonsafe.loads(result.stdout.strip() or "{}")
     except ValueError:
         raise EnvironmentProblem(f"`dvc status -c -r {remote}` printed no JSON: {_dvc_said(result)}") from None
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}

@@ -4,7 +4,6 @@ promoted and when, whether a tag move was forced, and what the environment ran b
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 import uuid
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mlci.core import fsutil, log, yamlsafe
+from mlci.core import fsutil, jsonsafe, log, yamlsafe
 from mlci.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -149,7 +148,7 @@ def _metrics_file(path: Path, name: str) -> dict[str, Scalar] | None:
                            getattr(exc, "strerror", None) or exc.__class__.__name__)
         return None
     try:
-        data = json.loads(text) if name.endswith(".json") else yamlsafe.load(text)
+        data = jsonsafe.loads(text) if name.endswith(".json") else yamlsafe.load(text)
     except (ValueError, yamlsafe.YamlProblem) as exc:
         log.logger.warning("mlci: warning: metrics file %s is not valid %s (%s); not recorded", name,
                            "JSON" if name.endswith(".json") else "YAML", exc.__class__.__name__)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlci.core import jsonsafe
 from mlci.dvcstage.dvc import dvc, last_error
 from mlci.dvcstage.files import dvc_root
 
@@ -44,7 +45,7 @@ def metrics(repo: Path, base: str, diff: Mapping[str, Any]) -> tuple[list[Unread
     if result.returncode != 0:
         return [], f"cannot check which metrics DVC could read: `dvc exp show` failed: {last_error(result)}"
     try:
-        rows = json.loads(result.stdout or "[]")
+        rows = jsonsafe.loads(result.stdout or "[]")
     except json.JSONDecodeError:
         return [], "cannot check which metrics DVC could read: `dvc exp show` printed no JSON"
     found: list[Unreadable] = []

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import outside
 from mlci.dvcstage.dvc import dvc, last_error
@@ -71,7 +72,7 @@ def dvc_json(repo: Path, *args: str, extra: tuple[str, ...] = ()) -> dict[str, A
         raise EnvironmentProblem(f"`dvc {' '.join(args)}` failed: {last_error(result)}")
     text = result.stdout.strip()
     try:
-        data = json.loads(text) if text else {}
+        data = jsonsafe.loads(text) if text else {}
     except json.JSONDecodeError:
         raise EnvironmentProblem(f"`dvc {' '.join(args)}` printed no JSON: {text[:200]}") from None
     if not isinstance(data, dict):

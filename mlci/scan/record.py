@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlci import __version__
-from mlci.core import log
+from mlci.core import jsonsafe, log
 from mlci.core.errors import EnvironmentProblem, UsageError
 from mlci.core.fsutil import atomic_write_json
 from mlci.core.log import logger
@@ -113,7 +112,7 @@ def from_verdict(verdict: Verdict, image: str | None = None) -> ScanRecord:
 def parse(data: bytes, where: str) -> ScanRecord:
     """A record from its JSON; RecordError naming `where` and the field when it is not one."""
     try:
-        body = json.loads(data)
+        body = jsonsafe.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise RecordError(f"{where}: not a scan record (not JSON)") from None
     if not isinstance(body, dict):
@@ -251,7 +250,7 @@ def load_output(source: Endpoint, record: ScanRecord) -> ScanOutput | None:
     where = f"scan output {stored.digest} of record {record.referrer.digest}"
     data = _blob(source, stored, MAX_OUTPUT, where)
     try:
-        output = output_from_json(json.loads(data))
+        output = output_from_json(jsonsafe.loads(data))
     except (ValueError, UnicodeDecodeError) as exc:
         raise RecordError(f"{where}: {exc}") from None
     if output.digest not in (None, record.digest):

@@ -5,11 +5,11 @@ stack rules (mlci.scan.pickles.probe), which text, CSV and JSON break within a f
 from __future__ import annotations
 
 import ast
-import json
 import re
 import struct
 from typing import Any, Literal
 
+from mlci.core import jsonsafe
 from mlci.scan import pickles
 
 Format = Literal["pickle", "zip", "gzip", "bz2", "xz", "zstd", "zlib", "lzma", "lz4", "npy", "safetensors",
@@ -63,7 +63,7 @@ def safetensors_problem(header: bytes, file_size: int | None) -> str | None:
     """Why a safetensors header is not one (None when it is): JSON, each tensor a dtype, a shape and
     offsets inside the file, optional string `__metadata__`."""
     try:
-        data = json.loads(header)
+        data = jsonsafe.loads(header)
     except (ValueError, UnicodeDecodeError):
         return "its header is not JSON"
     if not isinstance(data, dict):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci.core import log, proc
+from mlci.core import jsonsafe, log, proc
 from mlci.core.errors import EnvironmentProblem
 from mlci.core.fsutil import atomic_write
 from mlci.core.scratch import scratch_dir
@@ -149,7 +149,7 @@ def db_info(cache: Path) -> DbInfo:
         missing = metadata if not metadata.is_file() else database
         raise EnvironmentProblem(f"no trivy vulnerability DB in {cache} ({missing.name} missing): {MIRROR_HINT}")
     try:
-        data = json.loads(metadata.read_bytes()[: 1 << 16])
+        data = jsonsafe.loads(metadata.read_bytes()[: 1 << 16])
     except (OSError, ValueError) as exc:
         raise EnvironmentProblem(f"{metadata}: not readable JSON ({exc.__class__.__name__}): {MIRROR_HINT}") from None
     if not isinstance(data, dict):
@@ -369,7 +369,7 @@ def _env(tmp: Path | None = None) -> dict[str, str]:
 
 def _load(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_bytes())
+        data = jsonsafe.loads(path.read_bytes())
     except OSError:
         raise EnvironmentProblem(f"{what}: trivy exited 0 but wrote no report") from None
     except ValueError as exc:

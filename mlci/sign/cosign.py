@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
 from mlci.core.log import logger
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint
@@ -267,7 +267,7 @@ def _read(endpoint: Endpoint, tag: str) -> _Existing | None:
     except BlobInvalid as exc:
         raise SignError(f"{exc}; mlci does not write over it") from None
     try:
-        config = json.loads(data, parse_constant=_no_constant)
+        config = jsonsafe.loads(data, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         config = None
     if not isinstance(config, dict):
@@ -399,7 +399,7 @@ def _claims(data: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """`critical` and `optional` of a signed payload, read as Go's decoder reads them (keys of the critical part
     in any ASCII case; a key given twice is refused rather than guessed)."""
     try:
-        document = json.loads(data, object_pairs_hook=_unique, parse_constant=_no_constant)
+        document = jsonsafe.loads(data, object_pairs_hook=_unique, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise _Invalid(f"its payload is not simple-signing JSON ({exc.__class__.__name__})") from None
     if not isinstance(document, dict):

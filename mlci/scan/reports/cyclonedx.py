@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem
 from mlci.scan.reports.common import cut
 
@@ -19,7 +20,7 @@ SHOWN = 20  # problems listed; a broken generator can produce thousands of the s
 def validate_cyclonedx(text: str) -> list[str]:
     """Why `text` is not a valid CycloneDX JSON document (`$.path: message` each; empty: valid)."""
     try:
-        doc = json.loads(text)
+        doc = jsonsafe.loads(text)
     except ValueError as exc:
         return [f"not JSON: {exc}"]
     if not isinstance(doc, dict) or doc.get("bomFormat") != "CycloneDX":
