@@ -63,12 +63,15 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     loaded = cfg.load(config_path, repo.resolve())
     settings = loaded.config.report
     root = loaded.path.parent if loaded.path else repo
+    # DVC runs where mlci.yaml is (the model's directory), from wherever in it mlci is started: from below it DVC
+    # names the files `../metrics.json`, which no gate names and which read as leading out of the directory.
+    model_dir = root if repo.resolve().is_relative_to(root.resolve()) else repo
     env = dict(os.environ)
     found = baseline.resolve(repo, base, settings.target_branch, env)
     head = git(repo, "rev-parse", "--short=12", "HEAD").stdout.strip() or "workspace"
     forge_of = functools.cache(lambda: None if dry_run else connect(loaded.config.forge, env))
     with scratch_dir("mlci-plots-") as scratch:
-        changes = diff.compute(repo, found.sha, settings.plots != "none", Path(scratch))
+        changes = diff.compute(model_dir, found.sha, settings.plots != "none", Path(scratch))
         checked_out = git(repo, "rev-parse", "HEAD").stdout.strip()
         named_itself = base is not None and git(repo, "rev-parse", "--verify", "-q",
                                                  f"{base}^{{commit}}").stdout.strip() == checked_out

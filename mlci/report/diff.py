@@ -130,10 +130,18 @@ def _inside(repo: Path, data: dict[str, Any], problems: list[str],
         out = sorted((f, target) for f in files(str(name), values) if os.path.lexists(repo / f)
                      and (target := outside(repo, Path(f))) is not None)
         if out:
-            problems.extend(f"`{f}` is a symlink out of the repository (to {target}); not shown" for f, target in out)
+            problems.extend(_outside_problem(repo, f, target) for f, target in out)
         else:
             kept[name] = values
     return kept
+
+
+def _outside_problem(repo: Path, name: str, target: Path) -> str:
+    """Why a file DVC names is not shown: a symlink leading out, or a file beside the model's directory (another
+    model's, in a monorepo whose DVC repository holds several)."""
+    if Path(os.path.normpath(repo / name)).is_relative_to(os.path.normpath(repo)):
+        return f"`{name}` is a symlink out of the repository (to {target}); not shown"
+    return f"`{name}` is outside this model's directory ({repo}); not shown"
 
 
 def _plot_files(name: str, entries: Any) -> set[str]:

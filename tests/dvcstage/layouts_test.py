@@ -113,6 +113,12 @@ def test_the_report_from_a_models_directory_finds_its_metrics_without_false_warn
     done = _mlci(trained_monorepo / "models" / "credit", "report", "--dry-run", "--base", "HEAD")
     assert done.returncode == 0 and done.stderr == ""  # `dvc exp show` names files from the root, the diff not
     assert "| `metrics.json:auc` | 0.75 | 0.75 |" in done.stdout
+    # From below the model's mlci.yaml (a job's `cd src`, or --repo): the same report, the same gates. DVC ran
+    # in the current directory, named the file `../metrics.json`, dropped it as leading out: a missing metric.
+    for cwd, args in ((trained_monorepo / "models" / "credit" / "features", ()),
+                      (trained_monorepo / "models" / "credit", ("--repo", "features"))):
+        below = _mlci(cwd, "report", "--dry-run", "--base", "HEAD", *args)
+        assert (below.returncode, below.stderr, below.stdout) == (0, "", done.stdout), below.stderr
 
 
 def test_a_models_directory_says_how_to_reproduce_it_from_the_repo_root(trained_monorepo: Path) -> None:

@@ -80,3 +80,17 @@ def test_files_that_link_out_of_the_repository_never_reach_the_report(
     out, err = capsys.readouterr()
     assert f"report.template: {host / 'shadow.md'} leads out of the repository" in err
     assert "hash-of-a-password" not in out + err
+
+
+def test_a_file_beside_the_models_directory_is_not_called_a_symlink(tmp_path: Path) -> None:
+    """From a model's directory of a monorepo, DVC names another model's metrics `../other/metrics.json`: left
+    out, but it is no symlink (the warning said it was one leading out of the repository)."""
+    from mlci.report.diff import _outside_problem
+
+    model = tmp_path / "models" / "credit"
+    model.mkdir(parents=True)
+    (model / "linked.json").symlink_to(tmp_path / "elsewhere.json")
+    beside = _outside_problem(model, "../other/metrics.json", tmp_path / "models" / "other" / "metrics.json")
+    assert beside == f"`../other/metrics.json` is outside this model's directory ({model}); not shown"
+    linked = _outside_problem(model, "linked.json", tmp_path / "elsewhere.json")
+    assert linked == f"`linked.json` is a symlink out of the repository (to {tmp_path / 'elsewhere.json'}); not shown"
