@@ -275,9 +275,12 @@ def _files(value: Any) -> tuple[FileEntry, ...]:
         previous = key
         if item["kind"] != kind:
             raise _json.Bad(_json.at(field, "kind"), f"{_json.show(item['kind'])}: {path} is of kind {kind!r}")
+        sha256 = _json.text(item["sha256"], _json.at(field, "sha256"), _HEX64, "64 lower-case hex digits")
+        if _BLOB.fullmatch(path) and path.rsplit("/", 1)[1] != sha256:  # a blob's name is its digest
+            raise _json.Bad(_json.at(field, "sha256"), f"{sha256}: {path} is named by another digest (a blob's "
+                            "name is the sha256 of its bytes)")
         files.append(FileEntry(path=path, size=_json.integer(item["size"], _json.at(field, "size")),
-                               sha256=_json.text(item["sha256"], _json.at(field, "sha256"), _HEX64,
-                                                 "64 lower-case hex digits"), kind=kind))
+                               sha256=sha256, kind=kind))
     return tuple(files)
 
 

@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 _received = threading.Event()
+_depth = 0  # sigterm_raises() entered and not left (main thread only)
 REDELIVER_S = 0.005
 
 
@@ -50,7 +51,8 @@ def _finalizing(frame: FrameType | None) -> bool:
 
 
 def terminated() -> bool:
-    """Whether SIGTERM arrived (even if something swallowed its Terminated: the exit is 143 all the same)."""
+    """Whether SIGTERM arrived since the outermost sigterm_raises() was entered (even if something swallowed its
+    Terminated: the exit is 143 all the same)."""
     return _received.is_set()
 
 
@@ -68,11 +70,16 @@ def sigterm_raises() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _depth
+    if not _depth:  # the outermost: a new command, nothing received yet
+        _received.clear()
     previous, hook = signal.signal(signal.SIGTERM, _raise), sys.unraisablehook
     sys.unraisablehook = _unraisable(hook)
+    _depth += 1
     try:
         yield
     finally:
+        _depth -= 1
         signal.signal(signal.SIGTERM, previous)
         sys.unraisablehook = hook
 

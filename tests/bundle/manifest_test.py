@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -41,14 +42,14 @@ WHERE = "b.tar: bundle.json"
 def _example() -> BundleManifest:
     """A manifest with every part filled: an image in a layout, DVC objects (one left to the base), artifacts,
     a trivy DB."""
-    layer = "ab" * 32
-    files = {"oci-layout": b"{}", "index.json": b"[]", f"blobs/sha256/{'cd' * 32}": b"manifest",
+    layer, top = "ab" * 32, hashlib.sha256(b"manifest").hexdigest()  # a blob is named by its digest
+    files = {"oci-layout": b"{}", "index.json": b"[]", f"blobs/sha256/{top}": b"manifest",
              "dvc/files/md5/0c/" + "1" * 30: b"weights", "dvc/files/md5/0d/" + "2" * 30 + ".dir": b"[]",
              "artifacts/metrics/metrics.json": b"{}", "artifacts/dvc.lock": b"schema: '2.0'",
              "trivy/db/trivy.db": b"db", "trivy/db/metadata.json": b"{}"}
     base = Base(aggregate="sha256:" + "ee" * 32, blobs=(BaseBlob(f"sha256:{layer}", 1234),),
                 dvc_objects=("0e" + "3" * 30,))
-    image = ImageEntry(source="docker://dev.example:5000/churn:v1.2.0", tag="v1.2.0", digest="sha256:" + "cd" * 32)
+    image = ImageEntry(source="docker://dev.example:5000/churn:v1.2.0", tag="v1.2.0", digest="sha256:" + top)
     return bundles.make_manifest(files, images=(image,), base=base, artifacts=(
         Artifact("metrics/metrics.json", "artifacts/metrics/metrics.json"),
         Artifact("model/model.pkl", "dvc/files/md5/0c/" + "1" * 30), Artifact("dvc.lock", "artifacts/dvc.lock")))
@@ -208,7 +209,9 @@ def manifests(draw: st.DrawFn) -> BundleManifest:
     trivy = draw(st.none() | st.builds(TrivyDb, st.integers(0, 10), _time, st.none() | _time, st.none() | _time))
     if trivy:
         paths |= {"trivy/db/trivy.db", "trivy/db/metadata.json"}
-    files = tuple(FileEntry(p, draw(st.integers(0, (1 << 63) - 1)), draw(_hex), manifest.check_member_name(p))
+    files = tuple(FileEntry(p, draw(st.integers(0, (1 << 63) - 1)),
+                            p.removeprefix("blobs/sha256/") if p.startswith("blobs/") else draw(_hex),
+                            manifest.check_member_name(p))
                   for p in sorted(paths, key=lambda p: p.encode("utf-8")))
     based = list(base.dvc_objects) if base else []
     dvc = None
@@ -299,6 +302,7 @@ FILES = DOC["files"]
     (_with("images.0.digest", "cd" * 32), "images[0].digest"),
     (_with("images.0.digest", "sha256:" + "0" * 64), "images[0].digest"),
     (_with("images.0.tag", "v1 latest"), "images[0].tag"),
+    (_with_aggregate(_with("files.2.sha256", "05" * 32)), "files[2].sha256"),  # the blob named by another digest
     (_with("images.0.tag", "sha256-" + "ab" * 32 + ".sig"), "images[0].tag"),  # another image's signature
     (_with("images.0.tag", "mlci-cache-0a1b"), "images[0].tag"),
     (_with("images.0.tag", 5), "images[0].tag"),

@@ -57,3 +57,19 @@ def test_a_swallowed_sigterm_still_exits_143_without_a_traceback(tmp_path: objec
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 143, done.stderr
     assert "terminated (SIGTERM)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_sigterm_belongs_to_the_command_it_ended() -> None:
+    """In one process (the tests' in-process CLI), a command after one that SIGTERM ended starts afresh: the
+    flag is cleared on entering the outermost handler, never by a nested one."""
+    with signals.sigterm_raises(), pytest.raises(signals.Terminated):
+        signal.raise_signal(signal.SIGTERM)
+    assert signals.terminated()
+    with signals.sigterm_raises():
+        assert not signals.terminated()
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except signals.Terminated:
+            pass
+        with signals.sigterm_raises():  # nested: what the outer one received stays received
+            assert signals.terminated()
