@@ -202,7 +202,7 @@ def _policy(config: Config, config_dir: Path, name: str, env: Environment, ref: 
     from mlci.scan import record, trivyignore
 
     policy.check_source(name, env, ref, top.digest)
-    policy.check_revision(read_revision(src, top), sha, top.digest)
+    policy.check_revision(read_revision(src, top), sha, top.digest, policy.tag_digest(src))
     records = record.find(src, top.digest) if env.require_scan and isinstance(src, RegistryEndpoint | LayoutEndpoint) \
         else []
     ignore = trivyignore.configured(config.scan.trivyignore, config_dir)

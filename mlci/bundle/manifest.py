@@ -143,7 +143,7 @@ _OBJECT = re.compile(r"[0-9a-f]{32}(\.dir)?")
 _GIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # the distribution spec's tag, not a reserved one (oci/reference.RESERVED_TAG): an imported image never replaces a
 # signature or a cache tag
-_TAG = re.compile(r"(?!sha256-|mlci-key-|mlci-cache-)[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_TAG = re.compile(r"(?!sha256-|mlci-key-|mlci-cache-|mlci-rev-)[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")  # RFC 3339
 _SOME = re.compile(".+")
 _OCI = {"oci-layout", "index.json"}
@@ -289,7 +289,7 @@ def _image(value: Any, field: str) -> ImageEntry:
     return ImageEntry(source=_json.text(item["source"], _json.at(field, "source"), _SOME, "a source"),
                       tag=_json.text(item["tag"], _json.at(field, "tag"), _TAG,
                                      "an image tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}), not a reserved one "
-                                     "(sha256-*, mlci-key-*, mlci-cache-*)"),
+                                     "(sha256-*, mlci-key-*, mlci-cache-*, mlci-rev-*)"),
                       digest=_digest(item["digest"], _json.at(field, "digest")))
 
 

@@ -18,7 +18,7 @@ from mlci.core.errors import UsageError
 from mlci.image import cache, lockfile
 from mlci.image.dockerfile import BUILDERS
 from mlci.image.entries import Collector, repo_path
-from mlci.image.labels import read_labels
+from mlci.image.labels import REVISION, read_labels, read_revision
 from mlci.image.native import base_image, build_key, build_native, gather, open_endpoint
 from mlci.image.scan import Scanner
 from mlci.image.settings import ImageSettings
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from mlci.dvcstage.fetch import Recorded
 
 KEY_PREFIX = "mlci-key-"
+# `mlci-rev-<commit>` names the image a commit's build reused (built from an earlier commit: none of the image's
+# inputs changed): promote's revision check finds it (promote/policy.check_revision); never copied onwards.
+REVISION_PREFIX = "mlci-rev-"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,9 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
             finally:
                 cache.save_file_hashes()
         dest.put_manifest(existing, tag)
+        revision = labels.get(REVISION)
+        if revision and read_revision(dest, existing) != revision:  # this commit's build is that image too
+            dest.put_manifest(existing, REVISION_PREFIX + revision)
         dest.commit()
         return BuildResult(reference(plan, tag), existing.digest, key, reused=True,
                            labels=read_labels(dest, existing))

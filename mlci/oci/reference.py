@@ -25,8 +25,9 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the distribution spec's tag grammar, ASCII only
 # Tags that name something other than an image of the repository: cosign's `sha256-<hex>.sig` (and .att, .sbom), the
-# OCI referrers tag schema's `sha256-<hex>`, mlci's build-cache tags (image/build.py KEY_PREFIX, image/cache.py).
-RESERVED_TAG = re.compile(r"sha256-|mlci-key-|mlci-cache-")
+# OCI referrers tag schema's `sha256-<hex>`, mlci's build-cache tags (image/build.py KEY_PREFIX and REVISION_PREFIX,
+# image/cache.py).
+RESERVED_TAG = re.compile(r"sha256-|mlci-key-|mlci-cache-|mlci-rev-")
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
                    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
@@ -91,8 +92,8 @@ def check_tag(tag: str, what: str) -> str:
                          "not starting with . or -)")
     if RESERVED_TAG.match(tag):
         raise UsageError(f"{what}: {tag!r} is a reserved tag: sha256-* names an image's cosign signature or "
-                         "attachments (or its referrers where the registry has no referrers API), mlci-key-* and "
-                         "mlci-cache-* mlci's build cache; writing an image there would replace them")
+                         "attachments (or its referrers where the registry has no referrers API), mlci-key-*, "
+                         "mlci-cache-* and mlci-rev-* mlci's build cache; writing an image there would replace them")
     return tag
 
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlci.core import log
 from mlci.core.errors import GateFailed
 from mlci.promote.settings import Environment
 
 if TYPE_CHECKING:
+    from mlci.oci.transport import ImageSource
     from mlci.scan.record import ScanRecord
 
 
@@ -59,18 +61,38 @@ def check_source(env_name: str, env: Environment, ref: SourceRef | None, digest:
                      f"{seen}: promote a build of an accepted ref")
 
 
-def check_revision(built: str | None, sha: str, digest: str) -> None:
-    """The image was built from the commit this pipeline runs on (`built`: its `org.opencontainers.image.revision`,
-    mlci.image.labels.read_revision), so a release tag's pipeline cannot promote some other build (exit 1
-    otherwise)."""
+def tag_digest(source: ImageSource) -> Callable[[str], str | None]:
+    """The digest a tag of `source` names (None when the tag does not exist)."""
+    from mlci.oci.manifest import NotFound
+
+    def look(tag: str) -> str | None:
+        try:
+            return source.get_manifest(tag).digest
+        except NotFound:
+            return None
+    return look
+
+
+def check_revision(built: str | None, sha: str, digest: str, reused: Callable[[str], str | None]) -> None:
+    """The image is the build of the commit this pipeline runs on, so a release tag's pipeline cannot promote
+    some other build (exit 1 otherwise): built from it (`built`: its `org.opencontainers.image.revision`,
+    mlci.image.labels.read_revision), or reused by its build because none of the image's inputs changed since
+    the commit it was built from (`reused(tag)`: the digest the source's `mlci-rev-<sha>` tag names, if any)."""
+    from mlci.image.build import REVISION_PREFIX
     from mlci.image.labels import REVISION
 
     if built is None:
         raise GateFailed(f"{digest} carries no {REVISION} label: mlci cannot tell which commit it was built from "
                          "(build it with mlci build)")
-    if built != sha:
-        raise GateFailed(f"{digest} was built from commit {built[:12]}, this pipeline runs on {sha[:12]}: promote "
-                         "from the pipeline of the commit the image was built from")
+    if built == sha:
+        return
+    if reused(REVISION_PREFIX + sha) == digest:
+        log.logger.info("mlci: %s was built from commit %s; the build of %s reused it (no image input changed)",
+                        digest, built[:12], sha[:12])
+        return
+    raise GateFailed(f"{digest} was built from commit {built[:12]}, this pipeline runs on {sha[:12]} (whose build "
+                     "did not produce it): promote from the pipeline of the commit the image was built from, or run "
+                     "this commit's mlci build first")
 
 
 def check_scan(env_name: str, env: Environment, records: Sequence[ScanRecord], policy_hash: str, digest: str,

@@ -98,7 +98,7 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     digest = top.digest
     sha = git.head_sha(root)
     policy.check_source(request.environment, env, ref, digest)
-    policy.check_revision(read_revision(src, top), sha, digest)
+    policy.check_revision(read_revision(src, top), sha, digest, policy.tag_digest(src))
     # One listing of the image's referrers: its scan records here, every referrer and the signature tag in stage.
     listing = referrers.listing(src, digest) if isinstance(src, RegistryEndpoint | LayoutEndpoint) else None
     scan = _passing_scan(config, config_dir, request.environment, env, src, listing, digest, moment)

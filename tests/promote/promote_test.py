@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from mlci.oci.copy import RegistryEndpoint, open_endpoint
 from mlci.oci.reference import parse
@@ -250,3 +251,29 @@ def test_a_tag_an_image_cannot_be_written_under_is_refused_before_any_write(
     code, _, err = _mlci(repo, env, "promote", built, "--env", "stage", "--tag", tag)
     assert code == 2 and err.startswith("mlci: error: --tag: ") and len(err.splitlines()) == 1, err
     assert not [e for e in access_log(stage)[mark:] if f"/ml/{name}/" in e.target], "wrote to the destination"
+
+
+def test_a_commit_that_changes_no_image_input_promotes_the_image_its_build_reused(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    """After a docs- or config-only merge the build reuses the image built from the commit before (same inputs,
+    same digest), whose revision label names that commit: promotion from the new commit's pipeline was refused
+    ("was built from commit ..."), every time. The build records the reuse (`mlci-rev-<sha>`), promote accepts it,
+    and an image no build of this commit produced is still refused."""
+    dev, stage = pair
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, "docsonly")
+    env = _env(dev, stage)
+    first = _built(repo, env, "1.0")
+    (repo / "README.md").write_text("docs only\n")
+    repos.commit_all(repo, "docs only")
+    sha = repos.git(repo, "rev-parse", "HEAD").strip()
+    code, _, err = _mlci(repo, env, "promote", first.rsplit("@", 1)[0], "--env", "stage")
+    assert code == 1 and "whose build did not produce it" in err, err  # this commit's build has not run yet
+    second = _built(repo, env, "1.1")
+    assert second.rsplit("@", 1)[1] == first.rsplit("@", 1)[1]  # reused: the same digest
+    tags = requests.get(f"http://{dev.host}/v2/ml/docsonly/tags/list", timeout=10).json()["tags"]
+    assert f"mlci-rev-{sha}" in tags
+    assert _mlci(repo, env, "scan", second.rsplit("@", 1)[0])[0] == 0
+    code, _, err = _mlci(repo, env, "promote", second.rsplit("@", 1)[0], "--env", "stage")
+    assert code == 0, err
+    stage_tags = requests.get(f"http://{stage.host}/v2/ml/docsonly/tags/list", timeout=10).json()["tags"]
+    assert not [t for t in stage_tags if t.startswith("mlci-")], stage_tags  # the build's own tags stay behind
