@@ -106,8 +106,8 @@ class Validator:
         try:
             value = self.loader.construct_object(node, deep=True)
         except Exception as exc:  # noqa: BLE001 - PyYAML's constructors fail in many ways on explicit tags
-            self.problem(node, path, _reason(exc))  # (`!foo x`, `!!int abc`, `!!timestamp x`, 5000 digits)
-            return INVALID
+            self.problem(node, path, f"cannot read the value: {yamlsafe.not_built(exc, node.tag)}")
+            return INVALID  # (`!foo x`, `!!int abc`, `!!timestamp x`, 5000 digits)
         if not matches(value, base):
             self.problem(node, path, f"expected {type_name(base)}, got {kind(node)} {short(value)}")
             return INVALID

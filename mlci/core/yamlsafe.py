@@ -23,16 +23,21 @@ class YamlProblem(Exception):
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses nesting deeper than MAX_DEPTH while composing (PyYAML's composer recurses)."""
+    """SafeLoader that refuses, while composing, nesting deeper than MAX_DEPTH (PyYAML's composer recurses) and
+    more than MAX_NODES nodes (each alias counted once here; check_size counts them expanded)."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
-        self._depth = 0
+        self._depth = self._composed = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self._depth >= MAX_DEPTH:
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             raise YamlProblem(mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+        self._composed += 1  # stopped here, not once millions are composed (minutes of a runner's CPU)
+        if self._composed > MAX_NODES:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise YamlProblem(mark.line + 1, f"more than {MAX_NODES} values; mlci reads no file that holds more")
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -116,4 +121,16 @@ def _problem(exc: Exception, text: str, node: yaml.Node | None = None) -> YamlPr
         mark = exc.problem_mark or exc.context_mark
         what = "cannot read a value" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
         return YamlProblem(mark.line + 1 if mark else 1, f"{what}: {exc.problem or exc.context}")
-    return YamlProblem(node.start_mark.line + 1 if node is not None else 1, f"cannot read a value: {exc}")
+    return YamlProblem(node.start_mark.line + 1 if node is not None else 1, f"cannot read a value: {not_built(exc)}")
+
+
+def not_built(exc: Exception, tag: str | None = None) -> str:
+    """Why PyYAML's constructor could not build a value, in words (its own error, when it is not a YAMLError, is
+    a Python one: `'NoneType' object has no attribute 'groupdict'` for `!!timestamp main`)."""
+    if isinstance(exc, yaml.YAMLError):
+        return str(getattr(exc, "problem", None) or exc)
+    if isinstance(exc, ValueError) and "int_max_str_digits" in str(exc):
+        return "an integer of more than 4300 digits"
+    fits = f"it is not a valid {tag.replace('tag:yaml.org,2002:', '!!')}" if tag else \
+        "it does not fit its explicit tag (`!!timestamp`, `!!int`, ...)"
+    return f"{fits}; remove the tag, or quote the value to have text"
