@@ -97,9 +97,12 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
                                         problems)
     # The suite's own rules run while it is parsed (datatest/spec.py HOOKS); values from MLCI_* are checked here.
     problems.extend(override_problems(raw.get("data_tests", {}), overrides))
-    if problems:
-        raise ConfigError(problems)
-    config: Config = schema.build(Config, raw)
+    # `raw` holds what is right (the file is read leniently): the checks across fields run on it too, so that one
+    # run names every problem, not the first kind found
+    try:
+        config: Config = schema.build(Config, raw)
+    except (TypeError, ValueError):  # what is right does not make a config (a required part is wrong)
+        raise ConfigError(problems) from None
     problems.extend(_located(p, shown, overrides, locations) for p in report_problems(config.report, shown))
     problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}"
                     for p in forge_problems(config.forge))
@@ -154,8 +157,8 @@ def _parse_file(path: Path, shown: str, problems: list[str], locations: dict[str
     text = core_config.read_text(path, shown, problems)
     if text is None:
         return {}
-    raw = core_config.parse_mapping(
-        text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version, locations=locations)
+    raw = core_config.parse_mapping(text, shown, Config, problems, hooks=DATATEST_HOOKS, check=_check_version,
+                                    locations=locations, lenient=True)
     if raw is None and not problems:
         problems.append(f"{shown}:1: version: missing required key (write `version: {SUPPORTED_VERSION}`)")
     return raw or {}

@@ -346,3 +346,16 @@ def test_the_registries_section_comes_from_one_variable_merged_over_the_file(tmp
 def test_a_bad_registries_variable_is_named(tmp_path: Path, value: str, problem: str) -> None:
     problems = _problems(tmp_path, "version: 1\n", {"MLCI_REGISTRIES": value})
     assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+def test_one_run_names_the_problems_of_every_kind(tmp_path: Path) -> None:
+    """A wrong type or an unknown key anywhere stopped the load before the checks across fields: `mlci config
+    check` named `precision: four` alone, and the two other problems only once it was fixed. What is right is
+    checked too, so one run names all of them."""
+    problems = _problems(tmp_path, "version: 1\nreport:\n  plot_points: 1000\n  id: 'x -->'\n  precision: four\n"
+                                   "  colour: red\nscan:\n  severities: [HIGH]\n  max_db_age_days: -1\n")
+    assert [p.split(": ", 2)[1] for p in problems] == [
+        "report.precision", "report.colour", "report.plot_points (or MLCI_REPORT_PLOT_POINTS)",
+        "report.id (or MLCI_REPORT_ID)",
+        "scan.max_db_age_days"], problems
+    assert all(p.startswith("mlci.yaml:") for p in problems)

@@ -67,17 +67,18 @@ def read_text(path: Path, shown: str, problems: list[str]) -> str | None:
 def parse_mapping(text: str, shown: str, root: type, problems: list[str], *,
                   hooks: dict[Any, schema.Hook] | None = None,
                   check: Callable[[schema.Validator, Any, dict[str, Any]], None] | None = None,
-                  locations: dict[str, str] | None = None) -> dict[str, Any] | None:
+                  locations: dict[str, str] | None = None, lenient: bool = False) -> dict[str, Any] | None:
     """Validate YAML text against dataclass `root`: the raw values, or None when nothing could be read.
     `check(validator, root_node, raw)` adds cross-field problems with line numbers; `locations` receives
-    `file:line` of every dotted key seen."""
+    `file:line` of every dotted key seen; `lenient`: the values that are right, beside the problems of the rest
+    (schema.Validator)."""
     loader, node = schema.load_node(text, shown, problems)
     if loader is None:
         return None
     try:
         if node is None:
             return None
-        validator = schema.Validator(loader, shown, problems, hooks)
+        validator = schema.Validator(loader, shown, problems, hooks, lenient=lenient)
         raw = validator.mapping(node, root, "")
         if locations is not None:
             locations.update(validator.locations)

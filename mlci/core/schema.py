@@ -27,9 +27,12 @@ class Validator:
     """Walks a YAML node tree against a schema; `problems` collects one line per problem."""
 
     def __init__(self, loader: yaml.SafeLoader, shown: str, problems: list[str],
-                 hooks: dict[Any, Hook] | None = None) -> None:
+                 hooks: dict[Any, Hook] | None = None, *, lenient: bool = False) -> None:
         self.loader, self.shown, self.problems = loader, shown, problems
         self.hooks = hooks or {}
+        # lenient: what is wrong is recorded and left out, the rest kept (the checks across fields then run on
+        # what is right, so that one pass names every problem); a mapping missing a required key is still left out
+        self.lenient = lenient
         self.locations: dict[str, str] = {}  # dotted key -> `file:line`, for cross-field problems
 
     def where(self, node: yaml.Node) -> str:
@@ -78,18 +81,25 @@ class Validator:
                     ok = False
                 else:
                     result[key] = value
+        complete = True
         for name, spec in fields.items():
-            if name not in seen and spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-                self.problem(node, prefix + name, "missing required key")
-                ok = False
+            if name not in result and spec.default is dataclasses.MISSING \
+                    and spec.default_factory is dataclasses.MISSING:
+                if name not in seen:
+                    self.problem(node, prefix + name, "missing required key")
+                complete = False
         if "where" in {f.name for f in dataclasses.fields(schema)}:
             result["where"] = self.where(node)
-        return result if ok else INVALID
+        return result if complete and (ok or self.lenient) else INVALID
 
     def value(self, node: yaml.Node, hint: Any, path: str) -> Any:
         """A node checked against one type hint."""
-        if hint in self.hooks:
-            return self.hooks[hint](self, node, path)
+        if hint in self.hooks:  # a hook checks its part whole, structure and meaning in one pass: never leniently
+            lenient, self.lenient = self.lenient, False
+            try:
+                return self.hooks[hint](self, node, path)
+            finally:
+                self.lenient = lenient
         if dataclasses.is_dataclass(hint):
             return self.mapping(node, typing.cast(type, hint), path)
         if is_optional(hint) and is_null(node):
@@ -124,6 +134,8 @@ class Validator:
             self.problem(node, path, f"expected a list, got {kind(node)}")
             return INVALID
         items = [self.value(child, item, f"{path}[{i}]") for i, child in enumerate(node.value)]
+        if self.lenient:
+            return tuple(i for i in items if i is not INVALID)
         return INVALID if any(i is INVALID for i in items) else tuple(items)
 
     def _dict(self, node: yaml.Node, item: Any, path: str) -> Any:
@@ -150,6 +162,8 @@ class Validator:
             self.locations.setdefault(f"{path}.{key}", self.where(key_node))
             result[key] = self.value(value_node, item, f"{path}.{key}")
             ok = ok and result[key] is not INVALID
+        if self.lenient:
+            return {k: v for k, v in result.items() if v is not INVALID}
         return result if ok else INVALID
 
 
