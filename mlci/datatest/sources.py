@@ -230,7 +230,7 @@ class DuckSession:
         inexact: str | None = None
         try:
             if fmt == "csv":
-                base_reader, typed, integers = self._csv(files, paths[0], ds.delimiter, types or {}, detect)
+                base_reader, typed, integers = self._csv(files, paths, ds, base, types or {}, detect)
                 reader = f"{base_reader}, store_rejects=true, rejects_table='{rejects}', rejects_scan='{rejects}_scan')"
                 # Every query parses every typed column (else a query that does not read a column, COUNT(*)
                 # say, keeps the rows whose value there does not parse): a filter the optimizer cannot drop.
@@ -256,15 +256,24 @@ class DuckSession:
             raise EnvironmentProblem(f"dataset {ds.name!r}: cannot read {ds.path}: {exc}") from None
         return _DuckSource(self, view, rejects, inexact)
 
-    def _csv(self, files: str, first: str, delimiter: str | None, types: Mapping[str, str],
+    def _csv(self, files: str, paths: list[str], ds: Dataset, base: Path, types: Mapping[str, str],
              detect: bool) -> tuple[str, list[str], list[str]]:
         """`read_csv(...` with the dialect and every column's type fixed: nothing is guessed from a sample
         (a few bad rows at the top would change the guess). The delimiter is the dataset's, else the most
         frequent of `, ; TAB |` in the header line (the reader without its closing parenthesis). Also returns the
-        columns DuckDB's reader types (their values must parse) and the integer columns, read as text."""
-        line = self._header_line(first)
-        delimiter = delimiter or max(DELIMITERS, key=line.count)
-        names = _unique(next(csv.reader([line], delimiter=delimiter, quotechar='"'), []))
+        columns DuckDB's reader types (their values must parse) and the integer columns, read as text. Every
+        file of a glob must have the first one's header: DuckDB reads their columns by position."""
+        line = self._header_line(paths[0])
+        delimiter = ds.delimiter or max(DELIMITERS, key=line.count)
+        header = next(csv.reader([line], delimiter=delimiter, quotechar='"'), [])
+        for other in paths[1:]:
+            if next(csv.reader([self._header_line(other)], delimiter=delimiter, quotechar='"'), []) != header:
+                shown = [log.one_line(os.path.relpath(f, base) if "://" not in f else f) for f in (other, paths[0])]
+                raise EnvironmentProblem(
+                    f"dataset {ds.name!r}: {shown[0]} has another header than {shown[1]} "
+                    "(other columns, or the same in another order): the files of a dataset are read by position, "
+                    "so their columns would be mixed up; give each layout its own dataset")
+        names = _unique(header)
         head = (f"read_csv({files}, auto_detect=false, header=true, delim={literal(delimiter)}, quote='\"', "
                 f"escape='\"'")
         typed = {n: DUCKDB_TYPES[types[n]] for n in names if n in types and DUCKDB_TYPES[types[n]] != "BIGINT"}

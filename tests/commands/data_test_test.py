@@ -138,6 +138,23 @@ def test_jsonl_and_parquet_files_are_read(tmp_path: Path) -> None:
         ("j", "fail", {"nulls": 1}), ("p", "pass", {"rows": 5})]
 
 
+def test_files_of_a_glob_with_another_header_are_exit_3_naming_the_file(tmp_path: Path) -> None:
+    """The files of a glob were read by position under the first one's header: a file with its columns swapped
+    gave swapped values (the same types: no error at all) or malformed rows. Each must have the same header."""
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "a.csv").write_text("\ufeffage,income\n30,1000\n")  # a BOM is not a difference
+    (tmp_path / "g" / "b.csv").write_text("age,income\r\n31,2000\r\n")
+    repo = _repo(tmp_path, "    - name: d\n      path: g/*.csv\n      columns:\n        age: [{between: {max: 150}}]\n")
+    assert repos.run_mlci(repo, "data-test").returncode == 0
+    (tmp_path / "g" / "c.csv").write_text("income,age\n3000,32\n")
+    done = repos.run_mlci(repo, "data-test")
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "mlci: error: dataset 'd': g/c.csv has another header than g/a.csv (other columns, or the same in another "
+        "order): the files of a dataset are read by position, so their columns would be mixed up; give each "
+        "layout its own dataset"]
+
+
 def test_a_double_star_glob_reads_files_at_any_depth(tmp_path: Path) -> None:
     for part, rows in (("events/a.csv", 1), ("events/2024/b.csv", 2), ("events/2024/01/c.csv", 3)):
         (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
