@@ -28,8 +28,14 @@ def resample(points: Sequence[tuple[float, float]], xs: Sequence[float]) -> list
             out.append(pts[-1][1])
         else:
             (x0, y0), (x1, y1) = pts[i - 1], pts[i]
-            out.append(y1 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+            out.append(y1 if x == x1 or x1 == x0 else _between(y0, y1, (x - x0) / (x1 - x0)))
     return out
+
+
+def _between(a: float, b: float, t: float) -> float:
+    """The point a fraction t of the way from a to b, finite for any finite a and b (`a + (b - a) * t` is inf when
+    b - a overflows: y values of -1e308 and 1e308); a exactly at t = 0, b at t = 1."""
+    return a * (1 - t) + b * t
 
 
 def ordered(plot: LinePlot, revisions: Sequence[str]) -> list[Series]:
@@ -71,7 +77,7 @@ def grid(lines: Sequence[Sequence[tuple[float, float]]], points: int) -> list[fl
     if (2 <= len(first) <= points and all(xs == first for xs in own)
             and all(abs(step - steps[0]) <= 1e-9 * (high - low) for step in steps)):
         return first
-    return [low + (high - low) * i / (points - 1) for i in range(points)]
+    return [_between(low, high, i / (points - 1)) for i in range(points)]
 
 
 def legend(series: Series, labels: Mapping[str, str]) -> str:

@@ -50,3 +50,14 @@ def test_uneven_mismatched_or_too_many_x_values_are_resampled_onto_points() -> N
     assert chart(mismatched, ["abc", "workspace"], LABELS, 5).count("[0, 0.5, 1, 1.5, 2]") == 2
     many = LinePlot("p", "t", "x", "y", {Series("workspace", ""): [(float(i), float(i)) for i in range(100)]})
     assert "  line [0, 49.5, 99]" in chart(many, ["workspace"], LABELS, 3)
+
+
+def test_the_largest_finite_values_are_drawn_finite() -> None:
+    """y values of -1e308 and 1e308 (finite) gave `y-axis -inf --> inf` and `line [-1e+308, inf, ...]`, which
+    Mermaid cannot draw: `y0 + (y1 - y0) * t` overflows where y1 - y0 does; x values the same."""
+    big = 1e308
+    assert resample([(0, -big), (1, big)], [0, 0.5, 1]) == [-big, 0.0, big]
+    plot = LinePlot("v", "v", "x", "v", {Series("workspace", "v.json"): [(-big, -big), (0, big), (big, -big)]})
+    drawn = chart(plot, ["workspace"], LABELS, 5)
+    assert "inf" not in drawn and "nan" not in drawn, drawn
+    assert '  x-axis "x" -1e+308 --> 1e+308' in drawn and '  y-axis "v" -1e+308 --> 1e+308' in drawn
