@@ -184,8 +184,12 @@ def _section(path: Path, root: Path, *, named_by_config: bool = False) -> str:
 
 def _pointer(env: dict[str, str], out: Path) -> str:
     """Where the full report lives when the comment had to be truncated."""
+    from mlci.report.images import artifact_url
+
     if env.get("CI_JOB_URL"):
-        return f"the full report is the job artifact {env['CI_JOB_URL']}/artifacts/file/{out}"
+        link = artifact_url(env, out)
+        return f"the full report is the job artifact {link}" if link else \
+            f"the full report was written to {out} (outside the project directory: not a job artifact)"
     if env.get("GITHUB_RUN_ID"):
         server = env.get("GITHUB_SERVER_URL", "https://github.com")
         return f"the full report is in the run's summary {server}/{env.get('GITHUB_REPOSITORY')}/actions/runs/" \

@@ -3,10 +3,12 @@
 as a job artifact and linked (GitHub has no upload API). A dry run uploads nothing and says so."""
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from mlci.core.errors import MlciError
 from mlci.core.fsutil import atomic_write, check_not_linked_out
@@ -74,8 +76,17 @@ def artifact_url(env: Mapping[str, str], saved: Path) -> str | None:
     """Where a saved file can be seen: the GitLab job's artifact file, or the GitHub Actions run page
     (which lists the run's artifacts: GitHub has no URL for one file in an artifact)."""
     if env.get("CI_JOB_URL"):
-        return f"{env['CI_JOB_URL'].rstrip('/')}/artifacts/file/{saved.as_posix()}"
+        inside = job_artifact(env, saved)
+        return None if inside is None else f"{env['CI_JOB_URL'].rstrip('/')}/artifacts/file/{quote(inside)}"
     if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
         server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
         return f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
     return None
+
+
+def job_artifact(env: Mapping[str, str], saved: Path) -> str | None:
+    """`saved` as a GitLab job artifact's path: relative to the project directory (CI_PROJECT_DIR, else the
+    current one), where GitLab takes artifacts from; None outside it (an absolute --out elsewhere: no artifact)."""
+    project = Path(env.get("CI_PROJECT_DIR") or ".").resolve()
+    where = Path(os.path.abspath(saved))
+    return where.relative_to(project).as_posix() if where.is_relative_to(project) else None

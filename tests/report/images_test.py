@@ -53,14 +53,22 @@ def test_a_failed_upload_saves_the_image_links_the_job_artifact_and_warns(
         gitlab: GitLab, forge: ForgeServer, tmp_path: Path) -> None:
     forge.fail_next("POST", r"/uploads$", 403)
     (tmp_path / "roc.png").write_bytes(PNG)
-    images = _images(tmp_path, gitlab, CI_JOB_URL="https://gitlab.bank/g/p/-/jobs/9")
+    images = _images(tmp_path, gitlab, CI_JOB_URL="https://gitlab.bank/g/p/-/jobs/9", CI_PROJECT_DIR=str(tmp_path))
     shown = images.markdown("eval/roc.png", "this MR", "workspace", tmp_path / "roc.png")
     saved = tmp_path / "plots" / "this-MR-roc.png"
-    assert shown == (f"[eval/roc.png (this MR)](https://gitlab.bank/g/p/-/jobs/9/artifacts/file/{saved.as_posix()}) "
+    # the artifact's path is relative to the project directory: an absolute one (`file//var/...`) is no URL GitLab
+    # serves
+    assert shown == ("[eval/roc.png (this MR)](https://gitlab.bank/g/p/-/jobs/9/artifacts/file/plots/this-MR-roc.png) "
                      f"(`{saved}` in the job's artifacts; the upload failed)")
     assert saved.read_bytes() == PNG
     (warning,) = images.warnings
     assert warning.startswith("plot eval/roc.png at this MR: not uploaded: GitLab 403 on POST")
+    forge.fail_next("POST", r"/uploads$", 403)
+    elsewhere = _images(tmp_path, gitlab, CI_JOB_URL="https://gitlab.bank/g/p/-/jobs/9",
+                        CI_PROJECT_DIR=str(tmp_path / "project"))
+    # outside the project directory: no artifact, no link
+    shown = elsewhere.markdown("eval/roc.png", "this MR", "workspace", tmp_path / "roc.png")
+    assert shown == f"`eval/roc.png` (this MR, workspace): saved as `{saved}` (the upload failed)"
 
 
 def test_no_merge_request_saves_the_image_and_says_why(tmp_path: Path) -> None:
