@@ -173,8 +173,9 @@ def run_verify(args: argparse.Namespace) -> int:
         log.out_json(facts)
     else:
         images = ", ".join(f"{i.tag}@{i.digest}" for i in manifest.images)
+        model = " ".join(filter(None, (facts["model"], facts["version"])))
         log.out(f"verified: {args.bundle}: {facts['files']} files, {facts['bytes'] / 1e6:.1f} MB, signed by key "
-                f"{public.fingerprint}; {images}; model {facts['model']} {facts['version'] or ''} for "
+                f"{public.fingerprint}; {images}; model {model} for "
                 f"{facts['environment']}{' (incremental)' if manifest.base else ''}")
     return 0
 

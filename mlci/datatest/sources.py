@@ -264,6 +264,11 @@ class DuckSession:
         columns DuckDB's reader types (their values must parse) and the integer columns, read as text. Every
         file of a glob must have the first one's header: DuckDB reads their columns by position."""
         line = self._header_line(paths[0])
+        if not line.strip():
+            first = paths[0] if "://" in paths[0] else os.path.relpath(paths[0], base)
+            raise EnvironmentProblem(f"dataset {ds.name!r}: {log.one_line(first)} has no header line (an empty file, "
+                                     "or one that starts with an empty line): a CSV file's first line names its "
+                                     "columns")
         delimiter = ds.delimiter or max(DELIMITERS, key=line.count)
         header = next(csv.reader([line], delimiter=delimiter, quotechar='"'), [])
         for other in paths[1:]:

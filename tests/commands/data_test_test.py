@@ -155,6 +155,16 @@ def test_files_of_a_glob_with_another_header_are_exit_3_naming_the_file(tmp_path
         "layout its own dataset"]
 
 
+@pytest.mark.parametrize("content", ["", "\n", "\ufeff\r\nid\n1\n"])
+def test_a_csv_without_a_header_line_is_exit_3_saying_so(tmp_path: Path, content: str) -> None:
+    """An empty file was DuckDB's `Binder Error: read_csv requires at least a single column as input!`."""
+    (tmp_path / "d.csv").write_text(content)
+    done = repos.run_mlci(_repo(tmp_path, "    - name: d\n      path: d.csv\n      checks: [{row_count: {min: 0}}]\n"),
+                          "data-test")
+    assert done.returncode == 3 and done.stderr.startswith("mlci: error: dataset 'd': d.csv has no header line"), \
+        done.stderr
+
+
 def test_a_double_star_glob_reads_files_at_any_depth(tmp_path: Path) -> None:
     for part, rows in (("events/a.csv", 1), ("events/2024/b.csv", 2), ("events/2024/01/c.csv", 3)):
         (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
