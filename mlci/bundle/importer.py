@@ -173,7 +173,8 @@ def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, en
     tagged = copy.tag(plan.dst, staged, plan.image.tag, aliases=plan.env.aliases, force=request.force,
                       seen=plan.seen)
     recorded = run.record_promotion(config, _facts(plan, verified, tagged, environ, moment))
-    copied, reused = [*streamed, *staged.copied], [d for d in staged.reused if d not in streamed]
+    copied = list(dict.fromkeys([*streamed, *staged.copied]))
+    reused = [d for d in staged.reused if d not in copied]  # each blob in one list, once
     pinned = run.pinned(plan.dst_ref, plan.image.tag, digest)
     summary = {
         "image": pinned, "digest": digest, "environment": plan.name, "copied": copied, "reused": reused,

@@ -9,6 +9,7 @@ re-run reuses everything that already arrived."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
@@ -37,6 +38,14 @@ class Staged:
     bytes_copied: int = 0
     referrers: list[str] = field(default_factory=list)
     signature: str | None = None
+
+    def count(self, copied: Iterable[str], reused: Iterable[str]) -> None:
+        """Blobs sent and blobs found there, each listed once, in one list: one that several manifests share (the
+        empty config of signatures and scan records) is copied for the first and found for the others."""
+        for digest in copied:
+            if digest not in self.copied:
+                self.copied.append(digest)
+        self.reused = [d for d in dict.fromkeys([*self.reused, *reused]) if d not in self.copied]
 
 
 @dataclass
@@ -93,7 +102,7 @@ def stage(src: ImageSource, src_ref: str | None, dst: Endpoint, top: Manifest | 
     # A manifest named by its digest is there or not, never rewritten; a registry accepts a manifest only once the
     # blobs it names are there (distribution checks them on PUT), so those of a present manifest are not asked for.
     missing = [m for m in manifests if m.digest != there and not _present(dst, m.digest)]
-    staged.reused += sorted({b.digest for m in manifests if m not in missing for b in m.blobs()})
+    staged.count((), sorted({b.digest for m in manifests if m not in missing for b in m.blobs()}))
     _blobs(src, dst, missing, staged)
     for manifest in missing:
         dst.put_manifest(manifest, None, child=True)  # by digest: no tag yet
@@ -149,8 +158,7 @@ def _blobs(src: ImageSource, dst: Endpoint, manifests: list[Manifest], staged: S
     blobs = {b.digest: b for m in manifests for b in m.blobs()}
     with Progress(staged.digest, [b.size for b in blobs.values()]) as progress:
         result = copy_blobs(src, dst, list(blobs.values()), progress)
-    staged.copied += result.copied
-    staged.reused += result.reused
+    staged.count(result.copied, result.reused)
     staged.bytes_copied += result.bytes_copied
 
 

@@ -78,6 +78,8 @@ def test_a_scanned_image_is_promoted_by_digest_with_its_record_and_a_rerun_copie
     result = json.loads(out)
     assert result["image"] == f"docker://{stage.host}/ml/happy:1.0@{digest}" and result["tagged"] == ["1.0"]
     assert result["copied"] and result["referrers"] and result["scan_record"]
+    # each blob once, in one list: the scan record's empty config was in both (copied once, then found)
+    assert len(set(result["copied"])) == len(result["copied"]) and not set(result["copied"]) & set(result["reused"])
     destination, _ = open_endpoint(parse(f"docker://{stage.host}/ml/happy"), plain_http=(stage.host,))
     assert destination.get_manifest("1.0").digest == digest
     assert isinstance(destination, RegistryEndpoint)
