@@ -64,12 +64,15 @@ def clean_error(exc: BaseException, *, from_data: bool = True) -> str:
     """A database error's first line, without quoted fragments (which may be row values); in errors of
     queries over data (`from_data`) also without numbers ("value 123456 is out of range"). An error raised
     while reading the data (a cast that refused a value) loses everything between its first quote and its
-    last (without_quoted); one raised before any row was read (a name the query gets wrong, a connection
-    refused) quotes names only, and loses each fragment alone, so the rest of its text stays readable."""
+    last (without_quoted). One of a query's names, raised before any row is read, quotes the spec's names
+    (a table, a column: no row value) and is kept as it is, to say which name is wrong; one of a connection
+    loses each quoted fragment (a host, a user: parts of the DSN)."""
     text = str(exc).strip()
-    text = without_quoted(text) if from_data and not _before_data(exc) else _QUOTED.sub("'…'", text)
+    named = from_data and _before_data(exc)
+    if not named:
+        text = without_quoted(text) if from_data else _QUOTED.sub("'…'", text)
     first = (text.splitlines() or [exc.__class__.__name__])[0]
-    return log.redact(_NUMBER.sub("…", first) if from_data else first)
+    return log.redact(_NUMBER.sub("…", first) if from_data and not named else first)
 
 
 def _before_data(exc: BaseException) -> bool:

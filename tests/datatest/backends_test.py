@@ -243,5 +243,5 @@ def test_a_failing_query_over_a_value_with_quotes_names_no_part_of_it(
             f"version: 1\ndata_tests:\n  datasets:\n    - name: names\n      {where}\n      checks:\n"
             "        - sql: {query: \"SELECT MAX(nme) FROM {table}\", min: 0}\n")
         (typo,) = run_suite(cfg.load(None, tmp_path, environ={}).config.data_tests, tmp_path, today=TODAY)
-        error = typo.observed["error"]  # what is wrong stays readable; only the name is hidden
-        assert "'…'" in error and ("not found in FROM clause" in error or error.endswith("does not exist")), error
+        error = typo.observed["error"]  # the spec's name is no row value: shown, to say which one is wrong
+        assert '"nme"' in error and ("not found in FROM clause" in error or error.endswith("does not exist")), error
