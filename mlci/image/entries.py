@@ -111,7 +111,7 @@ class Collector:
             raise UsageError(f"image: {rel} does not exist in {self.root}")
         self._visit(path, rel, name, found)
         if os.path.isdir(path) and not os.path.islink(path):
-            for dirpath, dirnames, filenames in os.walk(path):
+            for dirpath, dirnames, filenames in os.walk(path, onerror=self._unreadable):
                 dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED)
                 for child in sorted([*dirnames, *filenames]):
                     if child in EXCLUDED:
@@ -148,11 +148,21 @@ class Collector:
                                       or self._inside(resolved, self.root / ".dvc")) else None
         if cache is not None and self._inside(resolved, cache) and resolved.is_file():
             return Entry(name, "file", shown, resolved, bool(resolved.stat().st_mode & 0o111))
-        if os.path.isabs(target) or written == ".." or written.startswith("../") or not self._inside(resolved):
+        if os.path.isabs(target) and self._inside(resolved):
+            raise UsageError(f"{shown} -> {target}: an absolute link target names another file in the image than "
+                             "in the repo; make the link relative (only links into the DVC cache dir are followed)")
+        if written == ".." or written.startswith("../") or not self._inside(resolved):
             raise UsageError(f"{shown} -> {target}: the link resolves outside the repo ({resolved}); "
                              "symlinks go into images as links, never as the files they point at "
                              "(only links into the DVC cache dir are followed)")
         return Entry(name, "symlink", shown, linkname=target)
+
+    def _unreadable(self, error: OSError) -> None:
+        """os.walk's onerror: a directory it cannot list would silently leave the image short (exit 3)."""
+        where = Path(os.path.abspath(error.filename or "."))
+        shown = where.relative_to(self.root).as_posix() if self._inside(where) else str(where)
+        raise EnvironmentProblem(f"{_escaped(shown)}: cannot list this directory ({error.strerror}); "
+                                 "every path under an image path must be readable by the build")
 
     def _cache_dir(self) -> Path | None:
         if not self._cache:

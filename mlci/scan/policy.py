@@ -14,6 +14,7 @@ from mlci.scan.settings import ScanSettings
 from mlci.scan.trivyignore import KIND_SECTIONS, IgnoreEntry, IgnoreFile
 from mlci.scan.verdict import DbAge, ExceptionState, Judged, Outcome, Verdict
 
+FUTURE_DB_DAYS = 1  # a DB built up to a day "ahead" is clock skew between its builder and this machine
 SHOWN_IN_REASON = 5  # findings named in the one-line reason; the reports list them all
 REFRESH = ("refresh the mirror: on a machine with internet `trivy image --download-db-only --cache-dir D`, "
            "carry D across, set scan.cache_dir (docs/scan.md)")
@@ -139,6 +140,10 @@ def _reasons(judged: list[Judged], states: tuple[ExceptionState, ...], db_age: D
         if state.expired and state.expires is not None:
             warnings.append(f"exception {state.id} ({state.source}) expired on {state.expires.isoformat()}: "
                             f"it no longer suppresses ({state.matched} finding{'s' if state.matched != 1 else ''})")
+    if db_age is not None and db_age.age_days < -FUTURE_DB_DAYS:
+        warnings.append(f"the vulnerability DB's UpdatedAt {db_age.updated_at.isoformat()} is "
+                        f"{-db_age.age_days:.1f} days in the future: check this machine's clock (the age gate "
+                        "cannot judge a DB from the future)")
     if db_age is not None and db_age.status != "ok":
         line = (f"the vulnerability DB is {db_age.age_days:.1f} days old (UpdatedAt "
                 f"{db_age.updated_at.isoformat()}), over scan.max_db_age_days {db_age.limit_days}: {REFRESH}")

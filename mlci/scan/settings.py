@@ -26,9 +26,29 @@ class Exception_:
     @property
     def expiry(self) -> datetime.date:
         """`expires` as a date (valid once scan_problems found nothing; YAML reads an unquoted one as a date)."""
-        if isinstance(self.expires, datetime.date):
-            return self.expires
-        return datetime.date.fromisoformat(self.expires)
+        return calendar_date(self.expires)
+
+
+def calendar_date(value: datetime.date | str, *, timestamps: bool = False) -> datetime.date:
+    """A YYYY-MM-DD date, as YAML read it or as text; ValueError for anything else. A timestamp (a datetime is
+    a date to Python, but compared with today's date it stopped the scan) is refused, or with `timestamps`
+    (trivy's expired_at is a time) taken as its UTC date: it expires at the start of that day, never later."""
+    if isinstance(value, str) and timestamps and "T" in value.upper():
+        value = datetime.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    if isinstance(value, datetime.datetime):
+        if not timestamps:
+            raise ValueError(f"{value.isoformat()} is a timestamp")
+        return (value.astimezone(datetime.UTC) if value.tzinfo else value).date()
+    if isinstance(value, datetime.date):
+        return value
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(value)
+    return datetime.date.fromisoformat(value)
+
+
+def shown_date(value: object) -> str:
+    """A date field's value as a problem line quotes it."""
+    return repr(value.isoformat()) if isinstance(value, datetime.date) else repr(value)
 
 
 @dataclass(frozen=True)
@@ -98,5 +118,5 @@ def scan_problems(settings: ScanSettings) -> list[str]:
         try:
             item.expiry  # noqa: B018 - parsed for its error
         except ValueError:
-            problems.append(f"{at}.expires: a date YYYY-MM-DD, got {item.expires!r}")
+            problems.append(f"{at}.expires: a date YYYY-MM-DD, got {shown_date(item.expires)}")
     return problems

@@ -9,6 +9,7 @@ from pathlib import Path
 from mlci.core import config as core_config
 from mlci.core import schema
 from mlci.core.errors import ConfigError
+from mlci.scan.settings import calendar_date, shown_date
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,8 @@ class IgnoreEntry:
 
     @property
     def expiry(self) -> datetime.date | None:
-        """expired_at as a date (YAML reads an unquoted date as one)."""
-        if self.expired_at is None or isinstance(self.expired_at, datetime.date):
-            return self.expired_at
-        return datetime.date.fromisoformat(self.expired_at)
+        """expired_at as a date (YAML reads an unquoted date or timestamp as one; a timestamp as its UTC date)."""
+        return None if self.expired_at is None else calendar_date(self.expired_at, timestamps=True)
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,8 @@ def load(path: Path, shown: str) -> IgnoreFile:
             try:
                 entry.expiry  # noqa: B018 - parsed for its error
             except ValueError:
-                problems.append(f"{entry.where}: {section}[{entry.id!r}].expired_at: a date YYYY-MM-DD, got "
-                                f"{entry.expired_at!r}")
+                problems.append(f"{entry.where}: {section}[{entry.id!r}].expired_at: a date YYYY-MM-DD (or an "
+                                f"RFC 3339 time), got {shown_date(entry.expired_at)}")
     if problems:
         raise ConfigError(problems)
     return result

@@ -208,3 +208,32 @@ def test_a_link_whose_target_holds_a_newline_is_refused(tmp_path: Path, capsys: 
     run = build(repo, capsys, "--tag", "v1")
     assert run.code == 2 and run.err.strip() == ("mlci: error: src/link -> a\\nb: a link target that is not UTF-8 or "
                                                  "holds a control character cannot go into an image layer")
+
+
+def test_an_absolute_link_into_the_repo_is_refused_as_absolute(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """In the image the repo is the working directory, not its runner path: the link would dangle there."""
+    repo_dir = tmp_path / "repo"
+    repo = model_repo(repo_dir, _image(tmp_path), files={"src/real.py": "x = 1\n"},
+                      links={"src/alias.py": str(repo_dir / "src" / "real.py")})
+    run = build(repo, capsys, "--tag", "v1")
+    assert run.code == 2 and f"src/alias.py -> {repo_dir}/src/real.py: an absolute link target" in run.err, run.err
+    assert "make the link relative" in run.err and "outside" not in run.err
+
+
+def test_a_directory_the_build_cannot_list_stops_it_naming_the_directory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root lists every directory, so the permission error a non-root runner gets is raised where os.walk
+    lists; before, the directory's files were left out of the image and the build passed."""
+    repo = model_repo(tmp_path / "repo", _image(tmp_path), files={"src/a.py": "a = 1\n", "src/private/b.py": "b\n"})
+    listing = os.scandir
+
+    def scandir(path: int | str | os.PathLike[str] = ".") -> object:
+        if not isinstance(path, int) and os.fspath(path).endswith("/src/private"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    run = build(repo, capsys, "--tag", "v1")
+    assert run.code == 3 and "src/private: cannot list this directory (Permission denied)" in run.err, run.err
+    assert not (tmp_path / "out").exists()

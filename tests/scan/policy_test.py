@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlci import settings as cfg
 from mlci.core.errors import ConfigError
 from mlci.scan import policy, trivyignore
 from mlci.scan.findings import DbInfo, Finding, ScanOutput
@@ -97,7 +98,7 @@ def test_a_bad_trivyignore_file_names_its_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         _ignore_file(tmp_path, "vulnerabilities:\n  - id: X\n    expired_at: soon\n")
     assert raised.value.problems == [
-        ".trivyignore.yaml:2: vulnerabilities['X'].expired_at: a date YYYY-MM-DD, got 'soon'"]
+        ".trivyignore.yaml:2: vulnerabilities['X'].expired_at: a date YYYY-MM-DD (or an RFC 3339 time), got 'soon'"]
 
 
 @pytest.mark.parametrize("action, passed", [("fail", False), ("warn", True)])
@@ -119,3 +120,37 @@ def test_the_policy_hash_changes_with_the_policy_not_with_where_it_is_written() 
     assert policy.policy_hash(ScanSettings(exceptions=(moved,)), None) == base
     assert policy.policy_hash(ScanSettings(exceptions=(_exception("2027-01-02"),)), None) != base
     assert policy.policy_hash(ScanSettings(ignore_unfixed=True), None) != policy.policy_hash(ScanSettings(), None)
+
+
+@pytest.mark.parametrize("expires, shown", [
+    ("2026-12-31T00:00:00", "'2026-12-31T00:00:00'"),  # YAML reads it as a timestamp
+    ("'20261231'", "'20261231'"),  # a date to fromisoformat, not the documented form
+    ("'2026-13-01'", "'2026-13-01'"),
+])
+def test_an_exception_expiry_that_is_no_calendar_date_is_a_config_problem(tmp_path: Path, expires: str,
+                                                                          shown: str) -> None:
+    (tmp_path / "mlci.yaml").write_text("version: 1\nscan:\n  exceptions:\n"
+                                        f"    - {{id: CVE-2026-0001, reason: r, expires: {expires}}}\n")
+    with pytest.raises(ConfigError) as raised:
+        cfg.load(None, tmp_path, environ={})
+    assert raised.value.problems == [
+        f"mlci.yaml:4: scan.exceptions['CVE-2026-0001'].expires: a date YYYY-MM-DD, got {shown}"]
+
+
+@pytest.mark.parametrize("expired_at", ["2026-12-01T08:00:00", "'2026-12-01T08:00:00Z'", "2026-12-02T01:00:00+05:00"])
+def test_a_trivyignore_timestamp_expires_from_its_utc_date_on(tmp_path: Path, expired_at: str) -> None:
+    """trivy's expired_at is a time: an entry valid for trivy is read, never later than trivy expires it."""
+    ignore = _ignore_file(tmp_path, f"vulnerabilities:\n  - id: CVE-2026-0001\n    expired_at: {expired_at}\n")
+    verdict = policy.judge(_output(VULN), ScanSettings(), ignore, now=NOW)
+    assert verdict.exceptions[0].expires == datetime.date(2026, 12, 1) and verdict.exceptions[0].expired
+    assert [j.outcome for j in verdict.judged] == ["fails"]
+
+
+def test_a_db_from_the_future_passes_with_a_warning_about_the_clock() -> None:
+    ahead = policy.judge(_output(updated=NOW + datetime.timedelta(days=3)), ScanSettings(max_db_age_days=7), None,
+                         now=NOW)
+    assert ahead.passed and ahead.warnings == (
+        "the vulnerability DB's UpdatedAt 2026-12-04T12:00:00+00:00 is 3.0 days in the future: check this machine's "
+        "clock (the age gate cannot judge a DB from the future)",)
+    skew = policy.judge(_output(updated=NOW + datetime.timedelta(hours=6)), ScanSettings(), None, now=NOW)
+    assert skew.passed and not skew.warnings
