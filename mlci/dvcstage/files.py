@@ -14,6 +14,7 @@ from mlci.core.errors import ConfigError
 
 _NOT_WALKED = frozenset({".git", ".dvc"})
 _YAML = (".yaml", ".yml")
+_TEXT_FIELDS = ("path", "md5", "etag", "checksum", "hash")  # an entry's fields DVC reads as strings
 
 
 def dvc_root(start: Path) -> Path | None:
@@ -77,6 +78,8 @@ class _Walk:
                         self._read(root, here / extra) if extra.endswith(_YAML) else self._bytes(here / extra)
                 elif name == "dvc.lock" or name.endswith(".dvc"):
                     outputs.update(os.path.normpath(os.path.join(dirpath, p)) for p in _output_paths(data, name))
+                    shown = Path(os.path.relpath(here / name, root)).as_posix()
+                    self.problems += [f"{shown}: {problem}" for problem in _entry_problems(data, name)]
 
     def _bytes(self, path: Path) -> bytes | None:
         """A file's bytes, once (None when absent, unreadable or already read)."""
@@ -130,15 +133,37 @@ def _vars_files(entries: Any, wdir: str) -> list[str]:
     return [os.path.join(wdir, name) for name in names]
 
 
-def _output_paths(data: Any, name: str) -> list[str]:
-    """The output paths a dvc.lock (per stage) or a `.dvc` file records, relative to its directory."""
+def _entries(data: Any, name: str) -> list[tuple[str, Any]]:
+    """The deps and outs entries of a dvc.lock (per stage) or a `.dvc` file, each with where it is."""
     if not isinstance(data, dict):
         return []
-    entries: list[Any] = []
-    if name == "dvc.lock":
-        stages = data.get("stages")
-        for stage in stages.values() if isinstance(stages, dict) else ():
-            entries += stage["outs"] if isinstance(stage, dict) and isinstance(stage.get("outs"), list) else []
-    elif isinstance(data.get("outs"), list):
-        entries = data["outs"]
-    return [str(o["path"]) for o in entries if isinstance(o, dict) and isinstance(o.get("path"), str)]
+    found: list[tuple[str, Any]] = []
+    holders = ({f"stages.{stage}": body for stage, body in data["stages"].items()}
+               if name == "dvc.lock" and isinstance(data.get("stages"), dict) else {"": data} if name != "dvc.lock"
+               else {})
+    for where, body in holders.items():
+        for kind in ("deps", "outs"):
+            items = body.get(kind) if isinstance(body, dict) else None
+            for index, item in enumerate(items if isinstance(items, list) else ()):
+                found.append((f"{where}.{kind}[{index}]".lstrip("."), item))
+    return found
+
+
+def _entry_problems(data: Any, name: str) -> list[str]:
+    """A hash or path that YAML read as a number (an md5 of digits only, unquoted by hand or by a merge tool)
+    makes DVC crash on the file; name it instead."""
+    return [f"{where}.{key}: {item[key]!r} is not text (YAML reads it as {_kind(item[key])}): quote it"
+            for where, item in _entries(data, name) if isinstance(item, dict)
+            for key in _TEXT_FIELDS if key in item and not isinstance(item[key], str)]
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number" if isinstance(value, int | float) else f"a {type(value).__name__}"
+
+
+def _output_paths(data: Any, name: str) -> list[str]:
+    """The output paths a dvc.lock (per stage) or a `.dvc` file records, relative to its directory."""
+    return [str(item["path"]) for where, item in _entries(data, name)
+            if ".outs[" in f".{where}" and isinstance(item, dict) and isinstance(item.get("path"), str)]

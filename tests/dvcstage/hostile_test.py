@@ -213,6 +213,20 @@ def test_nesting_and_alias_bombs_in_dvc_files_are_exit_2_naming_the_file(tmp_pat
     assert time.monotonic() - started < 20
 
 
+def test_a_hash_or_path_yaml_reads_as_a_number_is_exit_2_naming_the_field(tmp_path: Path) -> None:
+    """An md5 of digits only, unquoted (by hand or a merge tool), made DVC itself crash with AttributeError."""
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE, {"make.py": repos.MAKE})
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages:\n  make:\n    cmd: python make.py\n    deps:\n"
+                                   "    - path: make.py\n      md5: 'a1b2'\n    outs:\n    - path: out.txt\n"
+                                   "      md5: 12345678901234567890123456789012\n")
+    (repo / "raw.dvc").write_text("outs:\n- path: 2024\n  md5: d41d8cd98f00b204e9800998ecf8427e\n")
+    done = _mlci(repo, "repro")
+    assert (done.returncode, sorted(done.stderr.splitlines())) == (2, [
+        "dvc.lock: stages.make.outs[0].md5: 12345678901234567890123456789012 is not text (YAML reads it as a "
+        "number): quote it",
+        "raw.dvc: outs[0].path: 2024 is not text (YAML reads it as a number): quote it"]), done.stderr
+
+
 def test_a_directory_as_summary_out_is_exit_2_before_anything_runs(tmp_path: Path) -> None:
     repo = repos.tiny_dvc_repo(tmp_path / "repo", repos.ONE_STAGE, {"make.py": repos.MAKE})
     (repo / "out-dir").mkdir()
