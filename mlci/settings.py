@@ -20,7 +20,7 @@ from mlci.datatest.spec import HOOKS as DATATEST_HOOKS
 from mlci.datatest.spec import DataTests, Suite, override_problems
 from mlci.dvcstage.settings import TrainConfig
 from mlci.forge.settings import ForgeSettings, forge_problems
-from mlci.image.settings import ImageSettings
+from mlci.image.settings import ImageSettings, image_problems
 from mlci.oci.settings import RegistrySettings, deprecations, registries_problems
 from mlci.promote.settings import Approval, Environment, GitOps, PromoteSettings, Signing, promote_problems
 from mlci.report.settings import ReportSettings, report_problems
@@ -110,6 +110,8 @@ def load(explicit: str | None, cwd: Path, environ: Mapping[str, str] | None = No
                     for key, text in registries_problems(config.registries))
     problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" if p.startswith("scan.") else p
                     for p in scan_problems(config.scan))
+    problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" for p in
+                    image_problems(config.image))
     problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" for p in
                     promote_problems(config.promote))
     problems.extend(f"{_where(p.split(':', 1)[0], overrides, locations, shown)}: {p}" for p in

@@ -8,7 +8,6 @@ once. Only "not found" for the key tag means "not built yet"; any other failure 
 Promotion never copies `mlci-key-*` or `mlci-cache-*` tags."""
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +76,6 @@ def plan(settings: ImageSettings, root: Path, tag_option: str | None, collector:
                          "name one as docker://HOST/REPO")
     if settings.base:
         parse(settings.base)
-    if not posixpath.isabs(settings.workdir) or ".." in settings.workdir.split("/"):
-        raise UsageError(f"image.workdir: {settings.workdir}: must be an absolute path in the image, without ..")
     if settings.ca_bundle and not Path(settings.ca_bundle).is_file():
         raise UsageError(f"image.ca_bundle: {settings.ca_bundle}: not found (or not a file)")
     native = settings.builder == "native"

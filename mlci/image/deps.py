@@ -14,7 +14,8 @@ from pathlib import Path
 from mlci.core import fsutil, proc
 from mlci.core.errors import ConfigError, PipelineFailed
 from mlci.core.log import logger
-from mlci.image.python import Base, Platform, parse_libc, parse_python
+from mlci.image.python import Base, Platform
+from mlci.image.settings import parse_libc, parse_python
 
 _LEGACY = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 _SH_WRAPPER = re.compile(rb"#!/bin/sh\n'''exec' (\"[^\"\n]*\"|\S+) \"\$0\" \"\$@\"\n' '''\n")

@@ -17,6 +17,7 @@ from typing import IO, Any, Literal
 from mlci.core import fsutil, jsonsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError
 from mlci.core.log import logger
+from mlci.image.settings import parse_libc, parse_python
 from mlci.oci.manifest import Manifest
 from mlci.oci.transport import ImageSource
 
@@ -78,23 +79,6 @@ class Found:
                 raise ValueError("libc")
             libc = (libc[0], int(libc[1]), int(libc[2]))
         return Found(py, None if interpreter is None else str(interpreter), libc)
-
-
-def parse_python(value: str) -> tuple[int, int, str]:
-    """`image.python`: "3.12" (or "3.13t", free-threaded)."""
-    match = re.fullmatch(r"(\d)\.(\d{1,2})(t?)", value.strip())
-    if not match:
-        raise ConfigError([f"image.python: {value!r} is not a Python version like 3.12"])
-    return int(match[1]), int(match[2]), match[3]
-
-
-def parse_libc(value: str) -> tuple[Literal["glibc", "musl"], int, int]:
-    """`image.libc`: "glibc 2.36" or "musl 1.2"."""
-    match = re.fullmatch(r"(glibc|musl)[ -](\d+)\.(\d+)", value.strip())
-    if not match:
-        raise ConfigError([f"image.libc: {value!r} is not like 'glibc 2.36' or 'musl 1.2'"])
-    kind: Literal["glibc", "musl"] = "glibc" if match[1] == "glibc" else "musl"
-    return kind, int(match[2]), int(match[3])
 
 
 def arch_of(config: dict[str, Any], shown: str) -> str:

@@ -100,12 +100,24 @@ def test_a_bad_source_date_epoch_is_exit_2_naming_it(tmp_path: Path, capsys: pyt
     ([], {"base": "docker://python:3.11-slim"}, "names no repository in a registry"),
     ([], {"name": "docker://reg.bank/m@sha256:" + "a" * 64}, "a destination is a repository"),
     ([], {"ca_bundle": "/nonexistent/ca.pem"}, "image.ca_bundle: /nonexistent/ca.pem: not found"),
-    ([], {"workdir": "app"}, "image.workdir: app: must be an absolute path"),
+    ([], {"workdir": "app"}, "image.workdir: 'app': must be an absolute path"),
+    ([], {"workdir": "/app\nUSER root"}, "image.workdir: '/app\\nUSER root': must be an absolute path in the image, "
+                                           "without .. or a control character"),
+    ([], {"port": 70000}, "image.port: 70000: a TCP port is 1 to 65535"),
+    ([], {"port": 0}, "image.port: 0: a TCP port is 1 to 65535"),
+    ([], {"user": "app\nroot"}, "image.user: 'app\\nroot': a user or uid"),
+    ([], {"user": "1000:1000:1"}, "image.user: '1000:1000:1': a user or uid"),
+    ([], {"env": {"A=B": "c"}}, "image.env: 'A=B': a variable name is not empty and holds no '='"),
+    ([], {"env": {"": "c"}}, "image.env: '': a variable name"),
+    ([], {"libc": "glibc 2.999999999999"}, "image.libc: 'glibc 2.999999999999' is not like 'glibc 2.36'"),
+    ([], {"libc": "glibc 2.100000"}, "image.libc: 'glibc 2.100000' is not like"),
+    ([], {"libc": "glibc 2.100"}, "image.libc: 'glibc 2.100': wheels are tagged for glibc 2.0 to 2.99"),
+    ([], {"libc": "musl 2.1"}, "image.libc: 'musl 2.1': wheels are tagged for musl 1.0 to 1.99"),
 ])
 def test_bad_tags_references_and_paths_are_exit_2_before_any_work(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], image: dict[str, str],
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], image: dict[str, object],
         message: str) -> None:
-    image = {k: v.format(out=tmp_path / "out") for k, v in image.items()}
+    image = {k: v.format(out=tmp_path / "out") if isinstance(v, str) else v for k, v in image.items()}
     repo = _repo(tmp_path, **image)
     before = tree(tmp_path)
     run = build(repo, capsys, *args)
