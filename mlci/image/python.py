@@ -17,7 +17,7 @@ from typing import IO, Any, Literal
 from mlci.core import fsutil, jsonsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem, MlciError
 from mlci.core.log import logger
-from mlci.image.settings import parse_libc, parse_python
+from mlci.image.settings import libc_tagged, parse_libc, parse_python
 from mlci.oci.manifest import Manifest
 from mlci.oci.transport import ImageSource
 
@@ -115,6 +115,9 @@ def target(settings_python: str | None, settings_libc: str | None,
                 raise ConfigError([f"image.lock: found no glibc or musl in the base {shown}: set image.libc "
                                   f"(e.g. 'glibc 2.36')"])
             libc = found.libc
+            if not libc_tagged(*libc):
+                raise ConfigError([f"image.lock: the base {shown} reports {libc[0]} {libc[1]}.{libc[2]}, which no "
+                                  "wheel is tagged for: set image.libc (e.g. 'glibc 2.36')"])
     if python[0] != 3 or python[1] < 7:
         raise ConfigError([f"image.lock: the base's Python is {python[0]}.{python[1]}: pip installs for "
                           f"CPython 3.7 or newer only"])

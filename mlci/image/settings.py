@@ -87,10 +87,15 @@ def parse_libc(value: str) -> tuple[Literal["glibc", "musl"], int, int]:
         raise ConfigError([f"image.libc: {value!r} is not like 'glibc 2.36' or 'musl 1.2'"])
     kind: Literal["glibc", "musl"] = "glibc" if match[1] == "glibc" else "musl"
     major, minor = int(match[2]), int(match[3])
-    if major != LIBC_MAJOR[kind] or minor > LIBC_MAX_MINOR:
+    if not libc_tagged(kind, major, minor):
         raise ConfigError([f"image.libc: {value!r}: wheels are tagged for {kind} {LIBC_MAJOR[kind]}.0 to "
                            f"{LIBC_MAJOR[kind]}.{LIBC_MAX_MINOR}"])
     return kind, major, minor
+
+
+def libc_tagged(kind: Literal["glibc", "musl"], major: int, minor: int) -> bool:
+    """Whether wheels can be tagged for this C library version (and its tags are few enough to list)."""
+    return major == LIBC_MAJOR[kind] and 0 <= minor <= LIBC_MAX_MINOR
 
 
 def image_problems(settings: ImageSettings) -> list[str]:

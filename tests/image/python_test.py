@@ -119,3 +119,15 @@ def test_overrides_win_and_a_base_without_python_is_refused(tmp_path: Path,
         python.target("3.11", "uclibc 1.0", debian, "b")
     with pytest.raises(ConfigError, match="is windows/amd64"):
         python.target("3.11", "glibc 2.36", (None, None, {"architecture": "amd64", "os": "windows"}), "b")
+
+
+def test_a_base_reporting_a_glibc_no_wheel_is_tagged_for_is_refused(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crafted libc.so.6 (GLIBC_2.99999999) would make one pip --platform argument per minor version."""
+    monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
+    crafted = image(tmp_path, [[("usr/lib/x86_64-linux-gnu/libc.so.6", "file", b"GLIBC_2.17\x00GLIBC_2.99999999\x00"),
+                                ("usr/bin/python3.11", "file", b""), ("usr/bin/python3", "link", "python3.11")]])
+    with pytest.raises(ConfigError, match=r"^image.lock: the base oci:x reports glibc 2.99999999, which no wheel is "
+                                          r"tagged for: set image.libc"):
+        python.target(None, None, crafted, "oci:x")
+    assert str(python.target(None, "glibc 2.36", crafted, "oci:x")) == "CPython 3.11 on glibc 2.36 x86_64"
