@@ -87,7 +87,7 @@ stop_system_nginx() {
 bootstrap() {
   local had_nginx=1
   dpkg -s nginx >/dev/null 2>&1 || had_nginx=0
-  ensure_debs git rsync postgresql docker-registry buildah debootstrap nginx
+  ensure_debs git rsync postgresql docker-registry buildah skopeo debootstrap nginx
   ((had_nginx)) || stop_system_nginx
   ensure_venv
   export PATH="$VENV/bin:$PATH"

@@ -113,7 +113,17 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
           collector: Collector, recorded: list[Recorded], pull: Callable[[], object]) -> BuildResult:
     """Reuse the image whose key tag exists, else build it with the configured builder and tag it. The
     native builder keys the artifacts by what DVC `recorded` and calls `pull` (the weights from DVC) only
-    when their layer is not in the destination; the Dockerfile builders pull first."""
+    when their layer is not in the destination; the Dockerfile builders pull first. A build that fails
+    leaves a destination it created as it was: absent."""
+    try:
+        return _build(plan, dest, tag, epoch, labels, scanner, collector, recorded, pull)
+    except BaseException:
+        dest.discard()
+        raise
+
+
+def _build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, str], scanner: Scanner,
+           collector: Collector, recorded: list[Recorded], pull: Callable[[], object]) -> BuildResult:
     settings, root = plan.settings, plan.root
     for name, value in labels.items():
         scanner.check(value, f"label {name}")

@@ -244,6 +244,11 @@ class ArchiveEndpoint:
         self._tar = self._raw = self._tmp = None
         self._new = {}
 
+    def discard(self) -> None:
+        """FILE is left as it was."""
+        with self._lock:
+            self._abandon()
+
     def parallel_puts(self) -> int:
         return 1  # one tar, written in order: the archive's bytes do not depend on thread timing
 

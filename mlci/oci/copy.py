@@ -7,6 +7,7 @@ the index; only the manifest that was asked for gets a top-level entry (a tag)."
 from __future__ import annotations
 
 import os
+import shutil
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,9 @@ class RegistryEndpoint:
     def commit(self) -> None:
         """Nothing to do: a registry shows each manifest as it is put."""
 
+    def discard(self) -> None:
+        """Nothing to remove: blobs already pushed are content-addressed, and the registry's GC collects them."""
+
     def check_writable(self) -> None:
         """GET /v2/ (reachable, credentials accepted), then open and cancel an upload (may push)."""
         self.registry.ping()
@@ -116,6 +120,10 @@ class LayoutEndpoint:
     """An OCI image layout directory."""
 
     layout: Layout
+    fresh: bool = field(init=False)  # the directory did not exist when opened: discard() may remove it
+
+    def __post_init__(self) -> None:
+        self.fresh = not os.path.lexists(self.layout.root)
 
     def get_manifest(self, reference: str | None) -> Manifest:
         if reference and reference.startswith("sha256:"):
@@ -155,6 +163,12 @@ class LayoutEndpoint:
 
     def commit(self) -> None:
         """Nothing to do: index.json is rewritten atomically on every put."""
+
+    def discard(self) -> None:
+        """Remove the directory this write created while no manifest is in it (else leave it)."""
+        root = self.layout.root
+        if self.fresh and root.is_dir() and not ((root / "index.json").exists() and self.layout.entries()):
+            shutil.rmtree(root, ignore_errors=True)
 
     def check_writable(self) -> None:
         """The directory is a layout, or empty, or can be made; and it may be written."""

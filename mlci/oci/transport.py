@@ -71,6 +71,10 @@ class ImageDestination(BlobSink, Protocol):
     def commit(self) -> None:
         """Make what was written visible where that takes a final step (an archive is written once)."""
 
+    def discard(self) -> None:
+        """After a failed write, instead of commit: remove what only this write made (a layout directory it
+        created, a temp archive). Blobs in a registry or an existing layout stay: unreferenced and harmless."""
+
 
 class Endpoint(ImageSource, ImageDestination, Protocol):
     """A transport that is read and written (a registry repository, a layout, an archive)."""

@@ -91,10 +91,18 @@ def test_a_registered_secret_in_a_file_stops_the_build_naming_it(tmp_path: Path,
     run = build(repo, capsys, "--tag", "v1")
     assert run.code == 2 and "model/weights.bin: holds the value of a secret ($DEPLOY_TOKEN)" in run.err, run.err
     assert TOKEN not in run.err and "never rewrites layer content" in run.err
-    assert not list((tmp_path / "out").glob("blobs/sha256/*"))  # nothing of the image was written
+    assert not (tmp_path / "out").exists()  # nothing of the image was written, no empty layout left either
     (repo / "model" / "weights.bin").write_bytes(b"clean")
     (repo / "mlci.yaml").write_text(json.dumps({"version": 1, "image": {
         "name": f"oci:{tmp_path / 'out'}", "code": ["src"], "env": {"API_TOKEN": TOKEN}}}))
     run = build(repo, capsys, "--tag", "v1")
     assert run.code == 2 and "the image config (labels, env, entrypoint, cmd): holds the value" in run.err
-    assert not list((tmp_path / "out").glob("blobs/sha256/*"))  # the layers, built, were never named: removed
+    assert not (tmp_path / "out").exists()  # the layers, built, were never named: removed
+    (repo / "mlci.yaml").write_text(json.dumps({"version": 1, "image": {"name": f"oci:{tmp_path / 'out'}",
+                                                                       "code": ["src"]}}))
+    assert build(repo, capsys, "--tag", "v1").code == 0
+    index = (tmp_path / "out" / "index.json").read_bytes()
+    (repo / "mlci.yaml").write_text(json.dumps({"version": 1, "image": {
+        "name": f"oci:{tmp_path / 'out'}", "code": ["src"], "env": {"API_TOKEN": TOKEN}}}))
+    assert build(repo, capsys, "--tag", "v2").code == 2
+    assert (tmp_path / "out" / "index.json").read_bytes() == index  # a layout that was there stays as it was
