@@ -133,6 +133,8 @@ class LayoutEndpoint:
             if sha256_digest(data) != reference:
                 raise EnvironmentProblem(f"{self.layout.root}: manifest {reference}: digest did not match")
             return Manifest(data, media_type_of(data), reference)
+        if not os.path.lexists(self.layout.root):
+            raise NotFound(f"{self.layout.root}: no OCI image layout there (the directory does not exist)")
         if reference and not self.layout.has_tag(reference):
             raise NotFound(f"{self.layout.root}: tag {reference!r} not found in index.json")
         return self.layout.get_manifest(reference)

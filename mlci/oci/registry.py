@@ -25,7 +25,7 @@ import requests
 
 from mlci.core import jsonsafe
 from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
-from mlci.core.http import make_session, send
+from mlci.core.http import make_session, no_answer, send
 from mlci.core.log import logger
 from mlci.oci.auth import Credentials, basic_header, parse_challenge
 from mlci.oci.manifest import (
@@ -159,8 +159,10 @@ class Registry:
                                 **kwargs)
             except requests.ConnectionError as exc:
                 if isinstance(exc, requests.exceptions.SSLError):
-                    raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: "
-                                        f"{exc.__class__.__name__}") from None
+                    raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: {no_answer(exc)}; "
+                                        f"trust its CA with registries.{self.host}.ca_bundle (a PEM file), or "
+                                        f"set registries.{self.host}.plain_http for a registry without TLS"
+                                        ) from None
                 raise _Dropped(f"{exc.__class__.__name__}") from None
             except requests.RequestException as exc:
                 raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: "

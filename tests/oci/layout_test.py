@@ -57,6 +57,8 @@ def test_the_only_image_is_found_whatever_its_number_of_tags(tmp_path: Path) -> 
 
 def test_a_missing_tag_is_not_found_and_a_broken_layout_is_an_error(tmp_path: Path) -> None:
     endpoint = LayoutEndpoint(Layout(tmp_path / "l"))
+    with pytest.raises(NotFound, match=r"/l: no OCI image layout there \(the directory does not exist\)$"):
+        endpoint.get_manifest("v1")  # a mistyped path is named as such, not as a missing tag
     endpoint.put_manifest(_manifest("a"), "v1")
     with pytest.raises(NotFound):
         endpoint.get_manifest("v2")
