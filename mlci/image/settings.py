@@ -112,11 +112,11 @@ def image_problems(settings: ImageSettings) -> list[str]:
                         "control character")
     if settings.port is not None and not 1 <= settings.port <= 65535:
         problems.append(f"image.port: {settings.port}: a TCP port is 1 to 65535")
-    if settings.user is not None and not _USER.fullmatch(settings.user):
+    if settings.user is not None and not (_USER.fullmatch(settings.user) and _plain(settings.user)):
         problems.append(f"image.user: {settings.user!r}: a user or uid, optionally :group or :gid, without spaces "
                         "or control characters")
     for name, value in settings.env.items():
-        if not name or "=" in name or not _plain(name) or name != name.strip():
+        if not name or "=" in name or not _plain(name) or any(c.isspace() for c in name):
             problems.append(f"image.env: {name!r}: a variable name is not empty and holds no '=', space or "
                             "control character")
         elif "\0" in value:
@@ -125,4 +125,5 @@ def image_problems(settings: ImageSettings) -> list[str]:
 
 
 def _plain(text: str) -> bool:
-    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+    """No control character (C0, DEL, C1): one would split a log line or a config listing."""
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)

@@ -109,6 +109,7 @@ def test_a_bad_source_date_epoch_is_exit_2_naming_it(tmp_path: Path, capsys: pyt
     ([], {"user": "1000:1000:1"}, "image.user: '1000:1000:1': a user or uid"),
     ([], {"env": {"A=B": "c"}}, "image.env: 'A=B': a variable name is not empty and holds no '='"),
     ([], {"env": {"": "c"}}, "image.env: '': a variable name"),
+    ([], {"env": {"MY VAR": "c"}}, "image.env: 'MY VAR': a variable name"),
     ([], {"libc": "glibc 2.999999999999"}, "image.libc: 'glibc 2.999999999999' is not like 'glibc 2.36'"),
     ([], {"libc": "glibc 2.100000"}, "image.libc: 'glibc 2.100000' is not like"),
     ([], {"libc": "glibc 2.100"}, "image.libc: 'glibc 2.100': wheels are tagged for glibc 2.0 to 2.99"),
