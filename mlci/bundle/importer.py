@@ -161,17 +161,19 @@ def _checked(request: ImportRequest, config: Config, root: Path, config_dir: Pat
 def _written(plan: _Plan, request: ImportRequest, config: Config, root: Path, environ: Mapping[str, str],
              verified: Verified, source: BundleSource, moment: datetime.datetime) -> Imported:
     """The writes, in order: blobs, manifests, referrers, the signature; DVC objects; Nexus; tags; the record."""
+    from mlci.oci.transport import discarding
     from mlci.promote import copy, run
 
     manifest, digest = verified.manifest, plan.image.digest
     logger.info("mlci: importing %s into %s (%s) as %s", digest, plan.name, run.repository_of(plan.dst_ref),
                 plan.image.tag)
-    streamed = [] if source.random_access else _send_streamed(source, plan.dst, plan.blobs, digest)
-    staged = copy.stage(source, digest, plan.dst, there=plan.seen)
-    data = _dvc_objects(plan, root, manifest, source)
-    uploaded = _artifacts(plan, manifest, source, root)
-    tagged = copy.tag(plan.dst, staged, plan.image.tag, aliases=plan.env.aliases, force=request.force,
-                      seen=plan.seen)
+    with discarding(plan.dst):
+        streamed = [] if source.random_access else _send_streamed(source, plan.dst, plan.blobs, digest)
+        staged = copy.stage(source, digest, plan.dst, there=plan.seen)
+        data = _dvc_objects(plan, root, manifest, source)
+        uploaded = _artifacts(plan, manifest, source, root)
+        tagged = copy.tag(plan.dst, staged, plan.image.tag, aliases=plan.env.aliases, force=request.force,
+                          seen=plan.seen)
     recorded = run.record_promotion(config, _facts(plan, verified, tagged, environ, moment))
     copied = list(dict.fromkeys([*streamed, *staged.copied]))
     reused = [d for d in staged.reused if d not in copied]  # each blob in one list, once

@@ -25,6 +25,7 @@ from mlci.oci.copy import Endpoint
 from mlci.oci.manifest import Manifest, NotFound
 from mlci.oci.reference import DockerRef, ImageRef, check_tag, parse
 from mlci.oci.settings import RegistrySettings, options_for
+from mlci.oci.transport import discarding
 
 if TYPE_CHECKING:
     from mlci.dvcstage.fetch import Recorded
@@ -115,11 +116,8 @@ def build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, st
     native builder keys the artifacts by what DVC `recorded` and calls `pull` (the weights from DVC) only
     when their layer is not in the destination; the Dockerfile builders pull first. A build that fails
     leaves a destination it created as it was: absent."""
-    try:
+    with discarding(dest):
         return _build(plan, dest, tag, epoch, labels, scanner, collector, recorded, pull)
-    except BaseException:
-        dest.discard()
-        raise
 
 
 def _build(plan: Plan, dest: Endpoint, tag: str, epoch: int, labels: dict[str, str], scanner: Scanner,

@@ -121,6 +121,7 @@ class LayoutEndpoint:
 
     layout: Layout
     fresh: bool = field(init=False)  # the directory did not exist when opened: discard() may remove it
+    _put: set[str] = field(init=False, default_factory=set)  # the manifests this endpoint put
 
     def __post_init__(self) -> None:
         self.fresh = not os.path.lexists(self.layout.root)
@@ -158,7 +159,13 @@ class LayoutEndpoint:
         return self.layout.blob_writer(media_type)
 
     def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> None:
+        self._put.add(manifest.digest)
         self.layout.put_manifest(manifest, tag, child=child)
+
+    def put_referrer(self, manifest: Manifest, entry: Descriptor) -> None:
+        """A referrer (index.json lists it untagged, with its artifactType)."""
+        self._put.add(manifest.digest)
+        self.layout.put_referrer(manifest, entry)
 
     def parallel_puts(self) -> int:
         return DEFAULT_CONCURRENCY
@@ -167,9 +174,13 @@ class LayoutEndpoint:
         """Nothing to do: index.json is rewritten atomically on every put."""
 
     def discard(self) -> None:
-        """Remove the directory this write created while no manifest is in it (else leave it)."""
+        """Remove the directory this endpoint created, unless index.json names a manifest it did not put (another
+        writer's, which keeps it)."""
         root = self.layout.root
-        if self.fresh and root.is_dir() and not ((root / "index.json").exists() and self.layout.entries()):
+        if not self.fresh or not root.is_dir():
+            return
+        named = {str(e.get("digest")) for e in self.layout.entries()} if (root / "index.json").exists() else set()
+        if named <= self._put:
             shutil.rmtree(root, ignore_errors=True)
 
     def check_writable(self) -> None:

@@ -195,7 +195,7 @@ def put_referrer(endpoint: RegistryEndpoint | LayoutEndpoint, manifest: Manifest
     assert subject is not None  # referrer_descriptor checked it
     _check_endpoint(endpoint, "attached")
     if isinstance(endpoint, LayoutEndpoint):
-        endpoint.layout.put_referrer(manifest, descriptor)
+        endpoint.put_referrer(manifest, descriptor)
         return descriptor
     registry, repo = endpoint.registry, endpoint.repository
     response = registry.push_manifest(repo, manifest.digest, manifest)

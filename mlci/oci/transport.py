@@ -4,7 +4,8 @@ archives and registries implement them; copy.py moves images between any two."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -82,6 +83,17 @@ class Endpoint(ImageSource, ImageDestination, Protocol):
     def has_blob(self, digest: str) -> bool:
         """Whether the blob is there (no mount tried)."""
 
+
+
+@contextmanager
+def discarding(destination: ImageDestination) -> Iterator[None]:
+    """Writes to `destination` that, when they fail (an error, Ctrl-C, SIGTERM), discard it before the error goes
+    on: a command that fails leaves no layout of its own making behind."""
+    try:
+        yield
+    except BaseException:
+        destination.discard()
+        raise
 
 
 def check_writable_path(path: Path, *, directory: bool) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from mlci.core.errors import UsageError
 from mlci.core.log import logger
 from mlci.oci.reference import DockerRef, ImageRef
+from mlci.oci.transport import discarding
 from mlci.promote import approvals, audit, copy, gitops, gto, policy
 from mlci.promote.record import Approver, PromotionRecord, Scalar, ScanFacts, read_metrics
 from mlci.promote.settings import Environment
@@ -20,7 +21,7 @@ from mlci.settings import Config
 ApprovalMode = Literal["none", "forge", "variable"]
 
 if TYPE_CHECKING:
-    from mlci.nexus.raw import Uploaded
+    from mlci.nexus.raw import RawRepository, Uploaded
     from mlci.oci import referrers
     from mlci.oci.transport import Endpoint
     from mlci.promote.dvcdata import DataCopy
@@ -113,19 +114,21 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
         from mlci.promote import dvcdata
 
         dvcdata.check_remotes(root, request.environment, env)
+    nexus = _nexus(config, env)  # its URL and plain-HTTP rule refused before any write
     seen = copy.check_tag(dst, name, digest, force=request.force)
     if seen != digest:  # else the image is there already: a write still due fails on its own, with nothing half-made
         dst.check_writable()
     logger.info("mlci: promoting %s into %s (%s) as %s", digest, request.environment, destination, name)
-    staged = copy.stage(src, digest, dst, top, there=seen, listing=listing)
-    data: DataCopy | None = None
-    if env.dvc_remote is not None:
-        from mlci.promote import dvcdata
+    with discarding(dst):
+        staged = copy.stage(src, digest, dst, top, there=seen, listing=listing)
+        data: DataCopy | None = None
+        if env.dvc_remote is not None:
+            from mlci.promote import dvcdata
 
-        data = dvcdata.copy_environment_data(root, config.image, request.environment, env, sha)
-    uploaded = _artifacts(config, env, root, model, version or name, scan) if env.nexus_raw else []
-    signature = _sign(dst, dst_ref, digest, key) if key is not None else None
-    tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
+            data = dvcdata.copy_environment_data(root, config.image, request.environment, env, sha)
+        uploaded = _artifacts(config, nexus, root, model, version or name, scan) if nexus is not None else []
+        signature = _sign(dst, dst_ref, digest, key) if key is not None else None
+        tagged = copy.tag(dst, staged, name, aliases=env.aliases, force=request.force, seen=seen)
     facts = PromotionRecord(
         environment=request.environment, repository=repository_of(dst_ref), digest=digest, model=model, git_sha=sha,
         promoted_at=moment, promoted_by=approved.promoter, version=version, git_ref=ref.name if ref else None,
@@ -186,7 +189,16 @@ def _sign(dst: Endpoint, ref: ImageRef, digest: str, key: SigningKey) -> str:
     return signed.layer.digest
 
 
-def _artifacts(config: Config, env: Environment, root: Path, model: str, version: str,
+def _nexus(config: Config, env: Environment) -> RawRepository | None:
+    """The environment's Nexus raw repository, when it has one (no request is made)."""
+    if env.nexus_raw is None:
+        return None
+    from mlci.nexus.raw import RawRepository
+
+    return RawRepository(env.nexus_raw, config.registries)
+
+
+def _artifacts(config: Config, repository: RawRepository, root: Path, model: str, version: str,
                scan: ScanRecord | None) -> list[Uploaded]:
     """The model's files (image.artifacts, pulled with DVC when the checkout lacks them), its metrics files, dvc.lock
     and the scan record, into the environment's Nexus raw repository under MODEL/VERSION/, checksums verified;
@@ -195,9 +207,7 @@ def _artifacts(config: Config, env: Environment, root: Path, model: str, version
     from mlci.dvcstage.fetch import pull_missing
     from mlci.image.entries import Collector
     from mlci.image.labels import metrics_files
-    from mlci.nexus.raw import RawRepository
 
-    assert env.nexus_raw is not None
     pull_missing(config.image.artifacts, root)
     files: list[tuple[str, Path | bytes]] = []
     for kind, paths in (("model", config.image.artifacts), ("metrics", metrics_files(root, Collector(root)))):
@@ -207,7 +217,6 @@ def _artifacts(config: Config, env: Environment, root: Path, model: str, version
         files.append(("dvc.lock", root / "dvc.lock"))
     if scan is not None:
         files.append(("scan-record.json", scan.to_bytes()))
-    repository = RawRepository(env.nexus_raw, config.registries)
     directory = f"{model}/{version}"
     done = [repository.upload(f"{directory}/{name}", source) for name, source in files]
     return [*done, repository.upload_checksums(directory, done)]

@@ -279,3 +279,25 @@ def test_a_commit_that_changes_no_image_input_promotes_the_image_its_build_reuse
     assert code == 0, err
     stage_tags = requests.get(f"http://{stage.host}/v2/ml/docsonly/tags/list", timeout=10).json()["tags"]
     assert not [t for t in stage_tags if t.startswith("mlci-")], stage_tags  # the build's own tags stay behind
+
+
+def test_a_promotion_that_fails_after_copying_leaves_no_layout_it_created(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    """The image went into a new oci: directory, then the Nexus upload failed: the directory goes too, so a
+    re-run does not find a layout of blobs without the image it was meant to hold."""
+    dev, stage = pair
+    layout = tmp_path / "stage-layout"
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, "discarded", nexus_raw="http://127.0.0.1:9/repository/raw")
+    config = json.loads((repo / "mlci.yaml").read_text())
+    config["promote"]["environments"]["stage"]["image"] = f"oci:{layout}"
+    (repo / "mlci.yaml").write_text(json.dumps(config))
+    repos.commit_all(repo, "a layout as stage")
+    env = _env(dev, stage)
+    built = _built(repo, env, "1.0").rsplit("@", 1)[0]
+    assert _mlci(repo, env, "scan", built)[0] == 0
+    code, out, err = _mlci(repo, env, "promote", built, "--env", "stage")  # a config problem: before any write
+    assert (code, out) == (2, "") and "plain HTTP to Nexus needs" in err and "copying blob" not in err, err
+    code, _, err = _mlci(repo, {**env, **plain_http(dev.host, stage.host, "127.0.0.1:9")}, "promote", built,
+                         "--env", "stage")
+    assert code == 3 and "copying blob" in err and "Nexus 127.0.0.1:9" in err, err
+    assert not layout.exists()
