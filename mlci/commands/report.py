@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
                         help=f"where to write the report (a job artifact; default: {DEFAULT_OUT}; "
                              "none with --dry-run)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the body instead of posting it; writes no file unless --out is given")
+                        help="print the body instead of posting it (with --json: as the JSON's `body`); writes no "
+                             "file unless --out is given")
     parser.add_argument("--repo", default=".", type=directory,
                         help="the repository (default: the current directory)")
     parser.set_defaults(handler=lambda a: run(
@@ -100,9 +101,9 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
         append_text(Path(env["GITHUB_STEP_SUMMARY"]), body)
     failed = [v for v in verdicts if not v.ok]
     posted = None
-    if dry_run:
+    if dry_run and not as_json:
         log.out(body)
-    else:
+    elif not dry_run:
         try:
             forge = forge_of()
             if forge is not None:
@@ -121,7 +122,7 @@ def run(*, config_path: str | None, repo: Path, base: str | None, sections: list
     if as_json:
         log.out_json({"ok": not failed, "base": found.sha, "out": out and str(out), "failed_gates": [
             {"metric": v.address, "rule": v.rule, "observed": v.detail} for v in failed],
-            "comment": posted.__dict__ if posted else None})
+            "comment": posted.__dict__ if posted else None, **({"body": body} if dry_run else {})})
     elif not dry_run:
         log.out(summary_line)
     _log_failed(failed)

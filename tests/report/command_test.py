@@ -1,6 +1,7 @@
 """`mlci report`'s own inputs: `--out` and `--section` files."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,15 @@ def test_a_file_beside_the_models_directory_is_not_called_a_symlink(tmp_path: Pa
     assert beside == f"`../other/metrics.json` is outside this model's directory ({model}); not shown"
     linked = _outside_problem(model, "linked.json", tmp_path / "elsewhere.json")
     assert linked == f"`linked.json` is a symlink out of the repository (to {tmp_path / 'elsewhere.json'}); not shown"
+
+
+def test_a_dry_run_with_json_prints_one_json_document_holding_the_body(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", "metrics:\n- metrics.json\n",
+                               {"mlci.yaml": "version: 1\n", "metrics.json": '{"auc": 0.5}'})
+    log.setup(0)
+    assert cli.main(["report", "--repo", str(repo), "--base", "HEAD", "--dry-run", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["ok"] is True and printed["body"].startswith("## ") and "| metric |" in printed["body"]
+    assert cli.main(["report", "--repo", str(repo), "--base", "HEAD", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("## ")  # without --json: the body itself
