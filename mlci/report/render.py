@@ -22,7 +22,8 @@ def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, s
     """Render the report body (without the sticky marker). A repo's own template that is missing, not
     UTF-8, or fails to compile or render is exit 2 naming the template and line."""
     import jinja2
-    import jinja2.sandbox
+
+    from mlci.report import sandbox
 
     loader: jinja2.BaseLoader
     if template_path is not None:
@@ -33,8 +34,8 @@ def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, s
         loader = jinja2.PackageLoader("mlci.report", "templates")
         name = "report.md.j2"
     # Sandboxed: the template comes with the MR, and the job holds a forge token in its environment.
-    env = jinja2.sandbox.SandboxedEnvironment(loader=loader, autoescape=False, keep_trailing_newline=True,
-                                              undefined=jinja2.StrictUndefined)
+    env = sandbox.BoundedEnvironment(loader=loader, autoescape=False, keep_trailing_newline=True,
+                                     undefined=jinja2.StrictUndefined)
     digits = settings.precision
     gates = settings.gates
     context: dict[str, Any] = {
@@ -49,7 +50,9 @@ def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, s
         "arrow": lambda m: _arrow(m, gates.get(m.address)),
     }
     try:
-        return env.get_template(name).render(**context).strip() + "\n"
+        template = env.get_template(name)
+        body = template.render(**context) if template_path is None else sandbox.render(template, context)
+        return body.strip() + "\n"
     except jinja2.TemplateSyntaxError as exc:
         if template_path is None:
             raise
@@ -59,6 +62,9 @@ def render(diff: Diff, verdicts: Sequence[Verdict], base: Baseline, head: str, s
         if template_path is None:
             raise
         where = _template_frame(exc, template_path)
+        if isinstance(exc, sandbox.OverBudget | MemoryError):
+            bound = str(exc) or f"it needs more than {sandbox.MEMORY_HEADROOM >> 30} GiB of memory to render"
+            raise ConfigError([f"{where}: report.template: {bound} (the bounds of docs/report.md)"]) from None
         raise ConfigError([f"{where}: report.template: {type(exc).__name__}: {exc}"]) from None
 
 

@@ -2,12 +2,15 @@
 hostile: always exit 2 naming the template and line, never an internal error."""
 from __future__ import annotations
 
+import resource
+import time
 from pathlib import Path
 
 import pytest
 
 from mlci import cli
 from mlci.core.errors import ConfigError
+from mlci.report import sandbox
 from mlci.report.baseline import Baseline
 from mlci.report.diff import Change, Diff
 from mlci.report.figures import Figure, Figures
@@ -117,3 +120,28 @@ def test_a_long_value_is_one_short_cell() -> None:
     assert shown.startswith('`["feature_0", "feature_1",')
     assert shown.endswith(f"… ({len(json.dumps(features))} characters)`")
     assert len(shown) < MAX_VALUE + 40 and _fmt("x" * MAX_VALUE, 4) == f"`{'x' * MAX_VALUE}`"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+     r"own.md.j2:1: report.template: it took longer than 0.5 s to render \(the bounds of docs/report.md\)$"),
+    ('\n{{ "x" * 10**10 }}', r"own.md.j2:2: report.template: a repetition of 1 x 10000000000 is longer than 1000000"),
+    ("{{ [0] * 10**9 }}", r"own.md.j2:1: report.template: a repetition of 1 x 1000000000 is longer"),
+    ("{{ 7 ** 10000000 }}", r"own.md.j2:1: report.template: 7 \*\* 10000000 is longer than 4096 bits"),
+    ('{{ "x".ljust(3 * 10**9) }}', r"own.md.j2:1: report.template: it needs more than 1 GiB of memory to render"),
+    ('{% for i in range(99999) %}{{ "x" * 999 }}{% endfor %}', r"own.md.j2: report.template: it renders more than "
+                                                               r"1000000 characters"),
+])
+def test_a_template_past_its_bounds_is_a_template_error_in_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   text: str, expected: str) -> None:
+    """The template comes with the MR: a loop of loops held the report job for hours, `"x" * 10**10` took
+    10 GB."""
+    monkeypatch.setattr(sandbox, "RENDER_SECONDS", 0.5)
+    limit = resource.getrlimit(resource.RLIMIT_AS)
+    (tmp_path / "own.md.j2").write_text(text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=expected):
+        _render(tmp_path / "own.md.j2")
+    assert time.monotonic() - started < 5
+    assert _render(None)  # the bounds are lifted again: the next render runs
+    assert resource.getrlimit(resource.RLIMIT_AS) == limit
