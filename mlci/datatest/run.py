@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from collections.abc import Collection, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -100,7 +101,8 @@ def _dataset(ds: spec.Dataset, sources: dict[str, Source], profile: drift.Profil
     for column, column_checks in ds.columns.items():
         for column_check in column_checks:
             if column not in columns:
-                pending.append((column_check, column, Outcome(False, {"missing_column": column}, "the column exists")))
+                pending.append((column_check, column, Outcome(False, {"missing_column": column}, _exists(column,
+                                                                                                         columns))))
             else:
                 pending.append((column_check, column, compiler.column(column_check, column)))
     values = _scan(ds, source, compiler) if compiler.agg else {}
@@ -120,6 +122,17 @@ def _scan(ds: spec.Dataset, source: Source, compiler: Compiler) -> dict[str, Any
         return fetch(source, compiler.agg)
     except QueryError as exc:  # the scan failed: unreachable server or unreadable data
         raise EnvironmentProblem(f"dataset {ds.name!r}: the check query failed: {exc}") from None
+
+
+def _exists(column: str, columns: dict[str, str]) -> str:
+    """What a missing column's check expected, with the columns it may have meant: SQL names ignore case, so of
+    `x` and `X` in one file the second is read as `X_1`."""
+    near = [c for c in columns if c.casefold() == column.casefold()
+            or re.fullmatch(re.escape(column.casefold()) + r"_\d+", c.casefold())]
+    if not near:
+        return "the column exists"
+    return (f"the column exists (the data has {', '.join(map(repr, near))}: names are matched exactly, and of two "
+            "that differ only by case the second is read as NAME_1)")
 
 
 def _missing(check: spec.Check, columns: dict[str, str]) -> Outcome | None:

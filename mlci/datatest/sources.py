@@ -407,15 +407,18 @@ def _columns(types: Mapping[str, str]) -> str:
 
 
 def _unique(names: list[str]) -> list[str]:
-    """Header names made unique and non-empty, as DuckDB names them (`a`, `a_1`; `column2`)."""
+    """Header names made unique and non-empty, as DuckDB names them (`a`, `a_1`; `column2`): its identifiers
+    ignore case, so `x` and `X` are the same name too (`x`, `X_1`)."""
     out: list[str] = []
+    taken: set[str] = set()
     for i, name in enumerate(names):
         base = name or f"column{i}"
         candidate, n = base, 0
-        while candidate in out:
+        while candidate.casefold() in taken:
             n += 1
             candidate = f"{base}_{n}"
         out.append(candidate)
+        taken.add(candidate.casefold())
     return out
 
 

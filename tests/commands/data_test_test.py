@@ -138,6 +138,30 @@ def test_jsonl_and_parquet_files_are_read(tmp_path: Path) -> None:
         ("j", "fail", {"nulls": 1}), ("p", "pass", {"rows": 5})]
 
 
+@pytest.mark.parametrize("name", ["d.csv", "d.parquet"])
+def test_columns_whose_names_differ_only_by_case_are_read_the_second_as_name_1(tmp_path: Path, name: str) -> None:
+    """DuckDB's names ignore case: a CSV headed `x,X` was exit 3 with its Binder Error on `struct_pack`."""
+    if name == "d.csv":
+        (tmp_path / name).write_text("x,X\n1,\n3,4\n")
+    else:
+        import duckdb
+        duckdb.sql(f"COPY (SELECT * FROM (VALUES (1, NULL), (3, 4)) t(\"x\", \"X_\")) TO '{tmp_path / name}'")
+        duckdb.sql(f"COPY (SELECT \"x\", \"X_\" AS \"X\" FROM '{tmp_path / name}') TO '{tmp_path / name}.tmp' "
+                   "(FORMAT parquet)")
+        os.replace(tmp_path / f"{name}.tmp", tmp_path / name)
+    repo = _repo(tmp_path, f"    - name: d\n      path: {name}\n      columns:\n        x: [not_null]\n"
+                           "        X_1: [not_null]\n        X: [not_null]\n")
+    done = repos.run_mlci(repo, "data-test", "--json")
+    assert done.returncode == 1, done.stderr
+    results = {r["name"]: r for r in json.loads(done.stdout)["results"]}
+    assert results["x: not_null"]["status"] == "pass"
+    assert results["X_1: not_null"]["observed"] == {"nulls": 1}
+    assert results["X: not_null"]["observed"] == {"missing_column": "X"}
+    assert results["X: not_null"]["expected"] == (
+        "the column exists (the data has 'x', 'X_1': names are matched exactly, and of two that differ only by "
+        "case the second is read as NAME_1)")
+
+
 def test_files_of_a_glob_with_another_header_are_exit_3_naming_the_file(tmp_path: Path) -> None:
     """The files of a glob were read by position under the first one's header: a file with its columns swapped
     gave swapped values (the same types: no error at all) or malformed rows. Each must have the same header."""
