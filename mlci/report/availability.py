@@ -21,6 +21,7 @@ from mlci.dvcstage.files import dvc_root
 # DVC's words for a DVC output in neither the local cache nor the remote: a file of it, or its directory
 NOT_STORED = "No storage files available"
 NO_DIRECTORY = "DataIndexDirError"
+NOT_UTF8 = "not UTF-8 text at"  # mlci's words: DVC crashes on such a file
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ def metrics(repo: Path, base: str, diff: Mapping[str, Any]) -> tuple[list[Unread
     """
     result = dvc(repo, "exp", "show", "--rev", base, "-n", "1", "--json", "--hide-queued", "--hide-failed")
     if result.returncode != 0:
+        undecodable = [Unreadable(path, "workspace", f"{NOT_UTF8} byte {at}", False) for path, at in not_utf8(repo)]
+        if undecodable:  # DVC crashes on such a file (its EncodingError) instead of naming it
+            return undecodable, None
         return [], f"cannot check which metrics DVC could read: `dvc exp show` failed: {last_error(result)}"
     try:
         rows = jsonsafe.loads(result.stdout or "[]")
@@ -65,6 +69,37 @@ def metrics(repo: Path, base: str, diff: Mapping[str, Any]) -> tuple[list[Unread
             elif not _has_values(diff.get(path), side):
                 found.append(Unreadable(str(path), rev, "", False))
     return found, None
+
+
+def not_utf8(repo: Path) -> list[tuple[str, int]]:
+    """The metrics files `repo`'s dvc.yaml declares (top-level `metrics`, stage outputs under `metrics`) whose
+    workspace bytes are not UTF-8, each with the offset of its first bad byte."""
+    from mlci.core import yamlsafe
+
+    try:
+        declared = yamlsafe.load((repo / "dvc.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yamlsafe.YamlProblem):
+        return []
+    names = _names(declared.get("metrics")) if isinstance(declared, dict) else []
+    stages = declared.get("stages") if isinstance(declared, dict) else None
+    for stage in stages.values() if isinstance(stages, dict) else ():
+        if isinstance(stage, dict):
+            names += _names(stage.get("metrics"))
+    found = []
+    for name in dict.fromkeys(names):
+        try:
+            (repo / name).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            found.append((name, exc.start))
+        except OSError:
+            continue  # not there, or a directory: DVC's own message covers it
+    return found
+
+
+def _names(entries: Any) -> list[str]:
+    """The paths of a dvc.yaml list of outputs (`- path` or `- path: {options}`)."""
+    items = entries if isinstance(entries, list) else []
+    return [str(next(iter(e))) if isinstance(e, dict) and e else str(e) for e in items if isinstance(e, str | dict)]
 
 
 def _as_diff_names(repo: Path, path: str) -> str:
@@ -138,4 +173,6 @@ def _why(item: Unreadable, remote: Callable[[], str | None]) -> str:
                 "once read and now cannot (check the DVC remote and this job's credentials)")
     if item.error.startswith("FileNotFoundError"):
         return "missing: not committed to git at that revision and not DVC outputs"
+    if item.error.startswith(NOT_UTF8):
+        return f"{item.error}: metrics files are JSON, YAML or TOML in UTF-8 (DVC stops on any other byte)"
     return f"DVC cannot read them ({item.error})"

@@ -107,3 +107,17 @@ def test_a_dry_run_with_json_prints_one_json_document_holding_the_body(
     assert printed["ok"] is True and printed["body"].startswith("## ") and "| metric |" in printed["body"]
     assert cli.main(["report", "--repo", str(repo), "--base", "HEAD", "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("## ")  # without --json: the body itself
+
+
+def test_a_metrics_file_that_is_not_utf8_is_named_with_its_byte(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """DVC crashes on it (`EncodingError.__init__() missing 1 required positional argument`); the report said that."""
+    repo = repos.tiny_dvc_repo(tmp_path / "repo", "metrics:\n- metrics.json\n",
+                               {"mlci.yaml": "version: 1\n", "metrics.json": '{"auc": 0.5}'})
+    (repo / "metrics.json").write_bytes(b'{"auc": 0.6, "\xff": 1}')
+    log.setup(0)
+    assert cli.main(["report", "--repo", str(repo), "--base", "HEAD", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    line = ("not UTF-8 text at byte 14: metrics files are JSON, YAML or TOML in UTF-8 (DVC stops on any other byte): "
+            "at this MR (the workspace): `metrics.json`")
+    assert f"mlci: warning: {line}\n" in err and "EncodingError" not in out + err
