@@ -104,7 +104,9 @@ def test_a_registry_over_tls_with_its_ca_and_the_errors_without(
             ("GHSA-test-tiny-unfx", "tinydep", "1.0", "app/site-packages/tinydep-1.0.dist-info/METADATA", "MEDIUM")}
     for wrong, expected in ((_basic(registry_tls, monkeypatch, password="wrong-password-123",
                                     ca_bundle=registry_tls.ca_bundle), "401"),
-                            ({registry_tls.host: RegistrySettings()}, "ssl")):
+                            ({registry_tls.host: RegistrySettings()},
+                             f"tls: certificate verify failed: unable to get local issuer certificate; trust its ca "
+                             f"with registries.{registry_tls.host}.ca_bundle")):
         with pytest.raises(EnvironmentProblem) as error, prepare_image(reference, registries=wrong):
             raise AssertionError("prepared without credentials or CA")  # pragma: no cover
         message = str(error.value)
@@ -165,7 +167,8 @@ def test_a_damaged_or_missing_image_is_exit_3_and_leaves_no_scratch(tmp_path: Pa
     layer.write_bytes(original.replace(b"tinydep", b"evildep"))  # same size, other content
     cases = [(f"oci:{tmp_path / 'layout'}:{TAG}", "blob .*: digest did not match \\(the layout is damaged\\)"),
              (f"oci:{tmp_path / 'layout'}:nope", "tag 'nope' not found"),
-             (f"oci:{tmp_path / 'none'}", "not an OCI image layout \\(no index.json\\)"),
+             (f"oci:{tmp_path / 'none'}", "no OCI image layout there \\(the directory does not exist\\)"),
+             (f"oci:{scratch}", "not an OCI image layout \\(no index.json\\)"),
              (f"oci-archive:{tmp_path / 'none.tar'}:{TAG}", "none.tar")]
     for reference, problem in cases:
         with pytest.raises(EnvironmentProblem, match=problem), prepare_image(reference, workdir=scratch):
