@@ -101,6 +101,12 @@ def _docker(text: str, rest: str) -> DockerRef:
     if not rest.startswith("//"):
         raise UsageError(f"{text!r}: docker references start with docker://")
     host, slash, name = rest[2:].partition("/")
+    if "@" in host and not is_digest(host.rpartition("@")[2]):  # USER:PASSWORD@HOST: never echoed, never sent
+        raise UsageError(f"'docker://...@{host.rpartition('@')[2]}/{name}': a reference holds no credentials; name "
+                         "their variables in registries.HOST (username_env, password_env) or an auth file")
+    port = host.rpartition(":")[2] if not host.endswith("]") else ""
+    if port.isdigit() and not 0 < int(port) < 65536:
+        raise UsageError(f"{text!r}: port {port} of {host!r} is not 1-65535")
     named_host = "." in host or ":" in host or host == "localhost"
     if not slash or not name.partition("@")[0].partition(":")[0]:
         raise UsageError(f"{text!r}: names no repository in a registry; write docker://HOST[:PORT]/REPO[:TAG]")

@@ -38,10 +38,21 @@ def test_parse_and_round_trip(text: str, expected: object) -> None:
     ("docker://reg.bank:5000/", "names no repository in a registry"),
     ("docker://reg.bank:5000/:v1", "names no repository in a registry"),
     ("docker://reg_bank!.x/y", "invalid registry host"),
+    ("docker://127.0.0.1:65536/x", "port 65536 of '127.0.0.1:65536' is not 1-65535"),
+    ("docker://reg.bank:0/x", "port 0 of 'reg.bank:0' is not 1-65535"),
 ])
 def test_errors_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse(text)
+
+
+@pytest.mark.parametrize("text", ["docker://deployer:S3cretPassw0rd@reg.bank:5000/ml/model:1.0",
+                                  "docker://S3cretPassw0rd@reg.bank/ml/model", "docker://u:S3cretPassw0rd@"])
+def test_credentials_in_a_reference_are_refused_and_never_echoed(text: str) -> None:
+    """Every command parsing a reference printed the password in its error ("invalid registry host ...")."""
+    with pytest.raises(UsageError, match="a reference holds no credentials; name their variables in registries") as e:
+        parse(text)
+    assert "S3cret" not in str(e.value)
 
 
 def test_api_reference_prefers_the_digest() -> None:
