@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from mlci.oci.transport import ImageSource
     from mlci.scan.record import ScanRecord
 
+CLOCK_SKEW = datetime.timedelta(minutes=10)  # a record this far ahead of this machine is a clock skew
+
 
 @dataclass(frozen=True)
 class SourceRef:
@@ -97,15 +99,26 @@ def check_revision(built: str | None, sha: str, digest: str, reused: Callable[[s
 
 def check_scan(env_name: str, env: Environment, records: Sequence[ScanRecord], policy_hash: str, digest: str,
                now: datetime.datetime) -> ScanRecord | None:
-    """The newest passing record of `digest` made under `policy_hash` within scan_max_age_days (None when the
-    environment requires none); exit 1 naming what was found otherwise."""
+    """The newest record of `digest` made under `policy_hash`, when it passed within scan_max_age_days (None when
+    the environment requires none); exit 1 naming what was found otherwise. The newest decides: an older pass
+    does not outvote a re-scan that failed (a CVE published since). A record dated in the future (a scanner's
+    wrong clock) would count as fresh for ever: it is refused."""
     if not env.require_scan:
         return None
     limit = datetime.timedelta(days=env.scan_max_age_days)
-    for record in records:
-        if record.digest == digest and record.passed and record.policy_hash == policy_hash \
-                and record.age(now) <= limit:
-            return record
+    ours = sorted((r for r in records if r.digest == digest and r.policy_hash == policy_hash),
+                  key=lambda r: r.scanned_at, reverse=True)
+    ahead = [r for r in ours if r.scanned_at - now > CLOCK_SKEW]
+    if ahead:
+        raise GateFailed(f"promote.environments.{env_name}: a scan record of {digest} is dated "
+                         f"{ahead[0].scanned_at:%Y-%m-%d %H:%M} UTC, in the future: the clock of the machine that "
+                         "scanned is wrong; fix it and run `mlci scan` again")
+    if ours and ours[0].passed and ours[0].age(now) <= limit:
+        return ours[0]
+    if ours and not ours[0].passed:
+        raise GateFailed(f"promote.environments.{env_name}: the newest scan record of {digest} under the scan policy "
+                         f"now in force fails (scanned {ours[0].scanned_at:%Y-%m-%d %H:%M} UTC): an older pass "
+                         "does not count; fix the findings, or accept them in scan.exceptions, and scan again")
     found = "; ".join(f"{r.verdict} on {r.scanned_at:%Y-%m-%d %H:%M} UTC"
                       + (" under another scan policy" if r.policy_hash != policy_hash else "")
                       for r in records[:3]) or "no scan record at all"

@@ -231,7 +231,7 @@ def _export(source: Source, repo: Path, output: Path, fmt: str = "dir", **option
     request = ExportRequest(f"docker://{source.dev.host}/ml/credit:{options.pop('tag', '1.0')}", "prod", output,
                             fmt, **options)  # type: ignore[arg-type]
     return export(request, _config(repo), repo, repo, {**BRANCH, "GITLAB_USER_LOGIN": "release-manager"},
-                  datetime.datetime(2026, 12, 1, 12, tzinfo=datetime.UTC))
+                  datetime.datetime.now(datetime.UTC))
 
 
 def test_a_directory_bundle_is_a_verified_oci_layout_with_its_evidence(
