@@ -77,22 +77,53 @@ def record_promotion(settings: PromoteSettings, record: PromotionRecord) -> Reco
         return _Clone(work, url, shown, gitops.branch).record(rel, record, push=gitops.push)
 
 
-def remote(repository: str) -> tuple[str, str]:
-    """The URL git is given (a local path made absolute) and the form shown in messages (userinfo masked). A
-    credential in the URL is registered as a secret; prefer git's credential helpers (docs/promote.md)."""
+def repository_problem(repository: str) -> str | None:
+    """Why git must not be given promote.gitops.repository (an option, a remote helper that runs a program, a
+    scheme git would not speak here), or None."""
     if repository.startswith("-"):
-        raise ConfigError(["promote.gitops.repository: must not start with '-' (git would read an option)"])
+        return "promote.gitops.repository: must not start with '-' (git would read an option)"
     if _HELPER.match(repository):
-        raise ConfigError(["promote.gitops.repository: git's TRANSPORT::ADDRESS remote helpers are not used; give "
-                           "an https://, ssh:// or git:// URL, git's user@host:path, or a local path"])
+        return ("promote.gitops.repository: git's TRANSPORT::ADDRESS remote helpers are not used; give an https://, "
+                "ssh:// or git:// URL, git's user@host:path, or a local path")
     if "://" in repository or _SCP.match(repository):
         try:
             parts = urlsplit(repository)
         except ValueError:
-            raise ConfigError([f"promote.gitops.repository: {log.redact(repository)!r}: not a URL"]) from None
+            return f"promote.gitops.repository: {log.redact(repository)!r}: not a URL"
         if "://" in repository and parts.scheme.lower() not in _SCHEMES:
-            raise ConfigError([f"promote.gitops.repository: scheme {parts.scheme!r}: use one of "
-                               f"{', '.join(sorted(_SCHEMES))}, git's user@host:path, or a local path"])
+            return (f"promote.gitops.repository: scheme {parts.scheme!r}: use one of {', '.join(sorted(_SCHEMES))}, "
+                    "git's user@host:path, or a local path")
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """Why promote.gitops.path cannot name the record's file (checked with `{env}` filled in by a name), or None."""
+    rel = path.replace("{env}", "env")
+    parts = PurePosixPath(rel).parts
+    if not rel or rel.startswith("/") or "\\" in rel or any(p in ("..", ".git") for p in parts) or rel.endswith("/"):
+        return (f"promote.gitops.path: {path!r}: must be a file path relative to the GitOps repository's root "
+                "(no .., no .git)")
+    if "{" in rel or "}" in rel or not log.one_line(rel) == rel:
+        return (f"promote.gitops.path: {log.one_line(path)!r}: {{env}} is its only placeholder, and it holds no "
+                "control character")
+    return None
+
+
+def branch_problem(branch: str, cwd: Path) -> str | None:
+    """Why promote.gitops.branch is no branch name git accepts (`git check-ref-format`), or None."""
+    if branch.startswith("-") or git(cwd, "check-ref-format", f"refs/heads/{branch}").returncode != 0:
+        return f"promote.gitops.branch: {log.one_line(branch)!r} is not a branch name git accepts"
+    return None
+
+
+def remote(repository: str) -> tuple[str, str]:
+    """The URL git is given (a local path made absolute) and the form shown in messages (userinfo masked). A
+    credential in the URL is registered as a secret; prefer git's credential helpers (docs/promote.md)."""
+    problem = repository_problem(repository)
+    if problem:
+        raise ConfigError([problem])
+    if "://" in repository or _SCP.match(repository):
+        parts = urlsplit(repository)
         if parts.password:
             log.add_secret(unquote(parts.password))
         elif parts.username and parts.scheme.lower() not in ("ssh", "git+ssh", "ssh+git"):
@@ -106,13 +137,12 @@ def remote(repository: str) -> tuple[str, str]:
 
 
 def file_path(gitops: GitOps, env: str) -> str:
-    """promote.gitops.path for `env`: relative, inside the repository, not in .git."""
-    rel = gitops.path.replace("{env}", env)
-    parts = PurePosixPath(rel).parts
-    if not rel or rel.startswith("/") or "\\" in rel or any(p in ("..", ".git") for p in parts) or rel.endswith("/"):
-        raise ConfigError([f"promote.gitops.path: {gitops.path!r}: must be a file path relative to the GitOps "
-                           "repository's root (no .., no .git)"])
-    return str(PurePosixPath(*parts))
+    """promote.gitops.path for `env`: relative, inside the repository, not in .git (environment names are
+    checked: letters, digits, - and _)."""
+    problem = path_problem(gitops.path)
+    if problem:
+        raise ConfigError([problem])
+    return str(PurePosixPath(*PurePosixPath(gitops.path.replace("{env}", env)).parts))
 
 
 def commit_message(record: PromotionRecord) -> str:
@@ -218,8 +248,9 @@ class _Clone:
         self.url, self.shown, self.branch = url, shown, branch
         self.env = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANGUAGE": "C", "GIT_EDITOR": "true"}
         self.root.mkdir()
-        if git(work, "check-ref-format", f"refs/heads/{branch}").returncode != 0 or branch.startswith("-"):
-            raise ConfigError([f"promote.gitops.branch: {log.one_line(branch)!r} is not a branch name git accepts"])
+        problem = branch_problem(branch, work)
+        if problem:
+            raise ConfigError([problem])
         self._git("init", "-q", "--template=")  # no template: no sample hooks to copy, nothing of the host's
         self._git("remote", "add", "origin", url)
         self.fresh = True

@@ -351,3 +351,26 @@ def test_the_record_s_json_is_what_the_file_holds(tmp_path: Path) -> None:
 def _plain(value: PromotionRecord) -> dict[str, object]:
     import json
     return dict(json.loads(json.dumps(value.to_json())))
+
+
+@pytest.mark.parametrize("gitops_section, problem", [
+    ({"repository": "ext::sh -c touch% /tmp/pwned"}, "promote.gitops.repository: git's TRANSPORT::ADDRESS"),
+    ({"repository": "--upload-pack=touch /tmp/pwned"}, "promote.gitops.repository: must not start with '-'"),
+    ({"repository": "/srv/gitops.git", "path": "../x.yaml"}, "promote.gitops.path: '../x.yaml': must be a file path"),
+    ({"repository": "/srv/gitops.git", "path": ".git/hooks/{env}"}, "promote.gitops.path: '.git/hooks/{env}'"),
+    ({"repository": "/srv/gitops.git", "path": "envs/{nope}.yaml"}, "{env} is its only placeholder"),
+    ({"repository": "/srv/gitops.git", "path": "envs/a\nb.yaml"}, "'envs/a\\\\nb.yaml': {env} is its only"),
+    ({"repository": "/srv/gitops.git", "branch": "a..b"}, "promote.gitops.branch: 'a..b' is not a branch name"),
+])
+def test_gitops_settings_git_cannot_use_are_config_problems_before_any_promotion(
+        tmp_path: Path, gitops_section: dict[str, str], problem: str) -> None:
+    """They were refused by record_promotion, after the image was copied and tagged and the audit line written;
+    `mlci config check` said ok."""
+    import json
+
+    from mlci import settings as cfg
+
+    (tmp_path / "mlci.yaml").write_text(json.dumps({"version": 1, "promote": {"gitops": gitops_section}}))
+    with pytest.raises(ConfigError) as refused:
+        cfg.load(None, tmp_path, environ={})
+    assert len(refused.value.problems) == 1 and problem in refused.value.problems[0], refused.value.problems
