@@ -104,10 +104,13 @@ class Output:
         return finals
 
     def abort(self) -> None:
-        """Remove every .partial file written so far."""
+        """Remove every .partial file written so far (closing the open one may fail as its writes did: ENOSPC)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError:
+                pass  # the bytes it could not flush are removed with it
         for partial in self.written + self.renamed:
             partial.unlink(missing_ok=True)
         self.written, self.renamed = [], []

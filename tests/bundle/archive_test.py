@@ -642,3 +642,21 @@ def test_a_200_mb_member_is_written_and_read_in_flat_memory(tmp_path: Path, fmt:
     done = subprocess.run([sys.executable, "-c", _FLAT, fmt, str(part_size), str(tmp_path)], capture_output=True,
                           text=True, check=True)
     assert int(done.stdout) < 50, f"peak RSS grew by {done.stdout.strip()} MB"
+
+
+@pytest.mark.parametrize("part_size", [None, 1 << 20])
+def test_an_output_whose_last_bytes_cannot_be_flushed_is_removed_on_abort(tmp_path: Path,
+                                                                         part_size: int | None) -> None:
+    """On a full disk the close of the part being written fails as its writes did (ENOSPC): the .partial
+    files stayed, and the error named "a file". /dev/full is that disk: every flush to it fails."""
+    from mlci.bundle._parts import Output
+
+    output = Output(tmp_path / "bundle", part_size)
+    output.write(b"x" * 100)
+    assert os.listdir(tmp_path)
+    assert output._file is not None
+    output._file.close()
+    output._file = open("/dev/full", "wb", buffering=1 << 20)
+    output._file.write(b"y" * 100)  # buffered: it fails when it is flushed
+    output.abort()
+    assert os.listdir(tmp_path) == []
