@@ -159,7 +159,11 @@ def _bundle_key(config: Config, config_dir: Path, environ: Mapping[str, str]) ->
 
 
 def _check_output(output: Path) -> None:
-    """The bundle's path is free (a tar's parts too), so that nothing is planned for a write that must fail."""
+    """The bundle's path is free (a tar's parts too), and not through a committed symlink out of the checkout, so
+    that nothing is planned for a write that must fail or land elsewhere."""
+    from mlci.core.fsutil import check_not_linked_out
+
+    check_not_linked_out(output, "the bundle")
     taken = next((p for p in (output, Path(f"{output}.000")) if p.exists() or p.is_symlink()), None)
     if taken is not None:
         raise UsageError(f"{taken}: already exists; a bundle is never written over: name a new path")

@@ -418,3 +418,18 @@ def test_an_index_travels_with_every_platform_and_the_referrers_of_each(tmp_path
     assert [e.get("annotations") for e in json.loads((tmp_path / "bundle" / "index.json").read_text())["manifests"]
             ] == [{"org.opencontainers.image.ref.name": "v2"}, None]
     assert plan.signature is None and not plan.signed  # the source holds no signature; none was asked for
+
+
+def test_a_bundle_path_through_a_committed_symlink_out_of_the_checkout_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`out -> /elsewhere` committed by an MR: `--out out/b` (or bundle.output) wrote the bundle there, exit 0."""
+    from mlci.bundle.export import _check_output
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "out").symlink_to(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path / "repo")
+    for output in (Path("out/b"), tmp_path / "repo" / "out" / "c.tar"):
+        with pytest.raises(UsageError, match=r"out is a symlink out of the working directory .*; mlci writes nothing"):
+            _check_output(output)
+    _check_output(tmp_path / "elsewhere" / "named-by-the-user.tar")  # a path the user gives outside: theirs
