@@ -59,11 +59,13 @@ def previous(path: Path) -> BundleManifest:
 
 def _is_json(path: Path) -> bool:
     """Whether `path` is a file starting like bundle.json (a tar starts with a member's name, zstd with its magic)."""
-    try:
-        with path.open("rb") as handle:
-            return handle.read(1) == b"{"
-    except (IsADirectoryError, FileNotFoundError):
+    from mlci.core.bounded import open_regular
+
+    if path.is_dir() or not os.path.lexists(path):
         return False
+    try:
+        with open_regular(path, str(path)) as handle:  # a FIFO is refused, never waited on
+            return handle.read(1) == b"{"
     except OSError as exc:
         raise EnvironmentProblem(f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
 

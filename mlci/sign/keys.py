@@ -189,13 +189,15 @@ def public_from_pem(pem: bytes, where: str) -> PublicKey:
 
 
 def _read(path: Path, where: str, *, secret: bool = True) -> bytes:
+    from mlci.core.bounded import Unreadable, open_regular
+
+    if path.is_dir():
+        raise UsageError(f"{where}: is a directory, not a PEM file")
     try:
-        with path.open("rb") as handle:
+        with open_regular(path, where) as handle:  # a FIFO is refused, never waited on
             data = handle.read(MAX_PEM + 1)
-    except FileNotFoundError:
-        raise UsageError(f"{where}: not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{where}: is a directory, not a PEM file") from None
+    except Unreadable as exc:
+        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"{where}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
     if secret:

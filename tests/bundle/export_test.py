@@ -433,3 +433,11 @@ def test_a_bundle_path_through_a_committed_symlink_out_of_the_checkout_is_refuse
         with pytest.raises(UsageError, match=r"out is a symlink out of the working directory .*; mlci writes nothing"):
             _check_output(output)
     _check_output(tmp_path / "elsewhere" / "named-by-the-user.tar")  # a path the user gives outside: theirs
+
+
+def test_a_fifo_as_the_previous_bundle_is_refused_not_waited_on(tmp_path: Path) -> None:
+    from mlci.bundle.exportfiles import previous
+
+    os.mkfifo(tmp_path / "since.json")
+    with pytest.raises(MlciError, match=r"since\.json.*is a FIFO, not a regular file"):
+        previous(tmp_path / "since.json")

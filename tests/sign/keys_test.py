@@ -4,6 +4,7 @@ and the key is never an argument."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def test_a_wrong_or_missing_password_and_missing_keys_are_one_line_without_the_k
     with pytest.raises(UsageError) as usage:
         keys.load_signing_key(Signing(key_file="missing.pem"), base=tmp_path, environ={})
     assert "missing.pem" in _problem(usage) and "not found" in _problem(usage)
+    os.mkfifo(tmp_path / "fifo.pem")  # opened for reading, it waited for a writer for ever
+    with pytest.raises(UsageError) as usage:
+        keys.load_signing_key(Signing(key_file="fifo.pem"), base=tmp_path, environ={})
+    assert "fifo.pem" in _problem(usage) and "is a FIFO, not a regular file" in _problem(usage)
     with pytest.raises(ConfigError) as exc:
         keys.load_signing_key(Signing(), base=tmp_path, environ={})
     assert "key_file or key_env" in _problem(exc) and "openssl genpkey" in _problem(exc)
