@@ -18,7 +18,7 @@ from typing import Any, Literal
 from mlci.bundle import _json
 from mlci.bundle.errors import BundleInvalid
 from mlci.core.errors import UsageError
-from mlci.promote.settings import ENV_NAME
+from mlci.promote.settings import ENV_NAME, MODEL_NAME
 
 FORMAT = "mlci.bundle/v1"
 MANIFEST = "bundle.json"
@@ -146,6 +146,8 @@ _GIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _TAG = re.compile(r"(?!sha256-|mlci-key-|mlci-cache-|mlci-rev-)[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")  # RFC 3339
 _SOME = re.compile(".+")
+_VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # a tag, as the distribution spec has it
+_MODEL = re.compile(MODEL_NAME)  # a path segment of the Nexus directory MODEL/VERSION: no .., no leading /
 _OCI = {"oci-layout", "index.json"}
 _BLOB = re.compile(r"blobs/sha256/[0-9a-f]{64}")
 _DVC = re.compile(r"dvc/files/md5/([0-9a-f]{2})/([0-9a-f]{30}(?:\.dir)?)")
@@ -353,8 +355,9 @@ def _provenance(value: Any) -> Provenance:
     return Provenance(
         git_sha=_json.text(item["git_sha"], f"{field}.git_sha", _GIT_SHA, "a full git sha (40 or 64 hex)"),
         git_ref=_json.optional_text(item["git_ref"], f"{field}.git_ref"),
-        model=_json.text(item["model"], f"{field}.model", _SOME, "a model's name"),
-        version=_json.optional_text(item["version"], f"{field}.version"),
+        model=_json.text(item["model"], f"{field}.model", _MODEL,
+                         "a model's name (letters, digits, - _ /, starting and ending with a letter or digit)"),
+        version=_json.optional_text(item["version"], f"{field}.version", _VERSION, "a release's version (a tag)"),
         image_digest=_digest(item["image_digest"], f"{field}.image_digest"),
         metrics=_metrics(item["metrics"]),
         scan=None if item["scan"] is None else _scan(item["scan"]),

@@ -14,9 +14,10 @@ from mlci.core import fsutil, log, yamlsafe
 from mlci.core.errors import ConfigError, EnvironmentProblem, GateFailed
 from mlci.core.git import git, remote_url
 from mlci.promote.gitops import reason
+from mlci.promote.settings import MODEL_NAME
 
 # GTO 1.10's grammar (gto/constants.py): a name, a SemVer version with a `v`, and the tags made of them.
-_NAME = r"[a-zA-Z0-9](?:[a-zA-Z0-9\-/_]*[a-zA-Z0-9])?"
+_NAME = MODEL_NAME
 _IDENT = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
 _SEMVER = (r"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)"
            rf"(?:-{_IDENT}(?:\.{_IDENT})*)?(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?")

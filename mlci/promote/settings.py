@@ -10,6 +10,7 @@ from typing import Literal
 from mlci.nexus.location import parse_location
 
 ENV_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+MODEL_NAME = r"[a-zA-Z0-9](?:[a-zA-Z0-9\-/_]*[a-zA-Z0-9])?"  # GTO 1.10's artifact name (gto/constants.py)
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 # A forge environment's name as CI shows it (GitLab's rule without the variables `${}` it expands; GitHub's
 # names are a superset): letters, digits, spaces and `-_/.`.

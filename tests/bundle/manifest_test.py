@@ -227,7 +227,8 @@ def manifests(draw: st.DrawFn) -> BundleManifest:
                                       _hex.map("sha256:".__add__), st.none() | _time, _time))
     prov = Provenance(
         git_sha=draw(st.sampled_from(["0" * 40, "f" * 64])), git_ref=draw(st.none() | _printable),
-        model=draw(_some), version=draw(st.none() | _printable),
+        model=draw(st.from_regex(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-/_]{0,20}[a-zA-Z0-9])?", fullmatch=True)),
+        version=draw(st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)),
         image_digest=images[0].digest if images else "sha256:" + draw(_hex),
         metrics=draw(st.dictionaries(_printable, st.dictionaries(_any_text, _scalar, max_size=3), max_size=2)),
         scan=scan, mlci_version=draw(_some), created_at=draw(_time), exported_by=draw(st.none() | _printable),
@@ -330,6 +331,10 @@ FILES = DOC["files"]
     (_with("provenance.environment", None), "provenance.environment"),
     (_with("provenance.environment", "Prod env"), "provenance.environment"),
     (_with("provenance.model", ""), "provenance.model"),
+    (_with("provenance.model", "../../etc"), "provenance.model"),  # the Nexus directory MODEL/VERSION
+    (_with("provenance.model", "/abs"), "provenance.model"),
+    (_with("provenance.version", ".."), "provenance.version"),
+    (_with("provenance.version", "1.0/../../x"), "provenance.version"),
     (_with("provenance.scan.policy_hash", "ef" * 32), "provenance.scan.policy_hash"),
     (_with("base.blobs.0.size", -5), "base.blobs[0].size"),
     (_with("base.aggregate", "ee" * 32), "base.aggregate"),
