@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
-import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlci.core import log
-from mlci.core.errors import GateFailed
+from mlci.core.errors import ConfigError, GateFailed
 from mlci.promote.settings import Environment
 
 if TYPE_CHECKING:
     from mlci.oci.transport import ImageSource
     from mlci.scan.record import ScanRecord
 
+MATCH_SECONDS = 5.0  # the child's start included, on a loaded runner
+_MATCH = "import re, sys; sys.exit(0 if re.fullmatch(sys.argv[1], sys.argv[2]) else 1)"
 CLOCK_SKEW = datetime.timedelta(minutes=10)  # a record this far ahead of this machine is a clock skew
 
 
@@ -49,10 +51,30 @@ def source_ref(environ: Mapping[str, str], repo: Path) -> SourceRef | None:
     return SourceRef("branch", branch, "git") if branch else None
 
 
+def _tag_matches(env_name: str, pattern: str, tag: str) -> bool:
+    """`tag` matches promote.environments.NAME.tags in full, decided by a child Python stopped after MATCH_SECONDS:
+    Python's re cannot be interrupted, and a pattern that backtracks (`(a+)+$`) against a pushed tag spun until
+    the job was killed. Then it is exit 2 naming the pattern. (A tag is at most 128 characters: a sane pattern
+    matches in microseconds; the child costs about 20 ms, once per promotion.)"""
+    from mlci.core import proc
+
+    try:
+        result = proc.run([sys.executable, "-I", "-S", "-c", _MATCH, pattern, tag], check=False,
+                          timeout=MATCH_SECONDS, private_tmp=False)
+    except proc.TimedOut:
+        raise ConfigError([f"promote.environments.{env_name}.tags: {pattern!r} took over {MATCH_SECONDS:g} s to "
+                           f"match the tag {log.one_line(tag)[:80]!r}: a pattern that backtracks (nested "
+                           "repetition, as (a+)+); write it without"]) from None
+    if result.returncode not in (0, 1):
+        raise ConfigError([f"promote.environments.{env_name}.tags: {pattern!r} cannot be matched: "
+                           f"{log.one_line(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else '?')}"])
+    return result.returncode == 0
+
+
 def check_source(env_name: str, env: Environment, ref: SourceRef | None, digest: str) -> None:
     """The environment accepts builds of this ref (exit 1 otherwise, naming the rule)."""
     accepted = ref is not None and (
-        (ref.kind == "tag" and env.tags is not None and re.fullmatch(env.tags, ref.name) is not None)
+        (ref.kind == "tag" and env.tags is not None and _tag_matches(env_name, env.tags, ref.name))
         or (ref.kind == "branch" and any(fnmatch.fnmatchcase(ref.name, glob) for glob in env.branches)))
     if accepted:
         return

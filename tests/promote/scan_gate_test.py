@@ -3,6 +3,7 @@ and a record dated in the future is refused."""
 from __future__ import annotations
 
 import datetime
+import time
 
 import pytest
 from hypothesis import given
@@ -51,3 +52,21 @@ def test_the_gate_passes_exactly_when_the_newest_record_passed_within_its_age(ro
     except GateFailed:
         found = None
     assert (found is not None) == expected and (found is None or found.scanned_at == newest.scanned_at)  # type: ignore[union-attr]
+
+
+def test_a_tag_pattern_that_backtracks_for_ever_is_exit_2_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tags: '(a+)+$'` against a pushed tag `aaa...a_b` spun at 100% CPU until the job was killed."""
+    from mlci.core.errors import ConfigError
+    from mlci.promote import policy
+
+    monkeypatch.setattr(policy, "MATCH_SECONDS", 1.0)
+    env = Environment(image="docker://reg.bank/ml/m", tags="(a+)+$")
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"promote\.environments\.prod\.tags: '\(a\+\)\+\$' took over 1 s to match "
+                                          r"the tag 'a+_b': a pattern that backtracks"):
+        policy.check_source("prod", env, policy.SourceRef("tag", "a" * 60 + "_b", "git"), DIGEST)
+    assert time.monotonic() - started < 5
+    release = Environment(image="docker://reg.bank/ml/m", tags=r"v\d+\.\d+\.\d+")
+    policy.check_source("prod", release, policy.SourceRef("tag", "v1.2.3", "git"), DIGEST)  # accepted
+    with pytest.raises(GateFailed, match="accepts tags matching"):
+        policy.check_source("prod", release, policy.SourceRef("tag", "v1.2.3-rc1", "git"), DIGEST)
