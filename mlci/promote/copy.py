@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
+from mlci.core.log import logger
 from mlci.oci import referrers
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy_blobs, manifest_tree
-from mlci.oci.manifest import Manifest, NotFound, sha256_digest
+from mlci.oci.manifest import REF_NAME, Manifest, NotFound, sha256_digest
 from mlci.oci.progress import Progress
 from mlci.oci.transport import Endpoint, ImageSource
 from mlci.sign.tag import signature_tag
@@ -65,6 +66,34 @@ def alias_tags(tag: str) -> list[str]:
     prefix = "v" if tag.startswith("v") else ""
     major, minor, _ = match.groups()
     return [f"{prefix}{major}.{minor}", f"{prefix}{major}"]
+
+
+def _newer_releases(dst: Endpoint, name: str) -> dict[str, str]:
+    """For each alias of release `name`, a release of its series at the destination newer than `name` (the
+    alias then stays where it is), read from the destination's tag list."""
+    version = _version(name)
+    found: dict[str, str] = {}
+    for tag in _tags(dst):
+        if tag.startswith("v") == name.startswith("v") and (other := _version(tag)) is not None \
+                and version is not None and other > version:
+            for alias in set(alias_tags(tag)) & set(alias_tags(name)):
+                found.setdefault(alias, tag)
+    return found
+
+
+def _version(tag: str) -> tuple[int, int, int] | None:
+    match = RELEASE.fullmatch(tag)
+    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
+
+
+def _tags(dst: Endpoint) -> list[str]:
+    """Every tag at the destination: a registry's tag list, a layout's index.json names (an archive: none)."""
+    if isinstance(dst, RegistryEndpoint):
+        return list(dst.registry.tags(dst.repository))
+    if isinstance(dst, LayoutEndpoint) and (dst.layout.root / "index.json").exists():
+        return [str(e["annotations"][REF_NAME]) for e in dst.layout.entries()
+                if isinstance(e.get("annotations"), dict) and REF_NAME in e["annotations"]]
+    return []
 
 
 def existing(dst: Endpoint, tag: str) -> str | None:
@@ -131,7 +160,11 @@ def tag(dst: Endpoint, staged: Staged, name: str, *, aliases: bool, force: bool,
     if now != staged.digest:  # a re-promotion finds the tag naming the image already: nothing to write or re-check
         dst.put_manifest(staged.manifest, name)
     written = [name]
+    newer = _newer_releases(dst, name) if aliases and alias_tags(name) else {}
     for alias in alias_tags(name) if aliases else []:
+        if alias in newer:  # aliases move forward only: promoting 1.0.3 after 1.0.5 leaves 1.0 on 1.0.5
+            logger.info("mlci: alias tag %s stays on the newer release %s", alias, newer[alias])
+            continue
         dst.put_manifest(staged.manifest, alias)
         written.append(alias)
     dst.commit()

@@ -156,6 +156,20 @@ def test_a_release_tag_gets_its_alias_tags(tmp_path: Path, pair: tuple[Registry,
     assert _mlci(repo, env, "scan", image)[0] == 0
     code, out, err = _mlci(repo, env, "promote", image, "--env", "stage", "--json")
     assert code == 0 and json.loads(out)["tagged"] == ["v1.2.3", "v1.2", "v1"], err
+    digests = {}
+    for release in ("v1.2.5", "v1.2.4"):  # a hotfix of an older release after a newer one
+        (repo / "src" / "serve.py").write_text(f"print('serve {release}')\n")
+        repos.commit_all(repo, release)
+        image = _built(repo, env, release).rsplit("@", 1)[0]
+        assert _mlci(repo, env, "scan", image)[0] == 0
+        code, out, err = _mlci(repo, env, "promote", image, "--env", "stage", "--json")
+        assert code == 0, err
+        digests[release] = json.loads(out)["digest"]
+        if release == "v1.2.5":
+            assert json.loads(out)["tagged"] == ["v1.2.5", "v1.2", "v1"]
+    assert json.loads(out)["tagged"] == ["v1.2.4"] and "alias tag v1.2 stays on the newer release v1.2.5" in err
+    stage_repo, _ = open_endpoint(parse(f"docker://{stage.host}/ml/aliases"), plain_http=(stage.host,))
+    assert stage_repo.get_manifest("v1.2").digest == stage_repo.get_manifest("v1").digest == digests["v1.2.5"]
 
 
 def test_a_promotion_signs_the_digest_and_the_next_hop_carries_the_signature_and_record(
