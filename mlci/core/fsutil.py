@@ -29,7 +29,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     """
     payload = log.redact(data).encode("utf-8") if isinstance(data, str) else data
     try:
-        if _is_special(path):
+        if is_special(path):
             _write_in_place(path, payload)
         else:
             _replace(path, payload)
@@ -46,7 +46,7 @@ def append_text(path: Path, text: str) -> None:
     """Append redacted text to `path` (a log, GitHub's step summary), creating it per the umask. A symlink is
     never followed (a cache dir inside the checkout may hold a committed `mlci.log -> ~/.ssh/authorized_keys`);
     /dev/stderr and other paths under /dev and /proc are written as they are."""
-    nofollow = 0 if _is_special(path) else os.O_NOFOLLOW
+    nofollow = 0 if is_special(path) else os.O_NOFOLLOW
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | nofollow, 0o666)
@@ -58,7 +58,7 @@ def append_text(path: Path, text: str) -> None:
 def check_writable(path: Path, label: str | None = None) -> None:
     """Refuse before any work a path that can never be written: a directory, or below a file. `label`
     names where the path came from in the message (a flag such as `--out`)."""
-    if _is_special(path):
+    if is_special(path):
         return
     if os.path.isdir(path) and not os.path.islink(path):
         raise write_error(path, IsADirectoryError(errno.EISDIR, "is a directory"), label)
@@ -166,7 +166,7 @@ def umask() -> int:
     return _fallback_umask
 
 
-def _is_special(path: Path) -> bool:
+def is_special(path: Path) -> bool:
     """A target that a rename must not replace: a device, FIFO or socket, or a path under /dev or /proc
     (/dev/stdout). Symlinks are never followed: a link is replaced, not the file it points to."""
     if os.path.abspath(path).startswith(_SPECIAL_ROOTS):

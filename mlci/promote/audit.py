@@ -14,6 +14,17 @@ def audit_line(record: PromotionRecord) -> str:
     return log.dumps_json(record.to_json(), indent=None, sort_keys=True) + "\n"
 
 
+def check_audit(path: Path) -> None:
+    """Before any write: the audit log can be appended to (not a directory, not a symlink, which append never
+    follows, nor below a file). A promotion that took effect must not fail on its audit line."""
+    import errno
+    import os
+
+    if os.path.islink(path) and not fsutil.is_special(path):
+        raise fsutil.write_error(path, OSError(errno.ELOOP, "a symlink"), "promote.audit_log")
+    fsutil.check_writable(path, "promote.audit_log")
+
+
 def append_audit(path: Path, record: PromotionRecord) -> None:
     """Append the record's line to `path` (created per the umask; a symlink is never followed)."""
     fsutil.append_text(path, audit_line(record))

@@ -83,3 +83,23 @@ def test_concurrent_writers_never_interleave_within_a_line(tmp_path: Path) -> No
     assert [w.wait(timeout=60) for w in writers] == [0] * 4
     ids = sorted(json.loads(line)["promotion"]["id"] for line in path.read_text().splitlines())
     assert ids == sorted(f"writer-{n}-{i}" for n in range(1, 5) for i in range(50))
+
+
+@pytest.mark.parametrize("make, refusal", [
+    (lambda p: p.mkdir(), "promote.audit_log {path}: is a directory"),
+    (lambda p: p.symlink_to(p.parent / "elsewhere.jsonl"), "promote.audit_log {path}: a symlink"),
+    (lambda p: (p.parent / "file").write_text("x"), "promote.audit_log {path}: a parent is not a directory"),
+])
+def test_an_audit_log_that_cannot_be_appended_to_is_refused_before_any_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: object, refusal: str) -> None:
+    """They were found when the line was appended: after the image was tagged and recorded (exit 2, promoted)."""
+    from mlci.promote.audit import check_audit
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "audit.jsonl"
+    make(path)  # type: ignore[operator]
+    target = tmp_path / "file" / "audit.jsonl" if "parent" in refusal else path
+    with pytest.raises(UsageError) as refused:
+        check_audit(target)
+    assert str(refused.value).startswith(refusal.format(path=target)), refused.value
+    check_audit(tmp_path / "new" / "audit.jsonl")  # a new file in a new directory: fine
