@@ -130,6 +130,9 @@ class ArchiveEndpoint:
             return stream.read()
 
     def get_manifest(self, reference: str | None) -> Manifest:
+        if not self._old and not self._new:
+            raise NotFound(f"{self.path}: no oci-archive there (the file does not exist)" if not
+                           os.path.lexists(self.path) else f"{self.path}: an empty oci-archive")
         if reference and reference.startswith("sha256:"):
             if not self.has_blob(reference):
                 raise NotFound(f"{self.path}: manifest {reference} not found")

@@ -159,10 +159,12 @@ class Registry:
                                 **kwargs)
             except requests.ConnectionError as exc:
                 if isinstance(exc, requests.exceptions.SSLError):
+                    hint = (f"the CA bundle {self.ca_bundle} does not verify it (a PEM file of the CA that signed "
+                            "its certificate)" if self.ca_bundle else
+                            f"trust its CA with registries.{self.host}.ca_bundle (a PEM file), or set "
+                            f"registries.{self.host}.plain_http for a registry without TLS")
                     raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: {no_answer(exc)}; "
-                                        f"trust its CA with registries.{self.host}.ca_bundle (a PEM file), or "
-                                        f"set registries.{self.host}.plain_http for a registry without TLS"
-                                        ) from None
+                                        f"{hint}") from None
                 raise _Dropped(f"{exc.__class__.__name__}") from None
             except requests.RequestException as exc:
                 raise RegistryError(f"registry {self.host}: {method} {url.split('?')[0]}: "

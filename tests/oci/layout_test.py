@@ -59,6 +59,8 @@ def test_a_missing_tag_is_not_found_and_a_broken_layout_is_an_error(tmp_path: Pa
     endpoint = LayoutEndpoint(Layout(tmp_path / "l"))
     with pytest.raises(NotFound, match=r"/l: no OCI image layout there \(the directory does not exist\)$"):
         endpoint.get_manifest("v1")  # a mistyped path is named as such, not as a missing tag
+    with pytest.raises(NotFound, match=r"/l\.tar: no oci-archive there \(the file does not exist\)$"):
+        ArchiveEndpoint(tmp_path / "l.tar").get_manifest("v1")
     endpoint.put_manifest(_manifest("a"), "v1")
     with pytest.raises(NotFound):
         endpoint.get_manifest("v2")

@@ -55,6 +55,12 @@ def test_tls_needs_the_ca_bundle(registry_tls: Registry, tmp_path: Path) -> None
                                             rf"failed: .*; trust its CA with registries\.{registry_tls.host}\."
                                             "ca_bundle"):
         untrusted.ping()
+    import certifi  # another CA bundle: it trusts the public CAs, not the test registry's
+
+    wrong = Client(registry_tls.host, credentials=creds, ca_bundle=certifi.where())
+    with pytest.raises(RegistryError, match=rf"TLS: certificate verify failed: .*; the CA bundle {certifi.where()} "
+                                            "does not verify it"):
+        wrong.ping()
 
 
 def test_blobs_stream_verified_and_upload_monolithic_or_chunked(registry: Registry) -> None:
