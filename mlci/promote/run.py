@@ -84,6 +84,9 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
     if request.force and not config.promote.allow_force:
         raise UsageError("--force moves an existing tag; mlci.yaml must allow it (promote.allow_force: true)")
     src_ref, dst_ref = parse(request.source), parse(destination)
+    if isinstance(dst_ref, DockerRef) and dst_ref.digest:
+        raise UsageError(f"{destination}: a destination is a repository (and a tag), not a digest: the image "
+                         "promoted is the source's digest")
     ref = policy.source_ref(environ, root)
     # A release tag's pipeline promotes under the release tag; otherwise the destination's or source's tag.
     name = request.tag if request.tag is not None else (ref.name if ref is not None and ref.kind == "tag" else None) \

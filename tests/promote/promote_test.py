@@ -269,6 +269,20 @@ def test_a_tag_an_image_cannot_be_written_under_is_refused_before_any_write(
     assert not [e for e in access_log(stage)[mark:] if f"/ml/{name}/" in e.target], "wrote to the destination"
 
 
+def test_a_destination_with_a_digest_is_refused_before_any_write(
+        tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
+    """The digest was ignored: the source's image was promoted under the tag, as if the digest were not there."""
+    dev, stage = pair
+    repo = _repo(tmp_path / "repo", dev, stage, clean_db, "pinned-dest")
+    env = _env(dev, stage)
+    built = _built(repo, env, "1.0").rsplit("@", 1)[0]
+    mark = len(access_log(stage))
+    code, _, err = _mlci(repo, env, "promote", built, f"docker://{stage.host}/ml/pinned-dest@sha256:{'ab' * 32}",
+                         "--env", "stage")
+    assert code == 2 and "a destination is a repository (and a tag), not a digest" in err, err
+    assert not [e for e in access_log(stage)[mark:] if "/ml/pinned-dest/" in e.target]
+
+
 def test_a_commit_that_changes_no_image_input_promotes_the_image_its_build_reused(
         tmp_path: Path, pair: tuple[Registry, Registry], clean_db: TrivyDb) -> None:
     """After a docs- or config-only merge the build reuses the image built from the commit before (same inputs,
