@@ -54,7 +54,12 @@ def previous(path: Path) -> BundleManifest:
             data = reader.head()[0]
         finally:
             reader.close()
-    return parse(data, str(path))
+    from mlci.bundle.errors import BundleInvalid
+
+    try:
+        return parse(data, str(path))
+    except BundleInvalid as exc:  # a usage problem here: the previous bundle is what the user names
+        raise UsageError(f"--since: {exc} (name the previous bundle or its bundle.json)") from None
 
 
 def _is_json(path: Path) -> bool:

@@ -441,3 +441,12 @@ def test_a_fifo_as_the_previous_bundle_is_refused_not_waited_on(tmp_path: Path) 
     os.mkfifo(tmp_path / "since.json")
     with pytest.raises(MlciError, match=r"since\.json.*is a FIFO, not a regular file"):
         previous(tmp_path / "since.json")
+
+
+def test_a_previous_bundle_json_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
+    """docs/airgap.md: a --since bundle that cannot be read is exit 2; a broken bundle.json was exit 1."""
+    from mlci.bundle.exportfiles import previous
+
+    (tmp_path / "bundle.json").write_text("{not json")
+    with pytest.raises(UsageError, match=r"^--since: .*bundle\.json.*\(name the previous bundle or its bundle\.json\)"):
+        previous(tmp_path / "bundle.json")
