@@ -152,9 +152,11 @@ def _checked(request: ImportRequest, config: Config, root: Path, config_dir: Pat
         logger.warning("mlci: warning: %s carries the model's DVC objects, and no DVC remote is named "
                        "(--dvc-remote, promote.environments.%s.dvc_remote): they are not imported", source.where, name)
     nexus = _nexus(request, config, env, manifest, name, source)
+    from mlci.promote import gitops
     from mlci.promote.audit import check_audit
 
-    check_audit(Path(config.promote.audit_log))  # before any write: the import must not fail on its audit line
+    check_audit(Path(config.promote.audit_log))  # before any write: the import must not fail on its record
+    gitops.check_before_writes(config.promote)
     seen = copy.check_tag(dst, image.tag, digest, force=request.force)
     _check_base(manifest, dst, destination, root, remote, source)
     dst.check_writable()  # last: it opens and cancels an upload session, the first request that is not a read

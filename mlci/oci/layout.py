@@ -122,6 +122,12 @@ class Layout:
             return False
         return has_ref(self._index()["manifests"], tag)
 
+    def tags(self) -> list[str]:
+        """The tags index.json names (none for a layout that does not exist yet)."""
+        if not (self.root / "index.json").exists():
+            return []
+        return [name for entry in self._index()["manifests"] if (name := _ref_name(entry)) is not None]
+
     def put_manifest(self, manifest: Manifest, tag: str | None, *, child: bool = False) -> str:
         """Store the manifest blob, then point the tag at it in index.json (last, atomically). Other tags
         of the same manifest stay; without a tag, the manifest is listed once (untagged) if not yet listed.

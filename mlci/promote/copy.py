@@ -16,7 +16,7 @@ from mlci.core.errors import EnvironmentProblem, GateFailed, UsageError
 from mlci.core.log import logger
 from mlci.oci import referrers
 from mlci.oci.copy import LayoutEndpoint, RegistryEndpoint, copy_blobs, manifest_tree
-from mlci.oci.manifest import REF_NAME, Manifest, NotFound, sha256_digest
+from mlci.oci.manifest import Manifest, NotFound, sha256_digest
 from mlci.oci.progress import Progress
 from mlci.oci.transport import Endpoint, ImageSource
 from mlci.sign.tag import signature_tag
@@ -70,13 +70,15 @@ def alias_tags(tag: str) -> list[str]:
 
 def _newer_releases(dst: Endpoint, name: str) -> dict[str, str]:
     """For each alias of release `name`, a release of its series at the destination newer than `name` (the
-    alias then stays where it is), read from the destination's tag list."""
+    alias then stays where it is), read from the destination's tags."""
     version = _version(name)
+    tags = list(dst.registry.tags(dst.repository)) if isinstance(dst, RegistryEndpoint) else \
+        dst.layout.tags() if isinstance(dst, LayoutEndpoint) else []  # an archive is written whole: no tag list
     found: dict[str, str] = {}
-    for tag in _tags(dst):
-        if tag.startswith("v") == name.startswith("v") and (other := _version(tag)) is not None \
-                and version is not None and other > version:
-            for alias in set(alias_tags(tag)) & set(alias_tags(name)):
+    for tag in tags:
+        other = _version(tag)
+        if version is not None and other is not None and other > version:
+            for alias in set(alias_tags(tag)) & set(alias_tags(name)):  # the same series, with or without `v`
                 found.setdefault(alias, tag)
     return found
 
@@ -84,16 +86,6 @@ def _newer_releases(dst: Endpoint, name: str) -> dict[str, str]:
 def _version(tag: str) -> tuple[int, int, int] | None:
     match = RELEASE.fullmatch(tag)
     return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
-
-
-def _tags(dst: Endpoint) -> list[str]:
-    """Every tag at the destination: a registry's tag list, a layout's index.json names (an archive: none)."""
-    if isinstance(dst, RegistryEndpoint):
-        return list(dst.registry.tags(dst.repository))
-    if isinstance(dst, LayoutEndpoint) and (dst.layout.root / "index.json").exists():
-        return [str(e["annotations"][REF_NAME]) for e in dst.layout.entries()
-                if isinstance(e.get("annotations"), dict) and REF_NAME in e["annotations"]]
-    return []
 
 
 def existing(dst: Endpoint, tag: str) -> str | None:

@@ -103,10 +103,19 @@ def path_problem(path: str) -> str | None:
     if not rel or rel.startswith("/") or "\\" in rel or any(p in ("..", ".git") for p in parts) or rel.endswith("/"):
         return (f"promote.gitops.path: {path!r}: must be a file path relative to the GitOps repository's root "
                 "(no .., no .git)")
-    if "{" in rel or "}" in rel or not log.one_line(rel) == rel:
+    if "{" in rel or "}" in rel or log.one_line(rel) != rel:
         return (f"promote.gitops.path: {log.one_line(path)!r}: {{env}} is its only placeholder, and it holds no "
                 "control character")
     return None
+
+
+def check_before_writes(settings: PromoteSettings) -> None:
+    """What of promote.gitops only git can judge (the branch name), before a promotion writes anything: the
+    record is written after the image is tagged. The rest is checked where mlci.yaml is read."""
+    if settings.gitops.repository:
+        problem = branch_problem(settings.gitops.branch, Path.cwd())
+        if problem:
+            raise ConfigError([problem])
 
 
 def branch_problem(branch: str, cwd: Path) -> str | None:

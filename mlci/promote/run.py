@@ -119,6 +119,7 @@ def promote(request: Request, config: Config, root: Path, config_dir: Path, envi
         dvcdata.check_remotes(root, request.environment, env)
     nexus = _nexus(config, env)  # its URL and plain-HTTP rule refused before any write
     audit.check_audit(Path(config.promote.audit_log))
+    gitops.check_before_writes(config.promote)
     seen = copy.check_tag(dst, name, digest, force=request.force)
     if seen != digest:  # else the image is there already: a write still due fails on its own, with nothing half-made
         dst.check_writable()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from mlci.nexus.location import parse_location
@@ -152,9 +151,8 @@ def promote_problems(settings: PromoteSettings) -> list[str]:
     if settings.signing.key_file and settings.signing.key_env:
         problems.append("promote.signing: give key_file or key_env, not both")
     if settings.gitops.repository:  # checked where the config is read, so never after an image was tagged
-        from mlci.promote.gitops import branch_problem, path_problem, repository_problem  # it reads these settings
+        from mlci.promote.gitops import path_problem, repository_problem  # it reads these settings
 
-        found = [path_problem(settings.gitops.path), repository_problem(settings.gitops.repository),
-                 branch_problem(settings.gitops.branch, Path("/"))]
+        found = [path_problem(settings.gitops.path), repository_problem(settings.gitops.repository)]
         problems += [p for p in found if p]
     return problems

@@ -61,7 +61,10 @@ def test_a_missing_tag_is_not_found_and_a_broken_layout_is_an_error(tmp_path: Pa
         endpoint.get_manifest("v1")  # a mistyped path is named as such, not as a missing tag
     with pytest.raises(NotFound, match=r"/l\.tar: no oci-archive there \(the file does not exist\)$"):
         ArchiveEndpoint(tmp_path / "l.tar").get_manifest("v1")
+    assert endpoint.layout.tags() == []
     endpoint.put_manifest(_manifest("a"), "v1")
+    endpoint.put_manifest(_manifest("b"), None, child=True)
+    assert endpoint.layout.tags() == ["v1"]
     with pytest.raises(NotFound):
         endpoint.get_manifest("v2")
     with pytest.raises(NotFound):

@@ -360,7 +360,6 @@ def _plain(value: PromotionRecord) -> dict[str, object]:
     ({"repository": "/srv/gitops.git", "path": ".git/hooks/{env}"}, "promote.gitops.path: '.git/hooks/{env}'"),
     ({"repository": "/srv/gitops.git", "path": "envs/{nope}.yaml"}, "{env} is its only placeholder"),
     ({"repository": "/srv/gitops.git", "path": "envs/a\nb.yaml"}, "'envs/a\\\\nb.yaml': {env} is its only"),
-    ({"repository": "/srv/gitops.git", "branch": "a..b"}, "promote.gitops.branch: 'a..b' is not a branch name"),
 ])
 def test_gitops_settings_git_cannot_use_are_config_problems_before_any_promotion(
         tmp_path: Path, gitops_section: dict[str, str], problem: str) -> None:
@@ -374,3 +373,13 @@ def test_gitops_settings_git_cannot_use_are_config_problems_before_any_promotion
     with pytest.raises(ConfigError) as refused:
         cfg.load(None, tmp_path, environ={})
     assert len(refused.value.problems) == 1 and problem in refused.value.problems[0], refused.value.problems
+
+
+def test_a_branch_git_would_refuse_stops_a_promotion_before_any_write() -> None:
+    """git judges the branch name: checked before the image is copied, not when the record is written after it."""
+    from mlci.promote.settings import GitOps, PromoteSettings
+
+    with pytest.raises(ConfigError, match=r"promote\.gitops\.branch: 'a\.\.b' is not a branch name git accepts"):
+        gitops.check_before_writes(PromoteSettings(gitops=GitOps(repository="/srv/gitops.git", branch="a..b")))
+    gitops.check_before_writes(PromoteSettings(gitops=GitOps(repository="/srv/gitops.git", branch="main")))
+    gitops.check_before_writes(PromoteSettings(gitops=GitOps(branch="a..b")))  # no repository: nothing recorded
